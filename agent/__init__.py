@@ -1,0 +1,1 @@
+"""Natural language -> TrainingIntent; dialogue; optional LLM planner (issue 5)."""

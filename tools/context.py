@@ -1,0 +1,38 @@
+"""The context every tool operation receives explicitly (never from module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from tools.db.models import User
+from trainer_runtime.storage import DualStorageClient
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Limits on what one upload may contain (zip bombs, huge files)."""
+
+    max_upload_bytes: int = 2 * 1024**3  # whole request / archive on disk
+    max_file_bytes: int = 256 * 1024**2  # one image
+    max_zip_entries: int = 100_000
+    max_zip_uncompressed_bytes: int = 8 * 1024**3
+    max_zip_ratio: float = 200.0  # uncompressed/compressed for one entry
+    max_image_pixels: int = 100_000_000
+
+
+@dataclass
+class ToolContext:
+    """Who is asking (`user`, None for anonymous), the database session, the storage, and limits.
+
+    `work_dir` is a private scratch folder for staging uploads (same filesystem as local storage
+    so that commits can be renames).
+    """
+
+    db: Session
+    user: User | None
+    storage: DualStorageClient
+    work_dir: Path
+    limits: UploadLimits = field(default_factory=UploadLimits)

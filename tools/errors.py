@@ -1,0 +1,51 @@
+"""Domain errors raised by `tools` operations.
+
+    ToolError
+    ├── NotFoundError          the thing does not exist, or the caller may not know it exists (-> 404)
+    ├── PermissionDeniedError  the caller can see the thing but may not change it (-> 403)
+    ├── AuthenticationError    bad credentials or token (-> 401)
+    ├── ConflictError          the request clashes with current state: duplicate name, labeled
+    │                          folder into a labeled dataset, ... (-> 409)
+    ├── InvalidInputError      the request's content is wrong (-> 422); wraps the
+    │                          `trainer_runtime.errors.DatasetFormatError` location when there is one
+    └── PayloadTooLargeError   over an upload limit (-> 413)
+
+`web.errors` maps each class to its HTTP status (and WebSocket close code) in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ToolError(Exception):
+    """Base class of every domain error. `detail` is extra structured information."""
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+        self.message = message
+        self.detail = detail or {}
+        super().__init__(message)
+
+
+class NotFoundError(ToolError):
+    """Missing, or hidden from the caller (private things of other users answer 404, not 403)."""
+
+
+class PermissionDeniedError(ToolError):
+    """Visible to the caller but not theirs to change."""
+
+
+class AuthenticationError(ToolError):
+    """Wrong credentials, or a missing, expired or malformed token."""
+
+
+class ConflictError(ToolError):
+    """Clashes with the current state."""
+
+
+class InvalidInputError(ToolError):
+    """The request's content is wrong; `detail` names the file/line/field when known."""
+
+
+class PayloadTooLargeError(ToolError):
+    """An upload exceeds a configured limit."""

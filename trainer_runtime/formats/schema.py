@@ -1,0 +1,74 @@
+"""DICE dataset format v1 (DESIGN contract 2): pydantic models of `annotations.json`.
+
+Coordinates are absolute pixels; `bbox` is ``[x, y, w, h]``; `segmentation` is a list of
+polygons ``[x1, y1, x2, y2, ...]``; `keypoints` is ``[x, y, v] * K`` (v: 0 absent, 1 hidden,
+2 visible); `rotated_bbox` is ``[cx, cy, w, h, angle_degrees]``. An annotation with only
+`category_id` is an image-level class label. These models check shapes and types; cross-record
+checks (ids, bounds, files) live in `trainer_runtime.formats.validate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION = "1.0"
+SUPPORTED_VERSIONS = frozenset({"1.0"})
+
+TASK_TYPES = (
+    "image_classification",
+    "object_detection",
+    "instance_segmentation",
+    "pose_estimation",
+    "oriented_object_detection",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class DatasetInfo(_Model):
+    name: str = ""
+    description: str = ""
+
+
+class Category(_Model):
+    id: int
+    name: str = Field(min_length=1)
+    supercategory: str | None = None
+    keypoints: list[str] | None = None
+    skeleton: list[list[int]] | None = None
+
+
+class Image(_Model):
+    id: int
+    file_name: str = Field(min_length=1)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    sha256: str | None = None
+
+
+class Annotation(_Model):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float] | None = None
+    segmentation: list[list[float]] | None = None
+    keypoints: list[float] | None = None
+    num_keypoints: int | None = None
+    rotated_bbox: list[float] | None = None
+    area: float | None = None
+    iscrowd: int = 0
+
+
+class DiceDataset(_Model):
+    format_version: str
+    dataset: DatasetInfo = Field(default_factory=DatasetInfo)
+    categories: list[Category] = Field(default_factory=list)
+    images: list[Image] = Field(default_factory=list)
+    annotations: list[Annotation] = Field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,1 @@
+"""FastAPI app: REST, WebSocket, chat page, Slack, auth, settings."""
