@@ -20,24 +20,27 @@ def safe_relpath(name: str, *, file: str | None = None, field: str | None = None
     control characters (C0, DEL, C1), NUL, over-long names. Backslashes are treated as
     separators (Windows zips). ``./`` parts and duplicate slashes are dropped.
     """
-    where = {"file": file, "field": field}
     if not isinstance(name, str) or not name:
-        raise UnsafePathError("empty file name", **where)
+        raise UnsafePathError("empty file name", file=file, field=field)
     for ch in name:
         if unicodedata.category(ch) == "Cc":
-            raise UnsafePathError(f"file name {name!r} contains a control character {ch!r}", **where)
+            raise UnsafePathError(
+                f"file name {name!r} contains a control character {ch!r}", file=file, field=field
+            )
     if len(name) > MAX_PATH_CHARS:
-        raise UnsafePathError(f"file name longer than {MAX_PATH_CHARS} characters", **where)
+        raise UnsafePathError(f"file name longer than {MAX_PATH_CHARS} characters", file=file, field=field)
     unified = name.replace("\\", "/")
     if unified.startswith("/") or (len(unified) >= 2 and unified[1] == ":"):
-        raise UnsafePathError(f"file name {name!r} is an absolute path", **where)
+        raise UnsafePathError(f"file name {name!r} is an absolute path", file=file, field=field)
     parts = [p for p in unified.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise UnsafePathError(f"file name {name!r} contains '..'", **where)
+        raise UnsafePathError(f"file name {name!r} contains '..'", file=file, field=field)
     if not parts:
-        raise UnsafePathError(f"file name {name!r} names no file", **where)
+        raise UnsafePathError(f"file name {name!r} names no file", file=file, field=field)
     if any(len(p) > MAX_PART_CHARS for p in parts):
-        raise UnsafePathError(f"a part of {name!r} is longer than {MAX_PART_CHARS} characters", **where)
+        raise UnsafePathError(
+            f"a part of {name!r} is longer than {MAX_PART_CHARS} characters", file=file, field=field
+        )
     return posixpath.join(*parts)
 
 
