@@ -1,0 +1,170 @@
+"""The adapter interface every framework implements.
+
+An adapter module must import its framework (torch, ultralytics, ...) only inside methods that
+train, so that the class attributes below (catalog, schema, presets) are readable without it.
+
+The flow, driven by `trainer_runtime.runner`:
+1. `Adapter.validate_spec(spec, dataset_summary)` — unknown model, task mismatch, batch larger than
+   the dataset ... raise `ConfigError` before any work.
+2. `Adapter.resolve_config(preset, advanced_config, hyperparameters)` — the preset's values, then
+   the canonical `advanced_config` keys (TrainingIntent) mapped to framework arguments, then the
+   explicit hyper-parameters; an unknown key raises `ConfigError` naming the closest valid key.
+3. `adapter = Adapter(ctx)`; `adapter.train()` returns a `TrainResult`. While training it calls
+   `ctx.callbacks.run_callbacks(...)` (see `trainer_runtime.callbacks`) and checks
+   `ctx.stop_event` after every batch (set on SIGINT/SIGTERM or early stop): when set, it finishes
+   the batch, saves last.pt (resumable) and returns with `stopped=True`.
+4. Checkpoints: the adapter writes `ctx.output_dir/best.pt` and `ctx.output_dir/last.pt`;
+   last.pt holds everything needed to resume (weights, optimizer, scheduler, scaler, epoch, best
+   metric). `ctx.resume_from` is a last.pt to continue from; the adapter then runs the remaining
+   epochs only.
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trainer_runtime.callbacks import Callbacks
+from trainer_runtime.errors import TrainerRuntimeError
+
+if TYPE_CHECKING:
+    from trainer_runtime.formats.schema import DiceDataset
+    from trainer_runtime.spec import JobSpec
+
+# Canonical advanced_config keys of the TrainingIntent (DESIGN contract 1).
+CANONICAL_KEYS = (
+    "optimizer",
+    "scheduler",
+    "mixup",
+    "cutmix",
+    "mosaic",
+    "copy_paste",
+    "weight_decay",
+    "momentum",
+    "warmup_epochs",
+    "patience",
+    "label_smoothing",
+)
+
+
+class ConfigError(TrainerRuntimeError):
+    """A model, task, preset or config key the adapter cannot use; the message says what would work."""
+
+
+def closest(name: str, valid: list[str] | tuple[str, ...]) -> str | None:
+    matches = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_key_error(key: str, valid: list[str] | tuple[str, ...], what: str = "config key") -> ConfigError:
+    guess = closest(key, valid)
+    hint = f"; did you mean {guess!r}?" if guess else f"; valid: {', '.join(sorted(valid))}"
+    return ConfigError(f"unknown {what} {key!r}{hint}")
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One entry of an adapter's config schema (shown to users and to the agent)."""
+
+    name: str
+    type: str  # select | bool | int | float | str
+    default: Any
+    help: str
+    options: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "help": self.help,
+            "options": list(self.options) if self.options is not None else None,
+            "min": self.minimum,
+            "max": self.maximum,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model of the catalog: canonical name (DESIGN contract 1), task, size, a line about it."""
+
+    name: str
+    framework: str
+    task_type: str
+    description: str
+    params_m: float | None = None
+    default_image_size: int = 224
+
+
+@dataclass
+class TrainContext:
+    spec: JobSpec
+    dataset_dir: Path  # DICE folder: images/ + annotations.json (a read-only cache: never write into it)
+    dataset: DiceDataset
+    conversion: str | None  # from check_compatibility, e.g. "polygon_to_box"
+    work_dir: Path  # private scratch for converted data (YOLO layout, ImageFolder)
+    output_dir: Path  # best.pt / last.pt go here
+    config: dict[str, Any]  # resolve_config() output
+    device: str  # "cpu" or "cuda:0"
+    callbacks: Callbacks = field(default_factory=Callbacks)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    resume_from: Path | None = None
+
+
+@dataclass
+class TrainResult:
+    epochs_completed: int  # last finished epoch (1-based)
+    best_epoch: int | None
+    best_metric_name: str
+    best_metric: float | None
+    final_metrics: dict[str, float]
+    best_path: Path | None
+    last_path: Path | None
+    stopped: bool = False  # stop_event honoured
+    early_stopped: bool = False  # patience ran out
+
+
+class Adapter(abc.ABC):
+    framework: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    primary_metric: ClassVar[dict[str, str]]  # task -> metric key used for best.pt, e.g. "val/mAP50-95"
+
+    def __init__(self, ctx: TrainContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    @abc.abstractmethod
+    def models(cls) -> list[ModelInfo]:
+        """The model catalog of this framework."""
+
+    @classmethod
+    @abc.abstractmethod
+    def config_schema(cls) -> list[ConfigField]:
+        """Every framework-specific setting with type, options, default and help."""
+
+    @classmethod
+    @abc.abstractmethod
+    def presets(cls) -> dict[str, dict[str, Any]]:
+        """easy / medium / advanced -> concrete values of config_schema fields."""
+
+    @classmethod
+    @abc.abstractmethod
+    def resolve_config(
+        cls, preset: str | None, advanced_config: dict[str, Any], hyperparameters: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge preset < advanced_config (canonical keys mapped) < explicit hyper-parameters."""
+
+    @classmethod
+    @abc.abstractmethod
+    def validate_spec(cls, spec: JobSpec, dataset_summary: dict[str, Any]) -> None:
+        """Raise ConfigError for an unknown model, a task mismatch, a batch larger than the dataset..."""
+
+    @abc.abstractmethod
+    def train(self) -> TrainResult:
+        """Train (or resume), reporting through ctx.callbacks; honour ctx.stop_event."""

@@ -1,0 +1,42 @@
+"""Progress events (DESIGN contract 4), as the trainer produces them.
+
+Every event: ``{"job_id", "seq", "ts", "type", "data", "event_id"}``. `seq` is assigned by the
+server (gapless per job); a trainer printing JSON lines on stdout numbers them itself.
+`event_id` is the trainer-side id that makes retried deliveries idempotent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+EVENT_TYPES = ("status", "epoch", "batch", "log", "checkpoint", "done", "error")
+JOB_STATUSES = (
+    "queued",
+    "preparing",
+    "running",
+    "completed",
+    "failed",
+    "stopped",
+    "interrupted",
+    "resuming",
+)
+TERMINAL_STATUSES = ("completed", "failed", "stopped")
+
+EventType = Literal["status", "epoch", "batch", "log", "checkpoint", "done", "error"]
+
+
+def utc_ts() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ProgressEvent(BaseModel):
+    job_id: int
+    seq: int | None = None
+    ts: str = Field(default_factory=utc_ts)
+    type: EventType
+    data: dict[str, Any] = Field(default_factory=dict)
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)

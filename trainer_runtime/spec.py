@@ -1,0 +1,138 @@
+"""The job spec (DESIGN contract 4): one JSON file the server hands a trainer.
+
+`python -m trainer_runtime --spec job.json [--resume]` reads it with `load_spec`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainer_runtime.errors import TrainerRuntimeError
+from trainer_runtime.formats.schema import TASK_TYPES
+from trainer_runtime.storage import StorageConfig, StoreConfig
+
+SPEC_VERSION: Literal["1"] = "1"
+FRAMEWORKS = ("ultralytics", "timm", "transformers")
+PRESETS = ("easy", "medium", "advanced")
+
+
+class SpecError(TrainerRuntimeError):
+    """The job spec is unreadable or invalid (names the field)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreSpec(_Strict):
+    endpoint: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    bucket: str
+    region: str = "us-east-1"
+
+
+class StorageSpec(_Strict):
+    external: StoreSpec = Field(default_factory=lambda: StoreSpec(bucket="training-datasets"))
+    internal: StoreSpec = Field(default_factory=lambda: StoreSpec(bucket="training-checkpoints"))
+    local_root: str = "./data/storage"
+
+    def to_config(self) -> StorageConfig:
+        def conv(s: StoreSpec) -> StoreConfig:
+            return StoreConfig(
+                endpoint=s.endpoint,
+                access_key=s.access_key,
+                secret_key=s.secret_key,
+                bucket=s.bucket,
+                region=s.region,
+            )
+
+        return StorageConfig(
+            external=conv(self.external), internal=conv(self.internal), local_root=Path(self.local_root)
+        )
+
+    @classmethod
+    def from_config(cls, cfg: StorageConfig) -> StorageSpec:
+        def conv(s: StoreConfig) -> StoreSpec:
+            return StoreSpec(
+                endpoint=s.endpoint,
+                access_key=s.access_key,
+                secret_key=s.secret_key,
+                bucket=s.bucket,
+                region=s.region,
+            )
+
+        return cls(external=conv(cfg.external), internal=conv(cfg.internal), local_root=str(cfg.local_root))
+
+
+class MlflowSpec(_Strict):
+    enabled: bool = True
+    tracking_uri: str | None = None  # None: sqlite store under <work_dir>/mlflow
+    experiment_name: str = "vision-training-agent"
+
+
+class Hyperparameters(_Strict):
+    epochs: int = Field(gt=0, le=10_000)
+    batch_size: int | None = Field(default=None, gt=0)
+    image_size: int | None = Field(default=None, gt=0, le=8192)
+    learning_rate: float | None = Field(default=None, gt=0)
+    preset: Literal["easy", "medium", "advanced"] | None = None
+    advanced_config: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int = Field(default=0, ge=0)
+
+
+class JobSpec(_Strict):
+    spec_version: Literal["1"] = SPEC_VERSION
+    job_id: int = Field(gt=0)
+    project_id: int | None = None
+    framework: Literal["ultralytics", "timm", "transformers"]
+    model_name: str = Field(min_length=1)
+    task_type: str
+    dataset_id: str = Field(min_length=1)
+    snapshot_id: str | None = None
+    class_names: list[str] | None = None
+    hyperparameters: Hyperparameters
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    callback_url: str | None = None
+    callback_token: str | None = None
+    mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
+    work_dir: str = "./data/trainer"
+    resume: bool = False
+    checkpoint_upload_interval_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("task_type")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        if v not in TASK_TYPES:
+            raise ValueError(f"unknown task_type {v!r}; expected one of {', '.join(TASK_TYPES)}")
+        return v
+
+
+def load_spec(source: str | Path | bytes | dict[str, Any]) -> JobSpec:
+    """Read a job spec from a path, JSON text/bytes or a dict; raise `SpecError` naming the field."""
+    try:
+        if isinstance(source, dict):
+            data = source
+        elif isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+            data = json.loads(Path(source).read_text(encoding="utf-8"))
+        else:
+            data = json.loads(source)
+    except FileNotFoundError as exc:
+        raise SpecError(f"job spec not found: {exc.filename}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read job spec: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"job spec is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"job spec field {loc}: {first['msg']}") from exc
