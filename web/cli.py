@@ -1,0 +1,97 @@
+"""`vision-agent`: serve the API, work with datasets, print the version.
+
+    vision-agent serve [--host H] [--port P] [--data-dir D] [--reload] [--log-level L]
+    vision-agent dataset validate|import|convert|split ...   (trainer_runtime.formats.cli)
+    vision-agent version
+
+Imports are lazy so that `vision-agent --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PROG = "vision-agent"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Vision Training Agent: train computer-vision models by talking to a server."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP server", description="Run the HTTP server.")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: %(default)s)")
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder for the database, storage and work files (sets VTA_DATA_DIR; default: ./data)",
+    )
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+    sub.add_parser(
+        "dataset",
+        help="validate, import, convert or split datasets (see `vision-agent dataset --help`)",
+        add_help=False,
+    )
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.data_dir is not None:
+        os.environ["VTA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
+    import uvicorn
+
+    from web.config import get_settings
+
+    get_settings.cache_clear()  # the environment may have changed above
+    uvicorn.run(
+        "web.main:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vision-training-agent")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "dataset":
+        from trainer_runtime.formats.cli import main as dataset_main
+
+        return int(dataset_main(args_list[1:]) or 0)
+
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "version":
+        print(f"{PROG} {_version()}")
+        return 0
+    parser.print_help()
+    return 0 if not args_list else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

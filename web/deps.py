@@ -1,0 +1,161 @@
+"""FastAPI dependencies shared by every route module.
+
+The lifespan (`web.main`) puts the long-lived resources on `app.state`: `settings`, `engine`,
+`session_factory`, `storage`, `work_dir`, `secret_key`, `system_user_id`. Routes get them only
+through these dependencies (so tests can override them with `app.dependency_overrides`):
+
+    SettingsDep        Settings of this app (not the process-wide cached one)
+    SessionDep         a SQLAlchemy Session per request; tools commit, this rolls back on error and closes
+    CurrentUser        the signed-in user (Bearer JWT), else 401 with `WWW-Authenticate: Bearer`
+    OptionalUser       the signed-in user, or None without a token (a bad token is still 401)
+    StorageDep         the DualStorageClient
+    ToolContextDep     ToolContext(db, user, storage, work_dir, limits) for the signed-in user
+    OptionalToolContextDep  the same with `user=None` for anonymous callers
+
+`authenticate_raw_token(app_state, token)` checks a token string outside a request (WebSocket
+`?token=`), opening and closing its own session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from tools.context import ToolContext, UploadLimits
+from tools.db.models import User
+from tools.errors import AuthenticationError
+from trainer_runtime.storage import DualStorageClient
+from web.config import Settings
+from web.security import authenticate_token
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with (`create_app(settings)`)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _session_factory(state: Any) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] | None = getattr(state, "session_factory", None)
+    if factory is None:
+        raise RuntimeError("the application has not started (lifespan did not run)")
+    return factory
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request. Committing is the tool's job; any exception rolls back."""
+    db = _session_factory(request.app.state)()
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+def get_secret_key(request: Request) -> str:
+    secret: str | None = getattr(request.app.state, "secret_key", None)
+    if secret is None:
+        secret = get_settings(request).resolved_secret_key()
+    return secret
+
+
+def get_current_user(
+    request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    if not token:
+        raise AuthenticationError("Not authenticated")
+    return authenticate_token(db, token, get_secret_key(request))
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_optional_user(
+    request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User | None:
+    if not token:
+        return None
+    return authenticate_token(db, token, get_secret_key(request))
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+
+
+def get_storage(request: Request) -> DualStorageClient:
+    storage: DualStorageClient = request.app.state.storage
+    return storage
+
+
+StorageDep = Annotated[DualStorageClient, Depends(get_storage)]
+
+
+def get_work_dir(request: Request) -> Path:
+    work_dir: Path = request.app.state.work_dir
+    return work_dir
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        max_upload_bytes=settings.max_upload_bytes,
+        max_file_bytes=settings.max_file_bytes,
+        max_zip_entries=settings.max_zip_entries,
+        max_zip_uncompressed_bytes=settings.max_zip_uncompressed_bytes,
+    )
+
+
+def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storage: StorageDep) -> ToolContext:
+    return ToolContext(
+        db=db,
+        user=user,
+        storage=storage,
+        work_dir=get_work_dir(request),
+        limits=upload_limits(get_settings(request)),
+    )
+
+
+ToolContextDep = Annotated[ToolContext, Depends(get_tool_context)]
+
+
+def get_optional_tool_context(
+    request: Request, db: SessionDep, user: OptionalUser, storage: StorageDep
+) -> ToolContext:
+    return ToolContext(
+        db=db,
+        user=user,
+        storage=storage,
+        work_dir=get_work_dir(request),
+        limits=upload_limits(get_settings(request)),
+    )
+
+
+OptionalToolContextDep = Annotated[ToolContext, Depends(get_optional_tool_context)]
+
+
+def authenticate_raw_token(state: Any, token: str | None) -> User:
+    """The user a raw token names, for code outside a request (WebSocket `?token=`).
+
+    `state` is `app.state` (e.g. `websocket.app.state`). The returned user is detached from its
+    (closed) session; its column attributes stay readable. Raises AuthenticationError.
+    """
+    if not token:
+        raise AuthenticationError("Not authenticated")
+    secret: str | None = getattr(state, "secret_key", None)
+    if secret is None:
+        secret = state.settings.resolved_secret_key()
+    with _session_factory(state)() as db:
+        return authenticate_token(db, token, secret)

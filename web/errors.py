@@ -1,0 +1,149 @@
+"""The one place where domain errors become HTTP responses (and WebSocket close codes).
+
+Body of every mapped error::
+
+    {"detail": "<message>", "error": "<ClassName>", "location": {"file", "line", "field"}?, ...extra}
+
+`location` is present when the error names a place (a dataset file/line/field, a request field);
+extra keys come from `ToolError.detail` (they never overwrite `detail`, `error` or `location`).
+`RequestValidationError` keeps FastAPI's own 422 shape (`{"detail": [...]}`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tools.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ToolError,
+)
+from trainer_runtime.errors import (
+    DatasetFormatError,
+    IncompatibleDatasetError,
+    ObjectNotFoundError,
+    StorageError,
+    StorageUnavailableError,
+    TrainerRuntimeError,
+)
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first isinstance match wins.
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (NotFoundError, 404),
+    (PermissionDeniedError, 403),
+    (AuthenticationError, 401),
+    (ConflictError, 409),
+    (InvalidInputError, 422),
+    (PayloadTooLargeError, 413),
+    (DatasetFormatError, 422),  # UnsafePathError included
+    (IncompatibleDatasetError, 422),
+    (StorageUnavailableError, 503),
+    (ObjectNotFoundError, 404),
+    (StorageError, 502),
+]
+
+_LOCATION_KEYS = ("file", "line", "field")
+
+WS_UNSUPPORTED_DATA = 1003  # the client sent something we cannot act on
+WS_POLICY_VIOLATION = 1008  # authentication / permission
+WS_INTERNAL_ERROR = 1011
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status an exception maps to (500 when it is not a known domain error)."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def ws_close_code(exc: BaseException) -> int:
+    """WebSocket close code: 1008 auth/permission, 1003 other client errors, 1011 server errors."""
+    status = status_for(exc)
+    if status in (401, 403):
+        return WS_POLICY_VIOLATION
+    if 400 <= status < 500:
+        return WS_UNSUPPORTED_DATA
+    return WS_INTERNAL_ERROR
+
+
+def _location(values: dict[str, Any]) -> dict[str, Any] | None:
+    loc = {k: values.get(k) for k in _LOCATION_KEYS}
+    return loc if any(v is not None for v in loc.values()) else None
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The JSON body for `exc` (also what a WebSocket sends before closing)."""
+    body: dict[str, Any] = {}
+    location: dict[str, Any] | None = None
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ToolError):
+        message = exc.message
+        extra = dict(exc.detail)
+        nested = extra.pop("location", None)
+        if isinstance(nested, dict):
+            location = _location(nested)
+        if location is None:
+            location = _location(extra)
+        for key in _LOCATION_KEYS:
+            extra.pop(key, None)
+        cause = exc.__cause__
+        if location is None and isinstance(cause, DatasetFormatError):
+            location = _location(cause.to_dict())
+    elif isinstance(exc, DatasetFormatError):
+        message = str(exc)
+        location = _location(exc.to_dict())
+        extra = {"message": exc.message}
+    elif isinstance(exc, IncompatibleDatasetError):
+        message = exc.reason
+        extra = {"reason": exc.reason, "task_type": exc.task_type}
+    elif isinstance(exc, ObjectNotFoundError):
+        message = str(exc)
+        extra = {"store": exc.store, "key": exc.key}
+    elif isinstance(exc, TrainerRuntimeError):
+        message = str(exc) or type(exc).__name__
+    else:
+        message = "Internal server error"
+    body["detail"] = message
+    known = isinstance(exc, ToolError | TrainerRuntimeError)
+    body["error"] = type(exc).__name__ if known else "InternalServerError"
+    if location is not None:
+        body["location"] = location
+    for key, value in extra.items():
+        body.setdefault(key, value)
+    return body
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(exc), status_code=status, headers=headers)
+
+
+async def _domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    status = status_for(exc)
+    if status >= 500:
+        log.warning("%s %s -> %s: %s", request.method, request.url.path, status, exc)
+    return error_response(exc)
+
+
+async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal server error", "error": "InternalServerError"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping on `app` (FastAPI's RequestValidationError handler is left as it is)."""
+    app.add_exception_handler(ToolError, _domain_error_handler)
+    app.add_exception_handler(TrainerRuntimeError, _domain_error_handler)
+    app.add_exception_handler(Exception, _unhandled_error_handler)
