@@ -104,6 +104,10 @@ class DatasetImage(Base):
     height: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    # Link to the live annotations.json: the DICE image id of this file (None when the file is not
+    # listed there, e.g. unlabeled) and how many annotations reference it (gallery counts).
+    annotation_image_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    num_annotations: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="images")
