@@ -88,9 +88,7 @@ def _report(label: str, times: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--limit", type=float, default=2.0, help="seconds every run must stay under")
     parser.add_argument("--skip-demo", action="store_true", help="only the demo-off measurement")

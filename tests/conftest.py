@@ -177,9 +177,7 @@ _email_counter = itertools.count(1)
 
 @pytest.fixture
 def make_user(client: TestClient) -> MakeUser:
-    def _make_user(
-        email: str | None = None, password: str = DEFAULT_PASSWORD
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    def _make_user(email: str | None = None, password: str = DEFAULT_PASSWORD) -> tuple[dict[str, Any], dict[str, str]]:
         email = email or f"user{next(_email_counter)}-{uuid.uuid4().hex[:6]}@example.com"
         resp = client.post("/api/v1/auth/register", json={"email": email, "password": password})
         assert resp.status_code == 201, resp.text

@@ -113,9 +113,7 @@ def register_user(db: Session, email: str, password: str) -> User:
         db.commit()
     except IntegrityError as exc:  # a concurrent registration won the race
         db.rollback()
-        raise ConflictError(
-            f"An account with email {normalized} already exists", detail={"field": "email"}
-        ) from exc
+        raise ConflictError(f"An account with email {normalized} already exists", detail={"field": "email"}) from exc
     db.refresh(user)
     return user
 

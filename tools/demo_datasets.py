@@ -403,9 +403,7 @@ def _gen_poses(out_images: Path, n_images: int = 100, size: int = 128) -> Json:
             draw.ellipse([hx - hr, hy - hr, hx + hr, hy + hr], outline=colour, width=width)
             to_neck = kps[1] - kps[0]
             rim = kps[0] + to_neck / max(float(np.hypot(*to_neck)), 1e-6) * hr  # head circle, neck side
-            draw.line(
-                [float(rim[0]), float(rim[1]), float(kps[1, 0]), float(kps[1, 1])], fill=colour, width=width
-            )
+            draw.line([float(rim[0]), float(rim[1]), float(kps[1, 0]), float(kps[1, 1])], fill=colour, width=width)
         occluder: tuple[float, float, float, float] | None = None
         if figures and rng.random() < 0.25:
             # hide one hand or foot of the first figure behind a patch of background texture

@@ -22,9 +22,7 @@ def _clean_name(name: str) -> str:
     if not value:
         raise InvalidInputError("Project name must not be empty", detail={"field": "name"})
     if len(value) > MAX_NAME_LENGTH:
-        raise InvalidInputError(
-            f"Project name must be at most {MAX_NAME_LENGTH} characters", detail={"field": "name"}
-        )
+        raise InvalidInputError(f"Project name must be at most {MAX_NAME_LENGTH} characters", detail={"field": "name"})
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidInputError("Project name must not contain control characters", detail={"field": "name"})
     return value

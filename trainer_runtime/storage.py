@@ -377,9 +377,7 @@ class LocalObjectStore(ObjectStore):
         info = self._write_from(key, stream)
         if size is not None and info.size != size:
             self.delete(key)
-            raise StorageError(
-                f"{self.name} store: stream for {key!r} had {info.size} bytes, expected {size}"
-            )
+            raise StorageError(f"{self.name} store: stream for {key!r} had {info.size} bytes, expected {size}")
         return info
 
     def get_file(self, key: str, dest: str | Path) -> ObjectInfo:
@@ -496,9 +494,7 @@ class LocalObjectStore(ObjectStore):
             tmp.write_bytes(b"")
             tmp.unlink()
         except OSError as exc:
-            raise StorageUnavailableError(
-                f"{self.name} store (local {self.base}) is not writable: {exc}"
-            ) from exc
+            raise StorageUnavailableError(f"{self.name} store (local {self.base}) is not writable: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -780,9 +776,7 @@ class S3ObjectStore(ObjectStore):
         self._call("put", key, run)
         if size is not None and reader.size != size:
             self.delete(key)
-            raise StorageError(
-                f"{self.name} store: stream for {key!r} had {reader.size} bytes, expected {size}"
-            )
+            raise StorageError(f"{self.name} store: stream for {key!r} had {reader.size} bytes, expected {size}")
         logger.debug("%s[%s] put %s (%d B, stream)", self.name, self.bucket, key, reader.size)
         return ObjectInfo(key=key, size=reader.size, sha256=reader.sha.hexdigest())
 
@@ -857,9 +851,7 @@ class S3ObjectStore(ObjectStore):
             resp = self._call(
                 "delete_prefix",
                 prefix,
-                lambda: self._client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
-                ),
+                lambda: self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}),
             )
             errors = resp.get("Errors") or []
             if errors:
@@ -883,9 +875,7 @@ class S3ObjectStore(ObjectStore):
         validate_prefix(prefix)
         paginator = self._client.get_paginator("list_objects_v2")
         pages = iter(
-            paginator.paginate(
-                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.list_page_size}
-            )
+            paginator.paginate(Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.list_page_size})
         )
 
         def gen() -> Iterator[ObjectInfo]:
@@ -919,9 +909,7 @@ class S3ObjectStore(ObjectStore):
             self._call(
                 "copy",
                 src_key,
-                lambda: self._client.copy(
-                    source, self.bucket, dst_key, ExtraArgs=extra, Config=self._transfer
-                ),
+                lambda: self._client.copy(source, self.bucket, dst_key, ExtraArgs=extra, Config=self._transfer),
             )
             etag = None
         logger.debug("%s[%s] copy %s -> %s", self.name, self.bucket, src_key, dst_key)
@@ -1000,9 +988,7 @@ def make_store(cfg: StoreConfig, name: str, local_root: Path, **s3_kwargs: Any) 
     """A LocalObjectStore under ``local_root/name`` when `cfg.endpoint` is None, else S3."""
     if cfg.endpoint is None:
         return LocalObjectStore(Path(local_root) / name, cfg.bucket, name)
-    return S3ObjectStore(
-        cfg.endpoint, cfg.access_key, cfg.secret_key, cfg.bucket, name, cfg.region, **s3_kwargs
-    )
+    return S3ObjectStore(cfg.endpoint, cfg.access_key, cfg.secret_key, cfg.bucket, name, cfg.region, **s3_kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1024,9 +1010,7 @@ class DualStorageClient:
         )
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
-    ) -> DualStorageClient:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None) -> DualStorageClient:
         return cls.from_config(StorageConfig.from_env(env, data_dir=data_dir))
 
     def describe(self) -> dict[str, Any]:
@@ -1044,9 +1028,7 @@ class DualStorageClient:
         key = dataset_image_key(dataset_id, rel_path)
         return self.external.put_file(key, path)
 
-    def upload_annotations(
-        self, dataset_id: str, data: bytes | Path, *, snapshot_id: str | None = None
-    ) -> ObjectInfo:
+    def upload_annotations(self, dataset_id: str, data: bytes | Path, *, snapshot_id: str | None = None) -> ObjectInfo:
         if snapshot_id is None:
             key = dataset_annotations_key(dataset_id)
         else:

@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the database, storage and work files (sets VTA_DATA_DIR; default: ./data)",
     )
     serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
-    serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
     sub.add_parser(
         "dataset",

@@ -74,9 +74,7 @@ def get_secret_key(request: Request) -> str:
     return secret
 
 
-def get_current_user(
-    request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+def get_current_user(request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
     if not token:
         raise AuthenticationError("Not authenticated")
     return authenticate_token(db, token, get_secret_key(request))
@@ -131,9 +129,7 @@ def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storag
 ToolContextDep = Annotated[ToolContext, Depends(get_tool_context)]
 
 
-def get_optional_tool_context(
-    request: Request, db: SessionDep, user: OptionalUser, storage: StorageDep
-) -> ToolContext:
+def get_optional_tool_context(request: Request, db: SessionDep, user: OptionalUser, storage: StorageDep) -> ToolContext:
     return ToolContext(
         db=db,
         user=user,

@@ -39,9 +39,7 @@ def test_models_match_migrations(db_url: str) -> None:
     try:
         migrate(engine)
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}
-            )
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
             diff = compare_metadata(ctx, Base.metadata)
         assert diff == [], diff
     finally:

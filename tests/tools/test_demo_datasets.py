@@ -72,9 +72,7 @@ def test_deterministic_bytes(built: dict[str, Path], tmp_path: Path) -> None:
 def test_files_match_declared_size_and_hash(built: dict[str, Path]) -> None:
     for folder in built.values():
         doc = _load(folder)
-        on_disk = {
-            p.relative_to(folder / "images").as_posix() for p in (folder / "images").rglob("*") if p.is_file()
-        }
+        on_disk = {p.relative_to(folder / "images").as_posix() for p in (folder / "images").rglob("*") if p.is_file()}
         assert on_disk == {img["file_name"] for img in doc["images"]}
         ids = [img["id"] for img in doc["images"]]
         assert len(set(ids)) == len(ids)
@@ -90,9 +88,7 @@ def test_validates_with_dice_validator(built: dict[str, Path]) -> None:
     validate = pytest.importorskip("trainer_runtime.formats.validate")
     for folder in built.values():
         ds = validate.load_annotations(folder / "annotations.json")
-        files = {
-            p.relative_to(folder / "images").as_posix() for p in (folder / "images").rglob("*") if p.is_file()
-        }
+        files = {p.relative_to(folder / "images").as_posix() for p in (folder / "images").rglob("*") if p.is_file()}
         sizes = {img.file_name: (img.width, img.height) for img in ds.images}
         report = validate.validate_dataset(ds, available_files=files, image_sizes=sizes)
         assert report.ok, [str(e) for e in report.errors]

@@ -106,8 +106,7 @@ def test_seed_matrix_reasons_are_plain_sentences_with_numbers() -> None:
     assert res == {
         "status": "convertible",
         "conversion": "polygon_to_box",
-        "reason": "shapes-demo has 420 polygons on 60 images; each polygon becomes its bounding box"
-        " for detection.",
+        "reason": "shapes-demo has 420 polygons on 60 images; each polygon becomes its bounding box for detection.",
     }
     det = check_compatibility(_ds("boxes"), "image_classification")
     assert det["status"] == "convertible" and "12 boxes on 6 images" in det["reason"]
@@ -159,9 +158,7 @@ def test_summary_counts_and_json() -> None:
         {"id": 2, "name": "dog", "count": 2},
         {"id": 3, "name": "person", "count": 1},
     ]
-    assert s["keypoint_categories"] == [
-        {"id": 3, "name": "person", "keypoints": ["nose", "left_eye", "right_eye"]}
-    ]
+    assert s["keypoint_categories"] == [{"id": 3, "name": "person", "keypoints": ["nose", "left_eye", "right_eye"]}]
     assert set(s["tasks"]) == set(TASK_TYPES)
     assert all(t["status"] == "native" for t in s["tasks"].values())
 

@@ -87,9 +87,7 @@ def test_yolo_segment(tmp_path: Path) -> None:
 
 def test_yolo_pose(tmp_path: Path) -> None:
     yaml_text = "train: images/train\nnames: [person]\nkpt_shape: [3, 3]\nflip_idx: [0, 2, 1]\n"
-    src = write_yolo(
-        tmp_path / "src", yaml_text, {"train/a": "0 0.5 0.5 0.4 0.8 0.5 0.2 2 0.4 0.6 1 0 0 0\n"}
-    )
+    src = write_yolo(tmp_path / "src", yaml_text, {"train/a": "0 0.5 0.5 0.4 0.8 0.5 0.2 2 0.4 0.6 1 0 0 0\n"})
     ds = import_dataset(src, tmp_path / "out")
     assert ds.categories[0].keypoints == ["kp0", "kp1", "kp2"]
     (a,) = ds.annotations

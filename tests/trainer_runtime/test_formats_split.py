@@ -15,8 +15,7 @@ from trainer_runtime.formats.split import stratified_split
 
 def _build(image_classes: list[list[int]], n_classes: int, prefix: str = "") -> DiceDataset:
     images = [
-        {"id": i + 1, "file_name": f"{prefix}{i:05d}.jpg", "width": 64, "height": 64}
-        for i in range(len(image_classes))
+        {"id": i + 1, "file_name": f"{prefix}{i:05d}.jpg", "width": 64, "height": 64} for i in range(len(image_classes))
     ]
     anns: list[dict[str, Any]] = []
     for i, cs in enumerate(image_classes):

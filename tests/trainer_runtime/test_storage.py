@@ -337,9 +337,7 @@ def _closed_port() -> int:
 def test_unreachable_endpoint_raises_quickly() -> None:
     port = _closed_port()
     endpoint = f"http://127.0.0.1:{port}"
-    s3 = S3ObjectStore(
-        endpoint, "k", "s", "bkt", "external", max_attempts=2, connect_timeout=1, read_timeout=2
-    )
+    s3 = S3ObjectStore(endpoint, "k", "s", "bkt", "external", max_attempts=2, connect_timeout=1, read_timeout=2)
     started = time.monotonic()
     with pytest.raises(StorageUnavailableError) as exc_info:
         s3.put_bytes("datasets/1/annotations.json", b"{}")
@@ -403,9 +401,7 @@ def test_config_defaults(tmp_path: Path) -> None:
     assert cfg.external == StoreConfig(None, None, None, "training-datasets", "us-east-1")
     assert cfg.internal == StoreConfig(None, None, None, "training-checkpoints", "us-east-1")
     assert cfg.local_root == tmp_path / "storage"
-    assert (
-        StorageConfig.from_env({"VTA_DATA_DIR": str(tmp_path / "d")}).local_root == tmp_path / "d" / "storage"
-    )
+    assert StorageConfig.from_env({"VTA_DATA_DIR": str(tmp_path / "d")}).local_root == tmp_path / "d" / "storage"
     assert StorageConfig.from_env({}).local_root == Path("./data") / "storage"
 
 
@@ -426,9 +422,7 @@ def test_config_each_variable() -> None:
         "AWS_SECRET_ACCESS_KEY": "ls",
     }
     cfg = StorageConfig.from_env(env, data_dir=Path("/x"))
-    assert cfg.external == StoreConfig(
-        "http://ext:9000", "ek", "ext-secret-value", "my-datasets", "eu-west-1"
-    )
+    assert cfg.external == StoreConfig("http://ext:9000", "ek", "ext-secret-value", "my-datasets", "eu-west-1")
     assert cfg.internal == StoreConfig("http://int:9000", "ik", "is", "my-ckpts", "eu-west-1")
     assert "ext-secret-value" not in repr(cfg.external) and "***" in repr(cfg.external)
 
@@ -494,9 +488,7 @@ def _make_images(root: Path) -> dict[str, bytes]:
     return files
 
 
-def test_routing_s3(
-    s3_env: dict[str, str], moto_external: MotoS3, moto_internal: MotoS3, tmp_path: Path
-) -> None:
+def test_routing_s3(s3_env: dict[str, str], moto_external: MotoS3, moto_internal: MotoS3, tmp_path: Path) -> None:
     client = DualStorageClient.from_env(s3_env)
     ext_bucket, int_bucket = s3_env["EXTERNAL_BUCKET_DATASETS"], s3_env["INTERNAL_BUCKET_CHECKPOINTS"]
     files = _make_images(tmp_path / "src")
@@ -582,9 +574,7 @@ def test_download_dataset_snapshot_and_resume(
     assert dual.download_dataset("7", dest) == dest
     assert (dest / "annotations.json").read_bytes() == main_ann
     got = {
-        p.relative_to(dest / "images").as_posix(): p.read_bytes()
-        for p in (dest / "images").rglob("*")
-        if p.is_file()
+        p.relative_to(dest / "images").as_posix(): p.read_bytes() for p in (dest / "images").rglob("*") if p.is_file()
     }
     assert got == files
 

@@ -39,10 +39,7 @@ def test_password_is_stored_hashed_with_argon2(app: FastAPI, client: TestClient)
 
 
 def test_register_duplicate_is_409_case_insensitive(client: TestClient) -> None:
-    assert (
-        client.post(REGISTER, json={"email": "bob@example.com", "password": DEFAULT_PASSWORD}).status_code
-        == 201
-    )
+    assert client.post(REGISTER, json={"email": "bob@example.com", "password": DEFAULT_PASSWORD}).status_code == 201
     resp = client.post(REGISTER, json={"email": "BOB@example.com", "password": "another password"})
     assert resp.status_code == 409
     assert resp.json()["error"] == "ConflictError"
@@ -141,9 +138,7 @@ def test_tampered_token_is_401(client: TestClient, make_user: MakeUser, craft_to
         assert resp.status_code == 401, bad
 
 
-def test_token_of_deleted_or_inactive_user_is_401(
-    app: FastAPI, client: TestClient, make_user: MakeUser
-) -> None:
+def test_token_of_deleted_or_inactive_user_is_401(app: FastAPI, client: TestClient, make_user: MakeUser) -> None:
     user, headers = make_user()
     assert client.get(ME, headers=headers).status_code == 200
     with client.app.state.session_factory() as db:  # type: ignore[attr-defined]
@@ -170,9 +165,7 @@ def test_inactive_user_cannot_log_in(app: FastAPI, client: TestClient, make_user
     assert resp.status_code == 401
 
 
-def test_hash_is_upgraded_when_parameters_change(
-    app: FastAPI, client: TestClient, make_user: MakeUser
-) -> None:
+def test_hash_is_upgraded_when_parameters_change(app: FastAPI, client: TestClient, make_user: MakeUser) -> None:
     from argon2 import PasswordHasher
 
     user, _ = make_user("frank@example.com")

@@ -82,9 +82,7 @@ def test_lifespan_is_idempotent_and_creates_state(tmp_path: Path, db_url: str) -
     engine.dispose()
 
 
-def test_demo_datasets_are_made_only_when_enabled(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_demo_datasets_are_made_only_when_enabled(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import web.main
 
     calls: list[tuple[object, ...]] = []
@@ -254,9 +252,7 @@ def test_error_body_details() -> None:
     except te.InvalidInputError as exc:
         assert error_body(exc)["location"] == {"file": "a.json", "line": None, "field": "segmentation"}
     # detail={"location": {...}} is accepted too, and never overrides detail/error.
-    body = error_body(
-        te.ConflictError("x", detail={"location": {"field": "name"}, "detail": "no", "error": "no"})
-    )
+    body = error_body(te.ConflictError("x", detail={"location": {"field": "name"}, "detail": "no", "error": "no"}))
     assert body == {
         "detail": "x",
         "error": "ConflictError",

@@ -175,9 +175,7 @@ def annotation_area(ann: Annotation | Mapping[str, Any]) -> float:
 
 
 def _is_image_label(ann: Annotation | Mapping[str, Any]) -> bool:
-    return not (
-        _get(ann, "bbox") or _get(ann, "segmentation") or _get(ann, "keypoints") or _get(ann, "rotated_bbox")
-    )
+    return not (_get(ann, "bbox") or _get(ann, "segmentation") or _get(ann, "keypoints") or _get(ann, "rotated_bbox"))
 
 
 def dominant_class(annotations: Iterable[Annotation | Mapping[str, Any]]) -> int:
@@ -297,9 +295,7 @@ def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
     if "standalone_boxes" not in counts:  # a summary from before the key existed
         plain = boxes if not (polys or rots) else 0
     if c("annotations") == 0:
-        return _result(
-            INCOMPATIBLE, None, f"{name} has {_n(images, 'image')} and no annotations; label it first."
-        )
+        return _result(INCOMPATIBLE, None, f"{name} has {_n(images, 'image')} and no annotations; label it first.")
 
     if task == "image_classification":
         if labels:
@@ -350,9 +346,7 @@ def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
                 " the box around its visible keypoints.",
             )
         if boxes:  # boxes that travel with polygons/rotated boxes but nothing above matched
-            return _result(
-                NATIVE, None, f"{name} has {_n(boxes, 'bounding box', 'bounding boxes')}{on('boxes')}."
-            )
+            return _result(NATIVE, None, f"{name} has {_n(boxes, 'bounding box', 'bounding boxes')}{on('boxes')}.")
         return _result(
             INCOMPATIBLE,
             None,
@@ -379,9 +373,7 @@ def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
 
     if task == "oriented_object_detection":
         if rots:
-            return _result(
-                NATIVE, None, f"{name} has {_n(rots, 'rotated box', 'rotated boxes')}{on('rotated_boxes')}."
-            )
+            return _result(NATIVE, None, f"{name} has {_n(rots, 'rotated box', 'rotated boxes')}{on('rotated_boxes')}.")
         if polys:
             return _result(
                 CONVERTIBLE,
@@ -399,19 +391,14 @@ def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
         return _result(
             INCOMPATIBLE,
             None,
-            f"{name} has no rotated boxes or polygons; oriented detection needs the orientation of each"
-            " object.",
+            f"{name} has no rotated boxes or polygons; oriented detection needs the orientation of each object.",
         )
 
     if task == "pose_estimation":
         kp_cats = summary.get("keypoint_categories") or []
         if kps:
-            names = (
-                ", ".join(str(k.get("name")) for k in kp_cats if isinstance(k, Mapping)) or "its categories"
-            )
-            return _result(
-                NATIVE, None, f"{name} has {_n(kps, 'keypoint instance')}{on('keypoints')} ({names})."
-            )
+            names = ", ".join(str(k.get("name")) for k in kp_cats if isinstance(k, Mapping)) or "its categories"
+            return _result(NATIVE, None, f"{name} has {_n(kps, 'keypoint instance')}{on('keypoints')} ({names}).")
         if kp_cats:
             return _result(
                 INCOMPATIBLE,
@@ -421,8 +408,7 @@ def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
         return _result(
             INCOMPATIBLE,
             None,
-            f"{name} has no keypoints; pose estimation needs categories with keypoint names and keypoint"
-            " annotations.",
+            f"{name} has no keypoints; pose estimation needs categories with keypoint names and keypoint annotations.",
         )
     raise ValueError(f"unknown task type {task!r}; valid: {', '.join(TASK_TYPES)}")  # pragma: no cover
 

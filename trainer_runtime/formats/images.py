@@ -16,9 +16,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from trainer_runtime.errors import DatasetFormatError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-)
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 """Lower-case file extensions (with the dot) that are treated as images."""
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"})
@@ -71,9 +69,7 @@ def _open_checked(path: Path, label: str, max_pixels: int) -> tuple[Image.Image,
     if fmt not in ALLOWED_FORMATS:
         im.close()
         allowed = ", ".join(sorted(ALLOWED_FORMATS))
-        raise DatasetFormatError(
-            f"image format {im.format or 'unknown'} is not allowed ({allowed})", file=label
-        )
+        raise DatasetFormatError(f"image format {im.format or 'unknown'} is not allowed ({allowed})", file=label)
     width, height = im.size
     if width <= 0 or height <= 0:
         im.close()
@@ -88,9 +84,7 @@ def _open_checked(path: Path, label: str, max_pixels: int) -> tuple[Image.Image,
     return im, fmt
 
 
-def read_image_size(
-    path: Path, *, rel: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[int, int]:
+def read_image_size(path: Path, *, rel: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) from the image header only: cheap, does not decode pixels."""
     label = rel or path.name
     try:

@@ -96,9 +96,7 @@ class _Builder:
         """`path` resolved, refusing anything (symlinks included) that leaves the source folder."""
         resolved = path.resolve()
         if not _inside(resolved, self.src_resolved):
-            raise UnsafePathError(
-                f"{path.name!r} resolves outside the dataset folder", file=file, field=field
-            )
+            raise UnsafePathError(f"{path.name!r} resolves outside the dataset folder", file=file, field=field)
         return resolved
 
     def add_image(
@@ -181,11 +179,7 @@ def _sniff_json(path: Path) -> str | None:
         return None
     if "format_version" in data:
         return "dice"
-    if (
-        isinstance(data.get("images"), list)
-        and isinstance(data.get("annotations"), list)
-        and "categories" in data
-    ):
+    if isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list) and "categories" in data:
         return "coco"
     return None
 
@@ -304,9 +298,7 @@ def _import_dice(src: Path, b: _Builder) -> str:
             file="annotations.json",
             field=field_path,
         )
-        b.images[-1].update(
-            {k: v for k, v in img.model_dump(exclude_none=True).items() if k not in b.images[-1]}
-        )
+        b.images[-1].update({k: v for k, v in img.model_dump(exclude_none=True).items() if k not in b.images[-1]})
     if missing:
         first = missing[0]
         if len(missing) > 1:
@@ -333,13 +325,9 @@ def _yolo_names(raw: Any, rel: str) -> dict[int, str]:
             try:
                 out[int(k)] = str(v)
             except (TypeError, ValueError):
-                raise DatasetFormatError(
-                    f"names key {k!r} is not a class number", file=rel, field="names"
-                ) from None
+                raise DatasetFormatError(f"names key {k!r} is not a class number", file=rel, field="names") from None
         return out
-    raise DatasetFormatError(
-        "names must be a list or a mapping of class number to name", file=rel, field="names"
-    )
+    raise DatasetFormatError("names must be a list or a mapping of class number to name", file=rel, field="names")
 
 
 def _yolo_entries(cfg: Mapping[str, Any]) -> list[str]:
@@ -456,21 +444,12 @@ def _parse_label_file(path: Path, rel: str) -> list[_LabelLine]:
     return out
 
 
-def _yolo_flavour(
-    cfg: Mapping[str, Any], yaml_path: Path, lines: Iterable[_LabelLine]
-) -> tuple[str, int, int]:
+def _yolo_flavour(cfg: Mapping[str, Any], yaml_path: Path, lines: Iterable[_LabelLine]) -> tuple[str, int, int]:
     """('pose', K, D) | ('obb', 0, 0) | ('detect', 0, 0) (boxes and/or polygons, per line)."""
     kpt = cfg.get("kpt_shape")
     if kpt is not None:
-        if not (
-            isinstance(kpt, list)
-            and len(kpt) == 2
-            and all(isinstance(x, int) for x in kpt)
-            and kpt[1] in (2, 3)
-        ):
-            raise DatasetFormatError(
-                "kpt_shape must be [K, 2] or [K, 3]", file=yaml_path.name, field="kpt_shape"
-            )
+        if not (isinstance(kpt, list) and len(kpt) == 2 and all(isinstance(x, int) for x in kpt) and kpt[1] in (2, 3)):
+            raise DatasetFormatError("kpt_shape must be [K, 2] or [K, 3]", file=yaml_path.name, field="kpt_shape")
         return "pose", kpt[0], kpt[1]
     hint = " ".join(str(x) for x in (cfg.get("task", ""), yaml_path.name, cfg.get("path", ""))).lower()
     if re.search(r"(^|[^a-z])(obb|dota)", hint):
@@ -503,9 +482,7 @@ def _import_yolo(src: Path, b: _Builder) -> str:
         yaml_path, cfg = found
     elif (src / "classes.txt").is_file():
         yaml_path = src / "classes.txt"
-        names_list = [
-            ln.strip() for ln in (src / "classes.txt").read_text(encoding="utf-8").splitlines() if ln.strip()
-        ]
+        names_list = [ln.strip() for ln in (src / "classes.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
         cfg = {"names": names_list}
     else:
         raise DatasetFormatError(
@@ -557,28 +534,16 @@ def _import_yolo(src: Path, b: _Builder) -> str:
             if flavour == "pose":
                 expected = 5 + k * d
                 if n != expected:
-                    raise err(
-                        f"expected {expected} values (class, 4 box values, {k} keypoints x {d}), got {n}"
-                    )
+                    raise err(f"expected {expected} values (class, 4 box values, {k} keypoints x {d}), got {n}")
             elif flavour == "obb":
                 if n != 9:
-                    raise err(
-                        f"expected 9 values (class x1 y1 x2 y2 x3 y3 x4 y4) for an oriented box, got {n}"
-                    )
+                    raise err(f"expected 9 values (class x1 y1 x2 y2 x3 y3 x4 y4) for an oriented box, got {n}")
             elif n != 5 and (n < 7 or n % 2 == 0):
-                raise err(
-                    f"expected 5 values (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), got {n}"
-                )
-            coords = (
-                v[1:]
-                if flavour != "pose"
-                else v[1:5] + [x for j, x in enumerate(v[5:]) if d == 2 or j % 3 != 2]
-            )
+                raise err(f"expected 5 values (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), got {n}")
+            coords = v[1:] if flavour != "pose" else v[1:5] + [x for j, x in enumerate(v[5:]) if d == 2 or j % 3 != 2]
             bad = next((x for x in coords if x < -tol or x > 1 + tol), None)
             if bad is not None:
-                raise err(
-                    f"coordinate {bad:g} is outside [0, 1]; YOLO labels are normalised to the image size"
-                )
+                raise err(f"coordinate {bad:g} is outside [0, 1]; YOLO labels are normalised to the image size")
 
             ann: dict[str, Any] = {"image_id": iid, "category_id": cls}
             if n == 5 or flavour == "pose":
@@ -697,9 +662,7 @@ def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
                 raise DatasetFormatError("a category must be an object", file=jrel, field=where)
             cid = _req_int(cat, "id", jrel, where)
             rec = {
-                k: cat[k]
-                for k in ("id", "name", "supercategory", "keypoints", "skeleton")
-                if cat.get(k) is not None
+                k: cat[k] for k in ("id", "name", "supercategory", "keypoints", "skeleton") if cat.get(k) is not None
             }
             if cid in cats_by_id:
                 if cats_by_id[cid].get("name") != rec.get("name"):
@@ -750,9 +713,7 @@ def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
                 raise DatasetFormatError(f"duplicate image id {iid}", file=jrel, field=f"{where}.id")
             id_map[iid] = new_id
             next_img += 1
-            b.add_image(
-                path, dice_rel, image_id=new_id, declared=declared, file=jrel, field=f"{where}.file_name"
-            )
+            b.add_image(path, dice_rel, image_id=new_id, declared=declared, file=jrel, field=f"{where}.file_name")
 
         for i, a in enumerate(data["annotations"]):
             where = f"annotations[{i}]"
@@ -786,9 +747,7 @@ def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
             if seg:
                 polys = [list(p) for p in seg if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
                 if len(polys) != len(seg):
-                    log.warning(
-                        "%s: annotation %s: dropped %d degenerate polygons", jrel, aid, len(seg) - len(polys)
-                    )
+                    log.warning("%s: annotation %s: dropped %d degenerate polygons", jrel, aid, len(seg) - len(polys))
                 if polys:
                     ann["segmentation"] = polys
             for key in ("bbox", "keypoints", "num_keypoints", "area"):

@@ -24,9 +24,7 @@ def safe_relpath(name: str, *, file: str | None = None, field: str | None = None
         raise UnsafePathError("empty file name", file=file, field=field)
     for ch in name:
         if unicodedata.category(ch) == "Cc":
-            raise UnsafePathError(
-                f"file name {name!r} contains a control character {ch!r}", file=file, field=field
-            )
+            raise UnsafePathError(f"file name {name!r} contains a control character {ch!r}", file=file, field=field)
     if len(name) > MAX_PATH_CHARS:
         raise UnsafePathError(f"file name longer than {MAX_PATH_CHARS} characters", file=file, field=field)
     unified = name.replace("\\", "/")
@@ -38,9 +36,7 @@ def safe_relpath(name: str, *, file: str | None = None, field: str | None = None
     if not parts:
         raise UnsafePathError(f"file name {name!r} names no file", file=file, field=field)
     if any(len(p) > MAX_PART_CHARS for p in parts):
-        raise UnsafePathError(
-            f"a part of {name!r} is longer than {MAX_PART_CHARS} characters", file=file, field=field
-        )
+        raise UnsafePathError(f"a part of {name!r} is longer than {MAX_PART_CHARS} characters", file=file, field=field)
     return posixpath.join(*parts)
 
 

@@ -76,9 +76,7 @@ def load_annotations(source: str | bytes | Path, *, file: str = "annotations.jso
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise DatasetFormatError(
-                f"not UTF-8 text (byte {exc.start} cannot be decoded)", file=file
-            ) from None
+            raise DatasetFormatError(f"not UTF-8 text (byte {exc.start} cannot be decoded)", file=file) from None
     else:
         text = raw.removeprefix("\ufeff")
     try:
@@ -105,9 +103,7 @@ def load_annotations(source: str | bytes | Path, *, file: str = "annotations.jso
         )
     for key in ("images", "annotations", "categories"):
         if key in data and not isinstance(data[key], list):
-            raise DatasetFormatError(
-                f"{key} must be a list, not {type(data[key]).__name__}", file=file, field=key
-            )
+            raise DatasetFormatError(f"{key} must be a list, not {type(data[key]).__name__}", file=file, field=key)
     try:
         return DiceDataset.model_validate(data)
     except ValidationError as exc:
@@ -218,9 +214,7 @@ def validate_dataset(
         cat_kpts[cid] = k
         if cat.skeleton:
             if not k:
-                out.add(
-                    f"categories[{i}].skeleton", f"category {cid}: has a skeleton but declares no keypoints"
-                )
+                out.add(f"categories[{i}].skeleton", f"category {cid}: has a skeleton but declares no keypoints")
             else:
                 for j, edge in enumerate(cat.skeleton):
                     if len(edge) != 2 or not all(1 <= e <= k for e in edge):
@@ -267,8 +261,7 @@ def validate_dataset(
             if actual is not None and (int(actual[0]), int(actual[1])) != (img.width, img.height):
                 out.add(
                     f"images[{i}].width",
-                    f"image {iid} {fname!r} declares {img.width}x{img.height} but the file is"
-                    f" {actual[0]}x{actual[1]}",
+                    f"image {iid} {fname!r} declares {img.width}x{img.height} but the file is {actual[0]}x{actual[1]}",
                 )
 
     # ---- annotations
@@ -300,9 +293,7 @@ def validate_dataset(
         bbox = ann.bbox
         if bbox is not None:
             if len(bbox) != 4:
-                out.add(
-                    f"{where}.bbox", f"annotation {aid}: bbox must be 4 numbers [x, y, w, h], got {len(bbox)}"
-                )
+                out.add(f"{where}.bbox", f"annotation {aid}: bbox must be 4 numbers [x, y, w, h], got {len(bbox)}")
             else:
                 x, y, w, h = bbox
                 if not (w > 0 and h > 0) or not math.isfinite(x + y + w + h):
@@ -337,9 +328,7 @@ def validate_dataset(
                 ys = poly[1::2]
                 x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
                 if not math.isfinite(x0 + x1 + y0 + y1):
-                    out.add(
-                        f"{where}.segmentation[{j}]", f"annotation {aid}: polygon has non-finite coordinates"
-                    )
+                    out.add(f"{where}.segmentation[{j}]", f"annotation {aid}: polygon has non-finite coordinates")
                 elif x0 < -tol or y0 < -tol or x1 > W + tol or y1 > H + tol:
                     out.add(
                         f"{where}.segmentation[{j}]",
@@ -366,9 +355,7 @@ def validate_dataset(
                     out.add(f"{where}.keypoints", f"annotation {aid}: keypoint visibility must be 0, 1 or 2")
                 else:
                     for t in range(k):
-                        if vis[t] and not (
-                            -tol <= kps[3 * t] <= W + tol and -tol <= kps[3 * t + 1] <= H + tol
-                        ):
+                        if vis[t] and not (-tol <= kps[3 * t] <= W + tol and -tol <= kps[3 * t + 1] <= H + tol):
                             out.add(
                                 f"{where}.keypoints",
                                 f"annotation {aid}: keypoint {t + 1}"
@@ -389,8 +376,7 @@ def validate_dataset(
             elif not (rb[2] > 0 and rb[3] > 0) or not math.isfinite(sum(rb)):
                 out.add(
                     f"{where}.rotated_bbox",
-                    f"annotation {aid}: rotated_bbox width and height must be > 0, got w={_fmt(rb[2])}"
-                    f" h={_fmt(rb[3])}",
+                    f"annotation {aid}: rotated_bbox width and height must be > 0, got w={_fmt(rb[2])} h={_fmt(rb[3])}",
                 )
         if ann.area is not None and not ann.area >= 0:
             out.add(f"{where}.area", f"annotation {aid}: area must be >= 0, got {_fmt(ann.area)}")
