@@ -135,3 +135,86 @@ class DatasetSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="snapshots")
+
+
+class Job(Base):
+    """A training job. `status` follows trainer_runtime.events.JOB_STATUSES.
+
+    `last_seq` is the highest event seq stored; new events get last_seq + 1 under a row lock, so
+    seq is gapless per job. `token_hash` is the sha256 of the per-job callback token (the token
+    itself is only in the job spec handed to the trainer).
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    dataset_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    dataset_name: Mapped[str] = mapped_column(String(200), default="")
+    snapshot_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    framework: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(200))
+    task_type: Mapped[str] = mapped_column(String(64))
+    preset: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    intent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    conversion: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_retries: Mapped[int] = mapped_column(Integer, default=3)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_hash: Mapped[str] = mapped_column(String(64), default="")
+    executor: Mapped[str] = mapped_column(String(32), default="local")
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # pid or k8s Job name
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    epochs: Mapped[int] = mapped_column(Integer, default=0)
+    epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_metric_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    best_metric: Mapped[float | None] = mapped_column(nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class JobEvent(Base):
+    """One stored progress event (contract 4); (job_id, seq) and (job_id, event_id) are unique."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq", name="uq_job_event_seq"),
+        UniqueConstraint("job_id", "event_id", name="uq_job_event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class JobCheckpoint(Base):
+    """A verified checkpoint in the internal store; only best and last epochs get one (seed)."""
+
+    __tablename__ = "job_checkpoints"
+    __table_args__ = (UniqueConstraint("job_id", "name", name="uq_job_checkpoint_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(32))  # best.pt | last.pt
+    key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
