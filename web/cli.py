@@ -2,6 +2,7 @@
 
     vision-agent serve [--host H] [--port P] [--data-dir D] [--reload] [--log-level L]
     vision-agent dataset validate|import|convert|split ...   (trainer_runtime.formats.cli)
+    vision-agent train --spec JOB.json [--resume]             (trainer_runtime.runner)
     vision-agent version
 
 Imports are lazy so that `vision-agent --help` answers at once.
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate, import, convert or split datasets (see `vision-agent dataset --help`)",
         add_help=False,
     )
+    sub.add_parser(
+        "train",
+        help="run one training job from a JSON job spec (see `vision-agent train --help`)",
+        add_help=False,
+    )
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -48,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         os.environ["VTA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
+    if not os.environ.get("VTA_CALLBACK_BASE_URL"):  # where local trainers post their events
+        os.environ["VTA_CALLBACK_BASE_URL"] = callback_base_url(args.host, args.port)
     import uvicorn
 
     from web.config import get_settings
@@ -62,6 +70,18 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
+
+
+def callback_base_url(host: str, port: int) -> str:
+    """The URL a trainer on this machine uses to reach a server bound to host:port (a wildcard
+    address becomes loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _version() -> str:
@@ -79,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trainer_runtime.formats.cli import main as dataset_main
 
         return int(dataset_main(args_list[1:]) or 0)
+    if args_list and args_list[0] == "train":
+        from trainer_runtime.runner import main as train_main
+
+        return int(train_main(args_list[1:], prog=f"{PROG} train"))
 
     parser = build_parser()
     args = parser.parse_args(args_list)
