@@ -2,24 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
+STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: setup run test lint typecheck pytest train-setup bench clean
+.PHONY: setup run test lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,train]'
 	touch $(STAMP)
 
 setup: $(STAMP)
-
-## Install the training frameworks too (torch from this machine's disk, ultralytics, timm, transformers).
-train-setup: $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,train]'
 
 run: $(STAMP)
 	$(VENV)/bin/vision-agent serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
