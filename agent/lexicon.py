@@ -1,0 +1,1060 @@
+"""Vocabularies and precompiled patterns for the deterministic request parser.
+
+Everything here is data: words in English and Korean (with common spellings and typos), the
+canonical model names of DESIGN contract 1, and the regular expressions built from them. The
+patterns run on *normalised* text (see `agent.parser.normalise`): NFKC, lower case, a space
+between Hangul and Latin letters/digits, so "yolo11n으로50에폭" reads "yolo11n 으로 50 에폭".
+"""
+
+from __future__ import annotations
+
+import re
+
+# --------------------------------------------------------------------------- numbers
+
+# A number as people type it: 50, 0.001, .5, 3e-4, 5E-5, 3 x 10^-4, 10^-3.
+NUM = r"(?:(?:\d+(?:\.\d+)?|\.\d+)(?:\s*[x×*]\s*10\s*\^\s*[-+]?\d+|e[-+]?\d+)?|10\s*\^\s*[-+]?\d+)"
+# Not glued to a word, a dash or a slash on its left ("yolo11", "flowers-5", "vit-b/16", "top-5").
+NUM_START = r"(?<![\w.\-/^])"
+
+WORD_UNITS = {
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+WORD_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+WORD_SCALES = {"hundred": 100, "thousand": 1000}
+_NUMWORD = "|".join(sorted([*WORD_UNITS, *WORD_TENS, *WORD_SCALES], key=len, reverse=True))
+# "fifty", "twenty-five", "one hundred", "a hundred", "two hundred and fifty"
+NUMBER_WORDS_RE = re.compile(
+    rf"(?<![a-z])(?:a\s+(?=hundred|thousand))?(?:{_NUMWORD})(?:(?:\s+and\s+|[\s-]+)(?:{_NUMWORD}))*(?![a-z])"
+)
+
+# --------------------------------------------------------------------------- models
+
+YOLO_SIZES = {
+    "n": "n",
+    "nano": "n",
+    "나노": "n",
+    "s": "s",
+    "small": "s",
+    "스몰": "s",
+    "m": "m",
+    "medium": "m",
+    "mid": "m",
+    "미디엄": "m",
+    "미디움": "m",
+    "l": "l",
+    "large": "l",
+    "라지": "l",
+    "x": "x",
+    "xl": "x",
+    "xlarge": "x",
+    "x-large": "x",
+    "extra large": "x",
+    "extra-large": "x",
+    "extralarge": "x",
+    "huge": "x",
+    "엑스라지": "x",
+}
+_YOLO_SIZE_ALT = (
+    r"x-?large|extra[\s-]*large|xl|huge|nano|small|medium|mid|large|엑스라지|나노|스몰|미디엄|미디움|라지|[nsmlx]"
+)
+YOLO_RE = re.compile(
+    r"(?<![a-z0-9])(?:yolo|욜로)\s*[-_]?\s*(?:v\s*)?(?P<ver>5|8|9|10|11|12|26)(?![0-9])"
+    rf"(?:\s*[-_]?\s*(?P<size>{_YOLO_SIZE_ALT})(?![a-z0-9]))?"
+    r"(?:u(?![a-z0-9]))?"
+    r"(?:\s*[-_]\s*(?P<suf>seg|pose|cls|obb)(?![a-z0-9])|(?<=[nsmlx])(?P<suf2>seg|pose|cls|obb)(?![a-z0-9]))?"
+    r"(?:\.(?:pt|yaml))?"
+)
+YOLO_BARE_RE = re.compile(r"(?<![a-z0-9])(?:yolo|욜로)(?![a-z0-9])")
+
+RESNET_RE = re.compile(
+    r"(?<![a-z0-9])(?:res\s*-?\s*net|레즈\s*넷|레스\s*넷|리스\s*넷|레즈넷|레스넷|리스넷)\s*[-_]?\s*"
+    r"(?P<depth>18|34|50|101|152)(?![0-9])(?:[._](?:a1_in1k|tv_in1k|a1h_in1k))?"
+)
+RESNET_BARE_RE = re.compile(
+    r"(?<![a-z0-9])(?:res\s*-?\s*net|레즈\s*넷|레스\s*넷|리스\s*넷|efficient\s*-?\s*net|eff\s*-?\s*net|이피션트\s*넷|에피션트\s*넷)(?![a-z0-9])"
+)
+EFFNET_RE = re.compile(
+    r"(?<![a-z0-9])(?:efficient\s*-?\s*net|eff\s*-?\s*net|이피션트\s*넷|에피션트\s*넷|이피션\s*넷|에피션\s*넷)"
+    r"\s*[-_]?\s*(?:v1\s*[-_]?\s*)?(?P<b>b\s*[0-7](?![0-9])|[0-7](?![0-9]))"
+)
+MOBILENET_RE = re.compile(
+    r"(?<![a-z0-9])(?:mobile\s*-?\s*net|모바일\s*넷)(?:\s*[-_]?\s*v\s*(?P<v>[1-4]))?"
+    r"(?:\s*[-_]?\s*(?P<var>large|small|라지|스몰))?(?:[_-]?(?:100|075|050))?(?![a-z0-9])"
+)
+CONVNEXT_RE = re.compile(
+    r"(?<![a-z0-9])(?:conv\s*-?\s*next|컨브\s*넥스트|콘브\s*넥스트)"
+    r"(?:\s*[-_]?\s*(?P<sz>tiny|small|base|large|타이니|스몰|베이스|[tsbl])(?![a-z0-9]))?"
+)
+VIT_RE = re.compile(
+    r"(?<![a-z0-9])(?:vit(?![a-z]{2})|vision\s*-?\s*transformers?|비전\s*트랜스포머)"
+    r"(?:\s*[-_]?\s*(?P<sz>base|small|tiny|large|huge|베이스|스몰|[bstlh])(?![a-z]))?"
+    r"(?:\s*/\s*(?P<p>8|14|16|32)(?![0-9])|[-_]?\s*patch\s*(?P<p2>8|14|16|32))?(?:[-_]?(?:224|384)(?![0-9]))?"
+)
+DEIT_RE = re.compile(
+    r"(?<![a-z0-9])deit(?![a-z]{2})(?:\s*[-_]?\s*(?P<sz>small|tiny|base|[stb])(?![a-z]))?"
+    r"(?:[-_]?patch16)?(?:[-_]?224)?"
+)
+RTDETR_RE = re.compile(r"(?<![a-z0-9])rt\s*-?\s*detr(?:\s*[-_]?\s*(?P<sz>l|x|large|xlarge|x-large)(?![a-z0-9]))?")
+DETR_RE = re.compile(
+    r"(?<![a-z0-9\-])(?:detr|디텍션\s*트랜스포머|detection\s*transformers?|디티알|데트알)"
+    r"(?:[-_]?resnet[-_]?50)?(?![a-z0-9])"
+)
+# A Hugging Face hub id: org/name where name has a digit or a separator ("cat/dog" is a class list).
+HUB_RE = re.compile(r"(?<![\w/.\-])([a-z0-9][a-z0-9_.\-]{1,40})/([a-z0-9][a-z0-9_.\-]*[a-z0-9])(?![\w/\-])")
+
+VIT_SIZES = {
+    "b": "base",
+    "base": "base",
+    "베이스": "base",
+    "s": "small",
+    "small": "small",
+    "스몰": "small",
+    "t": "tiny",
+    "tiny": "tiny",
+    "l": "large",
+    "large": "large",
+    "h": "huge",
+    "huge": "huge",
+}
+CONVNEXT_SIZES = {
+    "t": "tiny",
+    "tiny": "tiny",
+    "타이니": "tiny",
+    "s": "small",
+    "small": "small",
+    "스몰": "small",
+    "b": "base",
+    "base": "base",
+    "베이스": "base",
+    "l": "large",
+    "large": "large",
+}
+
+# timm name -> Hugging Face hub id, used when the user asks for Hugging Face / transformers.
+HUB_IDS = {
+    "vit_base_patch16_224": "google/vit-base-patch16-224",
+    "vit_large_patch16_224": "google/vit-large-patch16-224",
+    "resnet18": "microsoft/resnet-18",
+    "resnet34": "microsoft/resnet-34",
+    "resnet50": "microsoft/resnet-50",
+    "resnet101": "microsoft/resnet-101",
+    "resnet152": "microsoft/resnet-152",
+    "deit_small_patch16_224": "facebook/deit-small-patch16-224",
+    "convnext_tiny": "facebook/convnext-tiny-224",
+    "efficientnet_b0": "google/efficientnet-b0",
+    "efficientnet_b1": "google/efficientnet-b1",
+    "efficientnet_b2": "google/efficientnet-b2",
+    "efficientnet_b3": "google/efficientnet-b3",
+}
+DETR_HUB_ID = "facebook/detr-resnet-50"
+
+HUB_TASK_WORDS = [
+    ("object_detection", re.compile(r"detr|yolos|rtdetr|rt-detr|owlvit|owlv2")),
+    ("instance_segmentation", re.compile(r"mask2former|maskformer|oneformer|segformer")),
+    ("pose_estimation", re.compile(r"vitpose")),
+    (
+        "image_classification",
+        re.compile(r"vit|resnet|convnext|deit|swin|efficientnet|mobilenet|beit|regnet|dinov2|levit|bit|cvt|poolformer"),
+    ),
+]
+
+# --------------------------------------------------------------------------- frameworks
+
+FRAMEWORK_RES = [
+    ("ultralytics", re.compile(r"(?<![a-z0-9])ultralytics(?![a-z0-9])|울트라\s*리틱스|울트라\s*리틱")),
+    ("timm", re.compile(r"(?<![a-z0-9])(?:timm|pytorch[\s-]*image[\s-]*models)(?![a-z0-9])")),
+    (
+        "transformers",
+        re.compile(
+            r"(?<![a-z0-9])(?:hugging\s*-?\s*face(?:\s*transformers)?|hf(?:\s*transformers)?|transformers)(?![a-z0-9])"
+            r"|허깅\s*페이스|허깅\s*훼이스|트랜스포머스|🤗"
+        ),
+    ),
+]
+
+# --------------------------------------------------------------------------- tasks (most specific first)
+
+_B = r"(?<![a-z0-9\-])"
+_E = r"(?![a-z0-9\-])"
+TASK_RES = [
+    (
+        "oriented_object_detection",
+        re.compile(
+            rf"{_B}(?:obb|oriented(?:\s*(?:bounding\s*)?box(?:es)?)?|rotated(?:\s*(?:bounding\s*)?box(?:es)?)?"
+            rf"|aerial|rotation){_E}|회전\s*(?:된\s*)?(?:바운딩\s*)?(?:박스|객체|사각형|탐지|검출)|항공|기울어진\s*박스"
+        ),
+    ),
+    (
+        "pose_estimation",
+        re.compile(
+            rf"{_B}(?:pose|poses|keypoints?|key\s*points?|skeletons?|landmarks?){_E}"
+            r"|포즈|자세|키\s*포인트|관절|스켈레톤"
+        ),
+    ),
+    (
+        "instance_segmentation",
+        re.compile(rf"{_B}(?:segment\w*|seg|masks?|instance){_E}|세그멘테이션|세그먼테이션|세그|분할|마스크|인스턴스"),
+    ),
+    (
+        "object_detection",
+        re.compile(
+            rf"{_B}(?:detect\w*|bounding\s*box(?:es)?|bbox(?:es)?|boxes|locali[sz]ation){_E}"
+            r"|탐지|검출|디텍션|디텍터|바운딩\s*박스|감지"
+        ),
+    ),
+    (
+        "image_classification",
+        re.compile(rf"{_B}(?:classif\w*|categori[sz]\w*){_E}|분류|클래시피케이션|클래시파이|판별"),
+    ),
+]
+YOLO_TASK_SUFFIX = {
+    "instance_segmentation": "-seg",
+    "pose_estimation": "-pose",
+    "image_classification": "-cls",
+    "oriented_object_detection": "-obb",
+    "object_detection": "",
+}
+SUFFIX_TASK = {
+    "seg": "instance_segmentation",
+    "pose": "pose_estimation",
+    "cls": "image_classification",
+    "obb": "oriented_object_detection",
+}
+
+# --------------------------------------------------------------------------- presets
+
+# Words that always mean a difficulty, and words that do only next to a context word.
+PRESET_RE = re.compile(
+    r"(?P<easy>쉬움|쉽게|쉬운|쉽|초급|초보|입문|기본|간단|(?<![a-z])(?:easy|beginners?)(?![a-z]))"
+    r"|(?P<medium>보통|중간|중급|(?<![a-z])(?:medium|moderate|intermediate)(?![a-z]))"
+    r"|(?P<advanced>어려움|어렵게|어려운|어렵|고급|상급|심화|숙련|(?<![a-z])(?:advanced|expert|difficult)(?![a-z]))"
+    r"|(?P<easy2>(?<![a-z])(?:simple|basic|quick)(?![a-z]))"
+    r"|(?P<medium2>(?<![a-z])(?:normal|standard|mid|middle|balanced)(?![a-z]))"
+    r"|(?P<advanced2>(?<![a-z])(?:hard|pro|heavy)(?![a-z])|상(?=\s*난이도|\s*$))"
+)
+PRESET_CONTEXT_AFTER_RE = re.compile(
+    r"\s*(?:difficulty|level|preset|mode|settings?|config(?:uration)?|난이도|모드|설정|수준|단계|버전|프리셋|으로|로)"
+)
+PRESET_CONTEXT_BEFORE_RE = re.compile(
+    r"(?:difficulty|난이도|preset|level|mode|모드|at|프리셋)\s*(?:[:=]|은|는|is)?\s*$"
+)
+
+# --------------------------------------------------------------------------- hyper-parameters
+
+KEY_FILLER = (
+    r"(?:\s*(?:은|는|을|를|이|가|수|수는|수를|값|값은|값을|[:=]|of|is|to|as|around|about"
+    r"|~|->|→|=>|-(?=\s)|—|set\s+to))*\s*"
+)
+
+EPOCH_KEY = (
+    r"(?<![a-z0-9])(?:(?:num|n|max|total)[_\s-]?)?epochs?(?![a-z])|(?<![a-z0-9])eps?(?![a-z0-9])"
+    r"|에폭스?|에포크|에퐄|에폭|이폭|학습\s*횟수|반복\s*횟수"
+)
+EPOCH_UNIT = r"(?:epochs?|eps?|에폭스?|에포크|에퐄|이폭)(?![a-z])"
+BATCH_KEY = (
+    r"(?<![a-z0-9])(?:mini[\s_-]*)?batch(?:[\s_-]*size)?(?![a-z])|(?<![a-z0-9])batchsize(?![a-z])"
+    r"|(?<![a-z0-9])bs(?![a-z0-9])|(?:미니\s*)?배치\s*(?:사이즈|크기)?"
+)
+IMGSZ_KEY = (
+    r"(?<![a-z0-9])(?:image|img|input)[\s_-]*(?:size|resolution|res|sz)(?![a-z])|(?<![a-z0-9])imgsz(?![a-z])"
+    r"|(?<![a-z0-9])(?:resolution|res|size)(?![a-z])|(?:이미지|입력|인풋)\s*(?:크기|사이즈|해상도)|해상도"
+)
+LR_KEY = (
+    r"(?<![a-z0-9])(?:(?:initial|base|init)[\s_-]*)?(?:learning[\s_-]*rate|lr0?)(?![a-z0-9])"
+    r"|학습\s*률|러닝\s*레이트|학습\s*속도|학습률"
+)
+WD_KEY = (
+    r"(?<![a-z0-9])(?:weight[\s_-]*decay|wd|l2(?:[\s_-]*(?:regularization|penalty))?)(?![a-z0-9])"
+    r"|가중치\s*감쇠|웨이트\s*디케이|l2\s*정규화"
+)
+MOMENTUM_KEY = r"(?<![a-z0-9])momentum(?![a-z])|모멘텀"
+WARMUP_KEY = r"(?<![a-z0-9])warm[\s_-]*up(?:[\s_-]*epochs?)?(?![a-z])|워밍\s*업|웜\s*업"
+PATIENCE_KEY = (
+    r"(?:(?<![a-z0-9])early[\s_-]*stop(?:ping)?|조기\s*종료|조기\s*중단|얼리\s*스탑(?:핑)?|얼리\s*스토핑)"
+    r"(?:\s*(?:patience|인내심?))?|(?<![a-z0-9])patience(?![a-z])|인내심?"
+)
+LS_KEY = r"(?<![a-z0-9])label[\s_-]*smooth(?:ing)?(?![a-z])|라벨\s*스무딩|레이블\s*스무딩"
+
+
+def kv(key: str, value: str = NUM, unit: str | None = None) -> re.Pattern[str]:
+    """KEY [particles/filler] VALUE [unit]: "에폭은 40으로", "batch size of 16", "lr=3e-4"."""
+    u = rf"(?P<unit>\s*{unit})?" if unit else ""
+    return re.compile(rf"(?:{key}){KEY_FILLER}{NUM_START}(?P<v>{value}){u}(?!\d|\.\d)")
+
+
+def vk(unit: str) -> re.Pattern[str]:
+    """VALUE UNIT: "50 epochs", "50에폭", "224px" (not "the last 10 epochs")."""
+    return re.compile(rf"(?<!last )(?<!final )(?<!first )(?<!마지막 ){NUM_START}(?P<v>{NUM})\s*(?:{unit})")
+
+
+SIZE_VALUE = rf"{NUM}(?:\s*[x×]\s*\d+)?(?:\s*(?:px|pixels?|픽셀))?"
+
+# Advanced keys with a value, tried before the plain epochs/batch/lr keys so that "warmup 3 epochs"
+# or "patience 20 epochs" do not leave their number to `epochs`.
+ADVANCED_NUMERIC = [
+    (
+        "warmup_epochs",
+        [
+            kv(WARMUP_KEY, NUM, EPOCH_UNIT),
+            re.compile(rf"{NUM_START}(?P<v>{NUM})\s*(?:{EPOCH_UNIT})?\s*(?:of\s+)?(?:동안\s*)?(?:{WARMUP_KEY})"),
+        ],
+    ),
+    ("patience", [kv(PATIENCE_KEY, NUM, rf"(?:{EPOCH_UNIT}|번|회)")]),
+    ("weight_decay", [kv(WD_KEY)]),
+    ("momentum", [kv(MOMENTUM_KEY)]),
+    ("label_smoothing", [kv(LS_KEY)]),
+]
+
+CORE_KV = [
+    ("batch_size", kv(BATCH_KEY)),
+    ("learning_rate", kv(LR_KEY)),
+    ("image_size", kv(IMGSZ_KEY, SIZE_VALUE)),
+    ("epochs", kv(EPOCH_KEY, NUM, r"(?:번|회|times)")),
+]
+CORE_VK = [
+    ("epochs", vk(EPOCH_UNIT)),
+    ("epochs", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:번|회)\s*(?:학습|반복|돌려|돌리|훈련|정도\s*(?:학습|돌려))")),
+    ("image_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:px|pixels?|픽셀)(?![a-z])")),
+    ("image_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*[x×]\s*(?P=v)(?![\d.])")),
+    ("batch_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:(?:images?|samples?|장)\s*)?(?:per|a|/)\s*batch(?![a-z])")),
+    (
+        "image_size",
+        re.compile(
+            r"(?:이미지|image)\s+(?P<v>\d{3,4})(?![\d.])(?!\s*(?:장|개|매|건|images?|photos?|pictures?|samples?))"
+        ),
+    ),
+    # "... at 640" / "at 224 resolution": a 3-4 digit size after "at"
+    ("image_size", re.compile(r"(?<![a-z])at\s+(?P<v>\d{3,4})(?:\s*(?:px|pixels?|resolution|res))?(?![\d.a-z])")),
+]
+
+# --------------------------------------------------------------------------- optimizer / scheduler
+
+OPTIMIZER_RE = re.compile(
+    r"(?<![a-z])(?P<adamw>adam\s*-?\s*w(?![a-z])|아담\s*(?:w|더블유))"
+    r"|(?<![a-z])(?P<adam>adam(?![a-z])|아담)"
+    r"|(?<![a-z])(?P<sgd>sgd(?![a-z])|에스지디)"
+    r"|(?<![a-z])(?P<rmsprop>rms\s*-?\s*prop(?![a-z])|알엠에스\s*프롭)"
+)
+_SCHED_WORD = r"(?:lr\s*)?(?:schedul\w*|스케줄\w*|스케쥴\w*|decay|annealing|감소|감쇠)"
+SCHEDULER_RES = [
+    (
+        "cosine",
+        re.compile(
+            r"(?<![a-z])cos(?:ine)?(?:[\s_-]*(?:annealing|anneal|lr))?(?:\s*" + _SCHED_WORD + r")?(?![a-z])"
+            r"|코사인(?:\s*" + _SCHED_WORD + r")?"
+        ),
+    ),
+    (
+        "plateau",
+        re.compile(r"(?:reduce[\s_-]*(?:lr[\s_-]*)?on[\s_-]*)?plateau(?:\s*" + _SCHED_WORD + r")?|플래토|플라토"),
+    ),
+    (
+        "step",
+        re.compile(
+            r"(?<![a-z])(?:step[\s_-]*lr|multi[\s_-]*step(?:[\s_-]*lr)?)(?![a-z])"
+            r"|(?<![a-z])step(?:[\s_-]*(?:wise|based))?\s*" + _SCHED_WORD + r"|스텝\s*" + _SCHED_WORD
+        ),
+    ),
+    (
+        "linear",
+        re.compile(
+            r"(?<![a-z])linear[\s_-]*lr(?![a-z])|(?<![a-z])linear(?:ly)?\s*"
+            + _SCHED_WORD
+            + r"|(?:선형|리니어)\s*(?:"
+            + _SCHED_WORD
+            + r"|감소)"
+        ),
+    ),
+]
+SCHEDULER_KEY_RE = re.compile(
+    r"(?:lr[\s_-]*)?(?:scheduler|schedule|스케줄러|스케쥴러|스케줄|스케쥴)\s*(?:은|는|을|를|[:=]|to|is)?\s*"
+    r"(?P<name>cosine|코사인|step|스텝|plateau|플래토|linear|선형|리니어)"
+)
+SCHEDULER_NAMES = {
+    "cosine": "cosine",
+    "코사인": "cosine",
+    "step": "step",
+    "스텝": "step",
+    "plateau": "plateau",
+    "플래토": "plateau",
+    "linear": "linear",
+    "선형": "linear",
+    "리니어": "linear",
+}
+
+# --------------------------------------------------------------------------- augmentations
+
+AUG_RE = re.compile(
+    r"(?P<mixup>(?<![a-z])mix[\s_-]*up(?![a-z])|믹스\s*업)"
+    r"|(?P<cutmix>(?<![a-z])cut[\s_-]*mix(?![a-z])|컷\s*믹스)"
+    r"|(?P<mosaic>(?<![a-z_])mosaic(?![a-z])|모자이크)"
+    r"|(?P<copy_paste>(?<![a-z])copy[\s_-]*(?:and[\s_-]*)?paste(?![a-z])|카피\s*페이스트|복사\s*붙여\s*넣기)"
+)
+_AUG_TAIL = (
+    r"(?:\s*(?:augmentations?|augment|aug|증강|기법))?"
+    r"(?:\s*(?:은|는|을|를|이|가|도|둘\s*다|모두|다|both|all|as\s+well))*"
+)
+AUG_AFTER_NUM_RE = re.compile(rf"{_AUG_TAIL}\s*(?:[:=]|to|of|값|확률|prob(?:ability)?)?\s*(?P<v>{NUM})(?![\d.])")
+AUG_AFTER_CUE_RE = re.compile(
+    rf"{_AUG_TAIL}\s*(?:"
+    r"(?P<off>off(?![a-z])|false(?![a-z])|disabled?(?![a-z])|no(?![a-z])|none(?![a-z])|꺼|끄|끈|빼|제외|없이|비활성|사용\s*(?:안|하지|x|금지)|안\s*(?:써|씀|함|해|쓰)|미사용|x(?![a-z]))"
+    r"|(?P<on>on(?![a-z])|true(?![a-z])|enabled?(?![a-z])|yes(?![a-z])|켜|킨|사용|적용|활성|추가|넣어|포함|써|쓰|o(?![a-z])))"
+)
+AUG_BEFORE_OFF_RE = re.compile(
+    r"(?:(?<![a-z])(?:no|without|disable|disabled|turn\s*off|switch\s*off|skip|remove|drop|w/o|exclude|stop|close)"
+    r"|don'?t\s*use|do\s*not\s*use|not\s*use|no\s*use\s*of)\s*(?:the|any)?\s*$"
+)
+AUG_BEFORE_ON_RE = re.compile(
+    r"(?:(?<![a-z])(?:use|enable|enabled|with|turn\s*on|switch\s*on|add|apply|using|plus|include)|\+)\s*(?:the|some)?\s*$"
+)
+AUG_CONJ_RE = re.compile(r"^\s*(?:,|and|&|\+|/|랑|이랑|와|과|하고|및|그리고|or|,\s*and)\s*$")
+
+# --------------------------------------------------------------------------- datasets
+
+DS_TOKEN = r"[a-z0-9가-힣][\w.\-]*[\w]|[a-z0-9가-힣]"
+DATASET_WORD = r"(?:data\s*-?\s*set|데이터\s*셋|데이타\s*셋)"
+DS_BEFORE_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s*(?:{DATASET_WORD})(?![a-z])")
+DS_AFTER_RE = re.compile(
+    rf"(?:{DATASET_WORD}s?(?![a-z])|(?<![a-z])data(?=\s*[:=])|데이터(?=\s*(?:는|은|:|=))|데이타(?=\s*(?:는|은)))"
+    r"(?P<filler>(?:\s*(?:named|called|id|name|이름은|이름|이름이|는|은|[:=]|is))*)\s*"
+    rf"(?P<ds>{DS_TOKEN})"
+)
+DS_DATA_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s*(?:데이터|데이타)(?:로|으로|를|을|에서|에|만)")
+DS_PREP_RE = re.compile(
+    rf"(?<![a-z])(?P<prep>on|in|using|with|from|over)\s+(?:(?:the|my|our|your|this)\s+)?(?P<ds>{DS_TOKEN})"
+)
+DS_FOLLOWED_BY_NOUN_RE = re.compile(
+    r"\s*(?:images?|photos?|pictures?|pics?|videos?|footage|frames?|gpus?|cpus?)(?![a-z])"
+)
+QUOTED_RE = re.compile(r"([\"'`])([^\"'`\x00]{1,80}?)\1")
+KNOWN_DATASETS = {
+    "digits",
+    "shapes-demo",
+    "poses-demo",
+    "mnist",
+    "fashion-mnist",
+    "cifar10",
+    "cifar-10",
+    "cifar100",
+    "cifar-100",
+    "coco",
+    "coco8",
+    "coco128",
+    "imagenet",
+    "imagenette",
+    "voc",
+    "dota8",
+}
+DATASET_STOP = {
+    "the",
+    "a",
+    "an",
+    "my",
+    "our",
+    "your",
+    "this",
+    "that",
+    "it",
+    "them",
+    "me",
+    "top",
+    "gpu",
+    "gpus",
+    "cpu",
+    "cuda",
+    "images",
+    "image",
+    "photos",
+    "photo",
+    "pictures",
+    "data",
+    "dataset",
+    "datasets",
+    "mode",
+    "level",
+    "difficulty",
+    "default",
+    "custom",
+    "own",
+    "new",
+    "public",
+    "private",
+    "same",
+    "and",
+    "or",
+    "with",
+    "for",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "by",
+    "from",
+    "using",
+    "is",
+    "named",
+    "called",
+    "id",
+    "name",
+    "train",
+    "training",
+    "classification",
+    "detection",
+    "segmentation",
+    "pose",
+    "model",
+    "models",
+    "batch",
+    "epochs",
+    "epoch",
+    "average",
+    "time",
+    "top-1",
+    "top-5",
+    "both",
+    "all",
+    "each",
+    "every",
+    "one",
+    "multiple",
+    "some",
+    "device",
+    "local",
+    "disk",
+    "server",
+    "which",
+    "what",
+    "any",
+    "please",
+    "instead",
+    "do",
+    "does",
+    "i",
+    "you",
+    "we",
+    "have",
+    "are",
+    "there",
+    "can",
+    "should",
+    "list",
+    "show",
+    "use",
+    "pick",
+    "choose",
+    "select",
+    "load",
+    "try",
+    "run",
+    "want",
+    "need",
+    "make",
+    "create",
+    "upload",
+    "delete",
+    "open",
+    "see",
+    "check",
+    "내",
+    "제",
+    "나의",
+    "우리",
+    "새",
+    "이",
+    "그",
+    "저",
+    "해당",
+    "기본",
+    "공개",
+    "로",
+    "으로",
+    "를",
+    "을",
+    "은",
+    "는",
+    "이름",
+    "학습",
+    "훈련",
+    "모델",
+    "데이터",
+    "사용",
+    "에서",
+    "에",
+    "의",
+    "새로운",
+    "커스텀",
+}
+HYPHEN_STOP = re.compile(
+    r"^(?:fine-?tun\w*|pre-?train\w*|re-?train\w*|state-of-the-art|real-time|multi-\w+|early-stop\w*|step-by-step"
+    r"|x-large|extra-large|cross-\w+|one-cycle|warm-up|mixed-precision|half-precision|\w+-supervised"
+    r"|hyper-?param\w*|anchor-\w+|one-stage|two-stage|high-\w+|low-\w+|in-house|open-source|off-the-shelf"
+    r"|end-to-end|long-tail\w*|well-\w+|up-to-date|k-fold|non-\w+|self-\w+|semi-\w+|auto-\w+|re-\w+|pre-\w+"
+    r"|post-\w+|sub-\w+|over-\w+|under-\w+|light-?weight|t-shirts?|x-rays?|e-\w+|learning-rate|batch-size|image-size|copy-paste|cut-mix|mix-up|follow-up|e-mail|set-up"
+    r"|top-\d+|fp\d+|bf\d+|int\d+|v\d+|b\d|x\d+|\d+e-?\d+|\d+(?:px|gb|mb|k)|rtx\d*|gtx\d*|[ahtv]\d+|cuda\d*"
+    r"|sm\d+|p\d+|e\d+|ep\d+|step\d*|s\d|gpu\d*|cpu\d*|\d+(?:st|nd|rd|th))$"
+)
+
+# --------------------------------------------------------------------------- class names
+
+CLASS_STOP = {
+    # English function words and generic nouns
+    "a",
+    "an",
+    "the",
+    "my",
+    "our",
+    "your",
+    "their",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "them",
+    "some",
+    "any",
+    "all",
+    "each",
+    "every",
+    "both",
+    "other",
+    "different",
+    "various",
+    "images",
+    "image",
+    "photos",
+    "photo",
+    "pictures",
+    "picture",
+    "pics",
+    "objects",
+    "object",
+    "things",
+    "thing",
+    "stuff",
+    "items",
+    "data",
+    "dataset",
+    "model",
+    "models",
+    "classes",
+    "class",
+    "labels",
+    "label",
+    "categories",
+    "category",
+    "types",
+    "kinds",
+    "with",
+    "for",
+    "on",
+    "in",
+    "at",
+    "to",
+    "of",
+    "from",
+    "using",
+    "use",
+    "by",
+    "into",
+    "via",
+    "per",
+    "please",
+    "pls",
+    "train",
+    "training",
+    "trained",
+    "fine-tune",
+    "finetune",
+    "fine-tuning",
+    "build",
+    "make",
+    "create",
+    "run",
+    "start",
+    "want",
+    "need",
+    "would",
+    "like",
+    "could",
+    "can",
+    "should",
+    "will",
+    "you",
+    "i",
+    "we",
+    "me",
+    "us",
+    "he",
+    "she",
+    "they",
+    "help",
+    "hey",
+    "hi",
+    "hello",
+    "out",
+    "also",
+    "then",
+    "now",
+    "just",
+    "is",
+    "are",
+    "be",
+    "was",
+    "do",
+    "does",
+    "how",
+    "what",
+    "which",
+    "who",
+    "why",
+    "where",
+    "when",
+    "not",
+    "no",
+    "yes",
+    "ok?",
+    "so",
+    "up",
+    "down",
+    "about",
+    "between",
+    "than",
+    "as",
+    "if",
+    "detect",
+    "detection",
+    "detector",
+    "classify",
+    "classification",
+    "classifier",
+    "segment",
+    "segmentation",
+    "segmenter",
+    "pose",
+    "keypoint",
+    "keypoints",
+    "instance",
+    "instances",
+    "mask",
+    "masks",
+    "oriented",
+    "rotated",
+    "box",
+    "boxes",
+    "bounding",
+    "binary",
+    "multiclass",
+    "multi-class",
+    "multilabel",
+    "multi-label",
+    "simple",
+    "good",
+    "fast",
+    "quick",
+    "new",
+    "custom",
+    "small",
+    "big",
+    "accurate",
+    "robust",
+    "better",
+    "best",
+    "basic",
+    "strong",
+    "lightweight",
+    "tiny",
+    "large",
+    "medium",
+    "easy",
+    "hard",
+    "advanced",
+    "expert",
+    "beginner",
+    "normal",
+    "level",
+    "mode",
+    "difficulty",
+    "preset",
+    "settings",
+    "setting",
+    "config",
+    "epochs",
+    "epoch",
+    "batch",
+    "size",
+    "lr",
+    "rate",
+    "learning",
+    "accuracy",
+    "precision",
+    "recall",
+    "map",
+    "test",
+    "evaluate",
+    "eval",
+    "validation",
+    "val",
+    "split",
+    "job",
+    "task",
+    "project",
+    "network",
+    "net",
+    "cnn",
+    "backbone",
+    "architecture",
+    "framework",
+    "library",
+    "pytorch",
+    "gpu",
+    "gpus",
+    "cpu",
+    "device",
+    "handwritten",
+    "digit",
+    "digits",
+    "something",
+    "anything",
+    "everything",
+    "real",
+    "world",
+    "scratch",
+    "pretrained",
+    "pre-trained",
+    "weights",
+    "way",
+    "well",
+    "time",
+    "times",
+    "let's",
+    "lets",
+    "me?",
+    "it?",
+    "people?",
+    "there",
+    "here",
+    "more",
+    "less",
+    "very",
+    "really",
+    "too",
+    "again",
+    "instead",
+    "only",
+    # Korean
+    "이미지",
+    "사진",
+    "영상",
+    "객체",
+    "물체",
+    "사물",
+    "모델",
+    "데이터",
+    "데이터셋",
+    "박스",
+    "회전",
+    "인스턴스",
+    "포즈",
+    "자세",
+    "키포인트",
+    "학습",
+    "훈련",
+    "으로",
+    "로",
+    "를",
+    "을",
+    "이",
+    "가",
+    "은",
+    "는",
+    "에",
+    "에서",
+    "의",
+    "와",
+    "과",
+    "및",
+    "그리고",
+    "좀",
+    "클래스",
+    "카테고리",
+    "라벨",
+    "레이블",
+    "종류",
+    "여러",
+    "다양한",
+    "각각",
+    "모든",
+    "다중",
+    "이진",
+    "간단한",
+    "간단히",
+    "빠르게",
+    "쉽게",
+    "어렵게",
+    "제",
+    "내",
+    "우리",
+    "해당",
+    "그",
+    "이런",
+    "저런",
+    "것",
+    "거",
+    "하는",
+    "할",
+    "해줘",
+    "해",
+    "만들어",
+    "만들고",
+    "싶어",
+    "모델을",
+    "모델로",
+    "이미지를",
+    "사진을",
+    "객체를",
+    "물체를",
+    "데이터를",
+    "바운딩",
+    "세그멘테이션",
+    "분할",
+    "탐지",
+    "검출",
+    "분류",
+    "인식",
+    "구분",
+    "손글씨",
+    "숫자",
+    "아",
+    "어",
+    "음",
+    "자",
+    "네",
+    "응",
+    "그럼",
+    "그냥",
+    "또",
+    "근데",
+    "그래서",
+    "다시",
+    "이번엔",
+    "이번에는",
+    "지난번",
+    "저번",
+    "위한",
+    "위해",
+    "대한",
+    "대해",
+    "용",
+    "기반",
+    "기본",
+    "고급",
+    "보통",
+    "쉬움",
+}
+CLASS_STOP_PREFIX_KO = ("학습", "훈련", "만들", "해주", "해줘", "시작", "돌려", "진행", "설정", "사용")
+KO_OBJECT_PARTICLES = ("을", "를", "은", "는")
+# Nouns whose last syllable is 이, so "고양이랑" is 고양이 + 랑 (not 고양 + 이랑).
+KO_NOUNS_ENDING_I = {
+    "고양이",
+    "원숭이",
+    "거북이",
+    "호랑이",
+    "종이",
+    "오이",
+    "아이",
+    "어린이",
+    "멍멍이",
+    "야옹이",
+    "달팽이",
+    "올챙이",
+    "지렁이",
+    "부엉이",
+    "점박이",
+    "얼룩이",
+    "흰둥이",
+    "검둥이",
+    "누렁이",
+    "바둑이",
+    "떡볶이",
+}
+LIST_SEPS = {",", "/", "&", "+", "and", "or", "vs", "vs.", "versus", "및", "또는", "랑", "와", "과", "、"}
+FORWARD_TRIGGERS_SINGLE = {
+    "detect",
+    "detects",
+    "detecting",
+    "segment",
+    "segments",
+    "segmenting",
+    "find",
+    "finding",
+    "count",
+    "counting",
+    "spot",
+    "spotting",
+    "locate",
+    "locating",
+    "track",
+    "tracking",
+}
+FORWARD_TRIGGERS_MULTI = {
+    "classify",
+    "classifies",
+    "classifying",
+    "distinguish",
+    "distinguishing",
+    "recognize",
+    "recognise",
+    "recognizing",
+    "recognising",
+    "between",
+    "sort",
+    "categorize",
+    "categorise",
+    "identify",
+    "identifying",
+}
+FOR_HEADS_SINGLE = {"detector", "detectors", "segmenter", "detection", "segmentation", "segmentations"}
+FOR_HEADS_MULTI = {"classifier", "classifiers", "classification", "model", "models"}
+CLASS_LIST_HEADS = {"classes", "class", "labels", "categories", "클래스", "클래스는", "클래스:", "라벨", "라벨은"}
+BACKWARD_TRIGGERS_SINGLE = {"detector", "detectors", "detection", "segmentation", "segmenter"}
+BACKWARD_TRIGGERS_MULTI = {"classifier", "classifiers", "classification"}
+KO_BACKWARD_SINGLE = ("탐지", "검출", "분할", "세그멘테이션", "감지", "디텍션")
+KO_BACKWARD_MULTI = ("분류", "구분", "판별", "클래시피케이션")
+TOKEN_RE = re.compile(r"\x00+|[a-z가-힣ㄱ-ㅎ][\w'\-]*|\d+(?:\.\d+)?|vs\.|[,/&+:;?!.()、]|\S")
+
+# --------------------------------------------------------------------------- language
+
+HANGUL_RE = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")

@@ -1,0 +1,857 @@
+"""Deterministic bilingual parser: a free-text training request -> `TrainingIntent`.
+
+Pure functions, no I/O, no LLM. The text is normalised once (NFKC, lower case, a space between
+Hangul and Latin/digits, number words -> digits with the same width), then read slot by slot.
+Each reader *masks* what it consumed (replaces it with NUL characters of the same length), so a
+number that belongs to a model name ("yolo11n", "resnet50", "ViT-B/16") or to a setting
+("warmup 3 epochs") is never read again as something else, and a mask also acts as a barrier
+between words.
+
+Order: hub ids and model names -> quoted dataset -> framework words -> scheduler / optimizer /
+augmentations -> advanced numbers -> batch / lr / image size / epochs -> difficulty -> dataset
+-> task words -> class names. The building blocks are public for the dialogue:
+`extract_slots(text)` returns only what the text gives (for merging corrections such as
+"에폭은 30으로" or "use yolo11s instead"), `detect_language(text)` says "ko" or "en".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent import lexicon as lx
+from tools.intent import TrainingIntent
+
+__all__ = ["detect_language", "extract_slots", "normalise", "parse_intent"]
+
+_MASK = "\x00"
+_QUOTES = str.maketrans(
+    {
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‘": "'",
+        "’": "'",
+        "´": "'",
+        "「": '"',
+        "」": '"',
+        "『": '"',
+        "』": '"',
+        "«": '"',
+        "»": '"',
+        "、": ",",
+        "。": ".",
+        "～": "~",
+    }
+)
+_SPACE_KO_LATIN = re.compile(
+    r"(?<=[\uac00-\ud7a3\u3131-\u318e])(?=[A-Za-z0-9\"'`])|(?<=[A-Za-z0-9\"'`%])(?=[\uac00-\ud7a3\u3131-\u318e])"
+)
+_WS = re.compile(r"\s+")
+_E_NOTATION = re.compile(rf"{lx.NUM_START}(?P<v>\d+(?:\.\d+)?e-\d+)(?![\d.])")
+_KO_DIFFICULTY = re.compile(r"난이도\s*(?:은|는|를|을|[:=])?\s*(?P<v>상|중|하)(?![가-힣])")
+_NEGATED_BEFORE = re.compile(r"(?:instead\s+of|rather\s+than|other\s+than|not|from|replace|swap)\s*$")
+_NEGATED_AFTER = re.compile(r"^\s*(?:말고|대신|아니고|아니라|에서|->|→|instead\s+of|to\s)")
+_SENTENCE_PUNCT = {".", "?", "!", ";", "(", ")"}
+
+
+# --------------------------------------------------------------------------- text
+
+
+def normalise(text: str) -> str:
+    """NFKC, unified quotes, a space between Hangul and Latin/digits, single spaces (case kept)."""
+    s = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    s = _SPACE_KO_LATIN.sub(" ", s)
+    return _WS.sub(" ", s).strip()
+
+
+def _lower_same_width(s: str) -> str:
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in s)
+
+
+def _words_to_number(words: str) -> int | None:
+    total = current = 0
+    seen = False
+    for w in re.split(r"[\s-]+", words):
+        if w in ("a", "and", ""):
+            continue
+        if w in lx.WORD_UNITS:
+            current += lx.WORD_UNITS[w]
+        elif w in lx.WORD_TENS:
+            current += lx.WORD_TENS[w]
+        elif w == "hundred":
+            current = max(current, 1) * 100
+        elif w == "thousand":
+            total += max(current, 1) * 1000
+            current = 0
+        else:
+            return None
+        seen = True
+    return total + current if seen else None
+
+
+def _digits_for_words(low: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        n = _words_to_number(m.group(0))
+        if n is None:
+            return m.group(0)
+        digits = str(n)
+        return digits + " " * (len(m.group(0)) - len(digits)) if len(digits) <= len(m.group(0)) else m.group(0)
+
+    return lx.NUMBER_WORDS_RE.sub(repl, low)
+
+
+class _Text:
+    """The normalised text (`orig`, case kept) and its lower-case working copy (`low`), same width."""
+
+    def __init__(self, text: str) -> None:
+        self.orig = normalise(text)
+        self.low = _digits_for_words(_lower_same_width(self.orig))
+
+    def mask(self, start: int, end: int) -> None:
+        if end > start:
+            self.low = self.low[:start] + _MASK * (end - start) + self.low[end:]
+
+    def free(self, start: int, end: int) -> bool:
+        return _MASK not in self.low[start:end]
+
+
+def _to_float(raw: str) -> float | None:
+    s = re.sub(r"\s+", "", raw)
+    try:
+        if "^" in s:
+            m = re.fullmatch(r"(?:([\d.]+)[x×*])?10\^([-+]?\d+)", s)
+            if not m:
+                return None
+            return float(m.group(1) or 1.0) * 10.0 ** int(m.group(2))
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _to_int(raw: str, lo: int, hi: int) -> int | None:
+    v = _to_float(re.split(r"[x×]", raw)[0] if "^" not in raw else raw)
+    if v is None or not v.is_integer() or not lo <= v <= hi:
+        return None
+    return int(v)
+
+
+def _clean_number(v: float) -> float | int:
+    return int(v) if v.is_integer() and abs(v) >= 1 else v
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass
+class _ModelHit:
+    start: int
+    end: int
+    name: str | None  # canonical name; None for a family without a size ("yolov8", "resnet")
+    framework: str | None
+    task: str | None
+    yolo_base: str | None = None  # "yolo11s" when the YOLO suffix is still to be chosen
+    yolo_suffix_given: bool = False
+    timm_family: bool = False
+    negated: bool = False
+    family: str = ""
+    specific: bool = True  # False when a default variant was filled in ("ViT" -> base)
+
+
+def _yolo_name(ver: str) -> str:
+    return f"yolov{ver}" if ver in ("5", "8", "9", "10") else f"yolo{ver}"
+
+
+def _find_models(t: _Text) -> list[_ModelHit]:
+    hits: list[_ModelHit] = []
+
+    def add(m: re.Match[str], hit: _ModelHit) -> None:
+        hits.append(hit)
+        t.mask(m.start(), m.end())
+
+    for m in lx.HUB_RE.finditer(t.low):
+        org, name = m.group(1), m.group(2)
+        if not re.search(r"[a-z]", name) or not re.search(r"[\d\-_.]", name) or name.isdigit():
+            continue
+        if re.search(r"[\uac00-\ud7a3]", m.group(0)):
+            continue
+        written = t.orig[m.start() : m.end()]
+        if org == "timm":
+            add(m, _ModelHit(m.start(), m.end(), written[5:], "timm", "image_classification", timm_family=True))
+            continue
+        task = next((tk for tk, rx in lx.HUB_TASK_WORDS if rx.search(name)), None)
+        add(m, _ModelHit(m.start(), m.end(), written, "transformers", task))
+
+    for m in lx.RTDETR_RE.finditer(t.low):
+        sz = m.group("sz")
+        name = f"rtdetr-{'l' if sz in ('l', 'large') else 'x'}" if sz else None
+        add(m, _ModelHit(m.start(), m.end(), name, "ultralytics", "object_detection"))
+    for m in lx.DETR_RE.finditer(t.low):
+        add(m, _ModelHit(m.start(), m.end(), lx.DETR_HUB_ID, "transformers", "object_detection"))
+    for m in lx.VIT_RE.finditer(t.low):
+        size = lx.VIT_SIZES.get((m.group("sz") or "b").strip(), "base")
+        patch = m.group("p") or m.group("p2") or "16"
+        name = f"vit_{size}_patch{patch}_224"
+        specific = bool(m.group("sz") or m.group("p") or m.group("p2"))
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                name,
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="vit",
+                specific=specific,
+            ),
+        )
+    for m in lx.DEIT_RE.finditer(t.low):
+        size = lx.VIT_SIZES.get((m.group("sz") or "s").strip(), "small")
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                f"deit_{size}_patch16_224",
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="deit",
+                specific=bool(m.group("sz")),
+            ),
+        )
+    for m in lx.YOLO_RE.finditer(t.low):
+        ver, size, suf = m.group("ver"), m.group("size"), m.group("suf") or m.group("suf2")
+        if not size:
+            # "yolov8" alone: framework (and task, when a suffix is given), no model without a size.
+            task = lx.SUFFIX_TASK.get(suf or "")
+            add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", task))
+            continue
+        base = _yolo_name(ver) + lx.YOLO_SIZES[re.sub(r"\s+", " ", size)]
+        if suf:
+            add(m, _ModelHit(m.start(), m.end(), f"{base}-{suf}", "ultralytics", lx.SUFFIX_TASK[suf], base, True))
+        else:
+            add(m, _ModelHit(m.start(), m.end(), base, "ultralytics", "object_detection", base))
+    for m in lx.YOLO_BARE_RE.finditer(t.low):
+        add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", None))
+    for m in lx.RESNET_RE.finditer(t.low):
+        add(
+            m,
+            _ModelHit(
+                m.start(), m.end(), f"resnet{m.group('depth')}", "timm", "image_classification", timm_family=True
+            ),
+        )
+    for m in lx.EFFNET_RE.finditer(t.low):
+        b = re.sub(r"\D", "", m.group("b"))
+        add(m, _ModelHit(m.start(), m.end(), f"efficientnet_b{b}", "timm", "image_classification", timm_family=True))
+    for m in lx.MOBILENET_RE.finditer(t.low):
+        v = m.group("v") or "3"
+        var = "small" if (m.group("var") or "") in ("small", "스몰") else "large"
+        name = f"mobilenetv3_{var}_100" if v == "3" else f"mobilenetv{v}_100"
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                name,
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="mobilenet",
+                specific=bool(m.group("v") or m.group("var")),
+            ),
+        )
+    for m in lx.CONVNEXT_RE.finditer(t.low):
+        size = lx.CONVNEXT_SIZES.get(m.group("sz") or "t", "tiny")
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                f"convnext_{size}",
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="convnext",
+                specific=bool(m.group("sz")),
+            ),
+        )
+    for m in lx.RESNET_BARE_RE.finditer(t.low):
+        add(m, _ModelHit(m.start(), m.end(), None, None, "image_classification"))
+
+    for h in hits:
+        before = t.low[max(0, h.start - 20) : h.start]
+        after = t.low[h.end : h.end + 16]
+        h.negated = bool(_NEGATED_BEFORE.search(before) or _NEGATED_AFTER.search(after))
+    hits.sort(key=lambda h: h.start)
+    return hits
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _find_framework(t: _Text) -> str | None:
+    found: list[tuple[int, str]] = []
+    for fw, rx in lx.FRAMEWORK_RES:
+        for m in rx.finditer(t.low):
+            found.append((m.start(), fw))
+            t.mask(m.start(), m.end())
+    return min(found)[1] if found else None
+
+
+def _find_scheduler(t: _Text) -> str | None:
+    best: tuple[int, str] | None = None
+    for m in lx.SCHEDULER_KEY_RE.finditer(t.low):
+        best = best or (m.start(), lx.SCHEDULER_NAMES[m.group("name")])
+        t.mask(m.start(), m.end())
+    for name, rx in lx.SCHEDULER_RES:
+        for m in rx.finditer(t.low):
+            if best is None or m.start() < best[0]:
+                best = (m.start(), name)
+            t.mask(m.start(), m.end())
+    return best[1] if best else None
+
+
+def _find_optimizer(t: _Text) -> str | None:
+    found: str | None = None
+    for m in lx.OPTIMIZER_RE.finditer(t.low):
+        found = found or m.lastgroup
+        t.mask(m.start(), m.end())
+    return found
+
+
+def _find_augmentations(t: _Text) -> dict[str, Any]:
+    hits = list(lx.AUG_RE.finditer(t.low))
+    values: list[bool | float | None] = []
+    spans: list[tuple[int, int]] = []
+    before_cue: list[bool] = []
+    after_cue: list[bool] = []
+    for i, m in enumerate(hits):
+        end = m.end()
+        value: bool | float | None = None
+        has_after = has_before = False
+        num = lx.AUG_AFTER_NUM_RE.match(t.low, end)
+        cue = None if num else lx.AUG_AFTER_CUE_RE.match(t.low, end)
+        if num:
+            v = _to_float(num.group("v"))
+            if v is not None and 0 <= v <= 1:
+                value = False if v == 0 else v
+                end = num.end()
+                has_after = True
+        elif cue and (cue.group("off") or cue.group("on")):
+            value = bool(cue.group("on"))
+            end = cue.end()
+            has_after = True
+        if value is None:
+            lo = hits[i - 1].end() if i else max(0, m.start() - 30)
+            window = t.low[lo : m.start()]
+            if lx.AUG_BEFORE_OFF_RE.search(window):
+                value, has_before = False, True
+            elif lx.AUG_BEFORE_ON_RE.search(window):
+                value, has_before = True, True
+        values.append(value)
+        spans.append((m.start(), end))
+        before_cue.append(has_before)
+        after_cue.append(has_after)
+
+    def connected(i: int, j: int) -> bool:
+        return bool(lx.AUG_CONJ_RE.match(t.low[spans[i][1] : spans[j][0]]))
+
+    # "mosaic, mixup 끄고" / "disable mosaic and mixup": a bare mention shares its neighbour's cue.
+    for i in reversed(range(len(hits))):
+        if values[i] is None and i + 1 < len(hits) and after_cue[i + 1] and connected(i, i + 1):
+            values[i] = values[i + 1]
+            after_cue[i] = True
+    for i in range(len(hits)):
+        if values[i] is None and i > 0 and before_cue[i - 1] and connected(i - 1, i):
+            values[i] = values[i - 1]
+            before_cue[i] = True
+    out: dict[str, Any] = {}
+    for m, v, (s, e) in zip(hits, values, spans, strict=True):
+        key = m.lastgroup or ""
+        out.setdefault(key, True if v is None else v)
+        t.mask(s, e)
+    return out
+
+
+def _first_kv(t: _Text, rx: re.Pattern[str], convert: Any) -> Any:
+    for m in rx.finditer(t.low):
+        if not t.free(m.start(), m.end()):
+            continue
+        v = convert(m.group("v"))
+        if v is not None:
+            t.mask(m.start(), m.end())
+            return v
+    return None
+
+
+def _float_in(lo: float, hi: float) -> Any:
+    def conv(raw: str) -> float | int | None:
+        v = _to_float(raw)
+        return _clean_number(v) if v is not None and lo <= v <= hi else None
+
+    return conv
+
+
+_CONVERT_CORE: dict[str, Any] = {
+    "epochs": lambda raw: _to_int(raw, 1, 100000),
+    "batch_size": lambda raw: _to_int(raw, 1, 65536),
+    "image_size": lambda raw: _to_int(re.sub(r"\s*(?:px|pixels?|픽셀)$", "", raw), 8, 20000),
+    "learning_rate": lambda raw: (lambda v: v if v is not None and 0 < v <= 1 else None)(_to_float(raw)),
+}
+_CONVERT_ADV: dict[str, Any] = {
+    "warmup_epochs": _float_in(0, 1000),
+    "patience": lambda raw: _to_int(raw, 0, 100000),
+    "weight_decay": _float_in(0, 1),
+    "momentum": _float_in(0, 1),
+    "label_smoothing": _float_in(0, 1),
+}
+
+
+def _find_advanced_numbers(t: _Text) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, patterns in lx.ADVANCED_NUMERIC:
+        for rx in patterns:
+            v = _first_kv(t, rx, _CONVERT_ADV[key])
+            if v is not None:
+                out[key] = v
+                break
+    return out
+
+
+def _find_core_numbers(t: _Text) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for slot, rx in lx.CORE_KV:
+        v = _first_kv(t, rx, _CONVERT_CORE[slot])
+        if v is not None:
+            out[slot] = v
+    for slot, rx in lx.CORE_VK:
+        if slot in out:
+            continue
+        v = _first_kv(t, rx, _CONVERT_CORE[slot])
+        if v is not None:
+            out[slot] = v
+    if "learning_rate" not in out:  # a bare 3e-4 is a learning rate
+        v = _first_kv(t, _E_NOTATION, _CONVERT_CORE["learning_rate"])
+        if v is not None:
+            out["learning_rate"] = v
+    return out
+
+
+def _clause_around(low: str, start: int, end: int) -> str:
+    left = max(low.rfind(c, 0, start) for c in ",.;!?\n")
+    rights = [i for i in (low.find(c, end) for c in ",.;!?\n") if i >= 0]
+    right = min(rights) if rights else len(low)
+    return low[left + 1 : right].replace(_MASK, " ").strip()
+
+
+def _find_preset(t: _Text) -> str | None:
+    m0 = _KO_DIFFICULTY.search(t.low)
+    if m0:
+        t.mask(m0.start(), m0.end())
+        return {"상": "advanced", "중": "medium", "하": "easy"}[m0.group("v")]
+    plain: str | None = None
+    for m in lx.PRESET_RE.finditer(t.low):
+        group = m.lastgroup or ""
+        level = group.rstrip("2")
+        in_context = bool(
+            lx.PRESET_CONTEXT_AFTER_RE.match(t.low, m.end())
+            or lx.PRESET_CONTEXT_BEFORE_RE.search(t.low, 0, m.start())
+            or _clause_around(t.low, m.start(), m.end()) == m.group(0)
+        )
+        if in_context:
+            t.mask(m.start(), m.end())
+            return level
+        if not group.endswith("2") and plain is None:
+            plain = level
+            t.mask(m.start(), m.end())
+    return plain
+
+
+def _find_task(t: _Text) -> str | None:
+    for task, rx in lx.TASK_RES:
+        if rx.search(t.low):
+            return task
+    return None
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _is_idlike(tok: str) -> bool:
+    if tok in lx.KNOWN_DATASETS:
+        return True
+    if lx.HYPHEN_STOP.match(tok) or not re.search(r"[a-z가-힣]", tok):
+        return False
+    return bool(re.search(r"\d", tok) or re.search(r"[a-z0-9][\-_][a-z0-9]", tok))
+
+
+def _strong_fallback(tok: str) -> bool:
+    if tok in lx.KNOWN_DATASETS:
+        return True
+    if lx.HYPHEN_STOP.match(tok) or not re.search(r"[a-z]", tok):
+        return False
+    return bool(re.search(r"[a-z][\w\-]*\d|\d[\w\-]*[a-z]", tok) or re.fullmatch(r"[a-z]{2,}(?:-[a-z]{2,})+", tok))
+
+
+def _ds_ok(tok: str, allow_number: bool = False) -> bool:
+    if tok in lx.DATASET_STOP or (tok.isdigit() and not allow_number):
+        return False
+    if lx.HYPHEN_STOP.match(tok) and tok not in lx.KNOWN_DATASETS:
+        return False
+    return not any(rx.fullmatch(tok) for _, rx in lx.TASK_RES)
+
+
+def _quantity_before(low: str, start: int) -> bool:
+    prev = low[max(0, start - 24) : start].split()
+    return any(re.fullmatch(r"\d+(?:\.\d+)?", w) for w in prev[-2:])
+
+
+def _take_dataset(t: _Text, start: int, end: int) -> str:
+    value = t.orig[start:end].strip().strip("'\"`").strip()
+    if re.search(r"[가-힣]$", value):
+        value = re.sub(r"(?<=[가-힣])(?:으로|로|에서|를|을|은|는)$", "", value)
+    t.mask(start, end)
+    return value
+
+
+def _find_quoted_dataset(t: _Text) -> str | None:
+    for m in lx.QUOTED_RE.finditer(t.low):
+        inner = m.group(2).strip()
+        if not inner or not t.free(m.start(), m.end()) or re.fullmatch(r"[\d.e\-+]+", inner):
+            continue
+        after = t.low[m.end() : m.end() + 14]
+        before = t.low[max(0, m.start() - 24) : m.start()]
+        near_word = re.search(lx.DATASET_WORD + r"|data|데이터", after + " " + before)
+        if near_word or len(inner.split()) <= 3:
+            t.mask(m.start(), m.end())
+            return t.orig[m.start(2) : m.end(2)].strip()
+    return None
+
+
+def _find_dataset(t: _Text) -> str | None:
+    for m in lx.DS_BEFORE_RE.finditer(t.low):
+        if _ds_ok(m.group("ds")):
+            return _take_dataset(t, m.start("ds"), m.end("ds"))
+    for m in lx.DS_AFTER_RE.finditer(t.low):
+        tok = m.group("ds")
+        bare_english = not m.group("filler").strip() and not _is_korean(m.group(0)[:3])
+        ends_phrase = re.match(r"\s*(?:$|[,.;!?)]|(?:for|with|using|and|to|in|on)(?![a-z]))", t.low[m.end("ds") :])
+        if bare_english and not (_is_idlike(tok) or _is_korean(tok) or tok.isdigit() or ends_phrase):
+            continue  # "datasets do I have": only "dataset pets-v2"-like names follow bare
+        if _ds_ok(tok, allow_number=True) and not tok.startswith(("학습", "훈련", "로", "으로")):
+            return _take_dataset(t, m.start("ds"), m.end("ds"))
+    for m in lx.DS_DATA_RE.finditer(t.low):
+        if _ds_ok(m.group("ds")):
+            return _take_dataset(t, m.start("ds"), m.end("ds"))
+    for m in lx.DS_PREP_RE.finditer(t.low):
+        tok, prep = m.group("ds"), m.group("prep")
+        if not _ds_ok(tok) or re.fullmatch(r"[\d.]+", tok):
+            continue
+        rest = t.low[m.end("ds") :]
+        if re.match(r"\s*(?:,|/|and\b|or\b|&)", rest):  # "on cats and dogs": a class list
+            continue
+        if lx.DS_FOLLOWED_BY_NOUN_RE.match(rest) and not _is_idlike(tok):
+            continue
+        nxt = re.match(r"\s+([a-z][\w\-]*)", rest)
+        if nxt and not _is_idlike(tok) and nxt.group(1) not in lx.CLASS_STOP and nxt.group(1) not in lx.DATASET_STOP:
+            continue  # "on my dog breeds data": a description, not a name
+        if prep == "on" and re.fullmatch(r"[a-z][a-z\-_.]*[a-z0-9]|[a-z0-9][\w\-.]*", tok):
+            if not re.search(r"[가-힣]", tok) and not _quantity_before(t.low, m.start("ds")):
+                return _take_dataset(t, m.start("ds"), m.end("ds"))
+        elif _is_idlike(tok) and not _quantity_before(t.low, m.start("ds")):
+            return _take_dataset(t, m.start("ds"), m.end("ds"))
+    for m in re.finditer(lx.DS_TOKEN, t.low):
+        tok = m.group(0)
+        if m.start() > 0 and t.low[m.start() - 1] in "-_./":
+            continue
+        if _strong_fallback(tok) and _ds_ok(tok) and not _quantity_before(t.low, m.start()):
+            if t.low[m.end() : m.end() + 1] == "/" or (m.start() and t.low[m.start() - 1] == "/"):
+                continue
+            return _take_dataset(t, m.start(), m.end())
+    return None
+
+
+# --------------------------------------------------------------------------- class names
+
+
+@dataclass
+class _Tok:
+    text: str
+    start: int
+    end: int
+
+
+def _is_korean(s: str) -> bool:
+    return bool(lx.HANGUL_RE.search(s))
+
+
+def _task_word(tok: str) -> bool:
+    return any(rx.search(tok) for _, rx in lx.TASK_RES)
+
+
+def _has_batchim(syllable: str) -> bool:
+    code = ord(syllable) - 0xAC00
+    return 0 <= code <= 11171 and code % 28 != 0
+
+
+def _strip_ko_connector(word: str) -> str:
+    """ "고양이랑" -> "고양이", "책이랑" -> "책", "사람과" -> "사람", "개와" -> "개", "개하고" -> "개"."""
+    if word.endswith("이랑") and len(word) > 2 and _has_batchim(word[-3]) and word[:-1] not in lx.KO_NOUNS_ENDING_I:
+        return word[:-2]
+    for c in ("랑", "하고", "와", "과"):
+        if word.endswith(c) and len(word) > len(c):
+            core = word[: -len(c)]
+            if c == "과" and not _has_batchim(core[-1]):
+                return word  # "사과" is an apple, not "사" + 과
+            if c == "와" and _has_batchim(core[-1]):
+                return word
+            return core
+    return word
+
+
+def _item(tok: _Tok, strip_connector: bool) -> tuple[int, int, bool] | None:
+    """(start, end, ends_with_connector) of a class-name token, or None if it cannot be one."""
+    text = tok.text
+    if not text or text[0] == _MASK or not (text[0].isalpha()):
+        return None
+    start, end, conn = tok.start, tok.end, False
+    if _is_korean(text):
+        if strip_connector:
+            core = _strip_ko_connector(text)
+            if core != text:
+                text, end, conn = core, end - (len(text) - len(core)), True
+        if not conn:
+            for p in ("을", "를"):
+                if text.endswith(p) and len(text) > 1:
+                    text, end = text[:-1], end - 1
+                    break
+        if text.startswith(lx.CLASS_STOP_PREFIX_KO) or text.startswith(lx.KO_BACKWARD_MULTI + lx.KO_BACKWARD_SINGLE):
+            return None
+    if text in lx.CLASS_STOP or _task_word(text) or re.search(r"\d", text) or len(text) > 30:
+        return None
+    return start, end, conn
+
+
+def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
+    items: list[tuple[int, int]] = []
+    n = len(toks)
+    while i < n:
+        it = _item(toks[i], strip_connector=True)
+        if it is None:
+            break
+        start, end, conn = it
+        i += 1
+        # two-word English names ("traffic lights", "stop signs")
+        if not conn and i < n and not _is_korean(toks[i].text) and not _is_korean(toks[i - 1].text):
+            nxt = _item(toks[i], strip_connector=False)
+            follow = toks[i + 1].text if i + 1 < n else ""
+            if nxt and (follow in lx.LIST_SEPS or follow in _SENTENCE_PUNCT or follow == "" or follow in lx.CLASS_STOP):
+                end = nxt[1]
+                i += 1
+        items.append((start, end))
+        if conn:
+            continue
+        if i < n and toks[i].text in lx.LIST_SEPS:
+            i += 1
+            if i < n and toks[i].text in ("and", "or"):
+                i += 1
+            continue
+        break
+    return items
+
+
+def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
+    """Items ending right before toks[k]."""
+    if k <= 0:
+        return []
+    last = _item(toks[k - 1], strip_connector=False)
+    if last is None:
+        return []
+    items = [(last[0], last[1])]
+    j = k - 2
+    # a two-word English name right before the trigger ("fire extinguisher detector")
+    if j >= 0 and not _is_korean(toks[j].text) and not _is_korean(toks[k - 1].text):
+        prev = _item(toks[j], strip_connector=False)
+        if prev and (j == 0 or toks[j - 1].text in lx.LIST_SEPS or toks[j - 1].text in lx.CLASS_STOP):
+            items[0] = (prev[0], last[1])
+            j -= 1
+    while j >= 0:
+        tok = toks[j]
+        if tok.text in lx.LIST_SEPS:
+            if j - 1 >= 0:
+                it = _item(toks[j - 1], strip_connector=False)
+                if it is not None:
+                    items.append((it[0], it[1]))
+                    j -= 2
+                    continue
+            if tok.text in ("and", "or") and j - 1 >= 0 and toks[j - 1].text == ",":
+                j -= 1
+                continue
+            break
+        it = _item(tok, strip_connector=True)
+        if it is not None and it[2]:
+            items.append((it[0], it[1]))
+            j -= 1
+            continue
+        break
+    items.reverse()
+    return items
+
+
+def _find_classes(t: _Text) -> list[str]:
+    toks = [_Tok(m.group(0), m.start(), m.end()) for m in lx.TOKEN_RE.finditer(t.low)]
+    found: list[list[tuple[int, int]]] = []
+    n = len(toks)
+    for k, tok in enumerate(toks):
+        w = tok.text
+        prev = toks[k - 1].text if k else ""
+        nxt = toks[k + 1].text if k + 1 < n else ""
+        if w in lx.FORWARD_TRIGGERS_SINGLE:
+            found.append(_parse_forward(toks, k + 1))
+        elif w in lx.FORWARD_TRIGGERS_MULTI:
+            items = _parse_forward(toks, k + 1)
+            if len(items) >= 2:
+                found.append(items)
+        elif w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
+            found.append(_parse_forward(toks, k + 1))
+        elif w in ("for", "of") and prev in lx.FOR_HEADS_MULTI:
+            items = _parse_forward(toks, k + 1)
+            if len(items) >= 2:
+                found.append(items)
+        elif w in lx.CLASS_LIST_HEADS and (
+            nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은"))
+        ):
+            start = k + 1 if w.endswith((":", "는", "은")) else k + 2
+            found.append(_parse_forward(toks, start))
+        elif w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
+            found.append(_parse_backward(toks, k))
+        elif w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
+            items = _parse_backward(toks, k)
+            if len(items) >= 2:
+                found.append(items)
+        elif w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
+            # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"
+            j = k - 1
+            items = _parse_slash(toks, j)
+            if len(items) >= 2:
+                found.append(items)
+        if (k == 0 or prev in _SENTENCE_PUNCT or prev == ":") and w not in _SENTENCE_PUNCT:
+            items = _parse_forward(toks, k)
+            if len(items) >= 2 and (k + 1 < n):
+                found.append(items)
+    names: list[str] = []
+    seen: set[str] = set()
+    for items in found:
+        for s, e in items:
+            name = t.orig[s:e].strip()
+            key = name.lower()
+            if name and key not in seen:
+                seen.add(key)
+                names.append(name)
+    return names
+
+
+def _parse_slash(toks: list[_Tok], j: int) -> list[tuple[int, int]]:
+    items: list[tuple[int, int]] = []
+    n = len(toks)
+    while j < n:
+        it = _item(toks[j], strip_connector=False)
+        if it is None or (items and toks[j - 1].text != "/"):
+            break
+        items.append((it[0], it[1]))
+        if j + 1 < n and toks[j + 1].text == "/" and toks[j + 1].start == toks[j].end:
+            j += 2
+            continue
+        break
+    if any(t in ("train", "val", "test") for t in (toks[i].text for i in range(max(0, j - 4), min(n, j + 1)))):
+        return []
+    return items
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _resolve_model(hits: list[_ModelHit], task_word: str | None, fw_word: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    positives = [h for h in hits if not h.negated] or hits
+    named = [h for h in positives if h.name]
+    hit = named[0] if named else (positives[0] if positives else None)
+    if hit is not None and not hit.specific:  # "Vision Transformer (ViT-S/16)": the precise mention wins
+        hit = next((h for h in named if h.family == hit.family and h.specific), hit)
+    if hit is None:
+        if task_word:
+            out["task_type"] = task_word
+        if fw_word:
+            out["framework"] = fw_word
+        return out
+    task = hit.task
+    name = hit.name
+    framework = hit.framework
+    if hit.framework == "ultralytics":
+        if not hit.yolo_suffix_given and task_word:
+            task = task_word
+        if hit.yolo_base:
+            name = hit.yolo_base + lx.YOLO_TASK_SUFFIX[task or "object_detection"]
+    elif hit.timm_family and fw_word == "transformers" and name in lx.HUB_IDS:
+        name, framework = lx.HUB_IDS[name], "transformers"
+    elif hit.timm_family and fw_word in ("timm", "transformers"):
+        framework = fw_word
+    if framework is None:
+        framework = fw_word
+    if task is None:
+        task = task_word
+    if task:
+        out["task_type"] = task
+    if framework:
+        out["framework"] = framework
+    if name:
+        out["model_name"] = name
+    return out
+
+
+def extract_slots(text: str) -> dict[str, Any]:
+    """Only the slots `text` gives, as TrainingIntent field names (for merging corrections)."""
+    t = _Text(text)
+    hits = _find_models(t)
+    dataset = _find_quoted_dataset(t)
+    fw_word = _find_framework(t)
+    adv: dict[str, Any] = {}
+    sched = _find_scheduler(t)
+    if sched:
+        adv["scheduler"] = sched
+    opt = _find_optimizer(t)
+    if opt:
+        adv["optimizer"] = opt
+    adv.update(_find_augmentations(t))
+    adv.update(_find_advanced_numbers(t))
+    slots: dict[str, Any] = _find_core_numbers(t)
+    preset = _find_preset(t)
+    if dataset is None:
+        dataset = _find_dataset(t)
+    task_word = _find_task(t)
+    classes = _find_classes(t)
+
+    slots.update(_resolve_model(hits, task_word, fw_word))
+    if dataset:
+        slots["dataset"] = dataset
+    if preset:
+        slots["preset"] = preset
+    if adv:
+        slots["advanced_config"] = dict(sorted(adv.items()))
+    if classes:
+        slots["class_names"] = classes
+    return slots
+
+
+def parse_intent(text: str) -> TrainingIntent:
+    """Read a training request (Korean, English or both) into a TrainingIntent; unknown slots stay None."""
+    return TrainingIntent(**extract_slots(text or ""))
+
+
+def detect_language(text: str) -> Literal["ko", "en"]:
+    """ "ko" when the text has any Hangul (a Korean speaker mixing in model names), else "en"."""
+    return "ko" if lx.HANGUL_RE.search(text or "") else "en"
