@@ -185,6 +185,11 @@ class MlflowLogger:
             art = (self.work_dir / "mlflow" / "artifacts").resolve()
             art.mkdir(parents=True, exist_ok=True)
             artifact_location = art.as_uri()
+        elif uri.startswith("sqlite:///"):
+            # a local store without an artifact root would put artifacts in ./mlruns of the CWD
+            art = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve()
+            art.mkdir(parents=True, exist_ok=True)
+            artifact_location = art.as_uri()
         self.tracking_uri = uri
         client = MlflowClient(tracking_uri=uri)
         name = spec.mlflow.experiment_name
