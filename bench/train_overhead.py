@@ -17,7 +17,7 @@ repeats alternate the order (direct first, then runner first, ...). The runner k
 has its own MLflow logging off (`prepare_ultralytics`), like the runner's adapter.
 
 Printed: median wall-clock per side, the ratio runner/direct (goal <= 1.10 on CPU), and the
-steady-state epoch throughput (train images per second over epoch 2; goal runner/direct >= 0.97
+steady-state epoch throughput (train images per second over epochs 2..N; goal runner/direct >= 0.97
 on GPU).
 
     .venv/bin/python bench/train_overhead.py [--repeats 2] [--epochs 2] [--device cpu|cuda]
@@ -215,7 +215,8 @@ def main() -> int:
                     ends = [_ts(e["ts"]) for e in events if e["type"] == "epoch"]
                 else:
                     ends = json.loads(out.strip().splitlines()[-1])["epoch_ends"]
-                ips = n_train / (ends[-1] - ends[-2]) if len(ends) >= 2 else float("nan")
+                # steady state: mean over epochs 2..N (epoch 1 carries warm-up and compilation)
+                ips = n_train * (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) >= 2 else float("nan")
                 res[side].append(wall)
                 res[f"{side}_ips"].append(ips)
                 print(f"{name:5} {side:6} repeat {rep + 1}: {wall:6.2f} s wall, epoch {len(ends)}: {ips:7.1f} img/s")
