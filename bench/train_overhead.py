@@ -141,7 +141,8 @@ def main() -> int:
         LocalObjectStore(storage_root / "external", "training-datasets", "external"),
         LocalObjectStore(storage_root / "internal", "training-checkpoints", "internal"),
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     results: dict[str, dict[str, list[float]]] = {}
