@@ -4,6 +4,8 @@
 long-lived resources and keeps them on `app.state` (see `web.deps`): the engine (migrated to the
 newest Alembic revision), the session factory, the dual storage client, the work folder, the
 signing secret and the system user; then it makes the built-in demo datasets when enabled.
+The job supervisor (`app.state.supervisor`, tools.supervisor) reconciles the jobs a previous
+server left, then starts queued jobs; on shutdown it stops watching but leaves trainers running.
 
 Run it with `vision-agent serve` or `uvicorn --factory web.main:app_factory`.
 The server process never imports torch or a training framework.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,10 +25,16 @@ from starlette.concurrency import run_in_threadpool
 from tools import auth as auth_tools
 from tools.datasets import ensure_demo_datasets
 from tools.db import create_engine_for_url, make_session_factory, migrate
+from tools.eventbus import create_event_bus
+from tools.executors import LocalExecutor
+from tools.jobs import JobRuntimeConfig
+from tools.supervisor import Supervisor, SupervisorConfig
+from tools.telemetry import Telemetry
 from trainer_runtime.storage import DualStorageClient, StorageConfig, StoreConfig
-from web.config import Settings, get_settings
+from web.config import Settings, get_settings, gpu_count
 from web.errors import install_error_handlers
-from web.routes import auth, datasets, health, projects
+from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, ws
+from web.routes import internal as internal_routes
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +86,58 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         ensure_demo_datasets(session_factory, storage, work_dir)
 
 
+def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
+    """The job supervisor (tools.supervisor) over a LocalExecutor; its status events are published
+    on the app's event bus. `reconcile()` takes over what a previous server process left."""
+    runtime = JobRuntimeConfig(
+        trainer_dir=(settings.data_dir / "trainer").resolve(),
+        storage=storage_config_from_settings(settings),
+        callback_base_url=settings.callback_base_url,
+        mlflow_tracking_uri=settings.mlflow_tracking_uri,
+    )
+    executor = LocalExecutor(
+        {
+            "ultralytics": settings.trainer_python_ultralytics,
+            "timm": settings.trainer_python_timm,
+            "transformers": settings.trainer_python_transformers,
+        },
+        gpu_ids=[str(i) for i in range(gpu_count())],
+    )
+    config = SupervisorConfig(
+        runtime=runtime,
+        slots=settings.resolved_max_concurrent_jobs,
+        max_retries=settings.job_max_retries,
+        retry_base_delay_s=settings.job_retry_base_delay_s,
+        stop_grace_s=settings.stop_grace_period_s,
+    )
+
+    def publish(job_id: int, event: dict[str, Any]) -> None:
+        bus = getattr(app.state, "event_bus", None)
+        if bus is not None:
+            bus.publish_threadsafe(job_id, event)
+
+    return Supervisor(app.state.session_factory, executor, config, publish=publish)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     await run_in_threadpool(_startup, app, settings)
+    # Progress fan-out (tools.eventbus): Redis when REDIS_URL is set, else in-process.
+    event_bus = create_event_bus(settings.redis_url, prefix=settings.redis_channel_prefix)
+    await event_bus.start()
+    app.state.event_bus = event_bus
+    app.state.telemetry.bind(app.state.session_factory, lambda: getattr(app.state, "supervisor", None))
+    # Training jobs: adopt or resume what a previous server left, then start the queue.
+    supervisor = create_supervisor(app, settings)
+    await run_in_threadpool(supervisor.reconcile)
+    supervisor.start()
+    app.state.supervisor = supervisor
     try:
         yield
     finally:
+        await run_in_threadpool(supervisor.shutdown)  # trainers keep running; the next start adopts them
+        await event_bus.close()
         engine = getattr(app.state, "engine", None)
         if engine is not None:
             engine.dispose()
@@ -101,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.state.telemetry = Telemetry()  # Prometheus registry of this app (GET /metrics)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -114,6 +169,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for module in (auth, projects, datasets):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(job_events.router, prefix=API_PREFIX)
+    app.include_router(internal_routes.router)
+    app.include_router(ws.router)
+    app.include_router(metrics.router)
     return app
 
 

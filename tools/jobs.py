@@ -1,0 +1,704 @@
+"""Training jobs: the operations the REST API and the agent share.
+
+A job is created from a `TrainingIntent` (what a person asked for) and a dataset they can see:
+
+1. the model decides framework and task (`tools.catalog`); without a model, the documented
+   default model of the task (yolo11n, yolo11n-seg, yolo11n-pose, yolo11n-obb, resnet18); without
+   a task either, the most specific task the dataset's annotations serve natively;
+2. the dataset must serve the task (contract 3): incompatible -> InvalidInputError (422) with the
+   reason a person understands;
+3. the preset is resolved into concrete hyper-parameters (epochs, batch_size, image_size,
+   learning_rate, preset, advanced_config, seed, val_fraction, device, workers: `Job.hyperparameters`)
+   and the framework config (`Job.config`) by the adapter's `resolve_config`; the adapter's
+   `validate_spec` checks model, task and batch size against the dataset (ConfigError -> 422);
+4. the dataset is snapshotted (seed: "학습 시작 시 자동 스냅샷") and the job pinned to it;
+5. the job is stored `queued` with a `status` event, and the supervisor (`tools.supervisor`)
+   starts it when a slot frees (FIFO, oldest job first).
+
+Jobs are private to their owner: anyone else gets NotFoundError (404), as for private datasets.
+
+Every function takes `ctx: ToolContext` first and returns JSON-ready dicts. The job JSON::
+
+    {"id", "status", "framework", "model_name", "task_type", "dataset_id", "dataset_name",
+     "snapshot_id", "project_id", "hyperparameters", "config", "epochs", "epochs_completed",
+     "best_epoch", "best_metric_name", "best_metric", "metrics", "queue_position", "attempts",
+     "error", "created_at", "started_at", "finished_at", "checkpoints": [{"name", "key", "size",
+     "epoch"}], "mlflow_run_id", "stop_requested", "status_message", "conversion", "preset"}
+
+`queue_position`: for a queued job its 1-based place in the queue (1 = starts when the next slot
+frees); 0 for a job that is not waiting in the queue.
+
+The functions that change a job accept an optional `supervisor` (`JobNotifier`, normally
+`tools.supervisor.Supervisor`); without one they use the supervisor registered for the database
+engine of `ctx.db` (`register_supervisor`, done by `Supervisor.start()`), so REST, agent and Slack
+callers all hand their jobs to the app's queue. With no supervisor at all (a bare script), a job
+stays queued in the database and the next server start queues it (creation order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from tools import catalog
+from tools.context import ToolContext
+from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
+from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent, User
+from tools.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from tools.events import append_event
+from tools.intent import TrainingIntent
+from tools.projects import get_project
+from trainer_runtime.adapters import get_adapter
+from trainer_runtime.errors import TrainerRuntimeError
+from trainer_runtime.events import JOB_STATUSES, TERMINAL_STATUSES
+from trainer_runtime.spec import Hyperparameters, JobSpec, MlflowSpec, StorageSpec
+from trainer_runtime.storage import StorageConfig, checkpoint_key
+
+ACTIVE_STATUSES = ("preparing", "running", "resuming")
+"""A trainer process is (or should be) alive."""
+RESUMABLE_STATUSES = ("stopped", "failed")
+MAX_LIST_LIMIT = 500
+SPEC_FILE = "spec.json"
+
+
+class JobNotifier(Protocol):
+    """What the job functions need from a supervisor (see `tools.supervisor.Supervisor`)."""
+
+    def submit(self, job_id: int) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def publish(self, job_id: int, event: dict[str, Any]) -> None: ...
+
+    def forget(self, job_id: int) -> None: ...
+
+    def queue_positions(self, db: Session) -> dict[int, int]: ...
+
+
+_notifiers: weakref.WeakKeyDictionary[Any, JobNotifier] = weakref.WeakKeyDictionary()
+_notifiers_lock = threading.Lock()
+
+
+def register_supervisor(engine: Any, notifier: JobNotifier | None) -> None:
+    """Make `notifier` the supervisor of the jobs stored through `engine` (None: unregister).
+
+    The job functions find it from `ctx.db`'s engine when they are not given one, so every caller
+    (REST, agent, Slack) hands new jobs to the supervisor of the app they run in."""
+    with _notifiers_lock:
+        if notifier is None:
+            _notifiers.pop(engine, None)
+        else:
+            _notifiers[engine] = notifier
+
+
+def supervisor_for(db: Session) -> JobNotifier | None:
+    """The supervisor registered for the engine `db` is bound to, if any."""
+    try:
+        bind = db.get_bind()
+    except Exception:
+        return None
+    engine = getattr(bind, "engine", bind)
+    with _notifiers_lock:
+        return _notifiers.get(engine)
+
+
+@dataclass(frozen=True)
+class JobRuntimeConfig:
+    """What a trainer needs from the server's settings (`build_spec`).
+
+    trainer_dir: the trainers' work folder (``data_dir/trainer``: dataset cache, per-job folders
+    ``jobs/job_<id>/`` with spec.json, trainer.log, output/, events/ spool; the default MLflow
+    store). storage: the dual storage settings. callback_base_url: how a trainer reaches this
+    server. mlflow_tracking_uri: None for the trainer's SQLite store under trainer_dir/mlflow.
+    """
+
+    trainer_dir: Path
+    storage: StorageConfig
+    callback_base_url: str = "http://127.0.0.1:8000"
+    mlflow_tracking_uri: str | None = None
+
+    def job_dir(self, job_id: int) -> Path:
+        return Path(self.trainer_dir).resolve() / "jobs" / f"job_{int(job_id)}"
+
+    def spec_path(self, job_id: int) -> Path:
+        return self.job_dir(job_id) / SPEC_FILE
+
+    def callback_url(self, job_id: int) -> str:
+        return f"{self.callback_base_url.rstrip('/')}/internal/jobs/{int(job_id)}/events"
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _require_user(ctx: ToolContext) -> User:
+    if ctx.user is None:
+        raise AuthenticationError("Not authenticated: sign in to use training jobs")
+    return ctx.user
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest stored in `Job.token_hash` (the token itself is only in the spec)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _not_found(job_id: Any) -> NotFoundError:
+    return NotFoundError(f"job {job_id} not found", detail={"job_id": job_id})
+
+
+def _job_row(ctx: ToolContext, job_id: int) -> Job:
+    user = _require_user(ctx)
+    try:
+        jid = int(job_id)
+    except (TypeError, ValueError):
+        raise _not_found(job_id) from None
+    job = ctx.db.get(Job, jid, populate_existing=True)
+    if job is None or job.owner_id != user.id:
+        raise _not_found(job_id)
+    return job
+
+
+def queue_order(db: Session) -> list[int]:
+    """Ids of the queued jobs in creation order (how a restarted supervisor re-queues them)."""
+    return list(db.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+
+
+def queue_positions(db: Session, notifier: JobNotifier | None = None) -> dict[int, int]:
+    """job id -> 1-based place in the queue, for every queued job: the supervisor's FIFO order,
+    else (no supervisor in this process) creation order."""
+    notifier = notifier or supervisor_for(db)
+    if notifier is not None:
+        return notifier.queue_positions(db)
+    return {jid: i + 1 for i, jid in enumerate(queue_order(db))}
+
+
+def _compare_and_set(ctx: ToolContext, job_id: int, expected: str, new: str) -> bool:
+    """Move the job from status `expected` to `new` only if it is still there (commits)."""
+    result = ctx.db.execute(update(Job).where(Job.id == job_id, Job.status == expected).values(status=new))
+    ctx.db.commit()
+    return isinstance(result, CursorResult) and result.rowcount == 1
+
+
+def _checkpoints(db: Any, job_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {j: [] for j in job_ids}
+    if not job_ids:
+        return out
+    rows = db.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id.in_(job_ids)).order_by(JobCheckpoint.name))
+    for r in rows:
+        out[r.job_id].append({"name": r.name, "key": r.key, "size": r.size, "epoch": r.epoch, "sha256": r.sha256})
+    return out
+
+
+def job_dict(job: Job, *, queue_position: int = 0, checkpoints: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The job as JSON (the REST shape; see the module doc)."""
+    return {
+        "id": job.id,
+        "status": job.status,
+        "status_message": job.status_message or "",
+        "framework": job.framework,
+        "model_name": job.model_name,
+        "task_type": job.task_type,
+        "dataset_id": job.dataset_id,
+        "dataset_name": job.dataset_name,
+        "snapshot_id": job.snapshot_id,
+        "project_id": job.project_id,
+        "owner_id": job.owner_id,
+        "preset": job.preset,
+        "conversion": job.conversion,
+        "hyperparameters": dict(job.hyperparameters or {}),
+        "config": dict(job.config or {}),
+        "epochs": job.epochs,
+        "epochs_completed": job.epochs_completed,
+        "best_epoch": job.best_epoch,
+        "best_metric_name": job.best_metric_name,
+        "best_metric": job.best_metric,
+        "metrics": dict(job.metrics or {}),
+        "queue_position": queue_position,
+        "attempts": job.attempts,
+        "max_retries": job.max_retries,
+        "stop_requested": bool(job.stop_requested),
+        "error": job.error,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "checkpoints": checkpoints or [],
+        "mlflow_run_id": job.mlflow_run_id,
+    }
+
+
+def _full_dict(ctx: ToolContext, job: Job) -> dict[str, Any]:
+    position = queue_positions(ctx.db).get(job.id, 0) if job.status == "queued" else 0
+    return job_dict(job, queue_position=position, checkpoints=_checkpoints(ctx.db, [job.id])[job.id])
+
+
+def emit_status(
+    db: Any, job_id: int, status: str, notifier: JobNotifier | None = None, **data: Any
+) -> dict[str, Any] | None:
+    """Store a server-side `status` event (tools.events.append_event commits) and publish it."""
+    event = append_event(db, job_id, "status", {"status": status, **data}, source="server")
+    if event is not None and notifier is not None:
+        notifier.publish(job_id, event)
+    return event
+
+
+def _dataset_summary(ctx: ToolContext, ds: Dataset) -> dict[str, Any]:
+    """What the adapters' `validate_spec` reads: task compatibility and image counts."""
+    labeled = ctx.db.scalar(
+        select(func.count())
+        .select_from(DatasetImage)
+        .where(DatasetImage.dataset_id == ds.id, DatasetImage.num_annotations > 0)
+    )
+    counts = {"images": int(ds.num_images or 0), "labeled_images": int(labeled or 0)}
+    counts["annotations"] = int(ds.num_annotations or 0)
+    return {"name": ds.name, "counts": counts, **counts, "tasks": dict(ds.capabilities or {})}
+
+
+def _train_images(summary: dict[str, Any], val_fraction: float) -> int | None:
+    n = summary.get("labeled_images") or summary.get("images")
+    if not isinstance(n, int) or n <= 0:
+        return None
+    return max(1, n - max(1, round(n * val_fraction)))
+
+
+# --------------------------------------------------------------------------------- job specs
+
+
+def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool = False) -> JobSpec:
+    """The job spec (contract 4) a trainer runs from: ids, model, task, dataset snapshot, the stored
+    hyper-parameters, storage settings, callback URL + token, MLflow, work folder."""
+    storage = runtime.storage
+    storage = StorageConfig(
+        external=storage.external, internal=storage.internal, local_root=Path(storage.local_root).resolve()
+    )
+    return JobSpec(
+        job_id=job.id,
+        project_id=job.project_id,
+        framework=job.framework,
+        model_name=job.model_name,
+        task_type=job.task_type,
+        dataset_id=job.dataset_id or "",
+        snapshot_id=job.snapshot_id,
+        hyperparameters=Hyperparameters.model_validate(job.hyperparameters),
+        storage=StorageSpec.from_config(storage),
+        callback_url=runtime.callback_url(job.id),
+        callback_token=token,
+        mlflow=MlflowSpec(tracking_uri=runtime.mlflow_tracking_uri),
+        work_dir=str(Path(runtime.trainer_dir).resolve()),
+        resume=resume,
+    )
+
+
+def write_spec(job: Job, runtime: JobRuntimeConfig) -> Path:
+    """Issue a fresh callback token (its sha256 goes to `job.token_hash`; the caller commits) and
+    write the spec to ``<trainer_dir>/jobs/job_<id>/spec.json`` (mode 0600, atomically)."""
+    token = new_token()
+    spec = build_spec(job, runtime, token)
+    path = runtime.spec_path(job.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(spec.model_dump_json(indent=2))
+    os.replace(tmp, path)
+    job.token_hash = hash_token(token)
+    return path
+
+
+# ------------------------------------------------------------------------------------ create
+
+
+def _plan(
+    ctx: ToolContext, intent: TrainingIntent, project_id: int | None
+) -> tuple[Dataset, dict[str, Any], dict[str, Any]]:
+    """Validate a request; returns (dataset, compatibility, job fields)."""
+    user = _require_user(ctx)
+    if not intent.dataset or not intent.dataset.strip():
+        raise InvalidInputError(
+            "name the dataset to train on (its name or id), e.g. dataset 'digits'", detail={"field": "dataset"}
+        )
+    ds = resolve_dataset(ctx, intent.dataset)
+    if project_id is not None:
+        get_project(ctx.db, user, int(project_id))
+
+    # model -> framework and task
+    if intent.model_name:
+        info = catalog.resolve_model(intent.model_name, intent.framework, intent.task_type)
+        model_name, framework, task_type = info.name, info.framework, info.task_type
+    else:
+        task = intent.task_type or catalog.pick_task(dict(ds.capabilities or {}), intent.framework)
+        if task is None:
+            raise InvalidInputError(
+                f"dataset {ds.name!r} has no annotations a training task can use; label it first",
+                detail={"field": "dataset"},
+            )
+        model = catalog.default_model(task, intent.framework)
+        assert model is not None
+        info = catalog.resolve_model(model)
+        model_name, framework, task_type = info.name, info.framework, task
+
+    # compatibility (contract 3)
+    compat = check_dataset_compatibility(ctx, ds.id, task_type)
+    if compat.get("status") == "incompatible":
+        reason = str(compat.get("reason") or f"dataset {ds.name!r} cannot train {task_type}")
+        raise InvalidInputError(
+            reason, detail={"field": "dataset", "reason": reason, "task_type": task_type, "dataset_id": ds.id}
+        )
+
+    # hyper-parameters: explicit values, else documented defaults
+    adapter = get_adapter(framework)
+    summary = _dataset_summary(ctx, ds)
+    preset = intent.preset
+    epochs = intent.epochs or catalog.default_epochs(preset)
+    image_size = intent.image_size or info.default_image_size
+    batch_size = intent.batch_size
+    if batch_size is None:
+        batch_size = catalog.DEFAULT_BATCH_SIZE.get(framework, 16)
+        fit = _train_images(summary, 0.2)
+        if fit is not None:
+            batch_size = max(1, min(batch_size, fit))
+    values: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "learning_rate": intent.learning_rate,
+        "preset": preset,
+        "advanced_config": dict(intent.advanced_config or {}),
+    }
+    try:
+        hp = Hyperparameters.model_validate(values)
+        explicit = hp.model_dump(exclude={"preset", "advanced_config"}, exclude_none=True)
+        config = adapter.resolve_config(preset, dict(hp.advanced_config), explicit)
+        if hp.learning_rate is None:
+            lr = catalog.learning_rate_of(config)
+            if lr is not None and lr > 0:
+                hp = hp.model_copy(update={"learning_rate": lr})
+                explicit = hp.model_dump(exclude={"preset", "advanced_config"}, exclude_none=True)
+                config = adapter.resolve_config(preset, dict(hp.advanced_config), explicit)
+        probe = JobSpec(
+            job_id=1,
+            framework=framework,
+            model_name=model_name,
+            task_type=task_type,
+            dataset_id=ds.id,
+            hyperparameters=hp,
+        )
+        adapter.validate_spec(probe, summary)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(f"{loc}: {first['msg']}", detail={"field": loc}) from exc
+    except TrainerRuntimeError as exc:
+        raise InvalidInputError(str(exc), detail={"field": "intent"}) from exc
+
+    fields = {
+        "framework": framework,
+        "model_name": model_name,
+        "task_type": task_type,
+        "preset": preset,
+        "hyperparameters": hp.model_dump(),
+        "config": config,
+        "conversion": compat.get("conversion"),
+        "epochs": hp.epochs,
+    }
+    return ds, compat, fields
+
+
+def create_job(
+    ctx: ToolContext,
+    intent: TrainingIntent,
+    project_id: int | None = None,
+    *,
+    launch: bool = True,
+    supervisor: JobNotifier | None = None,
+) -> dict[str, Any]:
+    """Create a training job from a TrainingIntent and queue it (see the module doc for the rules).
+
+    intent: what to train; `intent.dataset` (a dataset name or id the caller can see) is required.
+        Missing slots get documented defaults: the model from the task (yolo11n, yolo11n-seg,
+        yolo11n-pose, yolo11n-obb, resnet18), the task from the dataset, epochs from the preset
+        (easy 10, medium 30, advanced 50, none 10), image size from the model, batch size from the
+        framework (capped at the training images), learning rate from the preset.
+    project_id: one of the caller's projects (checkpoints are stored under it), or None.
+    launch: False only checks the request and returns the job it would create (id None, status
+        "preview", nothing stored, no snapshot) — for confirming with a person first.
+    Errors: dataset/project unknown or hidden -> NotFoundError; incompatible dataset, unknown model
+        (with suggestions), bad hyper-parameters or config keys -> InvalidInputError.
+    Returns the job JSON (status "queued", queue_position, the resolved hyperparameters and config).
+    """
+    user = _require_user(ctx)
+    supervisor = supervisor or supervisor_for(ctx.db)
+    ds, _compat, fields = _plan(ctx, intent, project_id)
+    if not launch:
+        preview = Job(
+            owner_id=user.id,
+            project_id=project_id,
+            dataset_id=ds.id,
+            dataset_name=ds.name,
+            status="preview",
+            intent=intent.model_dump(),
+            attempts=0,
+            max_retries=0,
+            epochs_completed=0,
+            stop_requested=False,
+            metrics={},
+            **fields,
+        )
+        return job_dict(preview)
+
+    snap = create_snapshot(ctx, ds.id, name="auto: training launch", require_owner=False)
+    if snap.get("status") == "broken":
+        raise ConflictError(
+            f"dataset {ds.name!r} references {len(snap.get('missing_files') or [])} image(s) that were deleted; "
+            "fix its annotations before training",
+            detail={"dataset_id": ds.id, "snapshot_id": snap["id"]},
+        )
+    job = Job(
+        owner_id=user.id,
+        project_id=project_id,
+        dataset_id=ds.id,
+        dataset_name=ds.name,
+        snapshot_id=snap["id"],
+        intent=intent.model_dump(),
+        status="queued",
+        token_hash=hash_token(new_token()),  # replaced by a fresh one at every launch (write_spec)
+        **fields,
+    )
+    ctx.db.add(job)
+    ctx.db.commit()
+    emit_status(ctx.db, job.id, "queued", supervisor, message="waiting for a free training slot")
+    if supervisor is not None:
+        supervisor.submit(job.id)
+    ctx.db.refresh(job)
+    return _full_dict(ctx, job)
+
+
+# -------------------------------------------------------------------------------- read, list
+
+
+def get_job(ctx: ToolContext, job_id: int) -> dict[str, Any]:
+    """One of the caller's jobs (others' jobs answer NotFoundError, as if they did not exist)."""
+    return _full_dict(ctx, _job_row(ctx, job_id))
+
+
+def list_jobs(
+    ctx: ToolContext,
+    status: str | None = None,
+    project_id: int | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """The caller's jobs, newest first.
+
+    status: only jobs in this status (queued, preparing, running, completed, failed, stopped,
+        interrupted, resuming). project_id: only jobs of this project of the caller's.
+    Returns {"items": [job...], "total", "offset", "limit"}.
+    """
+    user = _require_user(ctx)
+    if not 1 <= limit <= MAX_LIST_LIMIT or offset < 0:
+        raise InvalidInputError(f"limit must be 1..{MAX_LIST_LIMIT} and offset >= 0", detail={"field": "limit"})
+    stmt = select(Job).where(Job.owner_id == user.id)
+    if status is not None:
+        if status not in JOB_STATUSES:
+            raise InvalidInputError(
+                f"unknown status {status!r}; expected one of {', '.join(JOB_STATUSES)}", detail={"field": "status"}
+            )
+        stmt = stmt.where(Job.status == status)
+    if project_id is not None:
+        get_project(ctx.db, user, int(project_id))
+        stmt = stmt.where(Job.project_id == int(project_id))
+    total = ctx.db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = list(ctx.db.scalars(stmt.order_by(Job.id.desc()).offset(offset).limit(limit)))
+    positions = queue_positions(ctx.db) if any(r.status == "queued" for r in rows) else {}
+    ckpts = _checkpoints(ctx.db, [r.id for r in rows])
+    return {
+        "items": [job_dict(r, queue_position=positions.get(r.id, 0), checkpoints=ckpts[r.id]) for r in rows],
+        "total": int(total),
+        "offset": offset,
+        "limit": limit,
+    }
+
+
+# ------------------------------------------------------------------------- stop, resume, delete
+
+
+def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
+    """Stop a job. Queued: stopped at once. Running: the trainer gets SIGINT, finishes the batch,
+    uploads best.pt and last.pt and ends `stopped` (SIGTERM, then SIGKILL, after the grace
+    period). Waiting for a retry: stopped by the supervisor. Finished jobs: ConflictError (409).
+    Returns the job JSON (`stop_requested` true until the trainer has stopped)."""
+    job = _job_row(ctx, job_id)
+    supervisor = supervisor or supervisor_for(ctx.db)
+    if job.status in TERMINAL_STATUSES:
+        raise ConflictError(f"job {job.id} already ended ({job.status})", detail={"job_id": job.id})
+    job.stop_requested = True
+    ctx.db.commit()
+    claimed = _compare_and_set(ctx, job.id, "queued", "stopped")
+    if claimed:
+        emit_status(ctx.db, job.id, "stopped", supervisor, message="stopped before it started")
+    elif supervisor is not None:
+        supervisor.wake()
+    ctx.db.refresh(job)
+    return _full_dict(ctx, job)
+
+
+def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
+    """Queue a stopped or failed job again; it continues from its last.pt (weights, optimizer,
+    scheduler, epoch, best metric) with a fresh retry budget. ConflictError (409) when the job is
+    not stopped/failed or has no last.pt."""
+    job = _job_row(ctx, job_id)
+    supervisor = supervisor or supervisor_for(ctx.db)
+    if job.status not in RESUMABLE_STATUSES:
+        raise ConflictError(
+            f"job {job.id} is {job.status}; only stopped or failed jobs can be resumed", detail={"job_id": job.id}
+        )
+    last = ctx.db.scalar(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id, JobCheckpoint.name == "last.pt"))
+    if last is None:
+        raise ConflictError(
+            f"job {job.id} has no last.pt to resume from; start a new job instead", detail={"job_id": job.id}
+        )
+    job.stop_requested = False
+    job.attempts = 0
+    job.error = None
+    ctx.db.commit()
+    emit_status(ctx.db, job.id, "queued", supervisor, message=f"resume from last.pt (epoch {last.epoch})")
+    if supervisor is not None:
+        supervisor.submit(job.id)
+    ctx.db.refresh(job)
+    return _full_dict(ctx, job)
+
+
+def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
+    """Delete a job that is not running (queued, completed, failed or stopped): its events, its
+    checkpoints in the internal store and its local work folder. A running job -> ConflictError
+    (stop it first). Returns {"deleted": id, "checkpoints_deleted": n}."""
+    job = _job_row(ctx, job_id)
+    supervisor = supervisor or supervisor_for(ctx.db)
+    if job.status not in (*TERMINAL_STATUSES, "queued"):
+        raise ConflictError(f"job {job.id} is {job.status}; stop it before deleting it", detail={"job_id": job.id})
+    # A queued job is taken out of the queue first, so the supervisor cannot start it meanwhile.
+    if job.status == "queued" and not _compare_and_set(ctx, job.id, "queued", "stopped"):
+        raise ConflictError(f"job {job.id} has just started; stop it first", detail={"job_id": job.id})
+    keys = list(ctx.db.scalars(select(JobCheckpoint.key).where(JobCheckpoint.job_id == job.id)))
+    removed = 0
+    for key in keys:
+        try:
+            ctx.storage.internal.delete(key)
+            removed += 1
+        except Exception:  # best effort; the prefix sweep below retries
+            pass
+    prefix = checkpoint_key(job.id, job.project_id, "x").rsplit("/", 1)[0] + "/"
+    with contextlib.suppress(Exception):  # storage down: the rows go anyway, the objects stay
+        ctx.storage.internal.delete_prefix(prefix)
+    jid = job.id
+    ctx.db.execute(delete(JobEvent).where(JobEvent.job_id == jid))
+    ctx.db.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == jid))
+    ctx.db.delete(job)
+    ctx.db.commit()
+    if supervisor is not None:
+        supervisor.forget(jid)
+    return {"deleted": jid, "checkpoints_deleted": removed}
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+
+def job_metrics(ctx: ToolContext, job_id: int) -> dict[str, Any]:
+    """Per-epoch series for charts, from the job's stored `epoch` events.
+
+    Returns {"job_id", "epochs": [1, 2, ...], "series": {"train/loss": [...], "val/mAP50": [...]},
+    "checkpoints": {epoch: [names]}, "best_epoch", "best_metric_name", "best_metric"}; each series
+    has one value per entry of `epochs` (None where an epoch lacks that metric, e.g. an epoch
+    recovered after a crash).
+    """
+    job = _job_row(ctx, job_id)
+    rows = ctx.db.scalars(
+        select(JobEvent.data).where(JobEvent.job_id == job.id, JobEvent.type == "epoch").order_by(JobEvent.seq)
+    )
+    per_epoch: dict[int, dict[str, Any]] = {}
+    for data in rows:
+        if not isinstance(data, dict):
+            continue
+        try:
+            epoch = int(data.get("epoch"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+        if epoch in per_epoch and not metrics:
+            continue  # keep the measured values over a later "recovered" report
+        per_epoch[epoch] = dict(metrics or {})
+    epochs = sorted(per_epoch)
+    names: list[str] = []
+    for e in epochs:
+        for k in per_epoch[e]:
+            if k not in names:
+                names.append(k)
+    series = {k: [per_epoch[e].get(k) for e in epochs] for k in names}
+    checkpoints: dict[int, list[str]] = {}
+    for c in ctx.db.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id).order_by(JobCheckpoint.name)):
+        if c.epoch is not None:
+            checkpoints.setdefault(int(c.epoch), []).append(c.name)
+    return {
+        "job_id": job.id,
+        "epochs": epochs,
+        "series": series,
+        "checkpoints": checkpoints,
+        "best_epoch": job.best_epoch,
+        "best_metric_name": job.best_metric_name,
+        "best_metric": job.best_metric,
+    }
+
+
+def read_spec_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "JobNotifier",
+    "JobRuntimeConfig",
+    "build_spec",
+    "create_job",
+    "delete_job",
+    "emit_status",
+    "get_job",
+    "hash_token",
+    "job_dict",
+    "job_metrics",
+    "list_jobs",
+    "queue_order",
+    "queue_positions",
+    "register_supervisor",
+    "resume_job",
+    "stop_job",
+    "supervisor_for",
+    "write_spec",
+]

@@ -1,0 +1,527 @@
+"""The job supervisor: a FIFO queue, N slots, and the watch over every trainer process.
+
+One background thread per server process (`start()` / `shutdown()`), woken by `wake()` and every
+`tick_s` seconds. On each tick it
+
+1. polls the running trainers (`Executor.poll`, which also escalates a stop: SIGINT, then SIGTERM
+   and SIGKILL after the grace period) and turns each exit into a job status:
+   * exit 0 -> ``completed`` (when the trainer's own events did not already say so);
+   * a stop was requested (exit 130, or killed by the escalation) -> ``stopped``;
+   * exit 2 (unreadable spec), or exit 1 after the trainer reported an error that another
+     attempt cannot fix (`NON_RETRYABLE_ERRORS`: bad config, incompatible or broken dataset,
+     missing framework) -> ``failed`` with that error;
+   * anything else (killed by a signal, exit 1 from an exception while training, 130 without a
+     stop request = evicted, an adopted trainer that vanished without a final status) is a crash:
+     ``interrupted``, then after ``retry_base_delay_s * 2**n`` seconds (n = retries so far, capped
+     at `retry_max_delay_s`) ``resuming`` and a new attempt with ``--resume`` (it continues from
+     last.pt), like a Kubernetes Job's ``backoffLimit``; after `job.max_retries` retries ->
+     ``failed`` with the last error (the trainer's, else the end of its log) and its MLflow run
+     marked ended.
+2. acts on stop requests (`Job.stop_requested`): running -> `Executor.stop`; waiting for a retry
+   -> ``stopped`` at once (queued jobs are stopped by `tools.jobs.stop_job` itself);
+3. starts due retries, then queued jobs (FIFO: oldest job first, `tools.jobs.queue_order`) while
+   slots are free. A queued job is claimed with a compare-and-set on its status, so a concurrent
+   stop or delete wins or loses cleanly.
+
+Every state change is committed to the database (and so survives a restart). Server-side status
+events go through `tools.events.append_event` (one gapless stream with the trainer's events) and
+are handed to `publish` (the event bus's `publish_threadsafe`).
+
+`reconcile()`, on server start: jobs left ``preparing``/``running``/``resuming`` by a dead server
+are adopted when their pid (`Job.external_id`) is still our trainer (``/proc/<pid>/cmdline`` holds
+``trainer_runtime`` and the job's spec path) — it keeps reporting, its callbacks retry until the
+server is back — else treated as a crash (resume path). Jobs left ``interrupted`` get their retry
+scheduled again; queued jobs simply stay in the queue (the database is the queue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from tools.db.models import Job, JobEvent
+from tools.events import append_event
+from tools.executors.base import ExecHandle, Executor, ExitInfo
+from tools.executors.local import read_tail
+from tools.jobs import ACTIVE_STATUSES, JobRuntimeConfig, register_supervisor, write_spec
+
+log = logging.getLogger(__name__)
+
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_SPEC = 2
+EXIT_STOPPED = 130
+NON_RETRYABLE_ERRORS = frozenset(
+    {"spec", "config", "incompatible_dataset", "dataset", "framework_unavailable", "not_found"}
+)
+"""`error_type`s of the trainer's `error` event that a new attempt would only repeat."""
+MAX_ERROR_CHARS = 4000
+
+Publish = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    runtime: JobRuntimeConfig
+    slots: int = 1
+    max_retries: int = 3
+    retry_base_delay_s: float = 5.0
+    retry_max_delay_s: float = 600.0
+    stop_grace_s: float = 30.0
+    tick_s: float = 0.5
+
+
+class Supervisor:
+    """See the module doc. Thread-safe entry points: `wake`, `publish`, `forget`, `shutdown`."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        executor: Executor,
+        config: SupervisorConfig,
+        *,
+        publish: Publish | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.executor = executor
+        self.config = config
+        self._publish = publish
+        self._running: dict[int, ExecHandle] = {}
+        self._retry_at: dict[int, float] = {}
+        self._stopping: set[int] = set()
+        self._attempt_seq: dict[int, int] = {}  # job id -> last seq before the current attempt
+        self._queue: deque[int] = deque()  # FIFO of queued job ids
+        self._qlock = threading.Lock()
+        self._wake = threading.Event()
+        self._shutdown = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()  # one tick at a time (the thread, or a test calling tick())
+
+    # ------------------------------------------------------------------------------ public API
+    @property
+    def runtime(self) -> JobRuntimeConfig:
+        return self.config.runtime
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._shutdown.clear()
+        register_supervisor(self._engine(), self)
+        self._thread = threading.Thread(target=self._loop, name="job-supervisor", daemon=True)
+        self._thread.start()
+
+    def _engine(self) -> Any:
+        return self.session_factory.kw.get("bind")
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop watching. Trainers keep running: the next server process adopts them."""
+        register_supervisor(self._engine(), None)
+        self._shutdown.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.executor.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def kill_all(self) -> None:
+        """SIGKILL every trainer this supervisor watches (no checkpoint upload): for tests and an
+        operator's hard shutdown; `shutdown()` alone leaves them running."""
+        with self._lock:
+            for handle in list(self._running.values()):
+                with contextlib.suppress(Exception):
+                    self.executor.kill(handle)
+
+    def submit(self, job_id: int) -> None:
+        """Put a queued job at the end of the FIFO queue (it starts when a slot frees)."""
+        with self._qlock:
+            if job_id not in self._queue:
+                self._queue.append(int(job_id))
+        self._wake.set()
+
+    def queue_positions(self, db: Session) -> dict[int, int]:
+        """job id -> 1-based place in the queue (1 = next), for the jobs still queued."""
+        with self._qlock:
+            waiting = list(self._queue)
+        if not waiting:
+            return {}
+        queued = set(db.scalars(select(Job.id).where(Job.id.in_(waiting), Job.status == "queued")))
+        order = [j for j in waiting if j in queued]
+        return {j: i + 1 for i, j in enumerate(order)}
+
+    def queue_length(self) -> int:
+        """Jobs waiting in the queue (Prometheus `vta_job_queue_length`)."""
+        with self._qlock:
+            return len(self._queue)
+
+    def publish(self, job_id: int, event: dict[str, Any]) -> None:
+        if self._publish is None:
+            return
+        try:
+            self._publish(job_id, event)
+        except Exception:
+            log.exception("could not publish event %s of job %s", event.get("seq"), job_id)
+
+    def forget(self, job_id: int) -> None:
+        """A deleted job: drop its local folder (spec, log, outputs, event spool)."""
+        with self._lock:
+            self._retry_at.pop(job_id, None)
+        shutil.rmtree(self.runtime.job_dir(job_id), ignore_errors=True)
+
+    def running_jobs(self) -> list[int]:
+        return sorted(self._running)
+
+    def handle(self, job_id: int) -> ExecHandle | None:
+        return self._running.get(job_id)
+
+    def pending_retries(self) -> dict[int, float]:
+        """job id -> seconds until its next attempt."""
+        now = time.monotonic()
+        return {j: max(0.0, t - now) for j, t in self._retry_at.items()}
+
+    # ------------------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        while not self._shutdown.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("supervisor tick failed")
+            self._wake.wait(self.config.tick_s)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        with self._lock:
+            self._reap()
+            self._handle_stops()
+            self._start_due_retries()
+            self._start_queued()
+
+    # ------------------------------------------------------------------------------ events
+    def _emit(self, db: Session, job_id: int, status: str, **data: Any) -> dict[str, Any] | None:
+        event = append_event(db, job_id, "status", {"status": status, **data}, source="server")
+        if event is not None:
+            self.publish(job_id, event)
+        return event
+
+    # ------------------------------------------------------------------------------ exits
+    def _note_run_id(self, job_id: int, handle: ExecHandle) -> None:
+        """Store the trainer's MLflow run id as soon as it has written it (output/mlflow_run_id)."""
+        if handle.extra.get("run_id_stored"):
+            return
+        path = self.runtime.job_dir(job_id) / "output" / "mlflow_run_id"
+        if not path.is_file():
+            return
+        with self.session_factory() as db:
+            job = db.get(Job, job_id)
+            if job is not None:
+                self._harvest_run_id(job)
+                db.commit()
+        handle.extra["run_id_stored"] = True
+
+    def _reap(self) -> None:
+        for job_id, handle in list(self._running.items()):
+            with contextlib.suppress(Exception):
+                self._note_run_id(job_id, handle)
+            try:
+                info = self.executor.poll(handle)
+            except Exception:
+                log.exception("job %s: poll failed", job_id)
+                continue
+            if info is None:
+                continue
+            del self._running[job_id]
+            self._stopping.discard(job_id)
+            try:
+                self._on_exit(job_id, info)
+            except Exception:
+                log.exception("job %s: handling its exit failed", job_id)
+
+    def _last_error(self, db: Session, job_id: int, since_seq: int) -> tuple[str | None, str | None]:
+        """(message, error_type) of the trainer's latest `error` event after `since_seq`."""
+        row = db.scalar(
+            select(JobEvent.data)
+            .where(JobEvent.job_id == job_id, JobEvent.type == "error", JobEvent.seq > since_seq)
+            .order_by(JobEvent.seq.desc())
+            .limit(1)
+        )
+        if not isinstance(row, dict):
+            return None, None
+        message = row.get("message")
+        kind = row.get("error_type")
+        return (str(message) if message is not None else None), (str(kind) if kind is not None else None)
+
+    def _harvest_run_id(self, job: Job) -> None:
+        path = self.runtime.job_dir(job.id) / "output" / "mlflow_run_id"
+        with contextlib.suppress(OSError):
+            run_id = path.read_text(encoding="utf-8").strip()
+            if run_id and len(run_id) <= 64:
+                job.mlflow_run_id = run_id
+
+    def _on_exit(self, job_id: int, info: ExitInfo) -> None:
+        rc = info.returncode
+        with self.session_factory() as db:
+            job = db.get(Job, job_id, populate_existing=True)
+            if job is None:
+                return
+            since = int(self._attempt_seq.pop(job_id, 0))
+            self._harvest_run_id(job)
+            db.commit()
+            status = job.status
+            message, error_type = self._last_error(db, job_id, since)
+            tail = info.log_tail[-MAX_ERROR_CHARS:] if info.log_tail else ""
+            log.info("job %s: trainer exited (%s), status %s", job_id, rc, status)
+
+            if rc == EXIT_COMPLETED:
+                if status != "completed":
+                    self._emit(db, job_id, "completed", exit_code=rc)
+                return
+            if job.stop_requested:
+                if status != "stopped":
+                    self._emit(db, job_id, "stopped", exit_code=rc, message="stopped on request")
+                if rc is None or rc < 0:
+                    self._end_mlflow_run(job, "stopped")
+                return
+            # An adopted trainer (exit status unknown) that reported how it ended.
+            if rc is None and (status == "completed" or (status == "failed" and error_type in NON_RETRYABLE_ERRORS)):
+                return
+            if rc == EXIT_SPEC or (rc == EXIT_FAILED and error_type in NON_RETRYABLE_ERRORS):
+                self._fail(db, job, message or tail or f"trainer exited with status {rc}", rc)
+                return
+            self._crash(db, job, rc, message or tail)
+
+    def _crash(self, db: Session, job: Job, rc: int | None, error: str) -> None:
+        """Interrupted: schedule a retry with --resume, or fail when the retries are used up."""
+        retries_used = max(0, int(job.attempts or 0) - 1)
+        reason = (
+            f"killed by signal {-rc}"
+            if rc is not None and rc < 0
+            else "the trainer process ended without a final status"
+            if rc is None
+            else f"exit status {rc}"
+        )
+        if retries_used >= int(job.max_retries or 0):
+            detail = error.strip() or reason
+            self._fail(
+                db,
+                job,
+                f"gave up after {job.attempts} attempt(s) ({reason}): {detail}"[:MAX_ERROR_CHARS],
+                rc,
+            )
+            self._end_mlflow_run(job, "failed")
+            return
+        delay = min(self.config.retry_base_delay_s * (2**retries_used), self.config.retry_max_delay_s)
+        event = self._emit(
+            db,
+            job.id,
+            "interrupted",
+            message=f"trainer {reason}; retry {retries_used + 1} of {job.max_retries} in {delay:g}s",
+            exit_code=rc,
+            attempt=job.attempts,
+            retry_in_s=delay,
+            error=(error or "")[-1000:] or None,
+        )
+        if event is not None and (event.get("data") or {}).get("ignored"):
+            # The trainer already reported `failed` (terminal); only `resuming` may reopen the job.
+            self._emit(db, job.id, "resuming", message=f"retry {retries_used + 1} in {delay:g}s", retry_in_s=delay)
+        self._retry_at[job.id] = time.monotonic() + delay
+
+    def _fail(self, db: Session, job: Job, error: str, rc: int | None) -> None:
+        job = db.get(Job, job.id, populate_existing=True) or job
+        job.error = error[:MAX_ERROR_CHARS]
+        db.commit()
+        self._emit(db, job.id, "failed", message=error[:500], exit_code=rc)
+
+    def _end_mlflow_run(self, job: Job, status: str) -> None:
+        """A trainer killed without ending its MLflow run leaves it RUNNING: mark it ended, in a
+        child process (the server never imports mlflow), in the background."""
+        run_id = job.mlflow_run_id
+        if not run_id:
+            return
+        uri = self.runtime.mlflow_tracking_uri
+        if not uri:
+            db_path = Path(self.runtime.trainer_dir).resolve() / "mlflow" / "mlflow.db"
+            if not db_path.exists():
+                return
+            uri = f"sqlite:///{db_path}"
+        interpreter = getattr(self.executor, "interpreter_for", lambda fw: sys.executable)(job.framework)
+        code = (
+            "import sys; from trainer_runtime.mlflow_logger import mark_run_terminated; "
+            "mark_run_terminated(sys.argv[1], sys.argv[2], sys.argv[3])"
+        )
+
+        def run() -> None:
+            try:
+                subprocess.run(
+                    [interpreter, "-c", code, uri, run_id, status],
+                    capture_output=True,
+                    timeout=120,
+                    check=False,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("could not mark MLflow run %s %s: %s", run_id, status, exc)
+
+        threading.Thread(target=run, name=f"mlflow-end-{job.id}", daemon=True).start()
+
+    # ------------------------------------------------------------------------------ stops
+    def _handle_stops(self) -> None:
+        watched = set(self._running) | set(self._retry_at)
+        if not watched:
+            return
+        with self.session_factory() as db:
+            ids = set(db.scalars(select(Job.id).where(Job.id.in_(watched), Job.stop_requested.is_(True))))
+            for job_id in ids:
+                if job_id in self._running and job_id not in self._stopping:
+                    self._stopping.add(job_id)
+                    log.info("job %s: stop requested", job_id)
+                    self.executor.stop(self._running[job_id], self.config.stop_grace_s)
+                elif job_id in self._retry_at:
+                    del self._retry_at[job_id]
+                    self._emit(db, job_id, "stopped", message="stopped while waiting for a retry")
+
+    # ------------------------------------------------------------------------------ starts
+    def _free_slots(self) -> int:
+        return self.config.slots - len(self._running)
+
+    def _start_due_retries(self) -> None:
+        now = time.monotonic()
+        due = sorted((t, j) for j, t in self._retry_at.items() if t <= now)
+        for _, job_id in due:
+            if self._free_slots() <= 0:
+                return
+            del self._retry_at[job_id]
+            with self.session_factory() as db:
+                job = db.get(Job, job_id, populate_existing=True)
+                if job is None or job.status in ("completed", "stopped"):
+                    continue
+                self._launch(db, job, resume=True)
+
+    def _start_queued(self) -> None:
+        free = self._free_slots() - sum(1 for t in self._retry_at.values() if t <= time.monotonic())
+        if free <= 0:
+            return
+        with self._qlock:
+            waiting = list(self._queue)
+        if not waiting:
+            return
+        with self.session_factory() as db:
+            for job_id in waiting:
+                if free <= 0:
+                    break
+                with self._qlock, contextlib.suppress(ValueError):
+                    self._queue.remove(job_id)
+                result = db.execute(
+                    update(Job).where(Job.id == job_id, Job.status == "queued").values(status="preparing")
+                )
+                db.commit()
+                if not isinstance(result, CursorResult) or result.rowcount != 1:
+                    continue  # stopped or deleted meanwhile
+                job = db.get(Job, job_id, populate_existing=True)
+                if job is None:
+                    continue
+                self._launch(db, job, resume=job.external_id is not None)
+                free -= 1
+
+    def _launch(self, db: Session, job: Job, *, resume: bool) -> None:
+        """Write a fresh spec (new callback token) and start a trainer for `job`."""
+        if job.stop_requested:  # stopped between being claimed and started
+            self._emit(db, job.id, "stopped", message="stopped before it started")
+            return
+        if not resume:
+            # A fresh start: nothing of an earlier job with the same id (SQLite reuses ids) may be
+            # re-sent from a stale event spool.
+            shutil.rmtree(self.runtime.job_dir(job.id), ignore_errors=True)
+        try:
+            spec_path = write_spec(job, self.runtime)
+        except Exception as exc:
+            log.exception("job %s: could not write its spec", job.id)
+            self._fail(db, job, f"could not write the job spec: {exc}", None)
+            return
+        job.attempts = int(job.attempts or 0) + 1
+        if job.attempts == 1:
+            job.max_retries = self.config.max_retries
+        job.executor = self.executor.name
+        job.error = None
+        db.commit()
+        self._attempt_seq[job.id] = int(job.last_seq or 0)
+        if resume and job.status != "resuming":  # (already `resuming` when a retry reopened a failed job)
+            self._emit(
+                db,
+                job.id,
+                "resuming",
+                message=f"attempt {job.attempts}: continuing from last.pt",
+                attempt=job.attempts,
+            )
+        try:
+            handle = self.executor.start(job.id, spec_path, resume=resume)
+        except Exception as exc:
+            log.exception("job %s: could not start the trainer", job.id)
+            self._fail(db, job, f"could not start the trainer: {exc}", None)
+            return
+        job = db.get(Job, job.id, populate_existing=True) or job
+        job.external_id = handle.external_id
+        db.commit()
+        self._running[job.id] = handle
+
+    # ------------------------------------------------------------------------------ restart
+    def reconcile(self) -> dict[str, list[int]]:
+        """Take over what a previous server process left (see the module doc). Returns
+        {"adopted", "crashed", "retrying", "queued"} -> job ids."""
+        report: dict[str, list[int]] = {"adopted": [], "crashed": [], "retrying": [], "queued": []}
+        with self._lock, self.session_factory() as db:
+            # Only jobs this supervisor launched (attempts > 0) or queued through tools.jobs (pinned
+            # to a snapshot) are its business; rows made by hand (tests, imports) are left alone.
+            rows = list(db.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)))
+            for job in rows:
+                if job.id in self._running or not job.attempts:
+                    continue
+                spec_path = self.runtime.spec_path(job.id)
+                handle = None
+                if job.external_id:
+                    handle = self.executor.adopt(job.id, job.external_id, spec_path)
+                if handle is not None:
+                    self._running[job.id] = handle
+                    report["adopted"].append(job.id)
+                    continue
+                report["crashed"].append(job.id)
+                if job.external_id is None:  # claimed but never started: back to the queue
+                    db.execute(update(Job).where(Job.id == job.id).values(status="queued"))
+                    db.commit()
+                    self.submit(job.id)
+                    continue
+                tail = read_tail(spec_path.parent / "trainer.log")
+                self._attempt_seq.setdefault(job.id, 0)
+                self._on_exit(job.id, ExitInfo(returncode=None, log_tail=tail))
+            for job in db.scalars(select(Job).where(Job.status == "interrupted").order_by(Job.id)):
+                if job.id in self._retry_at or job.id in report["crashed"] or not job.attempts:
+                    continue
+                retries_used = max(0, int(job.attempts or 0) - 1)
+                delay = min(self.config.retry_base_delay_s * (2**retries_used), self.config.retry_max_delay_s)
+                self._retry_at[job.id] = time.monotonic() + delay
+                report["retrying"].append(job.id)
+            queued = db.scalars(
+                select(Job.id)
+                .where(Job.status == "queued", Job.snapshot_id.is_not(None), Job.dataset_id.is_not(None))
+                .order_by(Job.id)
+            )
+            for job_id in queued:
+                self.submit(job_id)
+                report["queued"].append(job_id)
+        if any(report.values()):
+            log.info("reconciled jobs: %s", report)
+        return report

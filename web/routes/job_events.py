@@ -1,0 +1,271 @@
+"""Progress events of a job for its owner: `GET /api/v1/jobs/{id}/events?after=SEQ&limit=N` (a page
+from the store) and `GET /api/v1/jobs/{id}/stream?after=SEQ` (Server-Sent Events, live).
+
+Both answer 404 for a job the caller may not see (unknown and other users' jobs alike).
+
+`event_stream(...)` is the replay-then-live generator shared with `WS /ws/jobs/{id}` (web.routes.ws):
+the caller subscribes to the bus FIRST, then the generator replays the store from `after`, then
+yields live events, skipping every seq already sent and filling any gap from the store (a live
+seq ahead of last_sent + 1, or a bus RESYNC), so the watcher sees each seq once, in order. It
+yields `PING` after `heartbeat_s` without events (None: never; the WebSocket sends its pings from
+a timer of its own, which costs nothing per event), and ends once the job is in a terminal status
+and everything up to the job's last seq was yielded (a terminal status event delivered live, or
+a finished job whose replay is complete). A subscriber that falls behind raises `SlowConsumer`.
+
+SSE specifics: auth by `Authorization: Bearer` (or `?token=` for EventSource, which cannot set
+headers); `Last-Event-ID` overrides `after`; each event is ``id: <seq>``, ``event: <type>``,
+``data: <event JSON>``; heartbeats are ``: ping`` comments; a finished stream ends with
+``event: end``. A job that is finished with nothing after `after` answers 204 (EventSource then
+stops reconnecting). A slow client's stream is ended; it reconnects with Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from tools import events as event_store
+from tools.db.models import Job, User
+from tools.errors import AuthenticationError
+from tools.eventbus import RESYNC_TYPE, EventBus, InProcessBus, SlowConsumer, Subscription
+from trainer_runtime.events import TERMINAL_STATUSES
+from web.deps import SessionDep, authenticate_raw_token, get_current_user, oauth2_scheme
+
+router = APIRouter(prefix="/jobs", tags=["job events"])
+
+PING: dict[str, Any] = {"type": "ping"}
+PAGE = 500
+DEFAULT_HEARTBEAT_S = 15.0
+DEFAULT_STREAM_QUEUE = 1000
+
+
+# --------------------------------------------------------------------------------------------------
+# shared by WS and SSE
+
+
+def stream_settings(state: Any) -> tuple[float, int]:
+    """(heartbeat seconds, per-watcher queue size); tests may set them on app.state."""
+    heartbeat = float(getattr(state, "stream_heartbeat_s", DEFAULT_HEARTBEAT_S))
+    queue = int(getattr(state, "stream_queue_size", DEFAULT_STREAM_QUEUE))
+    return heartbeat, queue
+
+
+def get_bus(state: Any) -> EventBus:
+    bus: EventBus | None = getattr(state, "event_bus", None)
+    if bus is None:  # lifespan not run (a bare app in a unit test): a private in-process bus
+        bus = state.event_bus = InProcessBus()
+    return bus
+
+
+def visible_job_sync(state: Any, user_id: int, job_id: int) -> Job:
+    """The job if `user_id` may see it (NotFoundError otherwise), read in its own session."""
+    with state.session_factory() as db:
+        return event_store.get_visible_job(db, user_id, job_id)
+
+
+def authorize_sync(state: Any, token: str | None, job_id: int) -> tuple[User, Job]:
+    """The user a raw token names and the job, when they may see it (AuthenticationError,
+    NotFoundError). Both are detached; their columns stay readable."""
+    user = authenticate_raw_token(state, token)
+    return user, visible_job_sync(state, user.id, job_id)
+
+
+def _read_page(state: Any, job_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], str, int]:
+    """Events after `after`, THEN the job's status and last seq (this order matters: a terminal
+    status read afterwards covers every event the page could have missed)."""
+    with state.session_factory() as db:
+        events = event_store.list_events(db, job_id, after=after, limit=limit)
+        db.expire_all()
+        job = db.get(Job, job_id)
+        if job is None:
+            return events, "deleted", 0
+        return events, job.status, job.last_seq
+
+
+SKIP, SEND, FILL, RESYNC = "skip", "send", "fill", "resync"
+
+
+class StreamCursor:
+    """Where one watcher stands in a job's event stream: the replay/live seam, shared by the
+    WebSocket (which inlines its hot loop) and `event_stream` (SSE).
+
+    `last` is the highest seq delivered. `catch_up(until)` yields store events after `last` (up to
+    `until`), advancing `last`, and sets `finished` when the job is terminal and nothing is left.
+    `classify(live_event)` says what to do with a live event: SKIP (seq <= last: already sent),
+    SEND (seq == last + 1), FILL (seq ahead: catch up to seq - 1 first, then send it), RESYNC (the
+    bus may have lost events: catch up, then stop if finished). `sent(event)` records a live event
+    as delivered and tells whether it was the terminal status (time to end)."""
+
+    __slots__ = ("finished", "job_id", "last", "state")
+
+    def __init__(self, state: Any, job_id: int, after: int) -> None:
+        self.state = state
+        self.job_id = job_id
+        self.last = max(0, int(after))
+        self.finished = False
+
+    async def catch_up(self, until: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            limit = PAGE if until is None else max(1, min(PAGE, until - self.last))
+            events, status, last_seq = await run_in_threadpool(_read_page, self.state, self.job_id, self.last, limit)
+            for event in events:
+                if until is not None and event["seq"] > until:
+                    break
+                yield event
+                self.last = event["seq"]
+            self.finished = (status in TERMINAL_STATUSES or status == "deleted") and self.last >= last_seq
+            if len(events) < limit or (until is not None and self.last >= until):
+                return
+
+    def classify(self, event: dict[str, Any]) -> str:
+        seq = event.get("seq")
+        if seq is None:
+            return RESYNC if event.get("type") == RESYNC_TYPE else SKIP
+        if seq <= self.last:
+            return SKIP
+        return SEND if seq == self.last + 1 else FILL
+
+    def sent(self, event: dict[str, Any]) -> bool:
+        self.last = event["seq"]
+        return event["type"] == "status" and event_store.is_terminal_event(event)
+
+
+async def event_stream(
+    state: Any, job_id: int, after: int, sub: Subscription, *, heartbeat_s: float | None
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Replay from the store, then live (see the module doc). `sub` must already be subscribed."""
+    cursor = StreamCursor(state, job_id, after)
+    async for replayed in cursor.catch_up():
+        yield replayed
+    if cursor.finished:
+        return
+    while True:
+        event: dict[str, Any] | None = None
+        try:
+            if heartbeat_s is None:
+                event = await sub.__anext__()
+            else:
+                with anyio.move_on_after(heartbeat_s):
+                    event = await sub.__anext__()
+        except StopAsyncIteration:
+            return
+        if event is None:
+            yield PING
+            continue
+        kind = cursor.classify(event)
+        if kind is SKIP:
+            continue
+        if kind is RESYNC:
+            async for missed in cursor.catch_up():
+                yield missed
+            if cursor.finished:
+                return
+            continue
+        if kind is FILL:
+            async for missed in cursor.catch_up(until=event["seq"] - 1):
+                yield missed
+        yield event
+        if cursor.sent(event):
+            return
+
+
+_ENCODED: OrderedDict[int, tuple[dict[str, Any], str]] = OrderedDict()
+_ENCODED_MAX = 256
+
+
+def encode_event(event: dict[str, Any]) -> str:
+    """JSON text of an event, computed once for all the watchers that get the same dict object."""
+    key = id(event)
+    hit = _ENCODED.get(key)
+    if hit is not None and hit[0] is event:
+        return hit[1]
+    text = json.dumps(event, separators=(",", ":"))
+    _ENCODED[key] = (event, text)  # holding the dict keeps its id from being reused
+    if len(_ENCODED) > _ENCODED_MAX:
+        with contextlib.suppress(KeyError):  # (two apps' loops in one process, in tests)
+            _ENCODED.popitem(last=False)
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# REST
+
+
+@router.get("/{job_id}/events", summary="Progress events of a job (contract 4), seq > after")
+def list_job_events(
+    job_id: int,
+    db: SessionDep,
+    user: Annotated[User, Depends(get_current_user)],
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=event_store.MAX_LIST_LIMIT)] = event_store.MAX_LIST_LIMIT,
+) -> list[dict[str, Any]]:
+    """At most `limit` events in seq order; page on with `after` = the last seq received."""
+    event_store.get_visible_job(db, user, job_id)
+    return event_store.list_events(db, job_id, after=after, limit=limit)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {encode_event(event)}\n\n".encode()
+
+
+@router.get(
+    "/{job_id}/stream",
+    summary="Live progress as Server-Sent Events (replay from `after` / Last-Event-ID, then live)",
+    response_class=StreamingResponse,
+)
+async def stream_job_events(
+    job_id: int,
+    request: Request,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    after: Annotated[int, Query(ge=0)] = 0,
+    token: Annotated[str | None, Query(description="alternative to the Authorization header")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    state = request.app.state
+    if last_event_id is not None:
+        with contextlib.suppress(ValueError):
+            after = max(0, int(last_event_id.strip()))
+    raw = bearer or token
+    if not raw:
+        raise AuthenticationError("Not authenticated")
+    _user, job = await run_in_threadpool(authorize_sync, state, raw, job_id)
+    if job.status in TERMINAL_STATUSES and job.last_seq <= after:
+        return Response(status_code=204)  # finished and nothing new: EventSource stops reconnecting
+    heartbeat_s, queue_size = stream_settings(state)
+    bus = get_bus(state)
+    telemetry = getattr(state, "telemetry", None)
+
+    async def body() -> AsyncIterator[bytes]:
+        if telemetry is not None:
+            telemetry.sse_connections.inc()
+        try:
+            # Subscribe before anything is read from the store.
+            async with bus.subscribe(job_id, queue_size=queue_size) as sub:
+                yield b"retry: 2000\n\n"
+                stream = event_stream(state, job_id, after, sub, heartbeat_s=heartbeat_s)
+                try:
+                    async for item in stream:
+                        yield b": ping\n\n" if item is PING else _sse(item)
+                finally:
+                    await stream.aclose()
+                yield b"event: end\ndata: {}\n\n"
+        except SlowConsumer:
+            if telemetry is not None:
+                telemetry.slow_disconnects.labels(transport="sse").inc()
+        finally:
+            if telemetry is not None:
+                telemetry.sse_connections.dec()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

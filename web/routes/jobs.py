@@ -1,0 +1,136 @@
+"""`/api/v1/jobs`: create, list, read, stop, resume and delete training jobs; per-epoch metrics.
+
+Jobs are private to their owner: every other user gets 404 (as for unknown jobs). The logic lives
+in `tools.jobs`; the supervisor on `app.state.supervisor` starts queued jobs (FIFO over
+`max_concurrent_jobs` slots) and watches the trainers. The event list, the streams and the
+trainers' callback endpoint are in `web.routes.job_events` and the internal routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools import jobs
+from tools.intent import TrainingIntent
+from trainer_runtime.events import JOB_STATUSES
+from web.deps import ToolContextDep
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    intent: TrainingIntent = Field(description="what to train; `intent.dataset` (name or id) is required")
+    project_id: int | None = Field(
+        default=None, description="one of your projects (checkpoints are stored per project)"
+    )
+
+
+class CheckpointOut(BaseModel):
+    name: str
+    key: str
+    size: int
+    epoch: int | None = None
+    sha256: str | None = None
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    status: str
+    framework: str
+    model_name: str
+    task_type: str
+    dataset_id: str | None
+    dataset_name: str
+    snapshot_id: str | None
+    project_id: int | None
+    hyperparameters: dict[str, Any]
+    config: dict[str, Any]
+    epochs: int
+    epochs_completed: int
+    best_epoch: int | None
+    best_metric_name: str | None
+    best_metric: float | None
+    metrics: dict[str, Any]
+    queue_position: int = Field(description="1-based place in the queue while queued (1 = next); 0 otherwise")
+    attempts: int
+    error: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    checkpoints: list[CheckpointOut]
+    mlflow_run_id: str | None
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class JobMetrics(BaseModel):
+    job_id: int
+    epochs: list[int]
+    series: dict[str, list[float | None]]
+    checkpoints: dict[int, list[str]]
+    best_epoch: int | None = None
+    best_metric_name: str | None = None
+    best_metric: float | None = None
+
+
+def _supervisor(request: Request) -> Any:
+    return getattr(request.app.state, "supervisor", None)
+
+
+@router.post("", status_code=201, response_model=JobOut, summary="Create a training job and queue it")
+def create_job(body: JobIn, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+    """Checks the dataset against the task (422 with the reason when incompatible), snapshots it,
+    resolves the preset into hyper-parameters, and queues the job. Unknown or hidden dataset or
+    project: 404; unknown model: 422 with suggestions."""
+    return jobs.create_job(ctx, body.intent, body.project_id, supervisor=_supervisor(request))
+
+
+@router.get("", response_model=JobList, summary="My jobs, newest first")
+def list_jobs(
+    ctx: ToolContextDep,
+    status: str | None = Query(default=None, description=f"one of {', '.join(JOB_STATUSES)}"),
+    project_id: int | None = None,
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=50, ge=1, le=jobs.MAX_LIST_LIMIT),
+) -> dict[str, Any]:
+    return jobs.list_jobs(ctx, status=status, project_id=project_id, offset=offset, limit=limit)
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="One of my jobs")
+def get_job(job_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+    return jobs.get_job(ctx, job_id)
+
+
+@router.post("/{job_id}/stop", response_model=JobOut, summary="Stop a job (best/last are still uploaded)")
+def stop_job(job_id: int, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+    """Queued: stopped at once. Running: SIGINT, the trainer finishes the batch and uploads
+    best.pt/last.pt, then `stopped`. Already finished: 409."""
+    return jobs.stop_job(ctx, job_id, supervisor=_supervisor(request))
+
+
+@router.post("/{job_id}/resume", response_model=JobOut, summary="Resume a stopped or failed job from last.pt")
+def resume_job(job_id: int, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+    return jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
+
+
+@router.delete("/{job_id}", status_code=204, summary="Delete a job that is not running, with its checkpoints")
+def delete_job(job_id: int, request: Request, ctx: ToolContextDep) -> Response:
+    jobs.delete_job(ctx, job_id, supervisor=_supervisor(request))
+    return Response(status_code=204)
+
+
+@router.get("/{job_id}/metrics", response_model=JobMetrics, summary="Per-epoch metric series for charts")
+def job_metrics(job_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+    return jobs.job_metrics(ctx, job_id)

@@ -1,0 +1,203 @@
+"""`WS /ws/jobs/{job_id}?after=SEQ&token=T`: a job's progress events, replayed then live.
+
+Protocol (server -> client, JSON text frames)
+    * every event of the job with seq > `after`, each once, in seq order, as stored
+      (``{"job_id", "seq", "ts", "type", "data", "event_id"}``), first from the store, then live
+      (see `web.routes.job_events.event_stream` for the replay/live seam);
+    * ``{"type": "ping", "ts": ...}`` after `heartbeat` seconds without events (default 15 s);
+    * the server closes with 1000 once the job is in a terminal status (completed, failed, stopped)
+      and its terminal status event was delivered, or at once for a finished job with nothing after
+      `after`. A job resumed later is followed by reconnecting with ``after=<last seq>``.
+Messages from the client are read and ignored (the read notices the disconnect).
+
+Close codes (the socket is accepted first, so the client always sees the code and a reason)
+    1008  missing, bad or expired token (`web.errors.ws_close_code(AuthenticationError)`)
+    4404  the job does not exist or the user may not see it (one answer for both, like REST's 404)
+    1013  the client does not keep up: more than `queue` events wait for it (default 1000);
+          reconnect with ``after=<last seq>``
+    1000  the job finished (above)
+    1011  server error
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, WebSocket
+from starlette.concurrency import run_in_threadpool
+
+from tools.errors import NotFoundError
+from tools.eventbus import SlowConsumer, Subscription
+from trainer_runtime.events import utc_ts
+from web.errors import ws_close_code
+from web.routes.job_events import (
+    RESYNC,
+    SEND,
+    SKIP,
+    StreamCursor,
+    authorize_sync,
+    encode_event,
+    get_bus,
+    stream_settings,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["job events"])
+
+WS_NORMAL = 1000
+WS_TRY_AGAIN_LATER = 1013
+WS_NOT_FOUND = 4404
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason[:120]), CLOSE_TIMEOUT_S)
+
+
+async def _send_events(websocket: WebSocket, state: Any, job_id: int, after: int, sub: Subscription) -> None:
+    """Replay, then live (`StreamCursor` holds the seam logic; this is `event_stream` inlined,
+    since it runs once per watcher per event)."""
+    send = websocket.send
+    cursor = StreamCursor(state, job_id, after)
+    async for replayed in cursor.catch_up():
+        await send({"type": "websocket.send", "text": encode_event(replayed)})
+    if cursor.finished:
+        return
+    next_event = sub.__anext__
+    while True:
+        try:
+            event = await next_event()
+        except StopAsyncIteration:
+            return
+        kind = cursor.classify(event)
+        if kind is SEND:
+            await send({"type": "websocket.send", "text": encode_event(event)})
+            if cursor.sent(event):
+                return
+            continue
+        if kind is SKIP:
+            continue
+        async for missed in cursor.catch_up(until=None if kind is RESYNC else event["seq"] - 1):
+            await send({"type": "websocket.send", "text": encode_event(missed)})
+        if kind is RESYNC:
+            if cursor.finished:
+                return
+            continue
+        await send({"type": "websocket.send", "text": encode_event(event)})
+        if cursor.sent(event):
+            return
+
+
+async def _heartbeat(websocket: WebSocket, interval: float) -> None:
+    """A ping every `interval` seconds (each send writes one whole frame, so it may interleave
+    with the event sender between frames)."""
+    while True:
+        await anyio.sleep(interval)
+        await websocket.send_text(json.dumps({"type": "ping", "ts": utc_ts()}))
+
+
+async def _drain_client(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends; return when it disconnects."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+@router.websocket("/ws/jobs/{job_id}")
+async def job_progress_ws(websocket: WebSocket, job_id: int, after: int = 0, token: str | None = None) -> None:
+    state = websocket.app.state
+    await websocket.accept()
+    try:
+        await run_in_threadpool(authorize_sync, state, token, job_id)
+    except NotFoundError:
+        await _close(websocket, WS_NOT_FOUND, "job not found")
+        return
+    except Exception as exc:
+        code = ws_close_code(exc)
+        if code == 1011:
+            log.exception("WS /ws/jobs/%s: authorization failed", job_id)
+        await _close(websocket, code, "not authenticated" if code == 1008 else "error")
+        return
+
+    heartbeat_s, queue_size = stream_settings(state)
+    bus = get_bus(state)
+    telemetry = getattr(state, "telemetry", None)
+    if telemetry is not None:
+        telemetry.ws_connections.inc()
+    try:
+        async with bus.subscribe(job_id, queue_size=queue_size) as sub:
+            outcome = await _serve(websocket, state, job_id, max(0, after), sub, heartbeat_s)
+        if outcome == "client":
+            return
+        if outcome == "finished":
+            code, reason = WS_NORMAL, "job finished"
+        elif outcome == "slow":
+            code, reason = WS_TRY_AGAIN_LATER, "too slow: reconnect with after=<last seq>"
+            if telemetry is not None:
+                telemetry.slow_disconnects.labels(transport="ws").inc()
+        else:
+            code, reason = 1011, "server error"
+        await _close(websocket, code, reason)
+    finally:
+        if telemetry is not None:
+            telemetry.ws_connections.dec()
+
+
+async def _serve(websocket: WebSocket, state: Any, job_id: int, after: int, sub: Subscription, hb: float) -> str:
+    """Send events while reading the client; the first of these ends it: the stream finished
+    ("finished"), the client left ("client"), the watcher overflowed ("slow", also while a send is
+    blocked on a client that does not read), or an error ("error")."""
+    outcome: list[str] = []
+
+    async with anyio.create_task_group() as tg:
+
+        def done(what: str) -> None:
+            outcome.append(what)
+            tg.cancel_scope.cancel()
+
+        async def sender() -> None:
+            try:
+                await _send_events(websocket, state, job_id, after, sub)
+            except SlowConsumer:
+                done("slow")
+            except Exception as exc:
+                if not _is_disconnect(exc):
+                    log.error("WS /ws/jobs/%s failed: %r", job_id, exc)
+                done("client" if _is_disconnect(exc) else "error")
+            else:
+                done("finished")
+
+        async def reader() -> None:
+            with contextlib.suppress(Exception):
+                await _drain_client(websocket)
+            done("client")
+
+        async def watchdog() -> None:
+            await sub.wait_slow()
+            done("slow")
+
+        async def pinger() -> None:
+            try:
+                await _heartbeat(websocket, hb)
+            except Exception:
+                done("client")
+
+        tg.start_soon(sender)
+        tg.start_soon(reader)
+        tg.start_soon(watchdog)
+        tg.start_soon(pinger)
+    return outcome[0] if outcome else "client"
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    from starlette.websockets import WebSocketDisconnect
+
+    return isinstance(exc, WebSocketDisconnect | OSError | RuntimeError)
