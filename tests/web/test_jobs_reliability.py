@@ -258,3 +258,25 @@ def test_server_restart_mid_job_adopts_the_running_trainer(make_env: Any) -> Non
     assert_checkpoints_stored(env, final)
     wait_for(lambda: job["id"] not in supervisor.running_jobs(), 150, what="the adopted trainer to exit")
     assert env.job(job["id"])["status"] == "completed"
+
+
+def test_callback_endpoint_unreachable_for_30_s_loses_nothing(make_env: Any) -> None:
+    """The server is gone for 30 s while the trainer trains and finishes: the trainer keeps its
+    events in its spool, retries with backoff and delivers them all once the server is back."""
+    env: Env = make_env()
+    job = env.create(epochs=4)
+    env.wait_epoch(job["id"], 1)
+    pid = env.pid(job["id"])
+    seen_before = {e["seq"] for e in env.events(job["id"])}
+    env.stop()
+    time.sleep(30.0)
+    env.start()
+    final = env.wait(job["id"], "completed", "failed")
+    assert final["status"] == "completed", final
+    evs = env.events(job["id"])
+    assert_gapless(evs)
+    assert seen_before <= {e["seq"] for e in evs}
+    assert Counter(epoch_events(evs)) == Counter({1: 1, 2: 1, 3: 1, 4: 1})
+    assert [e for e in evs if e["type"] == "done"], "the done event was delivered after the outage"
+    assert pid is not None
+    assert_checkpoints_stored(env, final)
