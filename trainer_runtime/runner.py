@@ -1,6 +1,7 @@
 """Run one training job end to end: ``python -m trainer_runtime --spec job.json [--resume]``.
 
-Flow: load spec -> reporter -> status ``preparing`` (``resuming`` when resuming) -> dataset cache
+Flow: load spec -> reporter -> status ``preparing`` (``resuming`` when resuming) -> MLflow logger
+process (`mlflow_logger`: imports mlflow at idle priority; the trainer never does) -> dataset cache
 -> annotations -> ``check_compatibility`` -> adapter ``validate_spec`` + ``resolve_config`` ->
 device -> resume source -> MLflow run -> status ``running`` -> ``adapter.train()`` with callbacks
 wired to events -> checkpoint uploads (best.pt, last.pt: on completion, early stop, SIGINT/SIGTERM
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import math
@@ -470,8 +470,11 @@ class Runner:
         resolved_config: dict[str, Any] = {}
         try:
             self.status("resuming" if self.resume_requested else "preparing")
-            if spec.mlflow.enabled:  # import mlflow (over a second) while the dataset is fetched
-                threading.Thread(target=_warm_import, args=("mlflow.tracking",), daemon=True).start()
+            # the MLflow logger process (idle priority) imports mlflow and opens the store meanwhile
+            self.mlflow = MlflowLogger(
+                spec, work_dir=self.paths.work_dir, output_dir=self.paths.output_dir, job_dir=self.paths.job_dir
+            )
+            self.mlflow.launch()
             self._prepare_output_dir()
             storage = self._storage_client()
             cache = DatasetCache(self.paths.cache_dir, storage)
@@ -513,14 +516,10 @@ class Runner:
             if self.stop_event.is_set():
                 raise _StopBeforeTraining()
 
-            self.mlflow = MlflowLogger(
-                spec,
-                work_dir=self.paths.work_dir,
-                output_dir=self.paths.output_dir,
-                params={"config": resolved_config, "hyperparameters": hp.model_dump(), "device": device},
+            self.mlflow.start(
+                {"config": resolved_config, "hyperparameters": hp.model_dump(), "device": device},
                 resume=resume_from is not None,
             )
-            self.mlflow.start()
             ctx = TrainContext(
                 spec=spec,
                 dataset_dir=cached.path,
@@ -619,11 +618,6 @@ class Runner:
 
 class _StopBeforeTraining(Exception):
     pass
-
-
-def _warm_import(module: str) -> None:
-    with contextlib.suppress(Exception):
-        importlib.import_module(module)
 
 
 # ------------------------------------------------------------------------------------------------

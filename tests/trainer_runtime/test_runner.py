@@ -15,8 +15,10 @@ import pytest
 
 from tests.s3_fixtures import moto_external, moto_internal, s3_env  # noqa: F401
 from tests.trainer_runtime.fake_adapter import FakeAdapter, dataset_dict, make_spec, publish_dataset
+from tests.trainer_runtime.test_mlflow_logger import wait_for_run
 from trainer_runtime.errors import StorageError
 from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, ProgressEvent
+from trainer_runtime.mlflow_logger import PRIORITY_ENV
 from trainer_runtime.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, JobPaths, Runner
 from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import DualStorageClient, LocalObjectStore, ObjectInfo, StorageConfig, checkpoint_key
@@ -349,23 +351,24 @@ def test_dataset_from_and_checkpoints_to_s3(env: Env, s3_env: dict[str, str]) ->
 # ------------------------------------------------------------------------------------------ MLflow
 
 
-def _mlflow_spec(env: Env, **kw: Any) -> dict[str, Any]:
+def _mlflow_spec(env: Env, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> dict[str, Any]:
+    # the logger process at normal priority: a loaded test machine would starve an idle one
+    monkeypatch.setenv(PRIORITY_ENV, "normal")
     uri = f"sqlite:///{env.tmp / 'mlflow.db'}"
     return env.spec(mlflow={"enabled": True, "tracking_uri": uri, "experiment_name": "unit"}, **kw)
 
 
 @pytest.mark.slow
-def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env) -> None:
+def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    spec = _mlflow_spec(env, epochs=3)
+    spec = _mlflow_spec(env, monkeypatch, epochs=3)
     code, _ = env.run(spec)
     assert code == EXIT_COMPLETED
-    run_id = (env.output_dir() / "mlflow_run_id").read_text().strip()
+    run = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(), "FINISHED")  # the logger process ends it
     client = MlflowClient(spec["mlflow"]["tracking_uri"])
-    run = client.get_run(run_id)
-    assert run.info.status == "FINISHED"
+    run_id = run.info.run_id
     tags = run.data.tags
     assert tags["job_id"] == "7" and tags["project_id"] == "3" and tags["model"] == "fake-net"
     assert tags["task"] == "image_classification" and tags["dataset_id"] == "ds1"
@@ -376,34 +379,32 @@ def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env) -> None:
     assert {"config.json", "final_metrics.json", "checkpoints.json"} <= artifacts
 
     # stopped -> KILLED, then a resume continues the same run and finishes it
-    spec2 = _mlflow_spec(env, job_id=8, epochs=3)
+    spec2 = _mlflow_spec(env, monkeypatch, job_id=8, epochs=3)
     code, _ = env.run(spec2, adapter=StopAtEpoch2)
     assert code == EXIT_STOPPED
-    run_id2 = (env.output_dir(8) / "mlflow_run_id").read_text().strip()
-    assert client.get_run(run_id2).info.status == "KILLED"
+    run_id2 = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(8), "KILLED").info.run_id
     code, _ = env.run(spec2, resume=True)
     assert code == EXIT_COMPLETED
-    assert (env.output_dir(8) / "mlflow_run_id").read_text().strip() == run_id2
-    run2 = client.get_run(run_id2)
-    assert run2.info.status == "FINISHED" and run2.data.tags["attempts"] == "2"
+    run2 = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(8), "FINISHED")
+    assert run2.info.run_id == run_id2 and run2.data.tags["attempts"] == "2"
     assert sorted(m.step for m in client.get_metric_history(run_id2, "val/accuracy")) == [1, 2, 3]
 
     # failed -> FAILED
-    spec3 = _mlflow_spec(env, job_id=9, epochs=2, advanced={"fake_fail_at_epoch": 2})
+    spec3 = _mlflow_spec(env, monkeypatch, job_id=9, epochs=2, advanced={"fake_fail_at_epoch": 2})
     code, _ = env.run(spec3)
     assert code == EXIT_FAILED
-    assert client.get_run((env.output_dir(9) / "mlflow_run_id").read_text().strip()).info.status == "FAILED"
+    wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(9), "FAILED")
 
 
-def test_mark_run_terminated_and_resume_of_a_killed_run(env: Env) -> None:
+def test_mark_run_terminated_and_resume_of_a_killed_run(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     from trainer_runtime.mlflow_logger import mark_run_terminated
 
-    spec = _mlflow_spec(env, epochs=2)
+    spec = _mlflow_spec(env, monkeypatch, epochs=2)
     code, _ = env.run(spec, adapter=StopAtEpoch2)
-    run_id = (env.output_dir() / "mlflow_run_id").read_text().strip()
+    run_id = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(), "KILLED").info.run_id
     client = MlflowClient(spec["mlflow"]["tracking_uri"])
     client.update_run(run_id, status="RUNNING")  # what a SIGKILLed trainer leaves behind
     assert mark_run_terminated(spec["mlflow"]["tracking_uri"], run_id, "stopped") is True
@@ -412,7 +413,7 @@ def test_mark_run_terminated_and_resume_of_a_killed_run(env: Env) -> None:
     client.update_run(run_id, status="RUNNING")
     code, _ = env.run(spec, resume=True)  # marks the RUNNING leftover KILLED, re-opens, finishes
     assert code == EXIT_COMPLETED
-    assert client.get_run(run_id).info.status == "FINISHED"
+    assert wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(), "FINISHED").info.run_id == run_id
 
 
 def test_mlflow_names_are_made_valid() -> None:
