@@ -34,6 +34,7 @@ from trainer_runtime.storage import DualStorageClient, StorageConfig, StoreConfi
 from web.config import Settings, get_settings, gpu_count
 from web.errors import install_error_handlers
 from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, ws
+from web.routes import inference as inference_routes
 from web.routes import internal as internal_routes
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await run_in_threadpool(supervisor.shutdown)  # trainers keep running; the next start adopts them
+        await run_in_threadpool(inference_routes.close_inference_service, app.state)  # stop inference workers
         await event_bus.close()
         engine = getattr(app.state, "engine", None)
         if engine is not None:
@@ -174,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(internal_routes.router)
     app.include_router(ws.router)
     app.include_router(metrics.router)
+    app.include_router(inference_routes.router, prefix=API_PREFIX)
     return app
 
 

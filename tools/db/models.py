@@ -218,3 +218,61 @@ class JobCheckpoint(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TestRun(Base):
+    """A batch inference run of a job's checkpoint over a dataset, a snapshot or an uploaded zip.
+
+    `status`: queued | running | completed | failed. Progress events (the training event shape,
+    see `tools.inference`) are kept in `events` (status/done/error always, the latest batch ones)
+    with `last_seq`; per-image results are JSON lines at `predictions_key`, the report at
+    `report_key`, both in the internal store.
+    """
+
+    __tablename__ = "test_runs"
+    __test__ = False  # not a pytest test class
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="dataset")  # dataset | snapshot | upload
+    dataset_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    snapshot_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    checkpoint: Mapped[str] = mapped_column(String(16), default="best")
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    failed_images: Mapped[int] = mapped_column(Integer, default=0)
+    labeled: Mapped[bool] = mapped_column(Boolean, default=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    predictions_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    report_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ModelExport(Base):
+    """An exported model file (ONNX) of a job's checkpoint in the internal store, with its parity
+    check against PyTorch. `status`: running | completed | failed."""
+
+    __tablename__ = "model_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(16), default="onnx")
+    checkpoint: Mapped[str] = mapped_column(String(16), default="best")
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

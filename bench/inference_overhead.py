@@ -1,0 +1,279 @@
+"""Overhead of serving inference: the same model through the HTTP API vs in-process.
+
+Cases (the tiny models of the test suite, `tests.inference_models`, trained once and cached):
+
+* ``yolo``: yolo11n detection (64 px) on ``shapes-demo`` images (128x128). In-process reference =
+  Ultralytics' own ``YOLO(best.pt).predict(image)``; batched reference = ``predict(list, batch=B)``.
+* ``timm``: resnet18 (32 px) on ``digits`` images. timm has no predict API; the in-process
+  reference is the checkpoint's model with timm's eval transform (``create_transform``), one image
+  per forward; batched reference = the same in batches of B.
+
+Single image: a real uvicorn server (``tests.live_server.LiveServer``, in this process; the model
+runs in its worker process) gets ``POST /api/v1/jobs/{id}/inference`` with the image file; after a
+warm-up (worker started, checkpoint fetched, model cached), N sequential requests are timed
+end to end with httpx. The in-process reference times N calls on an already loaded model. Printed:
+p50 / p95 of both and the p50 ratio HTTP / in-process (goal <= 1.5).
+
+Batch: ``POST /api/v1/test-runs`` over a dataset of M images, timed from the POST to the run's
+``completed`` (polled every 50 ms), vs the framework's batched predict over the same decoded images
+(decode included on both sides). Printed: images/s of both and the ratio (goal >= 0.9).
+
+    .venv/bin/python bench/inference_overhead.py [--requests 100] [--images 400] [--batch 16]
+                                                 [--cases yolo,timm] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+API = "/api/v1"
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def _dataset_folder(src_dir: Path, dest: Path, n: int) -> Path:
+    """A real DICE folder with n images of `src_dir` (repeated when it has fewer)."""
+    doc = json.loads((src_dir / "annotations.json").read_text(encoding="utf-8"))
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    by_img: dict[int, list[dict[str, Any]]] = {}
+    for a in doc["annotations"]:
+        by_img.setdefault(a["image_id"], []).append(a)
+    k = 0
+    while len(images) < n:
+        img = doc["images"][k % len(doc["images"])]
+        new_id = len(images) + 1
+        name = f"r{k // len(doc['images'])}/{img['file_name']}"
+        target = dest / "images" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src_dir / "images" / img["file_name"], target)
+        images.append({**img, "id": new_id, "file_name": name})
+        for a in by_img.get(img["id"], []):
+            anns.append({**a, "id": len(anns) + 1, "image_id": new_id})
+        k += 1
+    doc["images"], doc["annotations"] = images, anns
+    (dest / "annotations.json").write_text(json.dumps(doc), encoding="utf-8")
+    return dest
+
+
+def _job(app: Any, owner_id: int, m: Any) -> int:
+    from tools.db.models import Job, JobCheckpoint
+    from trainer_runtime.storage import checkpoint_key
+
+    with app.state.session_factory() as db:
+        job = Job(
+            owner_id=owner_id, framework=m.framework, model_name=m.model_name, task_type=m.task_type, status="completed"
+        )
+        db.add(job)
+        db.commit()
+        key = checkpoint_key(job.id, None, "best.pt")
+        info = app.state.storage.internal.put_file(key, m.best)
+        db.add(JobCheckpoint(job_id=job.id, name="best.pt", key=key, size=info.size, sha256=info.sha256, epoch=1))
+        db.commit()
+        return int(job.id)
+
+
+def _upload(app: Any, owner_id: int, folder: Path, name: str) -> str:
+    from tools.context import ToolContext
+    from tools.datasets import create_dataset, upload_path
+    from tools.db.models import User
+
+    with app.state.session_factory() as db:
+        ctx = ToolContext(db=db, user=db.get(User, owner_id), storage=app.state.storage, work_dir=app.state.work_dir)
+        ds = create_dataset(ctx, name)
+        upload_path(ctx, ds["id"], folder, format="dice")
+        return str(ds["id"])
+
+
+class Reference:
+    """The framework's own API on a loaded model, in this process."""
+
+    def __init__(self, m: Any, device: str) -> None:
+        self.m = m
+        self.device = device
+        if m.framework == "ultralytics":
+            from trainer_runtime.adapters._ultralytics_env import prepare_ultralytics
+
+            prepare_ultralytics()
+            from ultralytics import YOLO
+
+            self.model: Any = YOLO(str(m.best))
+            self.imgsz = self.model.overrides.get("imgsz")
+        else:
+            import torch
+            from timm.data import create_transform
+
+            from trainer_runtime.adapters.timm_adapter import TimmAdapter
+
+            model, meta = TimmAdapter.build_model_from_checkpoint(m.best)
+            self.model = model.to(device).eval()
+            self.tf = create_transform(int(meta["image_size"]), is_training=False, crop_pct=1.0)
+            self.torch = torch
+
+    def predict(self, images: list[Any], batch: int) -> Any:
+        if self.m.framework == "ultralytics":
+            dev = "cpu" if self.device == "cpu" else "0"
+            out = []
+            for i in range(0, len(images), batch):
+                out += self.model.predict(images[i : i + batch], imgsz=self.imgsz, device=dev, verbose=False)
+            return out
+        torch = self.torch
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), batch):
+                x = torch.stack([self.tf(im) for im in images[i : i + batch]]).to(self.device)
+                out.append(self.model(x).softmax(-1).cpu())
+        return out
+
+
+def run_case(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import httpx
+    from PIL import Image
+
+    from tests.conftest import make_settings
+    from tests.inference_models import trained_model
+    from tests.live_server import LiveServer, register
+    from web.main import create_app
+
+    cache = ROOT / ".pytest_cache" / "d" / "inference-models-v1"
+    kind = {"yolo": "yolo-detect", "timm": "timm-digits"}[case]
+    m = trained_model(kind, cache, cache / "demo")
+    src = m.dataset_dir.resolve()
+    folder = _dataset_folder(src, work / f"{case}-data", args.images)
+    files = sorted((folder / "images").rglob("*.png"))
+    one = files[0].read_bytes()
+
+    os.environ["VTA_INFERENCE_DEVICE"] = args.device
+    os.environ["VTA_INFERENCE_TEST_RUN_BATCH"] = str(args.batch)
+    tmp = work / f"{case}-server"
+    settings = make_settings(f"sqlite:///{tmp / 'app.db'}", tmp)
+    app = create_app(settings)
+    result: dict[str, Any] = {"case": case, "model": m.model_name, "framework": m.framework}
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        headers = register(client, f"bench-{case}@example.com")
+        me = client.get(f"{API}/auth/me", headers=headers).json()
+        job = _job(app, int(me["id"]), m)
+        dataset_id = _upload(app, int(me["id"]), folder, f"bench-{case}")
+
+        def http_one() -> float:
+            t0 = time.perf_counter()
+            r = client.post(f"{API}/jobs/{job}/inference", headers=headers, files={"file": ("x.png", one, "image/png")})
+            dt = time.perf_counter() - t0
+            assert r.status_code == 200, r.text
+            return dt
+
+        for _ in range(5):
+            http_one()
+        http = [http_one() for _ in range(args.requests)]
+
+        # test run throughput (the worker already holds the model)
+        t0 = time.perf_counter()
+        r = client.post(f"{API}/test-runs", headers=headers, json={"job_id": job, "dataset_id": dataset_id})
+        assert r.status_code == 201, r.text
+        run_id = r.json()["id"]
+        while True:
+            st = client.get(f"{API}/test-runs/{run_id}", headers=headers).json()
+            if st["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.05)
+        run_wall = time.perf_counter() - t0
+        assert st["status"] == "completed", st["error"]
+        result["test_run"] = {
+            "images": st["metrics"]["processed"],
+            "wall_s": round(run_wall, 3),
+            "images_per_s": round(st["metrics"]["processed"] / run_wall, 2),
+            "worker_mean_inference_ms": st["metrics"].get("mean_inference_time_ms"),
+        }
+    ref = Reference(m, args.device)
+    im = Image.open(io.BytesIO(one)).convert("RGB")
+    for _ in range(5):
+        ref.predict([im], 1)
+    inproc = []
+    for _ in range(args.requests):
+        t0 = time.perf_counter()
+        ref.predict([Image.open(io.BytesIO(one)).convert("RGB")], 1)  # decode included, as the server does
+        inproc.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    decoded = [Image.open(f).convert("RGB") for f in files]
+    ref.predict(decoded, args.batch)
+    batch_wall = time.perf_counter() - t0
+    result["single"] = {
+        "http_p50_ms": round(1000 * statistics.median(http), 2),
+        "http_p95_ms": round(1000 * _pct(http, 0.95), 2),
+        "inproc_p50_ms": round(1000 * statistics.median(inproc), 2),
+        "inproc_p95_ms": round(1000 * _pct(inproc, 0.95), 2),
+    }
+    result["single"]["p50_ratio"] = round(result["single"]["http_p50_ms"] / result["single"]["inproc_p50_ms"], 3)
+    result["batch_reference"] = {
+        "images": len(files),
+        "wall_s": round(batch_wall, 3),
+        "images_per_s": round(len(files) / batch_wall, 2),
+    }
+    ratio = result["test_run"]["images_per_s"] / result["batch_reference"]["images_per_s"]
+    result["throughput_ratio"] = round(ratio, 3)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--cases", default="yolo,timm")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "_work" / "inference_overhead.json"))
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="vta-inference-bench-"))
+    results = []
+    try:
+        for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
+            results.append(run_case(case, args, work))
+            print(json.dumps(results[-1]), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    summary = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+        "loadavg": load,
+        "device": args.device,
+        "args": vars(args),
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print("\n| case | HTTP p50 | in-process p50 | p50 ratio | test run img/s | batched predict img/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        s, t, b = r["single"], r["test_run"], r["batch_reference"]
+        print(
+            f"| {r['case']} ({r['model']}) | {s['http_p50_ms']} ms | {s['inproc_p50_ms']} ms | {s['p50_ratio']} |"
+            f" {t['images_per_s']} | {b['images_per_s']} | {r['throughput_ratio']} |"
+        )
+    print(f"load average {load}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""Inference REST: single images, ONNX exports, batch test runs (`tools.inference`).
+
+    POST /jobs/{id}/inference          multipart `file` or form `dataset_image_id`; form `conf`, `iou`,
+                                       `checkpoint` (best|last); `?render=true` -> PNG with the
+                                       predictions drawn, else the InferenceResult JSON
+    POST /jobs/{id}/export             {"format": "onnx", "checkpoint"?} -> 201 export record
+    GET  /jobs/{id}/exports            the job's exports
+    GET  /jobs/{id}/exports/{eid}      one record;  .../download -> the file
+    POST /test-runs                    {"job_id", "dataset_id" | "snapshot_id", "checkpoint"?, "conf"?,
+                                       "iou"?} -> 201, runs in the background
+    POST /test-runs/upload             multipart `job_id` + `file` (zip: images/ + annotations.json?)
+    GET  /test-runs[?job_id=]          the caller's test runs
+    GET  /test-runs/{id}               status, progress, metrics
+    GET  /test-runs/{id}/events        stored progress events (`?after=SEQ`)
+    GET  /test-runs/{id}/report        the report JSON (download); .../predictions -> JSON lines
+
+The service (worker pools) is created on first use and kept on `app.state.inference`; the app's
+lifespan closes it. A worker crash or timeout answers 503, an internal inference error 500, both
+with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from tools.inference import (
+    InferenceConfig,
+    InferenceFailedError,
+    InferenceService,
+    InferenceUnavailableError,
+    ResultFile,
+    create_export,
+    create_test_run,
+    export_file,
+    get_export,
+    get_test_run,
+    list_exports,
+    list_test_runs,
+    run_inference,
+    stage_test_upload,
+    test_run_events,
+    test_run_file,
+)
+from web.deps import StorageDep, ToolContextDep
+from web.errors import error_body
+
+router = APIRouter(tags=["inference"])
+
+_service_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def get_inference_service(request: Request) -> InferenceService:
+    """The app's InferenceService (made on first use)."""
+    state = request.app.state
+    service: InferenceService | None = getattr(state, "inference", None)
+    if service is not None:
+        return service
+    with _service_lock:
+        service = getattr(state, "inference", None)
+        if service is None:
+            app = request.app
+
+            def publish(channel: int, event: dict[str, Any]) -> None:
+                bus = getattr(app.state, "event_bus", None)
+                if bus is not None:
+                    bus.publish_threadsafe(channel, event)
+
+            config = InferenceConfig.from_settings(state.settings)
+            service = InferenceService(config, state.storage, state.session_factory, publish)
+            state.inference = service
+    return service
+
+
+def close_inference_service(app_state: Any) -> None:
+    """Stop the workers (the app's lifespan calls this at shutdown)."""
+    service: InferenceService | None = getattr(app_state, "inference", None)
+    if service is not None:
+        service.close()
+        app_state.inference = None
+
+
+def _guard(fn: Callable[[], T]) -> T | JSONResponse:
+    try:
+        return fn()
+    except InferenceUnavailableError as exc:
+        return JSONResponse(error_body(exc), status_code=503)
+    except InferenceFailedError as exc:
+        return JSONResponse(error_body(exc), status_code=500)
+
+
+def _stream(storage: Any, f: ResultFile, *, attachment: bool = True) -> StreamingResponse:
+    headers = {"Content-Disposition": f'attachment; filename="{f.filename}"'} if attachment else {}
+    if f.size is not None:
+        headers["Content-Length"] = str(f.size)
+    return StreamingResponse(storage.internal.iter_chunks(f.key), media_type=f.content_type, headers=headers)
+
+
+# ------------------------------------------------------------------------------ single image
+
+
+@router.post("/jobs/{job_id}/inference", response_model=None)
+def infer(
+    job_id: int,
+    request: Request,
+    ctx: ToolContextDep,
+    file: Annotated[UploadFile | None, File(description="the image")] = None,
+    dataset_image_id: Annotated[int | None, Form()] = None,
+    conf: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    iou: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    checkpoint: Annotated[str | None, Form(pattern="^(best|last)$")] = None,
+    render: Annotated[bool, Query(description="answer a PNG with the predictions drawn")] = False,
+) -> Any:
+    service = get_inference_service(request)
+    data: bytes | None = None
+    if file is not None:
+        limit = service.config.max_image_bytes
+        data = file.file.read(limit + 1)
+        if len(data) > limit:
+            from tools.errors import PayloadTooLargeError
+
+            raise PayloadTooLargeError(
+                f"the image is over the limit of {limit} bytes", detail={"field": "file", "limit_bytes": limit}
+            )
+
+    def go() -> Any:
+        outcome = run_inference(
+            ctx,
+            service,
+            job_id,
+            image=data,
+            dataset_image_id=dataset_image_id,
+            conf=conf,
+            iou=iou,
+            checkpoint=checkpoint,
+        )
+        if render:
+            from trainer_runtime.inference.render import render as draw
+
+            png = draw(outcome.image, outcome.result)
+            return Response(content=png, media_type="image/png")
+        return outcome.result
+
+    return _guard(go)
+
+
+# ----------------------------------------------------------------------------------- exports
+
+
+class ExportRequest(BaseModel):
+    format: str = Field(default="onnx", description="only onnx")
+    checkpoint: str | None = Field(default=None, pattern="^(best|last)$")
+
+
+@router.post("/jobs/{job_id}/export", status_code=201, response_model=None)
+def export(job_id: int, body: ExportRequest, request: Request, ctx: ToolContextDep) -> Any:
+    service = get_inference_service(request)
+    return _guard(lambda: create_export(ctx, service, job_id, body.format, body.checkpoint))
+
+
+@router.get("/jobs/{job_id}/exports")
+def exports(job_id: int, ctx: ToolContextDep) -> list[dict[str, Any]]:
+    return list_exports(ctx, job_id)
+
+
+@router.get("/jobs/{job_id}/exports/{export_id}")
+def export_record(job_id: int, export_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+    return get_export(ctx, job_id, export_id)
+
+
+@router.get("/jobs/{job_id}/exports/{export_id}/download")
+def export_download(job_id: int, export_id: int, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+    return _stream(storage, export_file(ctx, job_id, export_id))
+
+
+# --------------------------------------------------------------------------------- test runs
+
+
+class TestRunRequest(BaseModel):
+    __test__ = False
+
+    job_id: int
+    dataset_id: str | None = None
+    snapshot_id: str | None = None
+    checkpoint: str | None = Field(default=None, pattern="^(best|last)$")
+    conf: float | None = Field(default=None, ge=0.0, le=1.0)
+    iou: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+@router.post("/test-runs", status_code=201)
+def start_test_run(body: TestRunRequest, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+    service = get_inference_service(request)
+    run = create_test_run(
+        ctx,
+        body.job_id,
+        dataset_id=body.dataset_id,
+        snapshot_id=body.snapshot_id,
+        checkpoint=body.checkpoint,
+        conf=body.conf,
+        iou=body.iou,
+    )
+    service.submit_test_run(run["id"])
+    return run
+
+
+@router.post("/test-runs/upload", status_code=201)
+def start_test_run_upload(
+    request: Request,
+    ctx: ToolContextDep,
+    job_id: Annotated[int, Form()],
+    file: Annotated[UploadFile, File(description="a zip: images/ (+ annotations.json) or plain images")],
+    checkpoint: Annotated[str | None, Form(pattern="^(best|last)$")] = None,
+    conf: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    iou: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+) -> dict[str, Any]:
+    from tools.errors import PayloadTooLargeError
+    from tools.inference import job_checkpoint
+
+    service = get_inference_service(request)
+    job_checkpoint(ctx, job_id, checkpoint)  # 404/409 before reading a large upload
+    limit = ctx.limits.max_upload_bytes
+    with tempfile.NamedTemporaryFile(suffix=".zip", dir=_tmp_dir(service)) as tmp:
+        copied = 0
+        while chunk := file.file.read(1 << 20):
+            copied += len(chunk)
+            if copied > limit:
+                raise PayloadTooLargeError(f"the upload is over {limit} bytes", detail={"limit_bytes": limit})
+            tmp.write(chunk)
+        tmp.flush()
+        folder = stage_test_upload(ctx, service, Path(tmp.name), file.filename or "upload.zip")
+    try:
+        run = create_test_run(ctx, job_id, upload_dir=folder, checkpoint=checkpoint, conf=conf, iou=iou)
+    except BaseException:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+        raise
+    service.submit_test_run(run["id"])
+    return run
+
+
+def _tmp_dir(service: InferenceService) -> Path:
+    p = service.config.cache_dir / "tmp"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+@router.get("/test-runs")
+def test_runs(ctx: ToolContextDep, job_id: int | None = None) -> list[dict[str, Any]]:
+    return list_test_runs(ctx, job_id)
+
+
+@router.get("/test-runs/{run_id}")
+def test_run(run_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+    return get_test_run(ctx, run_id)
+
+
+@router.get("/test-runs/{run_id}/events")
+def test_run_event_list(run_id: int, ctx: ToolContextDep, after: int = 0) -> list[dict[str, Any]]:
+    return test_run_events(ctx, run_id, after)
+
+
+@router.get("/test-runs/{run_id}/report")
+def test_run_report(run_id: int, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+    return _stream(storage, test_run_file(ctx, run_id, "report"))
+
+
+@router.get("/test-runs/{run_id}/predictions")
+def test_run_predictions(run_id: int, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+    return _stream(storage, test_run_file(ctx, run_id, "predictions"))
