@@ -3,6 +3,7 @@
     vision-agent serve [--host H] [--port P] [--data-dir D] [--reload] [--log-level L]
     vision-agent dataset validate|import|convert|split ...   (trainer_runtime.formats.cli)
     vision-agent train --spec JOB.json [--resume]             (trainer_runtime.runner)
+    vision-agent chat --url U --email E --password P [-m MESSAGE ...]  (agent.cli)
     vision-agent version
 
 Imports are lazy so that `vision-agent --help` answers at once.
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "train",
         help="run one training job from a JSON job spec (see `vision-agent train --help`)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "chat",
+        help="chat with the agent in a terminal, with live progress (see `vision-agent chat --help`)",
         add_help=False,
     )
     sub.add_parser("version", help="print the version")
@@ -99,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from trainer_runtime.formats.cli import main as dataset_main
 
         return int(dataset_main(args_list[1:]) or 0)
+    if args_list and args_list[0] == "chat":
+        from agent.cli import main as chat_main
+
+        return int(chat_main(args_list[1:]))
     if args_list and args_list[0] == "train":
         from trainer_runtime.runner import main as train_main
 

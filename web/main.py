@@ -34,6 +34,7 @@ from trainer_runtime.storage import DualStorageClient, StorageConfig, StoreConfi
 from web.config import Settings, get_settings, gpu_count
 from web.errors import install_error_handlers
 from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, ws
+from web.routes import chat as chat_routes
 from web.routes import inference as inference_routes
 from web.routes import internal as internal_routes
 
@@ -176,6 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(internal_routes.router)
     app.include_router(ws.router)
     app.include_router(metrics.router)
+    app.include_router(chat_routes.router, prefix=API_PREFIX)
+    app.include_router(chat_routes.ws_router)
     app.include_router(inference_routes.router, prefix=API_PREFIX)
     return app
 

@@ -220,6 +220,45 @@ class JobCheckpoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ChatSession(Base):
+    """One conversation with the agent (issue 5), persisted so that a restart continues it.
+
+    `state` is the dialogue state (`agent.dialogue`: idle, collecting, confirming, launched),
+    `intent` the TrainingIntent gathered so far, `pending` what the agent asked last (a slot name
+    such as "dataset", or "confirm"), `language` the language of the latest user message ("ko" or
+    "en"), `job_ids` the jobs this chat launched (oldest first), `context` small dialogue memory
+    (suggestions offered, the last job talked about).
+    """
+
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="idle")
+    intent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pending: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    job_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    turns: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ChatMessage(Base):
+    """One message of a chat session: `role` user or assistant; `data` the structured turn
+    (intent, state, job_id, suggestions, summary) for assistant messages."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class TestRun(Base):
     """A batch inference run of a job's checkpoint over a dataset, a snapshot or an uploaded zip.
 

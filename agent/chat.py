@@ -1,0 +1,222 @@
+"""The chat entry point used by the routes: one message in, one `ChatTurn` out.
+
+    handle_message(ctx, session_id | None, message, *, llm=None) -> ChatTurn
+    list_sessions(ctx) -> list[dict]          the caller's sessions, newest first
+    get_session(ctx, session_id) -> dict      one session with its messages (others' -> NotFoundError)
+
+A turn loads (or creates) the caller's `ChatSession` — another user's session id answers
+NotFoundError like every hidden thing — stores the user message, runs the brain, stores the reply
+with its structured data, and commits. The state machine lives in `agent.dialogue`; with an
+`LLMPlanner` (`agent.llm`) the model reads the message first (tools + a TrainingIntent), and any
+failure of it falls back to the rules with a note in the reply. A plain yes/no while confirming
+never goes to the model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from agent import replies as R
+from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
+from agent.llm import LLMFailure, LLMPlanner
+from agent.parser import detect_language, normalise
+from tools.context import ToolContext
+from tools.db.models import ChatMessage, ChatSession, User, new_id
+from tools.errors import AuthenticationError, InvalidInputError, NotFoundError
+
+MAX_MESSAGE_CHARS = 4000
+
+Mode = Literal["rules", "llm", "llm_fallback"]
+
+
+class ChatTurn(BaseModel):
+    """One answer of the agent (the `POST /api/v1/chat` body)."""
+
+    session_id: str
+    reply: str
+    intent: dict[str, Any] = Field(description="the TrainingIntent gathered so far (null slots not known yet)")
+    state: str = Field(description="idle, collecting, confirming or launched")
+    job_id: int | None = Field(default=None, description="the job this turn launched or talked about")
+    suggestions: list[str] = Field(default_factory=list, description="quick replies")
+    summary: dict[str, Any] | None = Field(default=None, description="confirmation summary, progress, metrics ...")
+    pending: str | None = Field(default=None, description="what the agent asked for (a slot name or confirm)")
+    language: str = "en"
+    launched: bool = False
+    mode: Mode = "rules"
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _user(ctx: ToolContext) -> User:
+    if ctx.user is None:
+        raise AuthenticationError("Not authenticated: sign in to chat")
+    return ctx.user
+
+
+def _session_row(ctx: ToolContext, session_id: str, *, lock: bool = False) -> ChatSession:
+    user = _user(ctx)
+    stmt = select(ChatSession).where(ChatSession.id == str(session_id))
+    if lock and ctx.db.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update()  # one turn at a time per session on PostgreSQL
+    row = ctx.db.scalar(stmt) if isinstance(session_id, str) and len(session_id) <= 64 else None
+    if row is None or row.user_id != user.id:
+        raise NotFoundError(f"chat session {session_id} not found", detail={"session_id": str(session_id)})
+    return row
+
+
+def _history(ctx: ToolContext, session_id: str, limit: int = 8) -> list[tuple[str, str]]:
+    rows = list(
+        ctx.db.scalars(
+            select(ChatMessage).where(ChatMessage.session_id == session_id).order_by(ChatMessage.id.desc()).limit(limit)
+        )
+    )
+    return [(r.role, r.content) for r in reversed(rows)]
+
+
+def handle_message(
+    ctx: ToolContext, session_id: str | None, message: str, *, llm: LLMPlanner | None = None
+) -> ChatTurn:
+    """Answer one chat message as the context's user (see the module doc)."""
+    user = _user(ctx)
+    if not isinstance(message, str) or not message.strip():
+        raise InvalidInputError("message must not be empty", detail={"field": "message"})
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise InvalidInputError(f"message is longer than {MAX_MESSAGE_CHARS} characters", detail={"field": "message"})
+    received = datetime.now(UTC)
+    if session_id:
+        session = _session_row(ctx, session_id, lock=True)
+        is_new = False
+    else:
+        # not added to the DB session until the end: nothing is written (and on SQLite no write lock
+        # is held) while the turn thinks; the only writes are at the commit below
+        session = ChatSession(
+            id=new_id(),
+            user_id=user.id,
+            state="idle",
+            intent={},
+            pending=None,
+            job_ids=[],
+            context={},
+            turns=0,
+            language="en",
+            created_at=received,
+            updated_at=received,
+        )
+        is_new = True
+    history = _history(ctx, session.id) if llm is not None and not is_new else []
+
+    mode: Mode = "rules"
+    turn: Turn
+    low = normalise(message).lower()
+    bypass = session.state == "confirming" and (is_yes(low) or is_no(low))
+    with ctx.db.no_autoflush:  # reads do not flush the session's changes (see above)
+        if llm is None or bypass:
+            turn = respond(ctx, session, message)
+        else:
+            try:
+                plan = llm.plan(
+                    ctx,
+                    message,
+                    state=session.state,
+                    pending=session.pending,
+                    intent=dict(session.intent or {}),
+                    job_ids=list(session.job_ids or []),
+                    history=history,
+                )
+            except LLMFailure as exc:
+                mode = "llm_fallback"
+                turn = respond(ctx, session, message)
+                note = R.say(detect_language(message), "llm_fallback", why=exc.reason)
+                turn.reply = f"{note}\n{turn.reply}"
+            else:
+                mode = "llm"
+                if plan.slots is not None:
+                    turn = respond(ctx, session, message, slots=plan.slots)
+                else:
+                    session.language = detect_language(message)
+                    turn = Turn(plan.text or "", action="llm_answer")
+
+    session.turns = int(session.turns or 0) + 1
+    session.updated_at = datetime.now(UTC)
+    out = ChatTurn(
+        session_id=session.id,
+        reply=turn.reply,
+        intent=intent_dict(dict(session.intent or {})),
+        state=session.state,
+        job_id=turn.job_id,
+        suggestions=turn.suggestions,
+        summary=turn.summary,
+        pending=session.pending,
+        language=session.language or "en",
+        launched=turn.launched,
+        mode=mode,
+    )
+    data = out.model_dump(exclude={"session_id", "reply"})
+    data["action"] = turn.action
+    if is_new:
+        ctx.db.add(session)
+        ctx.db.flush()  # the session row first (the messages reference it)
+    ctx.db.add(ChatMessage(session_id=session.id, role="user", content=message, data={}, created_at=received))
+    ctx.db.add(ChatMessage(session_id=session.id, role="assistant", content=turn.reply, data=data))
+    ctx.db.commit()
+    return out
+
+
+def _session_dict(row: ChatSession, last: str | None = None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": row.state,
+        "pending": row.pending,
+        "language": row.language,
+        "intent": intent_dict(dict(row.intent or {})),
+        "job_ids": list(row.job_ids or []),
+        "turns": row.turns,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "last_message": last,
+    }
+
+
+def list_sessions(ctx: ToolContext, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    """The caller's chat sessions, most recently used first."""
+    user = _user(ctx)
+    if not 1 <= limit <= 200 or offset < 0:
+        raise InvalidInputError("limit must be 1..200 and offset >= 0", detail={"field": "limit"})
+    base = select(ChatSession).where(ChatSession.user_id == user.id)
+    total = ctx.db.scalar(select(func.count()).select_from(base.subquery())) or 0
+    rows = list(
+        ctx.db.scalars(base.order_by(ChatSession.updated_at.desc(), ChatSession.id).offset(offset).limit(limit))
+    )
+    items = []
+    for r in rows:
+        last = ctx.db.scalar(
+            select(ChatMessage.content).where(ChatMessage.session_id == r.id).order_by(ChatMessage.id.desc()).limit(1)
+        )
+        items.append(_session_dict(r, last))
+    return {"items": items, "total": int(total), "offset": offset, "limit": limit}
+
+
+def get_session(ctx: ToolContext, session_id: str) -> dict[str, Any]:
+    """One of the caller's sessions with every message (another user's -> NotFoundError)."""
+    row = _session_row(ctx, session_id)
+    msgs = list(ctx.db.scalars(select(ChatMessage).where(ChatMessage.session_id == row.id).order_by(ChatMessage.id)))
+    out = _session_dict(row, msgs[-1].content if msgs else None)
+    out["messages"] = [
+        {"role": m.role, "content": m.content, "data": m.data or {}, "created_at": _iso(m.created_at)} for m in msgs
+    ]
+    return out
+
+
+def session_job_ids(ctx: ToolContext, session_id: str) -> list[int]:
+    """The jobs a session launched (for the WebSocket's progress push)."""
+    return [int(j) for j in (_session_row(ctx, session_id).job_ids or [])]

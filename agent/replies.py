@@ -1,0 +1,358 @@
+"""Bilingual reply texts of the dialogue (Korean and English), chosen by the user's language.
+
+`say(lang, key, **values)` formats one template; `lang` is "ko" or "en" (anything else -> "en").
+Formatting helpers (`task_label`, `duration`, `metrics_line`, ...) keep numbers and names the same
+in both languages. Templates never contain user input unformatted by `str.format`, so a message
+with braces cannot break them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Lang = str
+
+TASK_LABELS: dict[str, dict[str, str]] = {
+    "image_classification": {"en": "image classification", "ko": "이미지 분류"},
+    "object_detection": {"en": "object detection", "ko": "객체 탐지"},
+    "instance_segmentation": {"en": "instance segmentation", "ko": "인스턴스 세그멘테이션"},
+    "pose_estimation": {"en": "pose estimation", "ko": "포즈 추정"},
+    "oriented_object_detection": {"en": "oriented object detection", "ko": "회전 박스 탐지(OBB)"},
+}
+
+STATUS_LABELS: dict[str, dict[str, str]] = {
+    "queued": {"en": "queued", "ko": "대기 중"},
+    "preparing": {"en": "preparing", "ko": "준비 중"},
+    "running": {"en": "running", "ko": "학습 중"},
+    "completed": {"en": "completed", "ko": "완료"},
+    "failed": {"en": "failed", "ko": "실패"},
+    "stopped": {"en": "stopped", "ko": "중지됨"},
+    "interrupted": {"en": "interrupted", "ko": "중단됨(재시작 대기)"},
+    "resuming": {"en": "resuming", "ko": "재개 중"},
+}
+
+T: dict[str, dict[str, str]] = {
+    # ------------------------------------------------------------------ asking for slots
+    "ask_dataset": {
+        "en": "Which dataset should I train on?",
+        "ko": "어떤 데이터셋으로 학습할까요?",
+    },
+    "ask_dataset_matching": {
+        "en": "Which dataset should I train on? These datasets you can use have the classes you named ({classes}):",
+        "ko": "어떤 데이터셋으로 학습할까요? 말씀하신 클래스({classes})가 있는 데이터셋입니다:",
+    },
+    "ask_dataset_list": {
+        "en": "Which dataset should I train on? Datasets you can use{for_task}:",
+        "ko": "어떤 데이터셋으로 학습할까요? 사용할 수 있는 데이터셋{for_task}:",
+    },
+    "for_task": {"en": " for {task}", "ko": " ({task} 가능)"},
+    "no_datasets": {
+        "en": (
+            "You have no dataset I can use yet: upload one (POST /api/v1/datasets, then .../upload) "
+            "or name a public one."
+        ),
+        "ko": (
+            "아직 사용할 수 있는 데이터셋이 없습니다. "
+            "데이터셋을 업로드하거나(POST /api/v1/datasets 후 .../upload) 공개 데이터셋 이름을 알려주세요."
+        ),
+    },
+    "dataset_line": {
+        "en": "{n}. {name} — {images} images, classes: {classes}{public}",
+        "ko": "{n}. {name} — 이미지 {images}장, 클래스: {classes}{public}",
+    },
+    "public_mark": {"en": " (public)", "ko": " (공개)"},
+    "answer_with_number": {
+        "en": "Answer with a name or a number.",
+        "ko": "이름이나 번호로 답해 주세요.",
+    },
+    "ask_task": {
+        "en": "What should the model learn on {dataset}? It can train: {options}. (Default: {default}.)",
+        "ko": "{dataset}으로 어떤 작업을 학습할까요? 가능한 작업: {options}. (기본: {default})",
+    },
+    "task_implied": {
+        "en": "Task: {task} (the only task the labels of {dataset} serve).",
+        "ko": "작업: {task} ({dataset}의 라벨로 가능한 유일한 작업입니다).",
+    },
+    "ask_model": {
+        "en": (
+            "Which model? I suggest {model} ({framework}), the default for {task}: {why}. "
+            'Say "yes" to use it, or name another ({others}).'
+        ),
+        "ko": (
+            "어떤 모델을 쓸까요? {task}의 기본 모델인 {model}({framework})을 추천합니다: {why}. "
+            '그대로 쓰려면 "네", 다른 모델은 이름으로 알려주세요({others}).'
+        ),
+    },
+    "model_why": {
+        "en": "{params}small and fast, a good first run{desc}",
+        "ko": "{params}작고 빨라서 첫 학습에 적합합니다{desc}",
+    },
+    "ask_epochs": {
+        "en": (
+            "How many epochs? The default is {epochs} ({why}); "
+            'say "yes" to keep the default or give a number.{preset_note}'
+        ),
+        "ko": (
+            "몇 에폭 학습할까요? 기본값은 {epochs}에폭입니다({why}). "
+            '기본값이면 "네", 아니면 숫자로 알려주세요.{preset_note}'
+        ),
+    },
+    "epochs_why_preset": {"en": "the default of preset {preset}", "ko": "{preset} 프리셋의 기본값"},
+    "epochs_why_none": {"en": "the default without a preset", "ko": "프리셋이 없을 때의 기본값"},
+    "preset_note": {
+        "en": " Preset {preset} sets: {values}.",
+        "ko": " {preset} 프리셋 설정: {values}.",
+    },
+    # ------------------------------------------------------------------ confirmation
+    "confirm_head": {"en": "Ready to train:", "ko": "다음과 같이 학습을 시작할까요?"},
+    "confirm_model": {"en": "- model: {model} ({framework})", "ko": "- 모델: {model} ({framework})"},
+    "confirm_task": {"en": "- task: {task}", "ko": "- 작업: {task}"},
+    "confirm_dataset": {
+        "en": "- dataset: {dataset} ({images} images){conversion}; a snapshot will be taken at launch",
+        "ko": "- 데이터셋: {dataset} (이미지 {images}장){conversion}; 시작할 때 스냅샷을 만듭니다",
+    },
+    "confirm_conversion": {"en": ", converted: {conversion}", "ko": ", 변환: {conversion}"},
+    "confirm_epochs": {"en": "- epochs: {epochs}{default}", "ko": "- 에폭: {epochs}{default}"},
+    "default_mark": {"en": " (default)", "ko": " (기본값)"},
+    "confirm_hparams": {
+        "en": "- batch size {batch}, image size {size}, learning rate {lr}",
+        "ko": "- 배치 크기 {batch}, 이미지 크기 {size}, 학습률 {lr}",
+    },
+    "confirm_preset": {"en": "- preset {preset}: {values}", "ko": "- 프리셋 {preset}: {values}"},
+    "confirm_no_preset": {"en": "- settings (no preset): {values}", "ko": "- 설정 (프리셋 없음): {values}"},
+    "confirm_advanced": {"en": "- your settings: {values}", "ko": "- 지정한 설정: {values}"},
+    "confirm_estimate": {
+        "en": "- estimated duration: about {duration} (rough CPU estimate)",
+        "ko": "- 예상 소요 시간: 약 {duration} (CPU 기준 대략적인 추정)",
+    },
+    "confirm_question": {
+        "en": 'Start training? (yes / no — or correct something, e.g. "epochs 30", "use yolo11s instead")',
+        "ko": '학습을 시작할까요? (네 / 아니오 — 수정하려면 예: "에폭은 30으로", "데이터셋은 shapes-demo로")',
+    },
+    "updated": {"en": "Updated: {changes}.", "ko": "변경했습니다: {changes}."},
+    # ------------------------------------------------------------------ launch / cancel
+    "launched": {
+        "en": "Started job {job_id}: {model} on {dataset}, {epochs} epochs — {status}{queue}. "
+        'Ask "how is it going?" for progress, "stop it" to stop.',
+        "ko": "{job_id}번 작업을 시작했습니다: {model}, 데이터셋 {dataset}, {epochs}에폭 — {status}{queue}. "
+        '진행 상황은 "진행 상황 알려줘", 중지는 "멈춰"라고 하세요.',
+    },
+    "queue_pos": {"en": ", position {pos} in the queue", "ko": ", 대기열 {pos}번째"},
+    "cancelled": {
+        "en": "Cancelled; nothing was started. Tell me what to train when you are ready.",
+        "ko": "취소했습니다. 아무것도 시작하지 않았습니다. 준비되면 무엇을 학습할지 알려주세요.",
+    },
+    "nothing_to_cancel": {"en": "There is nothing to cancel.", "ko": "취소할 것이 없습니다."},
+    "still_pending": {
+        "en": "(Still waiting for your answer: {question})",
+        "ko": "(아직 답을 기다리고 있습니다: {question})",
+    },
+    "pending_confirm": {"en": "start the training? yes/no", "ko": "학습을 시작할까요? 네/아니오"},
+    # ------------------------------------------------------------------ errors / refusals
+    "dataset_not_found": {
+        "en": "I can't find a dataset named {name!r} among the datasets you can use.{hint}",
+        "ko": "사용할 수 있는 데이터셋 중에 {name!r}이(가) 없습니다.{hint}",
+    },
+    "did_you_mean": {"en": " Did you mean {names}?", "ko": " 혹시 {names}인가요?"},
+    "dataset_ambiguous": {
+        "en": "Several datasets are named {name!r}; tell me which one by its id: {ids}.",
+        "ko": "{name!r}라는 데이터셋이 여러 개입니다. id로 알려주세요: {ids}.",
+    },
+    "incompatible": {
+        "en": "{dataset} can't train {task}: {reason}",
+        "ko": "{dataset}(으)로는 {task}을(를) 학습할 수 없습니다: {reason}",
+    },
+    "incompatible_next": {
+        "en": "Choose another dataset{datasets} or another task ({dataset} can train: {tasks}).",
+        "ko": "다른 데이터셋{datasets}이나 다른 작업을 골라 주세요({dataset}으로 가능한 작업: {tasks}).",
+    },
+    "e_g": {"en": " (e.g. {names})", "ko": " (예: {names})"},
+    "invalid_request": {
+        "en": "That request can't be trained as it is: {reason}",
+        "ko": "이 요청으로는 학습할 수 없습니다: {reason}",
+    },
+    "not_understood": {
+        "en": "I didn't understand that. {help_short}",
+        "ko": "잘 이해하지 못했습니다. {help_short}",
+    },
+    "not_understood_pending": {
+        "en": "I didn't get that. {question}",
+        "ko": "잘 이해하지 못했습니다. {question}",
+    },
+    "help_short": {
+        "en": 'Try "train resnet18 on digits for 5 epochs", "what datasets do I have?" or "help".',
+        "ko": '"digits 데이터셋으로 resnet18 5에폭 학습해줘", "내 데이터셋", "도움말"처럼 말해 보세요.',
+    },
+    "help": {
+        "en": (
+            "I train computer-vision models for you. You can say:\n"
+            '- "train yolo11n on shapes-demo for 20 epochs" (I ask for what is missing and confirm before starting)\n'
+            '- "what datasets do I have?", "what models can I use?"\n'
+            '- "can I train detection on digits?"\n'
+            '- "how is it going?", "show metrics", "stop it", "resume job 15"\n'
+            '- "test it on this image" (inference with a finished job)\n'
+            'Corrections work any time before the start: "epochs 30", "use yolo11s instead".\n'
+            'Say "cancel" to drop a request.'
+        ),
+        "ko": (
+            "컴퓨터 비전 모델 학습을 도와드립니다. 이렇게 말해 보세요:\n"
+            '- "shapes-demo로 yolo11n 20에폭 학습해줘" (빠진 정보는 물어보고, 시작 전에 확인합니다)\n'
+            '- "내 데이터셋", "쓸 수 있는 모델"\n'
+            '- "digits로 탐지 학습 가능해?"\n'
+            '- "진행 상황 알려줘", "지표 보여줘", "멈춰", "15번 재개"\n'
+            '- "이 이미지로 테스트해줘" (완료된 작업으로 추론)\n'
+            '시작 전에는 언제든 수정할 수 있습니다: "에폭은 30으로", "모델은 yolo11s로". 요청을 버리려면 "취소".'
+        ),
+    },
+    # ------------------------------------------------------------------ jobs
+    "no_job": {
+        "en": 'This chat has not started a job yet; name one ("job 15") or start training first.',
+        "ko": '이 대화에서 시작한 작업이 아직 없습니다. 작업 번호("15번")를 알려주거나 먼저 학습을 시작하세요.',
+    },
+    "job_not_found": {"en": "Job {job_id} not found.", "ko": "{job_id}번 작업을 찾을 수 없습니다."},
+    "progress_head": {
+        "en": "Job {job_id} ({model} on {dataset}): {status}",
+        "ko": "{job_id}번 작업 ({model}, {dataset}): {status}",
+    },
+    "progress_epoch": {"en": "epoch {epoch}/{epochs}", "ko": "에폭 {epoch}/{epochs}"},
+    "progress_batch": {"en": "batch {batch}/{batches}", "ko": "배치 {batch}/{batches}"},
+    "progress_eta": {"en": "about {eta} left", "ko": "남은 시간 약 {eta}"},
+    "progress_queue": {"en": "position {pos} in the queue", "ko": "대기열 {pos}번째"},
+    "progress_metrics": {"en": "latest metrics: {metrics}", "ko": "최근 지표: {metrics}"},
+    "progress_best": {
+        "en": "best {name} {value} at epoch {epoch}",
+        "ko": "최고 {name} {value} (에폭 {epoch})",
+    },
+    "progress_error": {"en": "error: {error}", "ko": "오류: {error}"},
+    "progress_none_yet": {"en": "no epoch finished yet", "ko": "아직 끝난 에폭이 없습니다"},
+    "stopping": {
+        "en": "Stopping job {job_id}: it finishes the current batch and keeps best.pt and last.pt. {status}.",
+        "ko": "{job_id}번 작업을 중지합니다. 현재 배치를 마치고 best.pt와 last.pt를 저장합니다. 상태: {status}.",
+    },
+    "resumed": {
+        "en": "Job {job_id} is queued again; it continues from its last checkpoint.",
+        "ko": "{job_id}번 작업을 다시 대기열에 넣었습니다. 마지막 체크포인트부터 이어서 학습합니다.",
+    },
+    "conflict": {"en": "Can't do that: {reason}", "ko": "할 수 없습니다: {reason}"},
+    "resume_which": {
+        "en": 'Which job should I resume? Say e.g. "resume job 15".',
+        "ko": '어떤 작업을 재개할까요? 예: "15번 재개".',
+    },
+    "metrics_head": {"en": "Metrics of job {job_id} ({status}):", "ko": "{job_id}번 작업 지표 ({status}):"},
+    "metrics_epoch": {"en": "- epoch {epoch}: {metrics}", "ko": "- 에폭 {epoch}: {metrics}"},
+    "metrics_none": {"en": "No epoch has finished yet.", "ko": "아직 끝난 에폭이 없습니다."},
+    # ------------------------------------------------------------------ catalog / datasets
+    "datasets_head": {"en": "Datasets you can use ({total}):", "ko": "사용할 수 있는 데이터셋 ({total}개):"},
+    "models_head": {"en": "Models you can train{filter}:", "ko": "학습할 수 있는 모델{filter}:"},
+    "models_line": {"en": "- {task}: {models}", "ko": "- {task}: {models}"},
+    "compat_ok": {
+        "en": "Yes: {dataset} can train {task} ({status}). {reason}",
+        "ko": "네, {dataset}(으)로 {task} 학습이 가능합니다({status}). {reason}",
+    },
+    "compat_no": {
+        "en": "No: {dataset} can't train {task}. {reason}",
+        "ko": "아니요, {dataset}(으)로는 {task} 학습을 할 수 없습니다. {reason}",
+    },
+    "compat_all": {
+        "en": "{dataset} can train: {tasks}.",
+        "ko": "{dataset}(으)로 가능한 작업: {tasks}.",
+    },
+    "compat_which": {
+        "en": 'Which dataset? Ask e.g. "can I train detection on shapes-demo?"',
+        "ko": '어떤 데이터셋인가요? 예: "shapes-demo로 탐지 학습 가능해?"',
+    },
+    "status_native": {"en": "natively", "ko": "그대로 사용"},
+    "status_convertible": {"en": "after conversion", "ko": "변환 후 사용"},
+    # ------------------------------------------------------------------ inference
+    "inference_how": {
+        "en": (
+            "To test job {job_id}, attach an image: in the terminal client type `/image PATH`, "
+            "or upload it with POST /api/v1/jobs/{job_id}/inference (multipart field `file`)."
+        ),
+        "ko": (
+            "{job_id}번 작업을 테스트하려면 이미지를 첨부하세요: 터미널 클라이언트에서 `/image 경로`를 입력하거나 "
+            "POST /api/v1/jobs/{job_id}/inference (multipart 필드 `file`)로 업로드하세요."
+        ),
+    },
+    "inference_not_ready": {
+        "en": "Job {job_id} is {status}; inference needs a finished job with a checkpoint.",
+        "ko": "{job_id}번 작업은 {status} 상태입니다. 추론은 체크포인트가 있는 완료된 작업에서 가능합니다.",
+    },
+    "inference_result": {
+        "en": "Predictions of job {job_id} ({ms} ms): {predictions}",
+        "ko": "{job_id}번 작업의 예측 ({ms} ms): {predictions}",
+    },
+    "inference_unavailable": {
+        "en": "Inference is not available on this server yet.",
+        "ko": "이 서버에서는 아직 추론을 사용할 수 없습니다.",
+    },
+    # ------------------------------------------------------------------ LLM
+    "llm_fallback": {
+        "en": "(Note: the language model could not answer — {why} — so I used the built-in rules.)",
+        "ko": "(참고: 언어 모델이 응답하지 못해서({why}) 기본 규칙으로 답했습니다.)",
+    },
+}
+
+
+def lang_of(lang: str | None) -> str:
+    return "ko" if lang == "ko" else "en"
+
+
+def say(lang: str | None, key: str, **values: Any) -> str:
+    """The template `key` in `lang`, formatted with `values`."""
+    return T[key][lang_of(lang)].format(**values)
+
+
+def task_label(task: str | None, lang: str | None) -> str:
+    if not task:
+        return "?"
+    return TASK_LABELS.get(task, {}).get(lang_of(lang), task.replace("_", " "))
+
+
+def status_label(status: str | None, lang: str | None) -> str:
+    if not status:
+        return "?"
+    return STATUS_LABELS.get(status, {}).get(lang_of(lang), status)
+
+
+def duration(seconds: float | None, lang: str | None) -> str:
+    """Seconds as "1 h 5 min" / "1시간 5분" (seconds shown under ten minutes)."""
+    if seconds is None:
+        return "?"
+    s = max(0, round(float(seconds)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    ko = lang_of(lang) == "ko"
+    parts: list[str] = []
+    if h:
+        parts.append(f"{h}시간" if ko else f"{h} h")
+    if m:
+        parts.append(f"{m}분" if ko else f"{m} min")
+    if sec and not h and m < 10:
+        parts.append(f"{sec}초" if ko else f"{sec} s")
+    if not parts:
+        parts.append("0초" if ko else "0 s")
+    return " ".join(parts)
+
+
+def number(value: Any) -> str:
+    """A metric or hyper-parameter value, short (4 significant digits for floats)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def values_line(values: dict[str, Any], limit: int = 12) -> str:
+    items = list(values.items())[:limit]
+    return ", ".join(f"{k} {number(v)}" for k, v in items) or "-"
+
+
+def metrics_line(metrics: dict[str, Any], limit: int = 6) -> str:
+    items = [(k, v) for k, v in metrics.items() if v is not None][:limit]
+    return ", ".join(f"{k} {number(v)}" for k, v in items) or "-"
+
+
+def join_list(items: list[str], lang: str | None) -> str:
+    return ", ".join(items)

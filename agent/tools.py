@@ -1,0 +1,360 @@
+"""The `tools` operations the agent uses, as plain functions and as LangChain `StructuredTool`s.
+
+Every operation takes the chat's `ToolContext` and calls the same `tools` function the REST API
+calls, so it sees and does exactly what the user may (a private dataset of someone else is "not
+found" here as in REST; jobs are the user's own). Nothing here widens permissions: the context is
+bound when the tools are built (`build_tools(ctx)`), never taken from the model's arguments.
+
+The deterministic dialogue (`agent.dialogue`) calls the functions directly; the LLM planner
+(`agent.llm`) gets them as `StructuredTool`s whose pydantic argument schemas and docstrings tell
+the model what each argument means. A `ToolError` becomes ``{"error": message, "error_type":
+class name}`` for the model instead of an exception.
+
+Launching is deliberately not a tool: a job starts only after the person says yes to the
+confirmation summary (`agent.dialogue`). `preview_training_job` shows what would be launched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from tools import catalog, jobs
+from tools.context import ToolContext
+from tools.datasets import check_dataset_compatibility, list_datasets, resolve_dataset
+from tools.db.models import JobEvent
+from tools.errors import ToolError
+from tools.intent import TaskType, TrainingIntent
+from trainer_runtime.formats.schema import TASK_TYPES
+
+if TYPE_CHECKING:
+    from langchain_core.tools import StructuredTool
+
+__all__ = [
+    "build_tools",
+    "compact_dataset",
+    "dataset_info",
+    "datasets_for",
+    "job_progress",
+    "list_visible_datasets",
+    "tool_names",
+]
+
+CLASS_ALIASES: dict[str, str] = {
+    "고양이": "cat",
+    "개": "dog",
+    "강아지": "dog",
+    "사람": "person",
+    "자동차": "car",
+    "차": "car",
+    "새": "bird",
+    "말": "horse",
+    "소": "cow",
+    "양": "sheep",
+    "자전거": "bicycle",
+    "원": "circle",
+    "사각형": "square",
+    "네모": "square",
+    "삼각형": "triangle",
+    "세모": "triangle",
+    "사과": "apple",
+    "바나나": "banana",
+    "오렌지": "orange",
+}
+"""Korean class words -> the English names datasets usually use (for matching named classes)."""
+
+
+# ------------------------------------------------------------------------------ operations
+
+
+def compact_dataset(item: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a dataset JSON a conversation needs."""
+    caps = item.get("capabilities") or {}
+    return {
+        "id": item["id"],
+        "name": item["name"],
+        "visibility": item.get("visibility"),
+        "is_owner": item.get("is_owner"),
+        "num_images": item.get("num_images"),
+        "class_names": list(item.get("class_names") or [])[:50],
+        "tasks": {t: (caps.get(t) or {}).get("status") for t in TASK_TYPES if (caps.get(t) or {}).get("status")},
+    }
+
+
+def list_visible_datasets(ctx: ToolContext, query: str | None = None, mine: bool = False) -> list[dict[str, Any]]:
+    """The user's own datasets first, then public ones (compact)."""
+    page = list_datasets(ctx, q=query or None, sort="name", limit=500, mine=mine)
+    items = [compact_dataset(d) for d in page["items"]]
+    items.sort(key=lambda d: (not d["is_owner"], d["name"].lower()))
+    return items
+
+
+def _norm_class(name: str) -> str:
+    text = name.strip().lower()
+    text = CLASS_ALIASES.get(text, text)
+    return text[:-1] if text.endswith("s") and len(text) > 3 else text
+
+
+def datasets_for(
+    ctx: ToolContext, task_type: str | None = None, class_names: list[str] | None = None, limit: int = 5
+) -> tuple[list[dict[str, Any]], bool]:
+    """Datasets to suggest: those whose classes match `class_names` (most matches first), else
+    the user's own and public ones that can train `task_type`. Returns (items, matched_classes)."""
+    items = list_visible_datasets(ctx)
+    if task_type:
+        items = [d for d in items if d["tasks"].get(task_type) in ("native", "convertible")]
+    if class_names:
+        wanted = {_norm_class(c) for c in class_names}
+        scored = []
+        for d in items:
+            have = {_norm_class(c) for c in d["class_names"]}
+            score = len(wanted & have)
+            if score:
+                scored.append((-score, not d["is_owner"], d["name"].lower(), d))
+        if scored:
+            scored.sort(key=lambda x: x[:3])
+            return [x[3] for x in scored[:limit]], True
+    return items[:limit], False
+
+
+def dataset_info(ctx: ToolContext, dataset: str) -> dict[str, Any]:
+    """One dataset by name or id (NotFoundError when missing or hidden; ConflictError when ambiguous)."""
+    row = resolve_dataset(ctx, dataset)
+    caps = dict(row.capabilities or {})
+    return {
+        "id": row.id,
+        "name": row.name,
+        "visibility": row.visibility,
+        "labeled": row.labeled,
+        "num_images": row.num_images,
+        "class_names": list(row.class_names or []),
+        "capabilities": caps,
+        "tasks": {t: (caps.get(t) or {}).get("status") for t in TASK_TYPES if (caps.get(t) or {}).get("status")},
+    }
+
+
+def job_progress(ctx: ToolContext, job_id: int) -> dict[str, Any]:
+    """Where a job stands, from the job row and its latest stored events (contract 4): status,
+    epoch x/N, latest metrics, ETA (from the newest epoch or batch event), best metric, queue
+    position, error. Another user's job -> NotFoundError."""
+    job = jobs.get_job(ctx, job_id)
+    epoch_ev = ctx.db.scalar(
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.type == "epoch")
+        .order_by(JobEvent.seq.desc())
+        .limit(1)
+    )
+    batch_ev = ctx.db.scalar(
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.type == "batch")
+        .order_by(JobEvent.seq.desc())
+        .limit(1)
+    )
+    out: dict[str, Any] = {
+        "job_id": job["id"],
+        "status": job["status"],
+        "model_name": job["model_name"],
+        "dataset_name": job["dataset_name"],
+        "epoch": job.get("epochs_completed") or 0,
+        "epochs": job.get("epochs") or 0,
+        "metrics": dict(job.get("metrics") or {}),
+        "eta_s": None,
+        "batch": None,
+        "batches": None,
+        "best_metric_name": job.get("best_metric_name"),
+        "best_metric": job.get("best_metric"),
+        "best_epoch": job.get("best_epoch"),
+        "queue_position": job.get("queue_position") or 0,
+        "error": job.get("error"),
+        "status_message": job.get("status_message"),
+        "last_seq": 0,
+    }
+    if epoch_ev is not None:
+        data = epoch_ev.data or {}
+        if isinstance(data.get("epoch"), int):
+            out["epoch"] = max(out["epoch"], data["epoch"])
+        if isinstance(data.get("epochs"), int):
+            out["epochs"] = data["epochs"]
+        if data.get("metrics"):
+            out["metrics"] = dict(data["metrics"])
+        out["eta_s"] = data.get("eta_s")
+        out["last_seq"] = epoch_ev.seq
+    if batch_ev is not None and (epoch_ev is None or batch_ev.seq > epoch_ev.seq):
+        data = batch_ev.data or {}
+        out["batch"] = data.get("batch")
+        out["batches"] = data.get("batches")
+        if data.get("eta_s") is not None:
+            out["eta_s"] = data.get("eta_s")
+        out["last_seq"] = max(out["last_seq"], batch_ev.seq)
+    if job["status"] in ("completed", "failed", "stopped"):
+        out["eta_s"] = None
+    return out
+
+
+# ------------------------------------------------------------------------ tool argument schemas
+
+
+class ListDatasetsArgs(BaseModel):
+    query: str | None = Field(default=None, description="text to find in dataset names or descriptions; omit for all")
+    mine: bool = Field(default=False, description="true: only the user's own datasets; false: own and public ones")
+    task_type: TaskType | None = Field(default=None, description="only datasets that can train this task")
+    class_names: list[str] = Field(
+        default_factory=list, description="class names the user mentioned; datasets with these classes come first"
+    )
+
+
+class DatasetArgs(BaseModel):
+    dataset: str = Field(description="dataset name or 32-hex id exactly as the user wrote it")
+
+
+class CompatibilityArgs(BaseModel):
+    dataset: str = Field(description="dataset name or id")
+    task_type: TaskType | None = Field(default=None, description="the task to check; omit to list every task")
+
+
+class ListModelsArgs(BaseModel):
+    framework: str | None = Field(default=None, description="ultralytics, timm or transformers; omit for all")
+    task_type: TaskType | None = Field(default=None, description="only models for this task; omit for all")
+
+
+class JobArgs(BaseModel):
+    job_id: int = Field(description="the job number (id)")
+
+
+class ListJobsArgs(BaseModel):
+    status: str | None = Field(
+        default=None, description="queued, preparing, running, completed, failed, stopped, interrupted or resuming"
+    )
+
+
+# ---------------------------------------------------------------------------- StructuredTools
+
+
+def _safe(fn: Callable[..., Any]) -> Callable[..., str]:
+    def run(**kwargs: Any) -> str:
+        try:
+            result = fn(**kwargs)
+        except ToolError as exc:
+            result = {"error": exc.message, "error_type": type(exc).__name__}
+        return json.dumps(result, default=str, ensure_ascii=False)
+
+    return run
+
+
+def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[..., Any]]]:
+    def list_ds(
+        query: str | None = None, mine: bool = False, task_type: str | None = None, class_names: list[str] | None = None
+    ) -> Any:
+        if class_names or task_type:
+            return datasets_for(ctx, task_type, class_names, limit=20)[0]
+        return list_visible_datasets(ctx, query, mine)
+
+    def preview(**fields: Any) -> Any:
+        intent = TrainingIntent.model_validate(fields)
+        job = jobs.create_job(ctx, intent, launch=False)
+        keep = ("framework", "model_name", "task_type", "dataset_name", "hyperparameters", "conversion", "epochs")
+        return {k: job.get(k) for k in keep}
+
+    return [
+        (
+            "list_datasets",
+            "List the datasets the user can train on (their own and public ones) with image counts, class names "
+            "and the tasks each can train. Use it to suggest datasets or to check what the user has.",
+            ListDatasetsArgs,
+            list_ds,
+        ),
+        (
+            "get_dataset",
+            "Details of one dataset the user can see, by name or id: images, classes, trainable tasks. "
+            "An unknown or hidden dataset returns an error 'not found'.",
+            DatasetArgs,
+            lambda dataset: dataset_info(ctx, dataset),
+        ),
+        (
+            "check_compatibility",
+            "Can this dataset train this task? Returns status native, convertible or incompatible and the reason.",
+            CompatibilityArgs,
+            lambda dataset, task_type=None: check_dataset_compatibility(
+                ctx, resolve_dataset(ctx, dataset).id, task_type
+            ),
+        ),
+        (
+            "list_models",
+            "The trainable models (canonical names for TrainingIntent.model_name) with framework and task.",
+            ListModelsArgs,
+            lambda framework=None, task_type=None: [
+                {k: m[k] for k in ("name", "framework", "task_type", "params_m")}
+                for m in catalog.list_models(framework, task_type)
+            ],
+        ),
+        (
+            "preview_training_job",
+            "Check a TrainingIntent without starting anything: returns the resolved model, framework, task, "
+            "dataset and hyper-parameters, or an error saying what is wrong (incompatible dataset, unknown model).",
+            TrainingIntent,
+            preview,
+        ),
+        (
+            "job_progress",
+            "Progress of one of the user's jobs: status, epoch x/N, latest metrics, ETA.",
+            JobArgs,
+            lambda job_id: job_progress(ctx, job_id),
+        ),
+        (
+            "list_jobs",
+            "The user's training jobs, newest first (id, status, model, dataset).",
+            ListJobsArgs,
+            lambda status=None: [
+                {k: j.get(k) for k in ("id", "status", "model_name", "dataset_name", "epochs", "epochs_completed")}
+                for j in jobs.list_jobs(ctx, status=status, limit=20)["items"]
+            ],
+        ),
+        (
+            "job_metrics",
+            "Per-epoch metrics of one of the user's jobs.",
+            JobArgs,
+            lambda job_id: jobs.job_metrics(ctx, job_id),
+        ),
+        (
+            "stop_job",
+            "Stop one of the user's running or queued jobs (only when the user asked to stop it).",
+            JobArgs,
+            lambda job_id: {k: jobs.stop_job(ctx, job_id).get(k) for k in ("id", "status", "stop_requested")},
+        ),
+        (
+            "resume_job",
+            "Resume one of the user's stopped or failed jobs from its last checkpoint (only when asked).",
+            JobArgs,
+            lambda job_id: {k: jobs.resume_job(ctx, job_id).get(k) for k in ("id", "status")},
+        ),
+    ]
+
+
+def tool_names() -> list[str]:
+    """Names of the tools `build_tools` makes (without building them)."""
+    return [
+        "list_datasets",
+        "get_dataset",
+        "check_compatibility",
+        "list_models",
+        "preview_training_job",
+        "job_progress",
+        "list_jobs",
+        "job_metrics",
+        "stop_job",
+        "resume_job",
+    ]
+
+
+def build_tools(ctx: ToolContext) -> list[StructuredTool]:
+    """The operations as LangChain StructuredTools bound to `ctx` (the chat's user)."""
+    from langchain_core.tools import StructuredTool
+
+    return [
+        StructuredTool.from_function(func=_safe(fn), name=name, description=desc, args_schema=schema)
+        for name, desc, schema, fn in _specs(ctx)
+    ]

@@ -1,0 +1,290 @@
+"""Chat with the agent: `POST /api/v1/chat`, sessions, `POST /api/v1/agent/parse`, `WS /ws/chat`.
+
+    POST /api/v1/chat                {"session_id"?, "message"} -> ChatTurn
+                                     {"session_id", "reply", "intent", "state", "job_id"?, "suggestions",
+                                      "summary"?, "pending", "language", "launched", "mode"}
+                                     headers: X-Process-Time-Ms (server-side time of the turn: sign-in
+                                     check + thinking + commit), X-Queue-Time-Ms (waiting for one of
+                                     `TURN_SLOTS` turn slots), Server-Timing (queue;dur=..., app;dur=...)
+    GET  /api/v1/chat/sessions       the caller's sessions, most recent first
+    GET  /api/v1/chat/sessions/{id}  one session with its messages (another user's -> 404)
+    POST /api/v1/agent/parse         {"text"} -> TrainingIntent (pure parser; no sign-in needed)
+
+`WS /ws/chat?token=T` — JSON text frames.
+    client -> server  {"type": "message", "session_id"?, "message"}   a chat turn
+                      {"type": "ping"}                                -> {"type": "pong"}
+    server -> client  {"type": "reply", ...ChatTurn}                   the answer of a turn
+                      {"type": "progress", "job_id", "seq", "ts", "event_type", "data"}
+                          progress events (contract 4) of every job the chat started: after a turn
+                          launches (or resumes) a job, its events from seq 1, then live, until it ends;
+                          a job of the session still running when a later turn names the session is
+                          followed from its current events on
+                      {"type": "error", "detail", "error"}             a turn that failed (socket stays open)
+    Close codes: 1008 missing/bad token; 1011 server error.
+
+The LLM planner (agent.llm) is made once per app from the settings (`LLM_BASE_URL`...) and kept on
+`app.state.chat_llm`; tests may put their own there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from agent.chat import MAX_MESSAGE_CHARS, ChatTurn, get_session, handle_message, list_sessions, session_job_ids
+from agent.llm import LLMPlanner, planner_from_settings
+from agent.parser import parse_intent
+from tools.context import ToolContext
+from tools.db.models import Job, User
+from tools.errors import AuthenticationError, ToolError
+from tools.intent import TrainingIntent
+from trainer_runtime.events import TERMINAL_STATUSES
+from web.deps import ToolContextDep, authenticate_raw_token, upload_limits
+from web.errors import error_body, ws_close_code
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["chat"])
+ws_router = APIRouter(tags=["chat"])
+
+_UNSET = object()
+TURN_SLOTS = max(2, min(8, os.cpu_count() or 2))
+"""Chat turns processed at once per server process (`turn_gate`)."""
+
+
+def get_planner(state: Any) -> LLMPlanner | None:
+    """The app's LLM planner (None in rules mode), made on first use."""
+    planner = getattr(state, "chat_llm", _UNSET)
+    if planner is _UNSET:
+        planner = planner_from_settings(state.settings)
+        state.chat_llm = planner
+    return planner  # type: ignore[return-value]
+
+
+class ChatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str | None = Field(default=None, max_length=64, description="continue this session; omit to start one")
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="what the user says")
+
+
+class ParseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_MESSAGE_CHARS)
+
+
+class ChatMessageOut(BaseModel):
+    role: str
+    content: str
+    data: dict[str, Any]
+    created_at: str | None
+
+
+class ChatSessionOut(BaseModel):
+    id: str
+    state: str
+    pending: str | None
+    language: str
+    intent: dict[str, Any]
+    job_ids: list[int]
+    turns: int
+    created_at: str | None
+    updated_at: str | None
+    last_message: str | None = None
+    messages: list[ChatMessageOut] | None = None
+
+
+class ChatSessionList(BaseModel):
+    items: list[ChatSessionOut]
+    total: int
+    offset: int
+    limit: int
+
+
+def turn_gate(state: Any) -> asyncio.Semaphore:
+    """At most `TURN_SLOTS` chat turns think at once in this process (the rest wait their turn, on
+    the event loop, holding neither a worker thread nor a database connection): a turn is a few
+    milliseconds of CPU, and hundreds of them interleaved on a few cores would make every one slow
+    instead of most of them fast. One semaphore per event loop."""
+    loop = asyncio.get_running_loop()
+    current: tuple[Any, asyncio.Semaphore] | None = getattr(state, "chat_turn_gate", None)
+    if current is None or current[0] is not loop:
+        current = (loop, asyncio.Semaphore(TURN_SLOTS))
+        state.chat_turn_gate = current
+    return current[1]
+
+
+async def _turn_slot(request: Request) -> AsyncIterator[tuple[float, float]]:
+    """Wait for a chat-turn slot (`turn_gate`) before the request's other dependencies run (so
+    before it opens a database session); yields (arrived, admitted) perf_counter times. The first
+    dependency of the route."""
+    arrived = time.perf_counter()
+    async with turn_gate(request.app.state):
+        yield arrived, time.perf_counter()
+
+
+TurnSlot = Annotated[tuple[float, float], Depends(_turn_slot)]
+
+
+@router.post("/chat", response_model=ChatTurn, summary="Send one chat message to the agent")
+def chat(slot: TurnSlot, body: ChatIn, ctx: ToolContextDep, request: Request, response: Response) -> ChatTurn:
+    arrived, admitted = slot
+    turn = handle_message(ctx, body.session_id, body.message, llm=get_planner(request.app.state))
+    app_ms = (time.perf_counter() - admitted) * 1000.0
+    queue_ms = (admitted - arrived) * 1000.0
+    response.headers["X-Process-Time-Ms"] = f"{app_ms:.3f}"
+    response.headers["X-Queue-Time-Ms"] = f"{queue_ms:.3f}"
+    response.headers["Server-Timing"] = f"queue;dur={queue_ms:.3f}, app;dur={app_ms:.3f}"
+    return turn
+
+
+@router.get("/chat/sessions", response_model=ChatSessionList, summary="Your chat sessions")
+def chat_sessions(
+    ctx: ToolContextDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200)
+) -> dict[str, Any]:
+    return list_sessions(ctx, offset=offset, limit=limit)
+
+
+@router.get("/chat/sessions/{session_id}", response_model=ChatSessionOut, summary="One chat session with messages")
+def chat_session(session_id: str, ctx: ToolContextDep) -> dict[str, Any]:
+    return get_session(ctx, session_id)
+
+
+@router.post("/agent/parse", response_model=TrainingIntent, summary="Parse a training request (no LLM)")
+def agent_parse(body: ParseIn) -> TrainingIntent:
+    return parse_intent(body.text)
+
+
+# ----------------------------------------------------------------------------------- WebSocket
+
+
+def _ws_turn(state: Any, user_id: int, session_id: str | None, message: str) -> tuple[ChatTurn, list[int]]:
+    """One turn in its own DB session (the caller holds a turn slot); returns the turn and the
+    session's non-finished jobs."""
+    with state.session_factory() as db:
+        user = db.get(User, user_id)
+        if user is None or not user.is_active:
+            raise AuthenticationError("Not authenticated")
+        ctx = ToolContext(
+            db=db, user=user, storage=state.storage, work_dir=state.work_dir, limits=upload_limits(state.settings)
+        )
+        turn = handle_message(ctx, session_id, message, llm=get_planner(state))
+        ids = session_job_ids(ctx, turn.session_id)
+        live = [j.id for j in (db.get(Job, i) for i in ids) if j is not None and j.status not in TERMINAL_STATUSES]
+        return turn, live
+
+
+def _last_seq(state: Any, job_id: int) -> int:
+    with state.session_factory() as db:
+        job = db.get(Job, job_id)
+        return int(job.last_seq) if job is not None else 0
+
+
+@ws_router.websocket("/ws/chat")
+async def chat_ws(websocket: WebSocket, token: str | None = None) -> None:
+    from web.routes.job_events import event_stream, get_bus, stream_settings
+
+    state = websocket.app.state
+    await websocket.accept()
+    try:
+        user = await run_in_threadpool(authenticate_raw_token, state, token)
+    except Exception as exc:
+        code = ws_close_code(exc)
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code, reason="not authenticated" if code == 1008 else "error")
+        return
+    user_id = int(user.id)
+    send_lock = asyncio.Lock()
+    followers: dict[int, asyncio.Task[None]] = {}
+
+    async def send(obj: dict[str, Any]) -> None:
+        async with send_lock:
+            await websocket.send_text(json.dumps(obj, default=str, ensure_ascii=False))
+
+    async def follow(job_id: int, after: int) -> None:
+        _, queue_size = stream_settings(state)
+        try:
+            async with get_bus(state).subscribe(job_id, queue_size=queue_size) as sub:
+                async for ev in event_stream(state, job_id, after, sub, heartbeat_s=None):
+                    if ev.get("type") == "ping":
+                        continue
+                    await send(
+                        {
+                            "type": "progress",
+                            "job_id": job_id,
+                            "seq": ev.get("seq"),
+                            "ts": ev.get("ts"),
+                            "event_type": ev.get("type"),
+                            "data": ev.get("data") or {},
+                        }
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a slow or closed client: stop following this job
+            log.debug("WS /ws/chat: following job %s ended: %r", job_id, exc)
+
+    try:
+        while True:
+            try:
+                raw = await websocket.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            try:
+                msg = json.loads(raw)
+                if not isinstance(msg, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                await send({"type": "error", "detail": "send JSON objects", "error": "InvalidInputError"})
+                continue
+            kind = msg.get("type", "message")
+            if kind == "ping":
+                await send({"type": "pong"})
+                continue
+            if kind != "message":
+                await send({"type": "error", "detail": f"unknown type {kind!r}", "error": "InvalidInputError"})
+                continue
+            text = msg.get("message")
+            sid = msg.get("session_id")
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_MESSAGE_CHARS:
+                await send(
+                    {"type": "error", "detail": "message must be 1..4000 characters", "error": "InvalidInputError"}
+                )
+                continue
+            try:
+                async with turn_gate(state):
+                    turn, live = await run_in_threadpool(
+                        _ws_turn, state, user_id, sid if isinstance(sid, str) else None, text
+                    )
+            except ToolError as exc:
+                await send({"type": "error", **error_body(exc)})
+                continue
+            except Exception:
+                log.exception("WS /ws/chat: turn failed")
+                await send({"type": "error", "detail": "Internal server error", "error": "InternalServerError"})
+                continue
+            await send({"type": "reply", **turn.model_dump()})
+            for job_id in live:
+                task = followers.get(job_id)
+                if task is not None and not task.done():
+                    continue
+                # a job launched by this turn: from its first event; others: from now on
+                new = turn.launched and turn.job_id == job_id
+                after = 0 if new else await run_in_threadpool(_last_seq, state, job_id)
+                followers[job_id] = asyncio.create_task(follow(job_id, after))
+    finally:
+        for task in followers.values():
+            task.cancel()
+        for task in followers.values():
+            with contextlib.suppress(BaseException):
+                await task
