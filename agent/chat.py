@@ -1,6 +1,7 @@
 """The chat entry point used by the routes: one message in, one `ChatTurn` out.
 
-    handle_message(ctx, session_id | None, message, *, llm=None) -> ChatTurn
+    handle_message(ctx, session_id | None, message, *, llm=None, image=None, image_name=None,
+                   inference=None) -> ChatTurn
     list_sessions(ctx) -> list[dict]          the caller's sessions, newest first
     get_session(ctx, session_id) -> dict      one session with its messages (others' -> NotFoundError)
 
@@ -9,13 +10,22 @@ NotFoundError like every hidden thing — stores the user message, runs the brai
 with its structured data, and commits. The state machine lives in `agent.dialogue`; with an
 `LLMPlanner` (`agent.llm`) the model reads the message first (tools + a TrainingIntent), and any
 failure of it falls back to the rules with a note in the reply. A plain yes/no while confirming
-never goes to the model.
+never goes to the model, nor does a message with an image attached (the rules run the prediction).
+
+Inference: `inference` is a getter of the app's `tools.inference.InferenceService` (called only
+when a turn needs it) and `image` the bytes attached to the message (`decode_image` reads the
+routes' `image_base64`); both are bound for the turn with `agent.tools.inference_scope`, so the
+dialogue and the LLM's tools use them as the chat's user. The image itself is not stored: the
+user message's data records its name and size.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -24,11 +34,37 @@ from agent import replies as R
 from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
 from agent.llm import LLMFailure, LLMPlanner
 from agent.parser import detect_language, normalise
+from agent.tools import inference_scope
 from tools.context import ToolContext
 from tools.db.models import ChatMessage, ChatSession, User, new_id
 from tools.errors import AuthenticationError, InvalidInputError, NotFoundError
 
+if TYPE_CHECKING:
+    from tools.inference import InferenceService
+
 MAX_MESSAGE_CHARS = 4000
+MAX_IMAGE_BASE64_CHARS = 70 * 1024**2
+"""Longest `image_base64` accepted (about 52 MB decoded; the service's own byte limit applies after)."""
+
+
+def decode_image(image_base64: str | None) -> bytes | None:
+    """The bytes of an attached image: plain base64 or a ``data:image/...;base64,`` URL (None when
+    none was sent; InvalidInputError when it is not base64)."""
+    if image_base64 is None:
+        return None
+    text = image_base64.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if len(text) > MAX_IMAGE_BASE64_CHARS:
+        raise InvalidInputError("image_base64 is too long", detail={"field": "image_base64"})
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("image_base64 is not valid base64", detail={"field": "image_base64"}) from None
+    if not data:
+        raise InvalidInputError("image_base64 is empty", detail={"field": "image_base64"})
+    return data
+
 
 Mode = Literal["rules", "llm", "llm_fallback"]
 
@@ -84,9 +120,29 @@ def _history(ctx: ToolContext, session_id: str, limit: int = 8) -> list[tuple[st
 
 
 def handle_message(
-    ctx: ToolContext, session_id: str | None, message: str, *, llm: LLMPlanner | None = None
+    ctx: ToolContext,
+    session_id: str | None,
+    message: str,
+    *,
+    llm: LLMPlanner | None = None,
+    image: bytes | None = None,
+    image_name: str | None = None,
+    inference: Callable[[], InferenceService] | None = None,
 ) -> ChatTurn:
     """Answer one chat message as the context's user (see the module doc)."""
+    with inference_scope(inference, image, image_name):
+        return _handle(ctx, session_id, message, llm=llm, image=image, image_name=image_name)
+
+
+def _handle(
+    ctx: ToolContext,
+    session_id: str | None,
+    message: str,
+    *,
+    llm: LLMPlanner | None,
+    image: bytes | None,
+    image_name: str | None,
+) -> ChatTurn:
     user = _user(ctx)
     if not isinstance(message, str) or not message.strip():
         raise InvalidInputError("message must not be empty", detail={"field": "message"})
@@ -118,7 +174,7 @@ def handle_message(
     mode: Mode = "rules"
     turn: Turn
     low = normalise(message).lower()
-    bypass = session.state == "confirming" and (is_yes(low) or is_no(low))
+    bypass = image is not None or (session.state == "confirming" and (is_yes(low) or is_no(low)))
     with ctx.db.no_autoflush:  # reads do not flush the session's changes (see above)
         if llm is None or bypass:
             turn = respond(ctx, session, message)
@@ -166,7 +222,8 @@ def handle_message(
     if is_new:
         ctx.db.add(session)
         ctx.db.flush()  # the session row first (the messages reference it)
-    ctx.db.add(ChatMessage(session_id=session.id, role="user", content=message, data={}, created_at=received))
+    attached = {"image": {"name": image_name, "bytes": len(image)}} if image is not None else {}
+    ctx.db.add(ChatMessage(session_id=session.id, role="user", content=message, data=attached, created_at=received))
     ctx.db.add(ChatMessage(session_id=session.id, role="assistant", content=turn.reply, data=data))
     ctx.db.commit()
     return out

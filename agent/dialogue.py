@@ -41,7 +41,7 @@ parameters at 224 px on a couple of CPU cores) and ESTIMATE_STARTUP_S = 15.
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +50,18 @@ from pydantic import ValidationError
 
 from agent import replies as R
 from agent.parser import detect_language, extract_slots, normalise
-from agent.tools import dataset_info, datasets_for, job_progress, list_visible_datasets
+from agent.tools import (
+    current_inference,
+    dataset_info,
+    datasets_for,
+    export_onnx,
+    job_progress,
+    latest_completed_job,
+    list_visible_datasets,
+    predict_image,
+    start_test_run,
+    test_run_status,
+)
 from tools import catalog, jobs
 from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility
@@ -114,6 +125,18 @@ _STOP = re.compile(
     r"|멈춰|멈추|중지|중단해|그만해|그만 해|스톱"
 )
 _RESUME = re.compile(r"\bresume\b|\bcontinue (?:job|training|it)\b|재개|이어서|다시 시작")
+_EXPORT = re.compile(r"\bonnx\b|\bexport\b|내보내|익스포트")
+_TEST_WORD = re.compile(r"\btest(?:ing)?\b|\bevaluat|\bbenchmark|테스트|평가")
+_TEST_SET = re.compile(
+    r"\bdata ?sets?\b|\btest ?sets?\b|\btest ?runs?\b|\brun (?:a |the )?(?:batch )?test|\bbatch\b"
+    r"|데이터\s?셋|데이터\s?세트|테스트\s?셋|테스트\s?세트|배치|전체"
+)
+_THIS_IMAGE = re.compile(r"\bthis (?:image|picture|photo)\b|이 이미지|이 사진|이미지로|사진으로")
+_TEST_STATUS = re.compile(
+    r"\bgoing\b|\bprogress\b|\bstatus\b|\bdone\b|\bfinished\b|\bresults?\b"
+    r"|진행|상황|어떻게|어때|끝났|다 됐|결과"
+)
+_TEST_WORDS_AS_NAMES = {"test", "tests", "테스트", "평가", "the test", "test set", "testset"}
 _TRAIN = re.compile(r"\btrain|\bfine-?tune|학습|훈련|트레이닝|\bfit\b")
 
 
@@ -174,6 +197,7 @@ class Dialogue:
 
     def __init__(self, ctx: ToolContext, session: ChatSession, text: str) -> None:
         self.ctx = ctx
+        self.image = current_inference().image
         self.s = session
         self.text = text
         self.low = normalise(text).lower()
@@ -656,6 +680,15 @@ class Dialogue:
         training = {k for k in given if k in ("model_name", "dataset", "epochs", "batch_size", "image_size")}
         if _HELP.search(low):
             return Turn(self.t("help"), action="help")
+        if _EXPORT.search(low) and not training:
+            return self.with_model_job(self.export)
+        if self.image is None and _TEST_WORD.search(low) and not _THIS_IMAGE.search(low):
+            if _TEST_STATUS.search(low) and self.ctxmem().get("test_run_id") and "dataset" not in given:
+                return self.test_status()
+            if _TEST_SET.search(low) or (given.get("dataset") and set(given) <= {"dataset"}):
+                return self.with_model_job(lambda job_id: self.test_run(job_id, given))
+        if self.image is not None and (_INFER.search(low) or not training):
+            return self.with_model_job(self.predict)
         if _MODELS.search(low) and _LISTQ.search(low) and "model_name" not in given and "dataset" not in given:
             return self.list_models(given)
         if _DATASETS.search(low) and _LISTQ.search(low) and "dataset" not in given and "model_name" not in given:
@@ -705,6 +738,124 @@ class Dialogue:
         self.remember(job_id=job_id)
         turn.job_id = turn.job_id or job_id
         return turn
+
+    # ------------------------------------------------------------------ inference
+    def model_job(self) -> int | None:
+        """The job named in the message, else the chat's latest, else the user's newest completed job."""
+        job_id = self.job_ref()
+        return job_id if job_id is not None else latest_completed_job(self.ctx)
+
+    def with_model_job(self, fn: Any) -> Turn:
+        job_id = self.model_job()
+        if job_id is None:
+            return Turn(self.t("no_job"), action="no_job")
+        try:
+            turn: Turn = fn(job_id)
+        except NotFoundError as exc:
+            if "job" in exc.message and str(job_id) in exc.message:
+                return Turn(self.t("job_not_found", job_id=job_id), action="job_not_found")
+            return Turn(self.t("inference_error", job_id=job_id, reason=exc.message), action="inference_error")
+        except ConflictError as exc:
+            return Turn(self.t("conflict", reason=exc.message), job_id=job_id, action="conflict")
+        except ToolError as exc:  # a bad image, a crashed or missing worker: the reason, as REST says it
+            return Turn(
+                self.t("inference_error", job_id=job_id, reason=exc.message), job_id=job_id, action="inference_error"
+            )
+        self.remember(job_id=job_id)
+        turn.job_id = turn.job_id or job_id
+        return turn
+
+    def predict(self, job_id: int) -> Turn:
+        scope = current_inference()
+        assert scope.image is not None
+        result = predict_image(self.ctx, scope.service(), job_id, scope.image)
+        model = dict(result.get("model") or {})
+        text = self.t(
+            "inference_head",
+            job_id=job_id,
+            model=model.get("model_name") or model.get("name") or model.get("framework") or "?",
+            checkpoint=result.get("checkpoint"),
+            image=scope.image_name or ("the image" if self.lang == "en" else "이미지"),
+            predictions=R.predictions_text(result, self.lang),
+            ms=R.number(result.get("inference_time_ms")),
+        )
+        return Turn(text, summary={"inference": result}, job_id=job_id, action="inference_result")
+
+    def test_run(self, job_id: int, given: dict[str, Any]) -> Turn:
+        name = given.get("dataset")
+        if isinstance(name, str) and name.strip().lower() in _TEST_WORDS_AS_NAMES:
+            name = None
+        name = name or self.dataset_named_in_text()
+        if not name:
+            job = jobs.get_job(self.ctx, job_id)
+            if not job.get("dataset_id"):
+                return Turn(self.t("test_run_which_dataset", job_id=job_id), job_id=job_id, action="test_run_dataset")
+        try:
+            run = start_test_run(self.ctx, current_inference().service(), job_id, str(name) if name else None)
+        except NotFoundError as exc:
+            if name and "job" not in exc.message:
+                close = [str(x) for x in (exc.detail.get("suggestions") or [])]
+                hint = self.t("did_you_mean", names=", ".join(close)) if close else ""
+                return Turn(self.t("dataset_not_found", name=str(name), hint=hint), action="test_run_not_found")
+            raise
+        self.remember(test_run_id=int(run["id"]))
+        ds_name = str(run["dataset_id"])
+        with contextlib.suppress(ToolError):
+            ds_name = str(dataset_info(self.ctx, ds_name)["name"])
+        text = self.t(
+            "test_run_started",
+            run_id=run["id"],
+            job_id=job_id,
+            checkpoint=run["checkpoint"],
+            dataset=ds_name,
+            total=run["progress"]["total"],
+        )
+        sugg = ["테스트 어떻게 되고 있어?"] if self.lang == "ko" else ["how is the test going?"]
+        return Turn(text, suggestions=sugg, summary={"test_run": run}, job_id=job_id, action="test_run")
+
+    def test_status(self) -> Turn:
+        run_id = int(self.ctxmem()["test_run_id"])
+        try:
+            run = test_run_status(self.ctx, run_id)
+        except NotFoundError:
+            return Turn(self.t("no_test_run"), action="no_test_run")
+        prog = run["progress"]
+        parts = [
+            self.t(
+                "test_run_status",
+                run_id=run_id,
+                job_id=run["job_id"],
+                status=R.status_label(run["status"], self.lang),
+                processed=prog["processed"],
+                total=prog["total"],
+            )
+        ]
+        metrics = {k: v for k, v in (run.get("metrics") or {}).items() if isinstance(v, int | float)}
+        if metrics:
+            parts.append(self.t("test_run_metrics", metrics=R.metrics_line(metrics, limit=8)))
+        if run.get("error"):
+            parts.append(self.t("test_run_error", error=str(run["error"])[:300]))
+        if run.get("report_url"):
+            parts.append(self.t("test_run_report", url=run["report_url"]))
+        return Turn("; ".join(parts) + ".", summary={"test_run": run}, job_id=run["job_id"], action="test_run_status")
+
+    def export(self, job_id: int) -> Turn:
+        rec = export_onnx(self.ctx, current_inference().service(), job_id)
+        if rec.get("status") != "completed":
+            text = self.t("export_failed", job_id=job_id, error=rec.get("error") or rec.get("status"))
+            return Turn(text, summary={"export": rec}, job_id=job_id, action="export_failed")
+        parity = dict(rec.get("parity") or {})
+        text = self.t(
+            "export_done",
+            job_id=job_id,
+            checkpoint=rec.get("checkpoint"),
+            size=R.size_text(rec.get("size")),
+            diff=f"{float(parity['max_abs_diff']):.3g}" if parity.get("max_abs_diff") is not None else "?",
+            tol=R.number(parity.get("tolerance")),
+            verdict=self.t("parity_ok" if parity.get("ok", True) else "parity_bad"),
+            url=rec.get("download_url"),
+        )
+        return Turn(text, summary={"export": rec}, job_id=job_id, action="export")
 
     def progress(self, job_id: int) -> Turn:
         p = job_progress(self.ctx, job_id)
@@ -833,7 +984,7 @@ class Dialogue:
         return Turn(text.strip(), summary={"compatibility": res}, action="compat")
 
     def inference(self) -> Turn:
-        job_id = self.job_ref()
+        job_id = self.model_job()
         if job_id is None:
             return Turn(self.t("no_job"), action="no_job")
         try:
@@ -846,9 +997,7 @@ class Dialogue:
                 job_id=job_id,
                 action="inference",
             )
-        text = self.t("inference_how", job_id=job_id)
-        if importlib.util.find_spec("tools.inference") is None:
-            text += " " + self.t("inference_unavailable")
+        text = self.t("inference_how", job_id=job_id) + " " + self.t("inference_chat_attach")
         return Turn(text, job_id=job_id, action="inference")
 
 

@@ -274,6 +274,10 @@ T: dict[str, dict[str, str]] = {
             "POST /api/v1/jobs/{job_id}/inference (multipart 필드 `file`)로 업로드하세요."
         ),
     },
+    "inference_chat_attach": {
+        "en": "In the chat API, send the image with your message as `image_base64` (POST /api/v1/chat or WS /ws/chat).",
+        "ko": "채팅 API에서는 메시지와 함께 이미지를 `image_base64`로 보내세요 (POST /api/v1/chat 또는 WS /ws/chat).",
+    },
     "inference_not_ready": {
         "en": "Job {job_id} is {status}; inference needs a finished job with a checkpoint.",
         "ko": "{job_id}번 작업은 {status} 상태입니다. 추론은 체크포인트가 있는 완료된 작업에서 가능합니다.",
@@ -282,6 +286,69 @@ T: dict[str, dict[str, str]] = {
         "en": "Predictions of job {job_id} ({ms} ms): {predictions}",
         "ko": "{job_id}번 작업의 예측 ({ms} ms): {predictions}",
     },
+    "inference_head": {
+        "en": "Job {job_id} ({model}, {checkpoint} checkpoint) on {image}: {predictions} ({ms} ms)",
+        "ko": "{job_id}번 작업({model}, {checkpoint} 체크포인트)으로 {image} 추론 결과: {predictions} ({ms} ms)",
+    },
+    "inference_top": {
+        "en": "it is most likely {label} ({conf}); top {n}: {top}",
+        "ko": "가장 가능성이 높은 것은 {label}({conf})입니다. 상위 {n}개: {top}",
+    },
+    "inference_found": {
+        "en": "{total} found — {counts}. Top boxes (x1, y1, x2, y2 px): {boxes}",
+        "ko": "{total}개 검출 — {counts}. 상위 박스 (x1, y1, x2, y2 px): {boxes}",
+    },
+    "inference_none": {
+        "en": "nothing found above the confidence threshold",
+        "ko": "신뢰도 기준을 넘는 객체가 없습니다",
+    },
+    "inference_error": {
+        "en": "Inference with job {job_id} failed: {reason}",
+        "ko": "{job_id}번 작업으로 추론하지 못했습니다: {reason}",
+    },
+    "test_run_started": {
+        "en": (
+            "Started test run {run_id}: job {job_id} ({checkpoint} checkpoint) on {dataset}, {total} images. "
+            'It runs in the background; ask "how is the test going?" or see GET /api/v1/test-runs/{run_id} '
+            "for progress and metrics."
+        ),
+        "ko": (
+            "테스트 실행 {run_id}번을 시작했습니다: {job_id}번 작업({checkpoint} 체크포인트)으로 {dataset} "
+            '이미지 {total}장. 백그라운드에서 실행됩니다. "테스트 어떻게 되고 있어?"라고 묻거나 '
+            "GET /api/v1/test-runs/{run_id}에서 진행 상황과 지표를 볼 수 있습니다."
+        ),
+    },
+    "test_run_status": {
+        "en": "Test run {run_id} (job {job_id}) is {status}: {processed}/{total} images",
+        "ko": "테스트 실행 {run_id}번({job_id}번 작업)은 {status} 상태입니다: 이미지 {processed}/{total}장",
+    },
+    "test_run_metrics": {"en": "metrics: {metrics}", "ko": "지표: {metrics}"},
+    "test_run_report": {"en": "report: {url}", "ko": "리포트: {url}"},
+    "test_run_error": {"en": "error: {error}", "ko": "오류: {error}"},
+    "test_run_which_dataset": {
+        "en": 'Job {job_id} has no dataset of its own; name one, e.g. "run a test on digits with job {job_id}".',
+        "ko": '{job_id}번 작업에는 연결된 데이터셋이 없습니다. 예: "job {job_id} 모델로 digits 테스트해줘".',
+    },
+    "no_test_run": {
+        "en": 'No test run in this chat yet; say e.g. "run a test on digits with job 15".',
+        "ko": '이 대화에서 시작한 테스트가 없습니다. 예: "job 15 모델로 테스트 데이터셋 돌려줘".',
+    },
+    "export_done": {
+        "en": (
+            "Exported job {job_id} ({checkpoint} checkpoint) to ONNX, {size}. Parity with PyTorch: max abs diff "
+            "{diff} (tolerance {tol}, {verdict}). Download: {url}"
+        ),
+        "ko": (
+            "{job_id}번 작업({checkpoint} 체크포인트)을 ONNX로 내보냈습니다, {size}. PyTorch 대비 최대 절대 오차 "
+            "{diff} (허용 {tol}, {verdict}). 다운로드: {url}"
+        ),
+    },
+    "export_failed": {
+        "en": "Exporting job {job_id} to ONNX failed: {error}",
+        "ko": "{job_id}번 작업을 ONNX로 내보내지 못했습니다: {error}",
+    },
+    "parity_ok": {"en": "ok", "ko": "통과"},
+    "parity_bad": {"en": "over the tolerance", "ko": "허용치 초과"},
     "inference_unavailable": {
         "en": "Inference is not available on this server yet.",
         "ko": "이 서버에서는 아직 추론을 사용할 수 없습니다.",
@@ -356,3 +423,54 @@ def metrics_line(metrics: dict[str, Any], limit: int = 6) -> str:
 
 def join_list(items: list[str], lang: str | None) -> str:
     return ", ".join(items)
+
+
+def percent(value: Any) -> str:
+    try:
+        return f"{float(value) * 100:.1f}%"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def size_text(num_bytes: Any) -> str:
+    try:
+        n = float(num_bytes)
+    except (TypeError, ValueError):
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "?"  # pragma: no cover
+
+
+def predictions_text(result: dict[str, Any], lang: str | None, top: int = 3, boxes: int = 3) -> str:
+    """An InferenceResult in words: classification -> the top labels with confidences; boxes
+    (detection, segmentation, pose, oriented boxes) -> counts per class and the top boxes."""
+    preds = [p for p in result.get("predictions") or [] if isinstance(p, dict)]
+    if result.get("task_type") == "image_classification":
+        if not preds:
+            return say(lang, "inference_none")
+        best = preds[:top]
+        listed = ", ".join(f"{p.get('label')} {percent(p.get('confidence'))}" for p in best)
+        return say(
+            lang,
+            "inference_top",
+            label=best[0].get("label"),
+            conf=percent(best[0].get("confidence")),
+            n=len(best),
+            top=listed,
+        )
+    if not preds:
+        return say(lang, "inference_none")
+    counts: dict[str, int] = {}
+    for p in preds:
+        counts[str(p.get("label"))] = counts.get(str(p.get("label")), 0) + 1
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    counts_line = ", ".join(f"{label} x{n}" for label, n in ordered)
+    ranked = sorted(preds, key=lambda p: -float(p.get("confidence") or 0.0))[:boxes]
+    box_line = "; ".join(
+        f"{p.get('label')} {percent(p.get('confidence'))} [{', '.join(f'{float(v):.0f}' for v in p.get('box') or [])}]"
+        for p in ranked
+    )
+    return say(lang, "inference_found", total=len(preds), counts=counts_line, boxes=box_line)

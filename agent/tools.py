@@ -12,13 +12,23 @@ class name}`` for the model instead of an exception.
 
 Launching is deliberately not a tool: a job starts only after the person says yes to the
 confirmation summary (`agent.dialogue`). `preview_training_job` shows what would be launched.
+
+Inference (`tools.inference`, run by the app's `InferenceService` worker processes; this process
+never imports torch): `predict_image` (the image attached to the current chat turn),
+`start_test_run` / `test_run_status` and `export_onnx`. The service and the attached image are
+bound per turn with `inference_scope(service_getter, image)` (`agent.chat.handle_message` does
+it), so `build_tools(ctx)` called inside the turn picks them up; outside a scope these tools
+answer that inference is not available.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -27,20 +37,30 @@ from tools import catalog, jobs
 from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility, list_datasets, resolve_dataset
 from tools.db.models import JobEvent
-from tools.errors import ToolError
+from tools.errors import InvalidInputError, NotFoundError, ToolError
 from tools.intent import TaskType, TrainingIntent
 from trainer_runtime.formats.schema import TASK_TYPES
 
 if TYPE_CHECKING:
     from langchain_core.tools import StructuredTool
 
+    from tools.inference import InferenceService
+
 __all__ = [
+    "InferenceScope",
     "build_tools",
     "compact_dataset",
+    "current_inference",
     "dataset_info",
     "datasets_for",
+    "export_onnx",
+    "inference_scope",
     "job_progress",
+    "latest_completed_job",
     "list_visible_datasets",
+    "predict_image",
+    "start_test_run",
+    "test_run_status",
     "tool_names",
 ]
 
@@ -195,6 +215,106 @@ def job_progress(ctx: ToolContext, job_id: int) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------------------ inference
+
+
+class NoInferenceServiceError(ToolError):
+    """No inference service is bound to this turn (e.g. the dialogue runs outside the web app)."""
+
+
+@dataclass(frozen=True)
+class InferenceScope:
+    """What a chat turn may use for inference: the app's service (made on first use by `get`) and
+    the image attached to the message (None when none was)."""
+
+    get: Callable[[], InferenceService] | None = None
+    image: bytes | None = None
+    image_name: str | None = None
+
+    def service(self) -> InferenceService:
+        if self.get is None:
+            raise NoInferenceServiceError("inference is not available here (no inference service)")
+        return self.get()
+
+
+_SCOPE: ContextVar[InferenceScope | None] = ContextVar("agent_inference_scope", default=None)
+
+
+@contextlib.contextmanager
+def inference_scope(
+    get: Callable[[], InferenceService] | None, image: bytes | None = None, image_name: str | None = None
+) -> Iterator[InferenceScope]:
+    """Bind the inference service getter and the turn's attached image for the code inside."""
+    scope = InferenceScope(get, image, image_name)
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+def current_inference() -> InferenceScope:
+    """The scope bound by `inference_scope` (an empty one outside any)."""
+    return _SCOPE.get() or InferenceScope()
+
+
+def latest_completed_job(ctx: ToolContext) -> int | None:
+    """The user's newest completed job (the model to use when the chat names none)."""
+    items = jobs.list_jobs(ctx, status="completed", limit=1)["items"]
+    return int(items[0]["id"]) if items else None
+
+
+def predict_image(
+    ctx: ToolContext, service: InferenceService, job_id: int, image: bytes, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """Predictions of one of the user's finished jobs on `image` (the InferenceResult JSON)."""
+    from tools.inference import run_inference
+
+    return run_inference(ctx, service, job_id, image=image, checkpoint=checkpoint).result
+
+
+def start_test_run(
+    ctx: ToolContext,
+    service: InferenceService,
+    job_id: int,
+    dataset: str | None = None,
+    checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """Start a batch test run of the user's job over `dataset` (name or id the user can see; None:
+    the dataset the job trained on). Returns the test run record (id, status, progress)."""
+    from tools.inference import create_test_run, job_checkpoint
+
+    job, _, _ = job_checkpoint(ctx, job_id, checkpoint)  # 404 / 409 before anything else
+    if dataset:
+        dataset_id = resolve_dataset(ctx, dataset).id
+    elif job.dataset_id:
+        dataset_id = str(job.dataset_id)
+    else:
+        raise InvalidInputError(
+            f"job {job.id} has no dataset of its own: name a dataset to test on", detail={"field": "dataset"}
+        )
+    run = create_test_run(ctx, job.id, dataset_id=dataset_id, checkpoint=checkpoint)
+    service.submit_test_run(int(run["id"]))
+    return run
+
+
+def test_run_status(ctx: ToolContext, run_id: int) -> dict[str, Any]:
+    """One of the user's test runs: status, progress, metrics (others' -> NotFoundError)."""
+    from tools.inference import get_test_run
+
+    return get_test_run(ctx, run_id)
+
+
+def export_onnx(
+    ctx: ToolContext, service: InferenceService, job_id: int, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """Export the user's job to ONNX (checked against PyTorch: `parity.max_abs_diff`) and return
+    the export record with its `download_url`."""
+    from tools.inference import create_export
+
+    return create_export(ctx, service, job_id, "onnx", checkpoint)
+
+
 # ------------------------------------------------------------------------ tool argument schemas
 
 
@@ -223,6 +343,29 @@ class ListModelsArgs(BaseModel):
 
 class JobArgs(BaseModel):
     job_id: int = Field(description="the job number (id)")
+
+
+class CheckpointJobArgs(BaseModel):
+    job_id: int | None = Field(
+        default=None, description="the job number (id); omit for the chat's latest completed job"
+    )
+    checkpoint: Literal["best", "last"] | None = Field(
+        default=None, description="which checkpoint: best (default) or last"
+    )
+
+
+class TestRunArgs(CheckpointJobArgs):
+    __test__ = False
+
+    dataset: str | None = Field(
+        default=None, description="dataset name or id to test on; omit for the dataset the job trained on"
+    )
+
+
+class TestRunIdArgs(BaseModel):
+    __test__ = False
+
+    test_run_id: int = Field(description="the test run number (id)")
 
 
 class ListJobsArgs(BaseModel):
@@ -258,6 +401,26 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
         job = jobs.create_job(ctx, intent, launch=False)
         keep = ("framework", "model_name", "task_type", "dataset_name", "hyperparameters", "conversion", "epochs")
         return {k: job.get(k) for k in keep}
+
+    def which_job(job_id: int | None) -> int:
+        if job_id is not None:
+            return int(job_id)
+        found = latest_completed_job(ctx)
+        if found is None:
+            raise NotFoundError("no completed job: train one first or give a job number")
+        return found
+
+    def predict(job_id: int | None = None, checkpoint: str | None = None) -> Any:
+        scope = current_inference()
+        if scope.image is None:
+            raise InvalidInputError("no image is attached to this message: ask the user to attach one")
+        return predict_image(ctx, scope.service(), which_job(job_id), scope.image, checkpoint)
+
+    def test_run(job_id: int | None = None, checkpoint: str | None = None, dataset: str | None = None) -> Any:
+        return start_test_run(ctx, current_inference().service(), which_job(job_id), dataset, checkpoint)
+
+    def export(job_id: int | None = None, checkpoint: str | None = None) -> Any:
+        return export_onnx(ctx, current_inference().service(), which_job(job_id), checkpoint)
 
     return [
         (
@@ -331,6 +494,36 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
             JobArgs,
             lambda job_id: {k: jobs.resume_job(ctx, job_id).get(k) for k in ("id", "status")},
         ),
+        (
+            "predict_image",
+            "Run one of the user's completed jobs on the image attached to this chat message and return the "
+            "predictions (classification: top labels with confidences; detection, segmentation, pose, oriented "
+            "boxes: labelled boxes with confidences) and timings. Errors when no image is attached, the job is "
+            "not completed or has no checkpoint.",
+            CheckpointJobArgs,
+            predict,
+        ),
+        (
+            "start_test_run",
+            "Start a batch test run of one of the user's completed jobs over a dataset (the job's own dataset "
+            "when none is named); it runs in the background. Returns the test run id and its progress; "
+            "accuracy / mAP metrics appear in test_run_status when it is done.",
+            TestRunArgs,
+            test_run,
+        ),
+        (
+            "test_run_status",
+            "Status, progress (processed / total images) and metrics of one of the user's test runs.",
+            TestRunIdArgs,
+            lambda test_run_id: test_run_status(ctx, test_run_id),
+        ),
+        (
+            "export_onnx",
+            "Export one of the user's completed jobs to ONNX (only when asked). The export is checked against "
+            "the PyTorch model on one image: parity.max_abs_diff; returns the download_url of the file.",
+            CheckpointJobArgs,
+            export,
+        ),
     ]
 
 
@@ -347,6 +540,10 @@ def tool_names() -> list[str]:
         "job_metrics",
         "stop_job",
         "resume_job",
+        "predict_image",
+        "start_test_run",
+        "test_run_status",
+        "export_onnx",
     ]
 
 

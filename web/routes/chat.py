@@ -1,6 +1,8 @@
 """Chat with the agent: `POST /api/v1/chat`, sessions, `POST /api/v1/agent/parse`, `WS /ws/chat`.
 
-    POST /api/v1/chat                {"session_id"?, "message"} -> ChatTurn
+    POST /api/v1/chat                {"session_id"?, "message", "image_base64"?, "image_name"?} -> ChatTurn
+                                     (an attached image: "test it on this image" runs the named or
+                                     latest job on it; the predictions come in `summary.inference`)
                                      {"session_id", "reply", "intent", "state", "job_id"?, "suggestions",
                                       "summary"?, "pending", "language", "launched", "mode"}
                                      headers: X-Process-Time-Ms (server-side time of the turn: sign-in
@@ -11,7 +13,8 @@
     POST /api/v1/agent/parse         {"text"} -> TrainingIntent (pure parser; no sign-in needed)
 
 `WS /ws/chat?token=T` — JSON text frames.
-    client -> server  {"type": "message", "session_id"?, "message"}   a chat turn
+    client -> server  {"type": "message", "session_id"?, "message", "image_base64"?, "image_name"?}
+                                                                      a chat turn
                       {"type": "ping"}                                -> {"type": "pong"}
     server -> client  {"type": "reply", ...ChatTurn}                   the answer of a turn
                       {"type": "progress", "job_id", "seq", "ts", "event_type", "data"}
@@ -21,6 +24,10 @@
                           followed from its current events on
                       {"type": "error", "detail", "error"}             a turn that failed (socket stays open)
     Close codes: 1008 missing/bad token; 1011 server error.
+
+Inference, test runs and ONNX exports asked for in the chat use the app's InferenceService
+(`web.routes.inference.get_inference_service`, made on first use; workers hold torch, this process
+does not).
 
 The LLM planner (agent.llm) is made once per app from the settings (`LLM_BASE_URL`...) and kept on
 `app.state.chat_llm`; tests may put their own there.
@@ -34,19 +41,30 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from agent.chat import MAX_MESSAGE_CHARS, ChatTurn, get_session, handle_message, list_sessions, session_job_ids
+from agent.chat import (
+    MAX_IMAGE_BASE64_CHARS,
+    MAX_MESSAGE_CHARS,
+    ChatTurn,
+    decode_image,
+    get_session,
+    handle_message,
+    list_sessions,
+    session_job_ids,
+)
 from agent.llm import LLMPlanner, planner_from_settings
 from agent.parser import parse_intent
 from tools.context import ToolContext
 from tools.db.models import Job, User
-from tools.errors import AuthenticationError, ToolError
+from tools.errors import AuthenticationError, InvalidInputError, ToolError
+from tools.inference import InferenceService
 from tools.intent import TrainingIntent
 from trainer_runtime.events import TERMINAL_STATUSES
 from web.deps import ToolContextDep, authenticate_raw_token, upload_limits
@@ -76,6 +94,12 @@ class ChatIn(BaseModel):
 
     session_id: str | None = Field(default=None, max_length=64, description="continue this session; omit to start one")
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="what the user says")
+    image_base64: str | None = Field(
+        default=None,
+        max_length=MAX_IMAGE_BASE64_CHARS,
+        description='an attached image (base64 or a data: URL) for "test it on this image"',
+    )
+    image_name: str | None = Field(default=None, max_length=255, description="the attached image's file name")
 
 
 class ParseIn(BaseModel):
@@ -112,6 +136,14 @@ class ChatSessionList(BaseModel):
     limit: int
 
 
+def inference_getter(app: Any) -> Callable[[], InferenceService]:
+    """A getter of the app's InferenceService (made on first use, only when a turn needs it)."""
+    from web.routes.inference import get_inference_service
+
+    holder = SimpleNamespace(app=app)  # what get_inference_service reads of a request
+    return lambda: get_inference_service(holder)  # type: ignore[arg-type]
+
+
 def turn_gate(state: Any) -> asyncio.Semaphore:
     """At most `TURN_SLOTS` chat turns think at once in this process (the rest wait their turn, on
     the event loop, holding neither a worker thread nor a database connection): a turn is a few
@@ -140,7 +172,15 @@ TurnSlot = Annotated[tuple[float, float], Depends(_turn_slot)]
 @router.post("/chat", response_model=ChatTurn, summary="Send one chat message to the agent")
 def chat(slot: TurnSlot, body: ChatIn, ctx: ToolContextDep, request: Request, response: Response) -> ChatTurn:
     arrived, admitted = slot
-    turn = handle_message(ctx, body.session_id, body.message, llm=get_planner(request.app.state))
+    turn = handle_message(
+        ctx,
+        body.session_id,
+        body.message,
+        llm=get_planner(request.app.state),
+        image=decode_image(body.image_base64),
+        image_name=body.image_name,
+        inference=inference_getter(request.app),
+    )
     app_ms = (time.perf_counter() - admitted) * 1000.0
     queue_ms = (admitted - arrived) * 1000.0
     response.headers["X-Process-Time-Ms"] = f"{app_ms:.3f}"
@@ -169,9 +209,17 @@ def agent_parse(body: ParseIn) -> TrainingIntent:
 # ----------------------------------------------------------------------------------- WebSocket
 
 
-def _ws_turn(state: Any, user_id: int, session_id: str | None, message: str) -> tuple[ChatTurn, list[int]]:
+def _ws_turn(
+    app: Any,
+    user_id: int,
+    session_id: str | None,
+    message: str,
+    image: bytes | None = None,
+    image_name: str | None = None,
+) -> tuple[ChatTurn, list[int]]:
     """One turn in its own DB session (the caller holds a turn slot); returns the turn and the
     session's non-finished jobs."""
+    state = app.state
     with state.session_factory() as db:
         user = db.get(User, user_id)
         if user is None or not user.is_active:
@@ -179,7 +227,15 @@ def _ws_turn(state: Any, user_id: int, session_id: str | None, message: str) -> 
         ctx = ToolContext(
             db=db, user=user, storage=state.storage, work_dir=state.work_dir, limits=upload_limits(state.settings)
         )
-        turn = handle_message(ctx, session_id, message, llm=get_planner(state))
+        turn = handle_message(
+            ctx,
+            session_id,
+            message,
+            llm=get_planner(state),
+            image=image,
+            image_name=image_name,
+            inference=inference_getter(app),
+        )
         ids = session_job_ids(ctx, turn.session_id)
         live = [j.id for j in (db.get(Job, i) for i in ids) if j is not None and j.status not in TERMINAL_STATUSES]
         return turn, live
@@ -261,10 +317,21 @@ async def chat_ws(websocket: WebSocket, token: str | None = None) -> None:
                     {"type": "error", "detail": "message must be 1..4000 characters", "error": "InvalidInputError"}
                 )
                 continue
+            raw_image = msg.get("image_base64")
+            image_name = msg.get("image_name")
             try:
+                if raw_image is not None and not isinstance(raw_image, str):
+                    raise InvalidInputError("image_base64 must be a string", detail={"field": "image_base64"})
+                image = decode_image(raw_image)
                 async with turn_gate(state):
                     turn, live = await run_in_threadpool(
-                        _ws_turn, state, user_id, sid if isinstance(sid, str) else None, text
+                        _ws_turn,
+                        websocket.app,
+                        user_id,
+                        sid if isinstance(sid, str) else None,
+                        text,
+                        image,
+                        image_name[:255] if isinstance(image_name, str) else None,
                     )
             except ToolError as exc:
                 await send({"type": "error", **error_body(exc)})
