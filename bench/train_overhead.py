@@ -127,6 +127,8 @@ def main() -> int:
     ap.add_argument("--cases", default="yolo,timm")
     ap.add_argument("--no-mlflow", action="store_true", help="runner side without MLflow")
     ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp dir)")
+    ap.add_argument("--image-size", type=int, default=None, help="override every case's image size")
+    ap.add_argument("--batch", type=int, default=None, help="override every case's batch size")
     args = ap.parse_args()
 
     from tools.demo_datasets import build_demo_dataset
@@ -148,7 +150,11 @@ def main() -> int:
     results: dict[str, dict[str, list[float]]] = {}
     job_id = 1000
     for name in cases:
-        case = CASES[name]
+        case = dict(CASES[name])
+        if args.image_size:
+            case["image_size"] = args.image_size
+        if args.batch:
+            case["batch"] = args.batch
         dice = build_demo_dataset(case["dataset"], root / "demo")
         if not storage.external.exists(f"datasets/{case['dataset']}/annotations.json"):
             for path in sorted((dice / "images").rglob("*")):
