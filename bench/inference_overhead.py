@@ -7,6 +7,11 @@ Cases (the tiny models of the test suite, `tests.inference_models`, trained once
 * ``timm``: resnet18 (32 px) on ``digits`` images. timm has no predict API; the in-process
   reference is the checkpoint's model with timm's eval transform (``create_transform``), one image
   per forward; batched reference = the same in batches of B.
+* ``yolo:320``, ``timm:224`` (any ``case:SIZE``): the same weights run at the model's usual input
+  size (a copy of the checkpoint with Ultralytics' ``train_args.imgsz`` / timm's ``image_size``
+  set to SIZE, which both the server's predictor and the reference read) on the dataset images
+  upscaled to SIZE x SIZE PNGs, with ``--sized-images`` test-run images. This is what users run;
+  the tiny rows show the fixed serving cost at its worst.
 
 Single image: a real uvicorn server (``tests.live_server.LiveServer``, in this process; the model
 runs in its worker process) gets ``POST /api/v1/jobs/{id}/inference`` with the image file; after a
@@ -19,12 +24,14 @@ Batch: ``POST /api/v1/test-runs`` over a dataset of M images, timed from the POS
 (decode included on both sides). Printed: images/s of both and the ratio (goal >= 0.9).
 
     .venv/bin/python bench/inference_overhead.py [--requests 100] [--images 400] [--batch 16]
-                                                 [--cases yolo,timm] [--device cpu|cuda]
+                                                 [--cases yolo,timm,yolo:320,timm:224]
+                                                 [--sized-images 200] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -49,8 +56,10 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def _dataset_folder(src_dir: Path, dest: Path, n: int) -> Path:
-    """A real DICE folder with n images of `src_dir` (repeated when it has fewer)."""
+def _dataset_folder(src_dir: Path, dest: Path, n: int, size: int = 0) -> Path:
+    """A real DICE folder with n images of `src_dir` (repeated when it has fewer); with `size`,
+    the images are upscaled to size x size (boxes scaled), so decoding costs what it does at the
+    model's usual input size."""
     doc = json.loads((src_dir / "annotations.json").read_text(encoding="utf-8"))
     images: list[dict[str, Any]] = []
     anns: list[dict[str, Any]] = []
@@ -64,13 +73,45 @@ def _dataset_folder(src_dir: Path, dest: Path, n: int) -> Path:
         name = f"r{k // len(doc['images'])}/{img['file_name']}"
         target = dest / "images" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src_dir / "images" / img["file_name"], target)
+        sx = sy = 1.0
+        if size:
+            from PIL import Image
+
+            with Image.open(src_dir / "images" / img["file_name"]) as im:
+                sx, sy = size / im.width, size / im.height
+                im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR).save(target, compress_level=1)
+            img = {k: v for k, v in img.items() if k not in ("sha256", "file_size", "bytes")}
+            img.update(width=size, height=size)
+        else:
+            shutil.copyfile(src_dir / "images" / img["file_name"], target)
         images.append({**img, "id": new_id, "file_name": name})
         for a in by_img.get(img["id"], []):
-            anns.append({**a, "id": len(anns) + 1, "image_id": new_id})
+            b = dict(a)
+            if size and b.get("bbox"):
+                x, y, w, h = b["bbox"]
+                b["bbox"] = [x * sx, y * sy, w * sx, h * sy]
+                b.pop("segmentation", None)
+                b["area"] = b["bbox"][2] * b["bbox"][3]
+            anns.append({**b, "id": len(anns) + 1, "image_id": new_id})
         k += 1
     doc["images"], doc["annotations"] = images, anns
     (dest / "annotations.json").write_text(json.dumps(doc), encoding="utf-8")
+    return dest
+
+
+def _resized_checkpoint(m: Any, size: int, dest: Path) -> Path:
+    """A copy of the checkpoint that runs at `size` px (what the predictor and the reference read:
+    Ultralytics' ``train_args.imgsz``, the timm checkpoint's ``image_size``). Same weights: the
+    timing, not the accuracy, is what matters here."""
+    import torch
+
+    ckpt = torch.load(m.best, map_location="cpu", weights_only=False)
+    if m.framework == "ultralytics":
+        ckpt["train_args"] = {**(ckpt.get("train_args") or {}), "imgsz": size}
+    else:
+        ckpt["image_size"] = size
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, dest)
     return dest
 
 
@@ -109,6 +150,7 @@ class Reference:
     def __init__(self, m: Any, device: str) -> None:
         self.m = m
         self.device = device
+        self.imgsz: Any = None
         if m.framework == "ultralytics":
             from trainer_runtime.adapters._ultralytics_env import prepare_ultralytics
 
@@ -154,24 +196,29 @@ def run_case(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from web.main import create_app
 
     cache = ROOT / ".pytest_cache" / "d" / "inference-models-v1"
-    kind = {"yolo": "yolo-detect", "timm": "timm-digits"}[case]
+    name, _, size_s = case.partition(":")
+    size = int(size_s or 0)
+    kind = {"yolo": "yolo-detect", "timm": "timm-digits"}[name]
     m = trained_model(kind, cache, cache / "demo")
     src = m.dataset_dir.resolve()
-    folder = _dataset_folder(src, work / f"{case}-data", args.images)
+    n_images = args.images if not size else args.sized_images
+    if size:
+        m = dataclasses.replace(m, best=_resized_checkpoint(m, size, work / f"{name}-{size}" / "best.pt"))
+    folder = _dataset_folder(src, work / f"{name}-{size}-data", n_images, size)
     files = sorted((folder / "images").rglob("*.png"))
     one = files[0].read_bytes()
 
     os.environ["VTA_INFERENCE_DEVICE"] = args.device
     os.environ["VTA_INFERENCE_TEST_RUN_BATCH"] = str(args.batch)
-    tmp = work / f"{case}-server"
+    tmp = work / f"{name}-{size}-server"
     settings = make_settings(f"sqlite:///{tmp / 'app.db'}", tmp)
     app = create_app(settings)
-    result: dict[str, Any] = {"case": case, "model": m.model_name, "framework": m.framework}
+    result: dict[str, Any] = {"case": case, "model": m.model_name, "framework": m.framework, "size": size or None}
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
-        headers = register(client, f"bench-{case}@example.com")
+        headers = register(client, f"bench-{name}-{size}@example.com")
         me = client.get(f"{API}/auth/me", headers=headers).json()
         job = _job(app, int(me["id"]), m)
-        dataset_id = _upload(app, int(me["id"]), folder, f"bench-{case}")
+        dataset_id = _upload(app, int(me["id"]), folder, f"bench-{name}-{size}")
 
         def http_one() -> float:
             t0 = time.perf_counter()
@@ -237,7 +284,12 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--cases", default="yolo,timm")
+    ap.add_argument(
+        "--cases",
+        default="yolo,timm,yolo:320,timm:224",
+        help="yolo | timm, optionally :SIZE = the same weights run at SIZE px on images upscaled to SIZE",
+    )
+    ap.add_argument("--sized-images", type=int, default=200, help="test-run images of the :SIZE cases")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(ROOT / "bench" / "_work" / "inference_overhead.json"))
     args = ap.parse_args()
