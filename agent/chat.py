@@ -35,7 +35,7 @@ from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
 from agent.llm import LLMFailure, LLMPlanner
 from agent.parser import detect_language, normalise
 from agent.tools import inference_scope
-from tools.context import ToolContext
+from tools.context import ToolContext, iso_utc
 from tools.db.models import ChatMessage, ChatSession, User, new_id
 from tools.errors import AuthenticationError, InvalidInputError, NotFoundError
 
@@ -83,14 +83,6 @@ class ChatTurn(BaseModel):
     language: str = "en"
     launched: bool = False
     mode: Mode = "rules"
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _user(ctx: ToolContext) -> User:
@@ -238,8 +230,8 @@ def _session_dict(row: ChatSession, last: str | None = None) -> dict[str, Any]:
         "intent": intent_dict(dict(row.intent or {})),
         "job_ids": list(row.job_ids or []),
         "turns": row.turns,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso_utc(row.created_at),
+        "updated_at": iso_utc(row.updated_at),
         "last_message": last,
     }
 
@@ -269,7 +261,7 @@ def get_session(ctx: ToolContext, session_id: str) -> dict[str, Any]:
     msgs = list(ctx.db.scalars(select(ChatMessage).where(ChatMessage.session_id == row.id).order_by(ChatMessage.id)))
     out = _session_dict(row, msgs[-1].content if msgs else None)
     out["messages"] = [
-        {"role": m.role, "content": m.content, "data": m.data or {}, "created_at": _iso(m.created_at)} for m in msgs
+        {"role": m.role, "content": m.content, "data": m.data or {}, "created_at": iso_utc(m.created_at)} for m in msgs
     ]
     return out
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from tools.db.models import User
+from tools.errors import AuthenticationError
 from trainer_runtime.storage import DualStorageClient
 
 
@@ -36,3 +38,20 @@ class ToolContext:
     storage: DualStorageClient
     work_dir: Path
     limits: UploadLimits = field(default_factory=UploadLimits)
+
+
+def require_user(ctx: ToolContext, what: str = "") -> User:
+    """The signed-in user of `ctx`; AuthenticationError (401) for anonymous callers."""
+    if ctx.user is None:
+        suffix = f": sign in to use {what}" if what else ""
+        raise AuthenticationError(f"Not authenticated{suffix}")
+    return ctx.user
+
+
+def iso_utc(dt: datetime | None) -> str | None:
+    """An ISO-8601 UTC timestamp ending in Z (naive datetimes from SQLite are taken as UTC)."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")

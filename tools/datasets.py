@@ -35,7 +35,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tools.context import ToolContext, UploadLimits
-from tools.db.models import Dataset, DatasetImage, DatasetSnapshot, User, new_id, utcnow
+from tools.context import ToolContext, UploadLimits, iso_utc, require_user
+from tools.db.models import Dataset, DatasetImage, DatasetSnapshot, new_id, utcnow
 from tools.errors import (
-    AuthenticationError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -91,20 +89,6 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _require_user(ctx: ToolContext) -> User:
-    if ctx.user is None:
-        raise AuthenticationError("Not authenticated: sign in to use datasets")
-    return ctx.user
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _sha256_file(path: Path) -> str:
@@ -162,7 +146,7 @@ def _not_found(dataset_id: Any) -> NotFoundError:
 
 def get_dataset_row(ctx: ToolContext, dataset_id: str) -> Dataset:
     """The dataset row if the caller may see it (own or public), else NotFoundError."""
-    _require_user(ctx)
+    require_user(ctx, "datasets")
     if not isinstance(dataset_id, str) or not _ID_RE.match(dataset_id):
         raise _not_found(dataset_id)
     ds = ctx.db.get(Dataset, dataset_id)
@@ -258,8 +242,8 @@ def dataset_dict(ctx: ToolContext, ds: Dataset, snapshots_count: int | None = No
         "class_names": list(ds.class_names or []),
         "capabilities": _capabilities(ds),
         "annotations_sha256": ds.annotations_sha256,
-        "created_at": _iso(ds.created_at),
-        "updated_at": _iso(ds.updated_at),
+        "created_at": iso_utc(ds.created_at),
+        "updated_at": iso_utc(ds.updated_at),
         "is_demo": ds.is_demo,
         "snapshots_count": snapshots_count,
     }
@@ -275,7 +259,7 @@ def create_dataset(ctx: ToolContext, name: str, description: str = "", visibilit
     description: free text shown to people.
     visibility: "private" (only the owner sees it) or "public" (every signed-in user sees it).
     """
-    user = _require_user(ctx)
+    user = require_user(ctx, "datasets")
     name = _clean_name(name)
     description = _clean_description(description)
     visibility = _clean_visibility(visibility)
@@ -309,7 +293,7 @@ def list_datasets(
     mine: only the caller's own datasets. visibility: "private" or "public" to filter.
     Returns {"items": [dataset...], "total", "offset", "limit"}.
     """
-    user = _require_user(ctx)
+    user = require_user(ctx, "datasets")
     if not 1 <= limit <= 500 or offset < 0:
         raise InvalidInputError("limit must be 1..500 and offset >= 0", detail={"field": "limit"})
     desc = sort.startswith("-")
@@ -405,7 +389,7 @@ def resolve_dataset(ctx: ToolContext, name_or_id: str) -> Dataset:
     then case-insensitive). Several public datasets with that name -> ConflictError listing them;
     nothing -> NotFoundError suggesting close names.
     """
-    user = _require_user(ctx)
+    user = require_user(ctx, "datasets")
     if not isinstance(name_or_id, str) or not name_or_id.strip():
         raise InvalidInputError("name a dataset (its name or id)", detail={"field": "dataset"})
     text = name_or_id.strip()
@@ -698,7 +682,7 @@ def _image_dict(row: DatasetImage) -> dict[str, Any]:
         "sha256": row.sha256,
         "annotation_image_id": row.annotation_image_id,
         "num_annotations": row.num_annotations,
-        "created_at": _iso(row.created_at),
+        "created_at": iso_utc(row.created_at),
     }
 
 
@@ -981,7 +965,7 @@ def snapshot_dict(s: DatasetSnapshot) -> dict[str, Any]:
         "num_annotations": s.num_annotations,
         "annotations_sha256": s.annotations_sha256,
         "created_by": s.created_by,
-        "created_at": _iso(s.created_at),
+        "created_at": iso_utc(s.created_at),
     }
 
 
@@ -1006,7 +990,7 @@ def create_snapshot(
     (used when a training job starts); the REST API always requires the owner.
     Returns the snapshot {"id", "version", "name", "status", "missing_files", ...}.
     """
-    user = _require_user(ctx)
+    user = require_user(ctx, "datasets")
     if require_owner:
         _owned_row(ctx, dataset_id, "snapshot")
     else:

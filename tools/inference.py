@@ -59,7 +59,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tools.context import ToolContext
+from tools.context import ToolContext, iso_utc, require_user
 from tools.db.models import (
     Dataset,
     DatasetImage,
@@ -68,11 +68,9 @@ from tools.db.models import (
     JobCheckpoint,
     ModelExport,
     TestRun,
-    User,
     utcnow,
 )
 from tools.errors import (
-    AuthenticationError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -489,22 +487,8 @@ class InferenceService:
 # ------------------------------------------------------------------------------- tool helpers
 
 
-def _require_user(ctx: ToolContext) -> User:
-    if ctx.user is None:
-        raise AuthenticationError("Not authenticated")
-    return ctx.user
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _visible_job(ctx: ToolContext, job_id: Any) -> Job:
-    user = _require_user(ctx)
+    user = require_user(ctx)
     try:
         jid = int(job_id)
     except (TypeError, ValueError):
@@ -702,8 +686,8 @@ def export_dict(row: ModelExport) -> dict[str, Any]:
         "report": dict(row.report or {}),
         "parity": (row.report or {}).get("parity"),
         "error": row.error,
-        "created_at": _iso(row.created_at),
-        "finished_at": _iso(row.finished_at),
+        "created_at": iso_utc(row.created_at),
+        "finished_at": iso_utc(row.finished_at),
         "download_url": f"/api/v1/jobs/{row.job_id}/exports/{row.id}/download" if row.status == "completed" else None,
     }
 
@@ -721,7 +705,7 @@ def create_export(
     fmt = (fmt or "onnx").lower()
     if fmt not in EXPORT_FORMATS:
         raise InvalidInputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}", detail={"field": "format"})
-    user = _require_user(ctx)
+    user = require_user(ctx)
     job, ckpt, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
     tag = ckpt.sha256 or str(ckpt.size)
     if sample is None:
@@ -850,9 +834,9 @@ def test_run_dict(row: TestRun, *, with_events: bool = False) -> dict[str, Any]:
         "labeled": row.labeled,
         "metrics": dict(row.metrics or {}),
         "error": row.error,
-        "created_at": _iso(row.created_at),
-        "started_at": _iso(row.started_at),
-        "finished_at": _iso(row.finished_at),
+        "created_at": iso_utc(row.created_at),
+        "started_at": iso_utc(row.started_at),
+        "finished_at": iso_utc(row.finished_at),
         "channel": -row.id,
         "report_url": f"/api/v1/test-runs/{row.id}/report" if row.report_key else None,
         "predictions_url": f"/api/v1/test-runs/{row.id}/predictions" if row.predictions_key else None,
@@ -888,7 +872,7 @@ def create_test_run(
     """Record a test run (status queued); the caller starts it with `service.submit_test_run`."""
     from tools.datasets import get_dataset_row
 
-    user = _require_user(ctx)
+    user = require_user(ctx)
     _, _, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
     given = [x is not None for x in (dataset_id, snapshot_id, upload_dir)]
     if upload_dir is None and not any(given):
@@ -939,7 +923,7 @@ def create_test_run(
 
 
 def _run_row(ctx: ToolContext, run_id: Any) -> TestRun:
-    user = _require_user(ctx)
+    user = require_user(ctx)
     try:
         rid = int(run_id)
     except (TypeError, ValueError):
@@ -955,7 +939,7 @@ def get_test_run(ctx: ToolContext, run_id: Any) -> dict[str, Any]:
 
 
 def list_test_runs(ctx: ToolContext, job_id: int | None = None) -> list[dict[str, Any]]:
-    user = _require_user(ctx)
+    user = require_user(ctx)
     q = select(TestRun).where(TestRun.owner_id == user.id)
     if job_id is not None:
         q = q.where(TestRun.job_id == int(job_id))

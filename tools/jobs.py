@@ -45,7 +45,6 @@ import secrets
 import threading
 import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,10 +54,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from tools import catalog
-from tools.context import ToolContext
+from tools.context import ToolContext, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
-from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent, User
-from tools.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
+from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent
+from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from tools.events import append_event
 from tools.intent import TrainingIntent
 from tools.projects import get_project
@@ -144,20 +143,6 @@ class JobRuntimeConfig:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _require_user(ctx: ToolContext) -> User:
-    if ctx.user is None:
-        raise AuthenticationError("Not authenticated: sign in to use training jobs")
-    return ctx.user
-
-
-def _iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def hash_token(token: str) -> str:
     """The sha256 hex digest stored in `Job.token_hash` (the token itself is only in the spec)."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -172,7 +157,7 @@ def _not_found(job_id: Any) -> NotFoundError:
 
 
 def _job_row(ctx: ToolContext, job_id: int) -> Job:
-    user = _require_user(ctx)
+    user = require_user(ctx, "training jobs")
     try:
         jid = int(job_id)
     except (TypeError, ValueError):
@@ -243,9 +228,9 @@ def job_dict(job: Job, *, queue_position: int = 0, checkpoints: list[dict[str, A
         "max_retries": job.max_retries,
         "stop_requested": bool(job.stop_requested),
         "error": job.error,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "created_at": iso_utc(job.created_at),
+        "started_at": iso_utc(job.started_at),
+        "finished_at": iso_utc(job.finished_at),
         "checkpoints": checkpoints or [],
         "mlflow_run_id": job.mlflow_run_id,
     }
@@ -336,7 +321,7 @@ def _plan(
     ctx: ToolContext, intent: TrainingIntent, project_id: int | None
 ) -> tuple[Dataset, dict[str, Any], dict[str, Any]]:
     """Validate a request; returns (dataset, compatibility, job fields)."""
-    user = _require_user(ctx)
+    user = require_user(ctx, "training jobs")
     if not intent.dataset or not intent.dataset.strip():
         raise InvalidInputError(
             "name the dataset to train on (its name or id), e.g. dataset 'digits'", detail={"field": "dataset"}
@@ -450,7 +435,7 @@ def create_job(
         (with suggestions), bad hyper-parameters or config keys -> InvalidInputError.
     Returns the job JSON (status "queued", queue_position, the resolved hyperparameters and config).
     """
-    user = _require_user(ctx)
+    user = require_user(ctx, "training jobs")
     supervisor = supervisor or supervisor_for(ctx.db)
     ds, _compat, fields = _plan(ctx, intent, project_id)
     if not launch:
@@ -518,7 +503,7 @@ def list_jobs(
         interrupted, resuming). project_id: only jobs of this project of the caller's.
     Returns {"items": [job...], "total", "offset", "limit"}.
     """
-    user = _require_user(ctx)
+    user = require_user(ctx, "training jobs")
     if not 1 <= limit <= MAX_LIST_LIMIT or offset < 0:
         raise InvalidInputError(f"limit must be 1..{MAX_LIST_LIMIT} and offset >= 0", detail={"field": "limit"})
     stmt = select(Job).where(Job.owner_id == user.id)

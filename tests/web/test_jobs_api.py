@@ -92,7 +92,8 @@ def test_create_returns_the_job_with_resolved_hyperparameters(client: TestClient
         "checkpoints", "mlflow_run_id",
     }  # fmt: skip
     assert keys <= set(body)
-    assert body["status"] == "queued" and body["dataset_name"] == "tiny" and body["snapshot_id"]
+    # the free slot may already have claimed it by the time the response is built
+    assert body["status"] in ("queued", "preparing") and body["dataset_name"] == "tiny" and body["snapshot_id"]
     assert body["hyperparameters"]["epochs"] == 2 and body["hyperparameters"]["preset"] == "easy"
     assert body["config"]["opt"] == "adam" and body["created_at"].endswith("Z")
     snaps = client.get(f"{API}/datasets/{body['dataset_id']}/snapshots", headers=alice).json()
