@@ -90,6 +90,14 @@ def _png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _save_image(out_images: Path, rel: str, pixels: np.ndarray, image_id: int) -> dict[str, Any]:
+    """Write `pixels` as PNG at images/<rel>; return its DICE image record (size and sha256)."""
+    payload = _png_bytes(pixels)
+    _write(out_images / rel, payload)
+    h, w = pixels.shape[:2]
+    return {"id": image_id, "file_name": rel, "width": w, "height": h, "sha256": hashlib.sha256(payload).hexdigest()}
+
+
 def _polygon_area(xy: np.ndarray) -> float:
     x, y = xy[:, 0], xy[:, 1]
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
@@ -189,18 +197,8 @@ def _gen_digits(out_images: Path) -> Json:
         rgb = np.repeat(big[..., None], 3, axis=2)
         label = int(target[idx])
         rel = f"{label}/{idx:04d}.png"
-        payload = _png_bytes(rgb)
-        _write(out_images / rel, payload)
         image_id = idx + 1
-        images.append(
-            {
-                "id": image_id,
-                "file_name": rel,
-                "width": 32,
-                "height": 32,
-                "sha256": hashlib.sha256(payload).hexdigest(),
-            }
-        )
+        images.append(_save_image(out_images, rel, rgb, image_id))
         annotations.append({"id": image_id, "image_id": image_id, "category_id": label + 1})
     return {
         "categories": [{"id": d + 1, "name": str(d)} for d in range(10)],
@@ -310,17 +308,7 @@ def _gen_shapes(out_images: Path, n_images: int = 120, size: int = 128) -> Json:
             )
         pixels = _finish(np.asarray(canvas, dtype=np.float64), rng)
         rel = f"scene_{i + 1:04d}.png"
-        payload = _png_bytes(pixels)
-        _write(out_images / rel, payload)
-        images.append(
-            {
-                "id": i + 1,
-                "file_name": rel,
-                "width": size,
-                "height": size,
-                "sha256": hashlib.sha256(payload).hexdigest(),
-            }
-        )
+        images.append(_save_image(out_images, rel, pixels, i + 1))
     return {
         "categories": [{"id": k + 1, "name": name} for k, name in enumerate(SHAPE_CATEGORIES)],
         "images": images,
@@ -445,17 +433,7 @@ def _gen_poses(out_images: Path, n_images: int = 100, size: int = 128) -> Json:
             )
         pixels = _finish(np.asarray(canvas, dtype=np.float64), rng)
         rel = f"pose_{i + 1:04d}.png"
-        payload = _png_bytes(pixels)
-        _write(out_images / rel, payload)
-        images.append(
-            {
-                "id": i + 1,
-                "file_name": rel,
-                "width": size,
-                "height": size,
-                "sha256": hashlib.sha256(payload).hexdigest(),
-            }
-        )
+        images.append(_save_image(out_images, rel, pixels, i + 1))
     return {
         "categories": [
             {
