@@ -22,7 +22,8 @@ Idempotency: ``(job_id, event_id)`` is unique; an event whose id is already stor
 Side effects (applied in the same transaction):
     status      job.status (+ started_at on the first ``running``, finished_at on a terminal
                 status, cleared when the job leaves it; status_message from data.message). A job in
-                a terminal status leaves it only through ``queued``/``resuming`` written by the server
+                a terminal status leaves it only through ``queued``/``interrupted``/``resuming``
+                written by the server (a retry of a trainer that reported ``failed`` and exited)
                 (`source="server"`); a trainer cannot move it to another status, and a status that is
                 not applied is still stored, with ``data.ignored = true``.
     epoch       epochs_completed (the highest seen), epochs, metrics (latest non-empty), best_* when
@@ -63,7 +64,7 @@ Source = Literal["server", "trainer"]
 MAX_EVENT_ID_LEN = 64
 MAX_TS_LEN = 40
 MAX_LIST_LIMIT = 1000
-SERVER_REOPEN_STATUSES = ("queued", "resuming")
+SERVER_REOPEN_STATUSES = ("queued", "interrupted", "resuming")
 
 __all__ = [
     "MAX_LIST_LIMIT",

@@ -326,7 +326,9 @@ class Supervisor:
             self._end_mlflow_run(job, "failed")
             return
         delay = min(self.config.retry_base_delay_s * (2**retries_used), self.config.retry_max_delay_s)
-        event = self._emit(
+        # Also reopens a job whose trainer reported `failed` before exiting (a server-written
+        # `interrupted` may leave a terminal status: tools.events.SERVER_REOPEN_STATUSES).
+        self._emit(
             db,
             job.id,
             "interrupted",
@@ -336,9 +338,6 @@ class Supervisor:
             retry_in_s=delay,
             error=(error or "")[-1000:] or None,
         )
-        if event is not None and (event.get("data") or {}).get("ignored"):
-            # The trainer already reported `failed` (terminal); only `resuming` may reopen the job.
-            self._emit(db, job.id, "resuming", message=f"retry {retries_used + 1} in {delay:g}s", retry_in_s=delay)
         self._retry_at[job.id] = time.monotonic() + delay
 
     def _fail(self, db: Session, job: Job, error: str, rc: int | None) -> None:
@@ -459,7 +458,7 @@ class Supervisor:
         job.error = None
         db.commit()
         self._attempt_seq[job.id] = int(job.last_seq or 0)
-        if resume and job.status != "resuming":  # (already `resuming` when a retry reopened a failed job)
+        if resume and job.status != "resuming":  # (already `resuming` when the reconcile found it so)
             self._emit(
                 db,
                 job.id,

@@ -171,7 +171,13 @@ def test_status_side_effects_and_terminal_rules(session_factory: Any, job_id: in
         assert not events.is_terminal_event(other_terminal)
         db.expire_all()
         assert db.get(Job, job_id).status == "completed"
-        # the server may reopen it (resume), which clears finished_at
+        # a trainer cannot reopen it, not even as interrupted
+        refused = events.append_event(db, job_id, "status", {"status": "interrupted"}, source="trainer")
+        assert refused is not None and refused["data"]["ignored"] is True
+        # the server may (a retry decision, then the resume), which clears finished_at
+        events.append_event(db, job_id, "status", {"status": "interrupted"})
+        db.expire_all()
+        assert db.get(Job, job_id).status == "interrupted"
         events.append_event(db, job_id, "status", {"status": "resuming"})
         db.expire_all()
         job = db.get(Job, job_id)

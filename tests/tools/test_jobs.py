@@ -511,8 +511,8 @@ def test_a_trainer_reported_training_failure_is_retried(alice: ToolContext, harn
     error = {"message": "RuntimeError: CUDA out of memory", "error_type": "training"}
     append_event(alice.db, job["id"], "error", error, source="trainer")
     append_event(alice.db, job["id"], "status", {"status": "failed"}, source="trainer")
-    harness.wait_status(job["id"], "resuming")  # reopened although the trainer said failed
+    harness.wait_status(job["id"], "interrupted", "resuming")  # reopened although the trainer said failed
     failed = harness.wait_status(job["id"], "failed", timeout=30)
     assert failed.attempts == 2
     assert failed.error is not None and failed.error.startswith("gave up after 2 attempt(s) (exit status 1)")
-    assert harness.statuses(job["id"]) == ["queued", "failed", "resuming", "failed"]
+    assert harness.statuses(job["id"]) == ["queued", "failed", "interrupted", "resuming", "failed"]
