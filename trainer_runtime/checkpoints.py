@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer_runtime.errors import StorageError
-from trainer_runtime.storage import DualStorageClient, ObjectInfo, checkpoint_key
+from trainer_runtime.storage import DualStorageClient, LocalObjectStore, ObjectInfo, checkpoint_key
 
 logger = logging.getLogger("trainer_runtime.checkpoints")
 
@@ -64,17 +64,18 @@ class UploadedCheckpoint:
         return data
 
 
-def file_digests(path: Path) -> tuple[int, str, str]:
-    """(size, sha256, md5) of a local file, streamed."""
+def file_digests(path: Path, *, md5: bool = True) -> tuple[int, str, str]:
+    """(size, sha256, md5) of a local file, streamed; md5 is "" when not asked for."""
     sha = hashlib.sha256()
-    md5 = hashlib.md5(usedforsecurity=False)
+    md5_hash = hashlib.md5(usedforsecurity=False) if md5 else None
     size = 0
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             sha.update(chunk)
-            md5.update(chunk)
+            if md5_hash is not None:
+                md5_hash.update(chunk)
             size += len(chunk)
-    return size, sha.hexdigest(), md5.hexdigest()
+    return size, sha.hexdigest(), md5_hash.hexdigest() if md5_hash is not None else ""
 
 
 class CheckpointUploader:
@@ -101,7 +102,8 @@ class CheckpointUploader:
         return checkpoint_key(self.job_id, self.project_id, name)
 
     def verify(self, key: str, size: int, sha256: str, md5: str) -> ObjectInfo:
-        """Raise StorageError unless the stored object at `key` has this size and content."""
+        """Raise StorageError unless the stored object at `key` has this size and content (`md5` ""
+        skips the ETag comparison; the content is then checked by sha256)."""
         store = self.storage.internal
         remote = store.stat(key)
         problems: list[str] = []
@@ -113,7 +115,7 @@ class CheckpointUploader:
             if remote.sha256 != sha256:
                 problems.append(f"stored sha256 {remote.sha256[:12]}… != local {sha256[:12]}…")
         etag = (remote.etag or "").strip('"')
-        if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):  # single-part: MD5 of the bytes
+        if md5 and len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):  # single-part: MD5 of the bytes
             checked = True
             if etag != md5:
                 problems.append(f"stored MD5 {etag} != local {md5}")
@@ -139,7 +141,9 @@ class CheckpointUploader:
     ) -> UploadedCheckpoint:
         """Upload `local_path` as `name`, verify it; retry with backoff; raise CheckpointUploadError."""
         local_path = Path(local_path)
-        size, sha256, md5 = file_digests(local_path)
+        # A local folder store has no MD5 ETag to compare with (verify re-reads the stored copy):
+        # skip the MD5 pass there.
+        size, sha256, md5 = file_digests(local_path, md5=not isinstance(self.storage.internal, LocalObjectStore))
         key = self.key(name)
         last: Exception | None = None
         for attempt in range(1, self.attempts + 1):

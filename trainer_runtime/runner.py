@@ -52,6 +52,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -432,19 +433,25 @@ class Runner:
         uploaded: list[UploadedCheckpoint] = []
         errors: list[str] = []
         out = self.paths.output_dir
+        todo: list[tuple[str, int | None]] = []
         for name, epoch in (("best.pt", best_epoch), ("last.pt", last_epoch)):
-            path = out / name
-            if not path.is_file():
+            if (out / name).is_file():
+                todo.append((name, epoch))
+            else:
                 logger.info("no %s to upload", name)
-                continue
-            try:
-                info = uploader.upload(path, name, epoch=epoch)
-            except StorageError as exc:
-                errors.append(str(exc))
-                self.log_event(str(exc), "error")
-                continue
-            uploaded.append(info)
-            self.emit("checkpoint", info.event_data())
+        # best and last upload side by side (hashing and I/O release the GIL); their events and
+        # errors are reported in this order once both are done.
+        with ThreadPoolExecutor(max_workers=max(1, len(todo)), thread_name_prefix="ckpt-upload") as pool:
+            futures = [pool.submit(uploader.upload, out / name, name, epoch=epoch) for name, epoch in todo]
+            for future in futures:
+                try:
+                    info = future.result()
+                except StorageError as exc:
+                    errors.append(str(exc))
+                    self.log_event(str(exc), "error")
+                    continue
+                uploaded.append(info)
+                self.emit("checkpoint", info.event_data())
         return uploaded, errors
 
     # main ---------------------------------------------------------------------------------------
