@@ -47,6 +47,16 @@ def test_health_503_when_database_is_unreachable(app: FastAPI, client: TestClien
     assert client.get("/health").status_code == 200
 
 
+def test_db_pool_covers_the_thread_pool(app: FastAPI, client: TestClient) -> None:
+    """Every thread that runs a sync endpoint can hold a connection at once (pool + overflow =
+    anyio's thread limit), so requests never queue for a connection behind a busy pool."""
+    import anyio.to_thread
+
+    pool = app.state.engine.pool
+    limit = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
+    assert pool.size() + pool._max_overflow == limit == 40
+
+
 def test_openapi_and_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
