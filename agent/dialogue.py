@@ -27,7 +27,8 @@ One turn (`respond`):
    hyper-parameters by the adapter, "a snapshot will be taken at launch", an estimated duration).
 
 Every tools call runs as the chat's user (`ToolContext`), so a dataset the user may not see is
-"not found" exactly like REST. Replies are in the language of the message (`detect_language`).
+"not found" exactly like REST. Replies are in the language of the message (`detect_language`; a
+lone name or number keeps the conversation's language).
 
 Duration estimate (documented, deliberately simple)::
 
@@ -201,7 +202,7 @@ class Dialogue:
         self.s = session
         self.text = text
         self.low = normalise(text).lower()
-        self.lang = detect_language(text)
+        self.lang = detect_language(text, previous=session.language)
         self.s.language = self.lang
         self.notes: list[str] = []
         self.default_epochs_taken = False

@@ -497,8 +497,13 @@ def _strong_fallback(tok: str) -> bool:
     return bool(re.search(r"[a-z][\w\-]*\d|\d[\w\-]*[a-z]", tok) or re.fullmatch(r"[a-z]{2,}(?:-[a-z]{2,})+", tok))
 
 
+_KO_PARTICLE_END = re.compile(r"(?<=[가-힣])(?:으로|로|에서|를|을|은|는|이|가|도|만)$")
+
+
 def _ds_ok(tok: str, allow_number: bool = False) -> bool:
     if tok in lx.DATASET_STOP or (tok.isdigit() and not allow_number):
+        return False
+    if _KO_PARTICLE_END.sub("", tok) in lx.DATASET_STOP:  # "목록을", "어떤게" -> the word itself
         return False
     if lx.HYPHEN_STOP.match(tok) and tok not in lx.KNOWN_DATASETS:
         return False
@@ -542,6 +547,8 @@ def _find_dataset(t: _Text) -> str | None:
         ends_phrase = re.match(r"\s*(?:$|[,.;!?)]|(?:for|with|using|and|to|in|on)(?![a-z]))", t.low[m.end("ds") :])
         if bare_english and not (_is_idlike(tok) or _is_korean(tok) or tok.isdigit() or ends_phrase):
             continue  # "datasets do I have": only "dataset pets-v2"-like names follow bare
+        if re.fullmatch(r"[가-힣]+", tok) and not _KO_PARTICLE_END.search(tok):
+            continue  # Korean puts the name before 데이터셋; a bare word after it is a verb ("보여줘")
         if _ds_ok(tok, allow_number=True) and not tok.startswith(("학습", "훈련", "로", "으로")):
             return _take_dataset(t, m.start("ds"), m.end("ds"))
     for m in lx.DS_DATA_RE.finditer(t.low):
@@ -852,6 +859,53 @@ def parse_intent(text: str) -> TrainingIntent:
     return TrainingIntent(**extract_slots(text or ""))
 
 
-def detect_language(text: str) -> Literal["ko", "en"]:
-    """ "ko" when the text has any Hangul (a Korean speaker mixing in model names), else "en"."""
-    return "ko" if lx.HANGUL_RE.search(text or "") else "en"
+def detect_language(text: str, previous: str | None = None) -> Literal["ko", "en"]:
+    """ "ko" when the text has any Hangul (a Korean speaker mixing in model names), else "en".
+
+    With `previous` (the conversation's language so far), a message that says nothing about its
+    language keeps it: a lone word ("digits", a clicked suggestion) or only names and numbers
+    ("yolo11n 30", "shapes-demo"), as a Korean speaker answers a question in Korean."""
+    if lx.HANGUL_RE.search(text or ""):
+        return "ko"
+    if previous == "ko":
+        words = (text or "").lower().split()
+        if all(re.search(r"[\d_./\-]", w) for w in words):
+            return "ko"
+        if len(words) == 1 and words[0].strip("?!.,") not in _ENGLISH_REPLIES:
+            return "ko"
+    return "en"
+
+
+_ENGLISH_REPLIES = frozenset(
+    [
+        "help",
+        "yes",
+        "y",
+        "yeah",
+        "yep",
+        "sure",
+        "ok",
+        "okay",
+        "no",
+        "n",
+        "nope",
+        "cancel",
+        "stop",
+        "resume",
+        "status",
+        "progress",
+        "metrics",
+        "datasets",
+        "models",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "confirm",
+        "change",
+        "retry",
+        "quit",
+        "exit",
+    ]
+)
+"""One-word messages that are English sentences in themselves (they switch the reply language)."""

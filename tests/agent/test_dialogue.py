@@ -155,6 +155,16 @@ def test_korean_class_names_match_english_datasets(client: TestClient, alice: in
     assert "어떤 데이터셋" in t.reply
 
 
+def test_a_clicked_name_keeps_the_conversation_in_korean(client: TestClient, alice: int) -> None:
+    chat = Chat(client.app, alice)
+    chat("고양이랑 개 분류 모델 학습해줘")
+    t = chat("pets")  # the suggestion's name, no Hangul in it
+    assert t.intent["dataset"] == "pets" and t.language == "ko" and t.pending == "model"
+    assert "모델" in t.reply
+    t = chat("use resnet18 please")  # a sentence in English switches
+    assert t.language == "en"
+
+
 def test_missing_dataset_without_classes_lists_datasets_compatible_with_the_task(
     client: TestClient, alice: int, make_user: MakeUser
 ) -> None:

@@ -340,10 +340,30 @@ def test_class_lists(text: str, classes: list[str]) -> None:
         ("데이터셋 digits", "digits"),
         ("with the digits dataset", "digits"),
         ('using dataset "Street Scenes"', "Street Scenes"),
+        ("데이터셋은 고양이로", "고양이"),
+        ("바나나 데이터셋으로 학습", "바나나"),
+        ("데이터셋 pets로 학습", "pets"),
     ],
 )
 def test_dataset_names(text: str, dataset: str) -> None:
     assert p(text)["dataset"] == dataset
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "내 데이터셋 보여줘",
+        "데이터셋 목록 보여줘",
+        "데이터셋 목록을 보여줘",
+        "데이터셋 뭐 있어?",
+        "어떤 데이터셋이 있어?",
+        "공개 데이터셋 알려줘",
+        "내 데이터셋 목록",
+    ],
+)
+def test_korean_questions_about_datasets_name_none(text: str) -> None:
+    """Korean puts a dataset's name before 데이터셋: the verbs and nouns around it are not names."""
+    assert "dataset" not in extract_slots(text)
 
 
 @pytest.mark.parametrize("text", ["학습 시작해줘", "train a model", "what datasets do I have?", "안녕하세요", ""])
@@ -373,6 +393,14 @@ def test_detect_language() -> None:
     assert detect_language("ResNet50으로 고양이/개 분류") == "ko"
     assert detect_language("train yolo11n on digits") == "en"
     assert detect_language("") == "en"
+    # a lone name or only names/numbers keep the conversation's language; a sentence switches it
+    assert detect_language("digits", previous="ko") == "ko"
+    assert detect_language("yolo11n 30", previous="ko") == "ko"
+    assert detect_language("shapes-demo", previous="ko") == "ko"
+    assert detect_language("use the digits dataset", previous="ko") == "en"
+    assert detect_language("digits", previous="en") == "en"
+    assert detect_language("help", previous="ko") == "en"  # an English word that is a whole request
+    assert detect_language("digits") == "en"
 
 
 def test_deterministic_and_pure() -> None:
