@@ -1,14 +1,16 @@
-"""Where training processes run: one `Executor` interface, a local implementation.
+"""Where training processes run: one `Executor` interface, a local and a Kubernetes implementation.
 
-    Executor        (base.py)   start / stop / poll / kill / is_alive / adopt
-    LocalExecutor   (local.py)  one subprocess per job in its own process group
+    Executor            (base.py)        start / stop / poll / kill / is_alive / adopt
+    LocalExecutor       (local.py)       one subprocess per job in its own process group
+    KubernetesExecutor  (kubernetes.py)  one batch/v1 Job per attempt (EXECUTOR=kubernetes)
 
-A Kubernetes executor (a batch/v1 Job per training job) comes later behind the same interface.
+The `kubernetes` client package is imported only when a KubernetesExecutor is made.
 """
 
 from __future__ import annotations
 
 from tools.executors.base import ExecHandle, Executor, ExitInfo
+from tools.executors.kubernetes import KubernetesConfig, KubernetesExecutor
 from tools.executors.local import LocalExecutor
 
-__all__ = ["ExecHandle", "Executor", "ExitInfo", "LocalExecutor"]
+__all__ = ["ExecHandle", "Executor", "ExitInfo", "KubernetesConfig", "KubernetesExecutor", "LocalExecutor"]
