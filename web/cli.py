@@ -4,6 +4,7 @@
     vision-agent dataset validate|import|convert|split ...   (trainer_runtime.formats.cli)
     vision-agent train --spec JOB.json [--resume]             (trainer_runtime.runner)
     vision-agent chat --url U --email E --password P [-m MESSAGE ...]  (agent.cli)
+    vision-agent slack link|unlink|links ...                  (web.slack.cli, administrators)
     vision-agent version
 
 Imports are lazy so that `vision-agent --help` answers at once.
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "chat",
         help="chat with the agent in a terminal, with live progress (see `vision-agent chat --help`)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "slack",
+        help="link Slack users to platform users, for administrators (see `vision-agent slack --help`)",
         add_help=False,
     )
     sub.add_parser("version", help="print the version")
@@ -109,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.cli import main as chat_main
 
         return int(chat_main(args_list[1:]))
+    if args_list and args_list[0] == "slack":
+        from web.slack.cli import main as slack_main
+
+        return int(slack_main(args_list[1:], prog=f"{PROG} slack"))
     if args_list and args_list[0] == "train":
         from trainer_runtime.runner import main as train_main
 

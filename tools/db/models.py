@@ -315,3 +315,78 @@ class ModelExport(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SlackLink(Base):
+    """A Slack user linked to a platform user (issue 8): by a one-time code (`source` "code") or by
+    an administrator (`source` "admin"). `team_id` "" matches the Slack user in any workspace."""
+
+    __tablename__ = "slack_links"
+    __table_args__ = (UniqueConstraint("team_id", "slack_user_id", name="uq_slack_link_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    slack_user_id: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="code")  # code | admin
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SlackLinkCode(Base):
+    """A one-time link code: only its sha256 is stored; short-lived and single use (`used_at`)."""
+
+    __tablename__ = "slack_link_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SlackThread(Base):
+    """The chat session of one Slack thread and person (`thread_ts` "" for a DM outside threads)."""
+
+    __tablename__ = "slack_threads"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts", "user_id", name="uq_slack_thread_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32), default="")
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SlackEvent(Base):
+    """A Slack delivery already taken (event_id, a message's channel+ts, an answered button), so
+    that Slack's retries (`X-Slack-Retry-Num`) and duplicate deliveries do nothing twice."""
+
+    __tablename__ = "slack_events"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class SlackJobMessage(Base):
+    """The one progress message of a job in a Slack thread, kept up to date while the job runs
+    (`status` following | done); `last_seq` is the newest event shown (a restart resumes there).
+    `private`: the job trained on a private dataset, so its name is not shown in a channel."""
+
+    __tablename__ = "slack_job_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32), default="")
+    message_ts: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(2), default="en")
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="following", index=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,48 @@
+"""The Slack bot (issue 8), on when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both set.
+
+    start_slack(app)   in the lifespan, after the event bus and the supervisor: builds the bot
+                       (`web.slack.bot.SlackBot`, slack-bolt) on `app.state.slack` and starts its
+                       progress follower (resuming the jobs a previous server was following)
+    stop_slack(app)    on shutdown, first: stops following (the rows stay, the next start resumes)
+                       and shuts the bot's worker pool down
+
+slack-bolt and slack-sdk are imported only when Slack is enabled, so the server's start-up does
+not pay for them otherwise. The HTTP side is `web.routes.slack`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def slack_enabled(settings: Any) -> bool:
+    return bool(getattr(settings, "slack_bot_token", None) and getattr(settings, "slack_signing_secret", None))
+
+
+async def start_slack(app: Any) -> None:
+    settings = app.state.settings
+    app.state.slack = None
+    if not slack_enabled(settings):
+        if getattr(settings, "slack_bot_token", None) or getattr(settings, "slack_signing_secret", None):
+            log.warning("Slack is off: set both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+        return
+    from web.slack.bot import SlackBot
+
+    bot = SlackBot(app, settings)
+    await bot.start()
+    app.state.slack = bot
+    log.info("Slack bot on (Web API %s)", bot.base_url)
+
+
+async def stop_slack(app: Any) -> None:
+    bot = getattr(app.state, "slack", None)
+    if bot is None:
+        return
+    app.state.slack = None
+    await bot.close()
+
+
+__all__ = ["slack_enabled", "start_slack", "stop_slack"]
