@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: setup run test lint typecheck pytest clean
+.PHONY: setup run test lint typecheck pytest browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Debian's chromium (+ a Korean font for the screenshots) for tests/web/browser; skipped when present.
+## Playwright drives it at /usr/bin/chromium: no browser is ever downloaded.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/nanum ]; then :; else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium fonts-nanum; } \
+	    || echo "warning: could not install chromium (apt-get); the browser tests will fail"; \
+	fi
 
 ## Everything CI checks: lint, types, the whole test suite (slow tests included).
 test: lint typecheck pytest
