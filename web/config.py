@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("./data"), validation_alias="VTA_DATA_DIR")
     database_url: str | None = None  # default: sqlite under data_dir
+    # Connections per server process: pool + overflow = 40 = the thread pool (anyio's default
+    # limit) that runs the sync endpoints, so a busy thread never waits for a connection.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=30, ge=0)
     secret_key: str | None = None  # default: generated once and kept in data_dir/secret_key
     access_token_expire_minutes: int = 60 * 24
     cors_origins: str = ""  # comma-separated
@@ -64,12 +69,51 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str | None = None  # None: the trainer's SQLite store under data_dir/trainer/mlflow
 
+    # Where trainers run (tools.executors): `local` subprocesses, or `kubernetes`: one batch/v1 Job
+    # per attempt (tools.executors.kubernetes, needs the `k8s` extra). K8S_* only matter then; see
+    # docs/configuration.md and docs/deploy.md.
+    executor: Literal["local", "kubernetes"] = "local"
+    k8s_namespace: str | None = None  # None: in-cluster namespace, else the kubeconfig context's, else default
+    k8s_in_cluster: bool | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set, else KUBECONFIG
+    k8s_context: str | None = None
+    k8s_image_ultralytics: str = "vta-trainer-ultralytics:latest"
+    k8s_image_timm: str = "vta-trainer-timm:latest"
+    k8s_image_transformers: str = "vta-trainer-transformers:latest"
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    k8s_image_pull_secrets: str = ""  # comma-separated Secret names
+    k8s_service_account: str | None = None  # of the trainer pods (they need no API access)
+    k8s_cpu_request: str | None = "2"
+    k8s_memory_request: str | None = "8Gi"
+    k8s_cpu_limit: str | None = None
+    k8s_memory_limit: str | None = "16Gi"
+    k8s_gpus_per_job: int = Field(default=0, ge=0)
+    k8s_gpu_resource: str = "nvidia.com/gpu"
+    k8s_node_selector: str = ""  # k=v,k2=v2
+    k8s_tolerations: str = ""  # JSON list, as in a pod spec
+    k8s_backoff_limit: int = Field(default=0, ge=0)
+    k8s_active_deadline_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0: none
+    k8s_ttl_after_finished_s: int = Field(default=24 * 3600, ge=60)  # the server must see how a Job ended
+    k8s_work_pvc: str | None = None  # None: an emptyDir per pod
+    k8s_shm_size: str | None = "2Gi"
+    k8s_poll_interval_s: float = Field(default=2.0, gt=0)
+    k8s_stream_logs: bool = True
+    k8s_stop_propagation: Literal["Foreground", "Background"] = "Foreground"
+    k8s_start_timeout_s: float = Field(default=600.0, ge=0)
+
     # Agent brain (agent.llm): an OpenAI-compatible endpoint through LangChain when LLM_BASE_URL is
     # set; otherwise (and whenever it fails) the deterministic bilingual dialogue.
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Slack bot (web.slack): on when both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set.
+    # SLACK_API_BASE_URL points slack_sdk at another Web API (tests: a local fake).
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_base_url: str | None = None
+    slack_progress_interval_s: float = Field(default=1.0, ge=0.1)  # at most one chat.update per message per this
+    slack_link_code_ttl_s: int = Field(default=600, ge=30, le=86400)
 
     @property
     def resolved_database_url(self) -> str:
@@ -79,9 +123,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_max_concurrent_jobs(self) -> int:
-        """`max_concurrent_jobs`, else the number of GPUs (`nvidia-smi -L`), else 1."""
+        """`max_concurrent_jobs`, else the number of GPUs (`nvidia-smi -L`), else 1; with
+        EXECUTOR=kubernetes 4 (the cluster's scheduler queues what does not fit)."""
         if self.max_concurrent_jobs:
             return self.max_concurrent_jobs
+        if self.executor == "kubernetes":
+            return 4
         return max(1, gpu_count())
 
     def resolved_secret_key(self) -> str:

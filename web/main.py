@@ -26,7 +26,15 @@ from tools import auth as auth_tools
 from tools.datasets import ensure_demo_datasets
 from tools.db import create_engine_for_url, make_session_factory, migrate
 from tools.eventbus import create_event_bus
-from tools.executors import LocalExecutor
+from tools.executors import Executor, LocalExecutor
+from tools.executors.kubernetes import (
+    KubernetesConfig,
+    KubernetesExecutor,
+    make_event_log_sink,
+    parse_node_selector,
+    parse_tolerations,
+    split_list,
+)
 from tools.jobs import JobRuntimeConfig
 from tools.supervisor import Supervisor, SupervisorConfig
 from tools.telemetry import Telemetry
@@ -37,6 +45,9 @@ from web.routes import auth, datasets, health, job_events, jobs, metrics, projec
 from web.routes import chat as chat_routes
 from web.routes import inference as inference_routes
 from web.routes import internal as internal_routes
+from web.routes import slack as slack_routes
+from web.routes import ui as ui_routes
+from web.slack import start_slack, stop_slack
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +76,47 @@ def storage_config_from_settings(settings: Settings) -> StorageConfig:
     return StorageConfig(external=external, internal=internal, local_root=settings.data_dir / "storage")
 
 
+def kubernetes_config_from_settings(settings: Settings) -> KubernetesConfig:
+    """Map EXECUTOR=kubernetes's K8S_* settings onto a KubernetesConfig (empty strings: unset)."""
+    return KubernetesConfig(
+        namespace=settings.k8s_namespace or None,
+        in_cluster=settings.k8s_in_cluster,
+        context=settings.k8s_context or None,
+        images={
+            "ultralytics": settings.k8s_image_ultralytics,
+            "timm": settings.k8s_image_timm,
+            "transformers": settings.k8s_image_transformers,
+        },
+        image_pull_policy=settings.k8s_image_pull_policy,
+        image_pull_secrets=split_list(settings.k8s_image_pull_secrets),
+        service_account=settings.k8s_service_account or None,
+        cpu_request=settings.k8s_cpu_request or None,
+        memory_request=settings.k8s_memory_request or None,
+        cpu_limit=settings.k8s_cpu_limit or None,
+        memory_limit=settings.k8s_memory_limit or None,
+        gpus_per_job=settings.k8s_gpus_per_job,
+        gpu_resource=settings.k8s_gpu_resource,
+        node_selector=parse_node_selector(settings.k8s_node_selector),
+        tolerations=parse_tolerations(settings.k8s_tolerations),
+        backoff_limit=settings.k8s_backoff_limit,
+        active_deadline_s=settings.k8s_active_deadline_s or None,
+        ttl_after_finished_s=settings.k8s_ttl_after_finished_s,
+        termination_grace_s=max(1, round(settings.stop_grace_period_s)),
+        work_pvc=settings.k8s_work_pvc or None,
+        shm_size=settings.k8s_shm_size or None,
+        poll_interval_s=settings.k8s_poll_interval_s,
+        stream_logs=settings.k8s_stream_logs,
+        stop_propagation=settings.k8s_stop_propagation,
+        start_timeout_s=settings.k8s_start_timeout_s,
+    )
+
+
 def _startup(app: FastAPI, settings: Settings) -> None:
     """Blocking part of the lifespan (run in a worker thread)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine_for_url(settings.resolved_database_url)
+    engine = create_engine_for_url(
+        settings.resolved_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     migrate(engine)
     session_factory = make_session_factory(engine)
     storage = DualStorageClient.from_config(storage_config_from_settings(settings))
@@ -89,7 +137,8 @@ def _startup(app: FastAPI, settings: Settings) -> None:
 
 
 def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
-    """The job supervisor (tools.supervisor) over a LocalExecutor; its status events are published
+    """The job supervisor (tools.supervisor) over a LocalExecutor, or a KubernetesExecutor when
+    EXECUTOR=kubernetes (its pods' log lines become `log` events); its status events are published
     on the app's event bus. `reconcile()` takes over what a previous server process left."""
     runtime = JobRuntimeConfig(
         trainer_dir=(settings.data_dir / "trainer").resolve(),
@@ -97,14 +146,27 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
         callback_base_url=settings.callback_base_url,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
     )
-    executor = LocalExecutor(
-        {
-            "ultralytics": settings.trainer_python_ultralytics,
-            "timm": settings.trainer_python_timm,
-            "transformers": settings.trainer_python_transformers,
-        },
-        gpu_ids=[str(i) for i in range(gpu_count())],
-    )
+
+    def publish(job_id: int, event: dict[str, Any]) -> None:
+        bus = getattr(app.state, "event_bus", None)
+        if bus is not None:
+            bus.publish_threadsafe(job_id, event)
+
+    executor: Executor
+    if settings.executor == "kubernetes":
+        executor = KubernetesExecutor(
+            kubernetes_config_from_settings(settings),
+            log_sink=make_event_log_sink(app.state.session_factory, publish),
+        )
+    else:
+        executor = LocalExecutor(
+            {
+                "ultralytics": settings.trainer_python_ultralytics,
+                "timm": settings.trainer_python_timm,
+                "transformers": settings.trainer_python_transformers,
+            },
+            gpu_ids=[str(i) for i in range(gpu_count())],
+        )
     config = SupervisorConfig(
         runtime=runtime,
         slots=settings.resolved_max_concurrent_jobs,
@@ -112,12 +174,6 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
         retry_base_delay_s=settings.job_retry_base_delay_s,
         stop_grace_s=settings.stop_grace_period_s,
     )
-
-    def publish(job_id: int, event: dict[str, Any]) -> None:
-        bus = getattr(app.state, "event_bus", None)
-        if bus is not None:
-            bus.publish_threadsafe(job_id, event)
-
     return Supervisor(app.state.session_factory, executor, config, publish=publish)
 
 
@@ -135,9 +191,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(supervisor.reconcile)
     supervisor.start()
     app.state.supervisor = supervisor
+    await start_slack(app)  # Slack bot + its progress follower, when SLACK_BOT_TOKEN/SIGNING_SECRET are set
     try:
         yield
     finally:
+        await stop_slack(app)
         await run_in_threadpool(supervisor.shutdown)  # trainers keep running; the next start adopts them
         await run_in_threadpool(inference_routes.close_inference_service, app.state)  # stop inference workers
         await event_bus.close()
@@ -180,6 +238,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_routes.router, prefix=API_PREFIX)
     app.include_router(chat_routes.ws_router)
     app.include_router(inference_routes.router, prefix=API_PREFIX)
+    app.include_router(slack_routes.router)  # POST /slack/events, /slack/commands, /slack/interactions
+    app.include_router(slack_routes.api_router, prefix=API_PREFIX)
+    app.include_router(ui_routes.router)  # the chat page at / and its assets
     return app
 
 
