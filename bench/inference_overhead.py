@@ -13,11 +13,15 @@ Cases (the tiny models of the test suite, `tests.inference_models`, trained once
   upscaled to SIZE x SIZE PNGs, with ``--sized-images`` test-run images. This is what users run;
   the tiny rows show the fixed serving cost at its worst.
 
-Single image: a real uvicorn server (``tests.live_server.LiveServer``, in this process; the model
-runs in its worker process) gets ``POST /api/v1/jobs/{id}/inference`` with the image file; after a
+Single image: a real uvicorn server (``--server process``, the default: ``uvicorn --factory
+web.main:app_factory`` in its own process, as deployed; ``--server thread``: in this process,
+``tests.live_server.LiveServer``, sharing the GIL with the client; the model runs in the server's
+worker process either way) gets ``POST /api/v1/jobs/{id}/inference`` with the image file; after a
 warm-up (worker started, checkpoint fetched, model cached), N sequential requests are timed
-end to end with httpx. The in-process reference times N calls on an already loaded model. Printed:
-p50 / p95 of both and the p50 ratio HTTP / in-process (goal <= 1.5).
+end to end (multipart PNG upload, JSON answer decoded) with the standard library's keep-alive
+``http.client`` (``--client httpx``: httpx, which adds ~0.5 ms of client CPU per request). The
+in-process reference times N calls on an already loaded model. Printed: p50 / p95 of both and
+the p50 ratio HTTP / in-process (goal <= 1.5).
 
 Batch: ``POST /api/v1/test-runs`` over a dataset of M images, timed from the POST to the run's
 ``completed`` (polled every 50 ms), vs the framework's batched predict over the same decoded images
@@ -26,12 +30,14 @@ Batch: ``POST /api/v1/test-runs`` over a dataset of M images, timed from the POS
     .venv/bin/python bench/inference_overhead.py [--requests 100] [--images 400] [--batch 16]
                                                  [--cases yolo,timm,yolo:320,timm:224]
                                                  [--sized-images 200] [--device cpu|cuda]
+                                                 [--server process|thread]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import http.client
 import io
 import json
 import os
@@ -49,6 +55,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 API = "/api/v1"
+BOUNDARY = "vta-bench-boundary-7f3a9c"
+
+
+def _multipart(field: str, filename: str, content_type: str, data: bytes) -> bytes:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -115,33 +130,111 @@ def _resized_checkpoint(m: Any, size: int, dest: Path) -> Path:
     return dest
 
 
-def _job(app: Any, owner_id: int, m: Any) -> int:
+def _job(state: Any, owner_id: int, m: Any) -> int:
     from tools.db.models import Job, JobCheckpoint
     from trainer_runtime.storage import checkpoint_key
 
-    with app.state.session_factory() as db:
+    with state.session_factory() as db:
         job = Job(
             owner_id=owner_id, framework=m.framework, model_name=m.model_name, task_type=m.task_type, status="completed"
         )
         db.add(job)
         db.commit()
         key = checkpoint_key(job.id, None, "best.pt")
-        info = app.state.storage.internal.put_file(key, m.best)
+        info = state.storage.internal.put_file(key, m.best)
         db.add(JobCheckpoint(job_id=job.id, name="best.pt", key=key, size=info.size, sha256=info.sha256, epoch=1))
         db.commit()
         return int(job.id)
 
 
-def _upload(app: Any, owner_id: int, folder: Path, name: str) -> str:
+def _upload(state: Any, owner_id: int, folder: Path, name: str) -> str:
     from tools.context import ToolContext
     from tools.datasets import create_dataset, upload_path
     from tools.db.models import User
 
-    with app.state.session_factory() as db:
-        ctx = ToolContext(db=db, user=db.get(User, owner_id), storage=app.state.storage, work_dir=app.state.work_dir)
+    with state.session_factory() as db:
+        ctx = ToolContext(db=db, user=db.get(User, owner_id), storage=state.storage, work_dir=state.work_dir)
         ds = create_dataset(ctx, name)
         upload_path(ctx, ds["id"], folder, format="dice")
         return str(ds["id"])
+
+
+class ServerProcess:
+    """The server as deployed: ``uvicorn --factory web.main:app_factory`` in its own process with
+    `settings` passed through the environment. `state()` opens the same database and stores from
+    this process (after the server migrated them) to set up the job and the dataset."""
+
+    def __init__(self, settings: Any, tmp: Path) -> None:
+        self.settings = settings
+        self.tmp = tmp
+        self.port = 0
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerProcess:
+        import subprocess
+        import urllib.request
+
+        from tests.live_server import free_port
+
+        s = self.settings
+        self.port = free_port()
+        env = dict(os.environ)
+        for k in ("EXTERNAL_STORAGE_ENDPOINT", "INTERNAL_STORAGE_ENDPOINT", "S3_ENDPOINT", "REDIS_URL"):
+            env.pop(k, None)
+        env.update(
+            VTA_DATA_DIR=str(s.data_dir),
+            DATABASE_URL=s.resolved_database_url,
+            SECRET_KEY=s.resolved_secret_key(),
+            CREATE_DEMO_DATASETS="false",
+        )
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        log = open(self.tmp / "server.log", "wb")
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "web.main:app_factory", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--log-level", "warning"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.tmp / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("the server did not become healthy in 120 s")
+
+    def state(self) -> Any:
+        from types import SimpleNamespace
+
+        from tools.db import create_engine_for_url, make_session_factory
+        from trainer_runtime.storage import DualStorageClient
+        from web.main import storage_config_from_settings
+
+        s = self.settings
+        engine = create_engine_for_url(s.resolved_database_url)
+        return SimpleNamespace(
+            session_factory=make_session_factory(engine),
+            storage=DualStorageClient.from_config(storage_config_from_settings(s)),
+            work_dir=s.data_dir / "work",
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class Reference:
@@ -212,24 +305,56 @@ def run_case(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     os.environ["VTA_INFERENCE_TEST_RUN_BATCH"] = str(args.batch)
     tmp = work / f"{name}-{size}-server"
     settings = make_settings(f"sqlite:///{tmp / 'app.db'}", tmp)
-    app = create_app(settings)
-    result: dict[str, Any] = {"case": case, "model": m.model_name, "framework": m.framework, "size": size or None}
-    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    result: dict[str, Any] = {
+        "case": case,
+        "model": m.model_name,
+        "framework": m.framework,
+        "size": size or None,
+        "server": args.server,
+        "client": args.client,
+    }
+    if args.server == "thread":
+        app = create_app(settings)
+        server_cm: Any = LiveServer(app)
+    else:
+        server_cm = ServerProcess(settings, tmp)
+        app = None
+    with server_cm as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        state = app.state if app is not None else server.state()
         headers = register(client, f"bench-{name}-{size}@example.com")
         me = client.get(f"{API}/auth/me", headers=headers).json()
-        job = _job(app, int(me["id"]), m)
-        dataset_id = _upload(app, int(me["id"]), folder, f"bench-{name}-{size}")
+        job = _job(state, int(me["id"]), m)
+        dataset_id = _upload(state, int(me["id"]), folder, f"bench-{name}-{size}")
+
+        conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=120)
 
         def http_one() -> float:
             t0 = time.perf_counter()
-            r = client.post(f"{API}/jobs/{job}/inference", headers=headers, files={"file": ("x.png", one, "image/png")})
+            if args.client == "httpx":
+                r = client.post(
+                    f"{API}/jobs/{job}/inference", headers=headers, files={"file": ("x.png", one, "image/png")}
+                )
+                status, text = r.status_code, r.text
+            else:  # a lean keep-alive client: what is timed is the server, not httpx's ~0.5 ms per request
+                body = _multipart("file", "x.png", "image/png", one)
+                conn.request(
+                    "POST",
+                    f"{API}/jobs/{job}/inference",
+                    body=body,
+                    headers={**headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+                )
+                resp = conn.getresponse()
+                status, raw = resp.status, resp.read()
+                text = raw.decode()
+                json.loads(raw)
             dt = time.perf_counter() - t0
-            assert r.status_code == 200, r.text
+            assert status == 200, text
             return dt
 
         for _ in range(5):
             http_one()
-        http = [http_one() for _ in range(args.requests)]
+        http_times = [http_one() for _ in range(args.requests)]
+        conn.close()
 
         # test run throughput (the worker already holds the model)
         t0 = time.perf_counter()
@@ -263,8 +388,8 @@ def run_case(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ref.predict(decoded, args.batch)
     batch_wall = time.perf_counter() - t0
     result["single"] = {
-        "http_p50_ms": round(1000 * statistics.median(http), 2),
-        "http_p95_ms": round(1000 * _pct(http, 0.95), 2),
+        "http_p50_ms": round(1000 * statistics.median(http_times), 2),
+        "http_p95_ms": round(1000 * _pct(http_times, 0.95), 2),
         "inproc_p50_ms": round(1000 * statistics.median(inproc), 2),
         "inproc_p95_ms": round(1000 * _pct(inproc, 0.95), 2),
     }
@@ -291,6 +416,18 @@ def main() -> int:
     )
     ap.add_argument("--sized-images", type=int, default=200, help="test-run images of the :SIZE cases")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--client",
+        choices=("http.client", "httpx"),
+        default="http.client",
+        help="the single-image client: the standard library's keep-alive HTTPConnection or httpx (~0.5 ms more)",
+    )
+    ap.add_argument(
+        "--server",
+        choices=("process", "thread"),
+        default="process",
+        help="the server in its own process (as deployed) or in a thread of this process (shares the GIL)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "_work" / "inference_overhead.json"))
     args = ap.parse_args()
     import logging
