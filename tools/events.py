@@ -34,6 +34,9 @@ Side effects (applied in the same transaction):
     done        best_epoch, best_metric(_name), metrics, epochs_completed, checkpoints, and the status
                 in data.status (same rules as ``status``)
     error       job.error = data.message
+    any type    job.mlflow_run_id = data.mlflow_run_id when it is a run id (1-64 of ``[A-Za-z0-9_.-]``;
+                the trainer reports it in a ``log`` event as soon as its MLflow run exists, so the
+                server knows it without sharing the trainer's disk)
 
 Both functions commit the session they are given (and so anything pending in it).
 Publishing to the event bus is the caller's job, after the commit (`publish_events`).
@@ -42,6 +45,7 @@ Publishing to the event bus is the caller's job, after the commit (`publish_even
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,7 +58,7 @@ from sqlalchemy.orm import Session
 
 from tools.db.models import Job, JobCheckpoint, JobEvent, User
 from tools.errors import InvalidInputError, NotFoundError
-from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, TERMINAL_STATUSES, utc_ts
+from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, MLFLOW_RUN_ID_FIELD, TERMINAL_STATUSES, utc_ts
 
 if TYPE_CHECKING:
     from tools.eventbus import EventBus
@@ -65,6 +69,7 @@ MAX_EVENT_ID_LEN = 64
 MAX_TS_LEN = 40
 MAX_LIST_LIMIT = 1000
 SERVER_REOPEN_STATUSES = ("queued", "interrupted", "resuming")
+_RUN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 __all__ = [
     "MAX_LIST_LIMIT",
@@ -405,7 +410,15 @@ def _apply_checkpoint(db: Session, job: Job, data: dict[str, Any]) -> None:
     row.epoch = _as_int(data.get("epoch"))
 
 
+def _apply_run_id(job: Job, data: dict[str, Any]) -> None:
+    run_id = data.get(MLFLOW_RUN_ID_FIELD)
+    if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) and job.mlflow_run_id != run_id:
+        job.mlflow_run_id = run_id
+
+
 def _apply_side_effects(db: Session, job: Job, type: str, data: dict[str, Any], source: Source) -> None:
+    if MLFLOW_RUN_ID_FIELD in data:
+        _apply_run_id(job, data)
     if type == "status":
         if not _set_status(job, data.get("status"), data, source):
             data["ignored"] = True

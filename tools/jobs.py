@@ -12,8 +12,9 @@ A job is created from a `TrainingIntent` (what a person asked for) and a dataset
    and the framework config (`Job.config`) by the adapter's `resolve_config`; the adapter's
    `validate_spec` checks model, task and batch size against the dataset (ConfigError -> 422);
 4. the dataset is snapshotted (seed: "학습 시작 시 자동 스냅샷") and the job pinned to it;
-5. the job is stored `queued` with a `status` event, and the supervisor (`tools.supervisor`)
-   starts it when a slot frees (FIFO, oldest job first).
+5. the job is stored `queued` with a `status` event, and the supervisor (`tools.supervisor`; the
+   leader among the server replicas) starts it when a slot frees (FIFO, oldest job first: the
+   database is the queue, `queue_order`).
 
 Jobs are private to their owner: anyone else gets NotFoundError (404), as for private datasets.
 
@@ -31,8 +32,8 @@ frees); 0 for a job that is not waiting in the queue.
 The functions that change a job accept an optional `supervisor` (`JobNotifier`, normally
 `tools.supervisor.Supervisor`); without one they use the supervisor registered for the database
 engine of `ctx.db` (`register_supervisor`, done by `Supervisor.start()`), so REST, agent and Slack
-callers all hand their jobs to the app's queue. With no supervisor at all (a bare script), a job
-stays queued in the database and the next server start queues it (creation order).
+callers all wake the app's supervisor. The queue itself is the database: a job queued by a bare
+script (no supervisor) or by another replica is started by whichever supervisor leads.
 """
 
 from __future__ import annotations
@@ -168,14 +169,26 @@ def _job_row(ctx: ToolContext, job_id: int) -> Job:
     return job
 
 
-def queue_order(db: Session) -> list[int]:
-    """Ids of the queued jobs in creation order (how a restarted supervisor re-queues them)."""
-    return list(db.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)))
+def queue_order(db: Session, limit: int | None = None) -> list[int]:
+    """Ids of the jobs waiting in the queue, next to start first (at most `limit`).
+
+    The database is the queue, so every server replica reads the same order: the ``queued`` jobs
+    pinned to a dataset snapshot (those `create_job` and `resume_job` queue; rows made otherwise
+    are not the supervisor's business), oldest job first (creation order: a resumed job takes its
+    old place)."""
+    stmt = (
+        select(Job.id)
+        .where(Job.status == "queued", Job.snapshot_id.is_not(None), Job.dataset_id.is_not(None))
+        .order_by(Job.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(max(0, int(limit)))
+    return list(db.scalars(stmt))
 
 
 def queue_positions(db: Session, notifier: JobNotifier | None = None) -> dict[int, int]:
-    """job id -> 1-based place in the queue, for every queued job: the supervisor's FIFO order,
-    else (no supervisor in this process) creation order."""
+    """job id -> 1-based place in the queue, for every job waiting in it (`queue_order`; a
+    supervisor may answer for itself, `Supervisor.queue_positions` gives the same)."""
     notifier = notifier or supervisor_for(db)
     if notifier is not None:
         return notifier.queue_positions(db)

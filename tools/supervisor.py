@@ -1,7 +1,20 @@
 """The job supervisor: a FIFO queue, N slots, and the watch over every trainer process.
 
 One background thread per server process (`start()` / `shutdown()`), woken by `wake()` and every
-`tick_s` seconds. On each tick it
+`tick_s` seconds. Several server replicas may share one database (behind a load balancer, with
+Redis fanning progress out): each runs a supervisor, but only one of them, the *leader*, acts on
+jobs. Leadership is a lock in the database (`tools.leader`: a PostgreSQL advisory lock on a
+dedicated connection, or a file lock beside a SQLite file). Every tick a follower tries to take it;
+the leader checks that it still holds it (a cheap query) before anything else. A replica that
+becomes leader (at start, or later when the leader died or lost its database connection) first
+runs `reconcile()`: it adopts the trainers the previous leader watched (the Kubernetes executor by
+Job name; the local executor by pid, on the same host) or treats them as crashed (resume path).
+A leader that finds its lock gone demotes itself: it forgets its handles and timers *without*
+touching the trainers (the new leader adopts them) and stops acting. Followers serve HTTP and
+WebSocket only; what they are asked to do reaches the leader through the database (a queued job
+row, `Job.stop_requested`), within a tick.
+
+On each tick the leader
 
 1. polls the running trainers (`Executor.poll`, which also escalates a stop: SIGINT, then SIGTERM
    and SIGKILL after the grace period) and turns each exit into a job status:
@@ -17,21 +30,28 @@ One background thread per server process (`start()` / `shutdown()`), woken by `w
      last.pt), like a Kubernetes Job's ``backoffLimit``; after `job.max_retries` retries ->
      ``failed`` with the last error (the trainer's, else the end of its log) and its MLflow run
      marked ended.
-2. acts on stop requests (`Job.stop_requested`): running -> `Executor.stop`; waiting for a retry
-   -> ``stopped`` at once (queued jobs are stopped by `tools.jobs.stop_job` itself);
-3. starts due retries, then queued jobs (FIFO: oldest job first, `tools.jobs.queue_order`) while
-   slots are free. A queued job is claimed with a compare-and-set on its status, so a concurrent
-   stop or delete wins or loses cleanly.
+2. acts on stop requests (`Job.stop_requested`, set by whichever replica got the request):
+   running -> `Executor.stop`; waiting for a retry -> ``stopped`` at once (queued jobs are
+   stopped by `tools.jobs.stop_job` itself);
+3. starts due retries, then queued jobs while slots are free. The database is the queue: the
+   ``queued`` jobs pinned to a dataset snapshot, oldest first (`tools.jobs.queue_order`), whichever
+   replica created them; `submit()` only wakes the loop. A queued job is claimed with a
+   compare-and-set on its status, so a concurrent stop or delete wins or loses cleanly.
 
 Every state change is committed to the database (and so survives a restart). Server-side status
 events go through `tools.events.append_event` (one gapless stream with the trainer's events) and
 are handed to `publish` (the event bus's `publish_threadsafe`).
 
-`reconcile()`, on server start: jobs left ``preparing``/``running``/``resuming`` by a dead server
-are adopted when their pid (`Job.external_id`) is still our trainer (``/proc/<pid>/cmdline`` holds
-``trainer_runtime`` and the job's spec path) — it keeps reporting, its callbacks retry until the
-server is back — else treated as a crash (resume path). Jobs left ``interrupted`` get their retry
-scheduled again; queued jobs simply stay in the queue (the database is the queue).
+`reconcile()` (what a new leader does first): jobs left ``preparing``/``running``/``resuming`` are
+adopted when their `Job.external_id` is still our trainer (a pid whose ``/proc/<pid>/cmdline``
+holds ``trainer_runtime`` and the job's spec path; a Kubernetes Job labelled with the job id) —
+it keeps reporting, its callbacks retry until a server answers — else treated as a crash (resume
+path). A job claimed but never started goes back to the queue; jobs left ``interrupted`` get their
+retry scheduled again; queued jobs simply stay in the queue.
+
+The MLflow run id of a job comes with the trainer's events (`tools.events` stores a
+``mlflow_run_id`` field); for local trainers the run id file in the job's output folder is read as
+a fallback.
 """
 
 from __future__ import annotations
@@ -43,7 +63,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +76,8 @@ from tools.db.models import Job, JobEvent
 from tools.events import append_event
 from tools.executors.base import ExecHandle, Executor, ExitInfo
 from tools.executors.local import read_tail
-from tools.jobs import ACTIVE_STATUSES, JobRuntimeConfig, register_supervisor, write_spec
+from tools.jobs import ACTIVE_STATUSES, JobRuntimeConfig, queue_order, register_supervisor, write_spec
+from tools.leader import LeaderLock, leader_lock_for
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +90,8 @@ NON_RETRYABLE_ERRORS = frozenset(
 )
 """`error_type`s of the trainer's `error` event that a new attempt would only repeat."""
 MAX_ERROR_CHARS = 4000
+QUEUE_SCAN_EXTRA = 16
+"""Queued jobs read per tick beyond the free slots (claims lost to a concurrent stop or delete)."""
 
 Publish = Callable[[int, dict[str, Any]], None]
 
@@ -86,7 +108,11 @@ class SupervisorConfig:
 
 
 class Supervisor:
-    """See the module doc. Thread-safe entry points: `wake`, `publish`, `forget`, `shutdown`."""
+    """See the module doc. Thread-safe entry points: `wake`, `submit`, `publish`, `forget`,
+    `queue_positions`, `queue_length`, `shutdown`.
+
+    leader: the lock that elects one acting supervisor among the replicas sharing the database
+    (default: `tools.leader.leader_lock_for` the session factory's engine)."""
 
     def __init__(
         self,
@@ -95,17 +121,18 @@ class Supervisor:
         config: SupervisorConfig,
         *,
         publish: Publish | None = None,
+        leader: LeaderLock | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.executor = executor
         self.config = config
         self._publish = publish
+        self.leader = leader if leader is not None else leader_lock_for(self._engine())
+        self._leading = False
         self._running: dict[int, ExecHandle] = {}
         self._retry_at: dict[int, float] = {}
         self._stopping: set[int] = set()
         self._attempt_seq: dict[int, int] = {}  # job id -> last seq before the current attempt
-        self._queue: deque[int] = deque()  # FIFO of queued job ids
-        self._qlock = threading.Lock()
         self._wake = threading.Event()
         self._shutdown = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,6 +142,11 @@ class Supervisor:
     @property
     def runtime(self) -> JobRuntimeConfig:
         return self.config.runtime
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this supervisor acts on jobs (as of its last tick)."""
+        return self._leading
 
     def start(self) -> None:
         if self._thread is not None:
@@ -128,14 +160,28 @@ class Supervisor:
         return self.session_factory.kw.get("bind")
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop watching. Trainers keep running: the next server process adopts them."""
+        """Stop watching and give leadership up. Trainers keep running: the next leader (another
+        replica, or the next server process) adopts them."""
         register_supervisor(self._engine(), None)
         self._shutdown.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.step_down()
+        with contextlib.suppress(Exception):
+            self.leader.close()
         self.executor.close()
+
+    def step_down(self) -> None:
+        """Stop acting as the leader and release the lock; the trainers are left running (another
+        replica's supervisor adopts them). The next tick competes for the lock again."""
+        with self._lock:
+            if self._leading:
+                self._demote("stepping down")
+            else:
+                with contextlib.suppress(Exception):
+                    self.leader.release()
 
     def wake(self) -> None:
         self._wake.set()
@@ -149,26 +195,20 @@ class Supervisor:
                     self.executor.kill(handle)
 
     def submit(self, job_id: int) -> None:
-        """Put a queued job at the end of the FIFO queue (it starts when a slot frees)."""
-        with self._qlock:
-            if job_id not in self._queue:
-                self._queue.append(int(job_id))
+        """A job was queued (it is in the database already): wake the loop so that, on the leader,
+        it starts without waiting for the next tick. On a follower this changes nothing: the
+        leader finds the job in the database on its next tick."""
         self._wake.set()
 
     def queue_positions(self, db: Session) -> dict[int, int]:
-        """job id -> 1-based place in the queue (1 = next), for the jobs still queued."""
-        with self._qlock:
-            waiting = list(self._queue)
-        if not waiting:
-            return {}
-        queued = set(db.scalars(select(Job.id).where(Job.id.in_(waiting), Job.status == "queued")))
-        order = [j for j in waiting if j in queued]
-        return {j: i + 1 for i, j in enumerate(order)}
+        """job id -> 1-based place in the queue (1 = next), for the jobs still queued; the same on
+        every replica (`tools.jobs.queue_order`)."""
+        return {j: i + 1 for i, j in enumerate(queue_order(db))}
 
     def queue_length(self) -> int:
-        """Jobs waiting in the queue (Prometheus `vta_job_queue_length`)."""
-        with self._qlock:
-            return len(self._queue)
+        """Jobs waiting in the queue (Prometheus `vta_job_queue_length`), from the database."""
+        with self.session_factory() as db:
+            return len(queue_order(db))
 
     def publish(self, job_id: int, event: dict[str, Any]) -> None:
         if self._publish is None:
@@ -206,11 +246,72 @@ class Supervisor:
             self._wake.clear()
 
     def tick(self) -> None:
+        """One round: make sure this supervisor leads (else do nothing), then reap, stop, retry and
+        start queued jobs."""
         with self._lock:
+            if not self._lead():
+                return
             self._reap()
             self._handle_stops()
             self._start_due_retries()
             self._start_queued()
+
+    # ------------------------------------------------------------------------------ leadership
+    def _lead(self) -> bool:
+        """True when this supervisor is the leader: it checks that it still holds the lock, or
+        tries to take it (and then reconciles first)."""
+        if self._leading:
+            if self.leader.check():
+                return True
+            self._demote("the leader lock was lost")
+            return False
+        return self._become_leader() is not None
+
+    def _confirm_leader(self) -> bool:
+        """Before an action another leader must not repeat (a launch): still the leader?"""
+        if self._leading and self.leader.check():
+            return True
+        if self._leading:
+            self._demote("the leader lock was lost")
+        return False
+
+    def _become_leader(self) -> dict[str, list[int]] | None:
+        """Take the lock if it is free, then reconcile; None when another replica leads."""
+        try:
+            acquired = self.leader.acquire()
+        except Exception:
+            log.exception("could not try the leader lock")
+            return None
+        if not acquired:
+            return None
+        self._leading = True
+        log.info("job supervisor: this replica is now the leader (%s)", self.leader.describe())
+        try:
+            return self._reconcile()
+        except BaseException:
+            self._demote("reconciling the jobs failed")
+            raise
+
+    def _demote(self, reason: str) -> None:
+        """Stop acting: forget handles, retry timers and stops in progress, without touching the
+        trainers (the next leader adopts them), and release the lock."""
+        if self._running or self._retry_at:
+            log.warning(
+                "job supervisor: no longer the leader (%s); leaving %d trainer(s) and %d pending retry(ies) "
+                "to the next leader",
+                reason,
+                len(self._running),
+                len(self._retry_at),
+            )
+        else:
+            log.info("job supervisor: no longer the leader (%s)", reason)
+        self._leading = False
+        self._running.clear()
+        self._retry_at.clear()
+        self._stopping.clear()
+        self._attempt_seq.clear()
+        with contextlib.suppress(Exception):
+            self.leader.release()
 
     # ------------------------------------------------------------------------------ events
     def _emit(self, db: Session, job_id: int, status: str, **data: Any) -> dict[str, Any] | None:
@@ -366,7 +467,7 @@ class Supervisor:
 
         def run() -> None:
             try:
-                subprocess.run(
+                done = subprocess.run(
                     [interpreter, "-c", code, uri, run_id, status],
                     capture_output=True,
                     timeout=120,
@@ -374,6 +475,10 @@ class Supervisor:
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 log.warning("could not mark MLflow run %s %s: %s", run_id, status, exc)
+                return
+            if done.returncode != 0:  # e.g. mlflow not installed for this interpreter
+                detail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+                log.warning("could not mark MLflow run %s %s: %s", run_id, status, detail[0])
 
         threading.Thread(target=run, name=f"mlflow-end-{job.id}", daemon=True).start()
 
@@ -401,7 +506,7 @@ class Supervisor:
         now = time.monotonic()
         due = sorted((t, j) for j, t in self._retry_at.items() if t <= now)
         for _, job_id in due:
-            if self._free_slots() <= 0:
+            if self._free_slots() <= 0 or not self._confirm_leader():
                 return
             del self._retry_at[job_id]
             with self.session_factory() as db:
@@ -414,16 +519,11 @@ class Supervisor:
         free = self._free_slots() - sum(1 for t in self._retry_at.values() if t <= time.monotonic())
         if free <= 0:
             return
-        with self._qlock:
-            waiting = list(self._queue)
-        if not waiting:
-            return
         with self.session_factory() as db:
+            waiting = queue_order(db, limit=free + QUEUE_SCAN_EXTRA)
             for job_id in waiting:
-                if free <= 0:
+                if free <= 0 or not self._confirm_leader():
                     break
-                with self._qlock, contextlib.suppress(ValueError):
-                    self._queue.remove(job_id)
                 result = db.execute(
                     update(Job).where(Job.id == job_id, Job.status == "queued").values(status="preparing")
                 )
@@ -479,15 +579,32 @@ class Supervisor:
 
     # ------------------------------------------------------------------------------ restart
     def reconcile(self) -> dict[str, list[int]]:
-        """Take over what a previous server process left (see the module doc). Returns
-        {"adopted", "crashed", "retrying", "queued"} -> job ids."""
+        """Become the leader if no other replica is, and take over what the previous leader left
+        (see the module doc). Returns {"adopted", "crashed", "retrying", "queued"} -> job ids, all
+        empty on a follower. Run by a new leader on its own; a server calls it once at start."""
+        with self._lock:
+            if self._leading:
+                if self.leader.check():
+                    return self._reconcile()
+                self._demote("the leader lock was lost")
+            report = self._become_leader()
+            return report if report is not None else {"adopted": [], "crashed": [], "retrying": [], "queued": []}
+
+    def _reconcile(self) -> dict[str, list[int]]:
         report: dict[str, list[int]] = {"adopted": [], "crashed": [], "retrying": [], "queued": []}
-        with self._lock, self.session_factory() as db:
-            # Only jobs this supervisor launched (attempts > 0) or queued through tools.jobs (pinned
-            # to a snapshot) are its business; rows made by hand (tests, imports) are left alone.
+        with self.session_factory() as db:
+            # Only jobs a supervisor launched (attempts > 0) or queued through tools.jobs (pinned to a
+            # snapshot) are its business; rows made by hand (tests, imports) are left alone.
             rows = list(db.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)))
             for job in rows:
-                if job.id in self._running or not job.attempts:
+                if job.id in self._running:
+                    continue
+                pinned = job.snapshot_id is not None and job.dataset_id is not None
+                if not job.attempts:
+                    if job.status == "preparing" and job.external_id is None and pinned:
+                        # claimed by a leader that died (or lost the lock) before it launched it
+                        self._requeue(db, job.id)
+                        report["crashed"].append(job.id)
                     continue
                 spec_path = self.runtime.spec_path(job.id)
                 handle = None
@@ -499,9 +616,7 @@ class Supervisor:
                     continue
                 report["crashed"].append(job.id)
                 if job.external_id is None:  # claimed but never started: back to the queue
-                    db.execute(update(Job).where(Job.id == job.id).values(status="queued"))
-                    db.commit()
-                    self.submit(job.id)
+                    self._requeue(db, job.id)
                     continue
                 tail = read_tail(spec_path.parent / "trainer.log")
                 self._attempt_seq.setdefault(job.id, 0)
@@ -513,14 +628,11 @@ class Supervisor:
                 delay = min(self.config.retry_base_delay_s * (2**retries_used), self.config.retry_max_delay_s)
                 self._retry_at[job.id] = time.monotonic() + delay
                 report["retrying"].append(job.id)
-            queued = db.scalars(
-                select(Job.id)
-                .where(Job.status == "queued", Job.snapshot_id.is_not(None), Job.dataset_id.is_not(None))
-                .order_by(Job.id)
-            )
-            for job_id in queued:
-                self.submit(job_id)
-                report["queued"].append(job_id)
+            report["queued"] = queue_order(db)
         if any(report.values()):
             log.info("reconciled jobs: %s", report)
         return report
+
+    def _requeue(self, db: Session, job_id: int) -> None:
+        db.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(status="queued"))
+        db.commit()

@@ -3,6 +3,10 @@
 Every event: ``{"job_id", "seq", "ts", "type", "data", "event_id"}``. `seq` is assigned by the
 server (gapless per job); a trainer printing JSON lines on stdout numbers them itself.
 `event_id` is the trainer-side id that makes retried deliveries idempotent.
+
+`MLFLOW_RUN_ID_FIELD`: the trainer reports its MLflow run id, as soon as the run exists, in a
+``log`` event ``{"level": "info", "message": "MLflow run <id>", "mlflow_run_id": "<id>"}``; the
+server stores it on the job (`Job.mlflow_run_id`), whatever machine the trainer runs on.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ JOB_STATUSES = (
     "resuming",
 )
 TERMINAL_STATUSES = ("completed", "failed", "stopped")
+MLFLOW_RUN_ID_FIELD = "mlflow_run_id"
 
 EventType = Literal["status", "epoch", "batch", "log", "checkpoint", "done", "error"]
 

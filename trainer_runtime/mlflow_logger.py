@@ -23,9 +23,11 @@
 * Artifacts: ``config.json`` (resolved config + hyper-parameters), ``final_metrics.json`` and
   ``checkpoints.json`` (where best/last were stored). Checkpoints themselves live in the internal
   store, not in MLflow.
-* The run ends FINISHED (completed), KILLED (stopped) or FAILED. Its id is written to
-  ``<output_dir>/mlflow_run_id`` (by the trainer when the child reports it, and by the child, in
-  case the trainer is gone by then); a resumed job reuses it (falling back to a search by the
+* The run ends FINISHED (completed), KILLED (stopped) or FAILED. Its id is handed to `on_run`
+  as soon as the child reports it (the runner sends it to the server in a ``log`` event with a
+  ``mlflow_run_id`` field: a server on another machine, e.g. with Kubernetes pods, learns it that
+  way) and written to ``<output_dir>/mlflow_run_id`` (by the trainer when the child reports it,
+  and by the child, in case the trainer is gone by then); a resumed job reuses it (falling back to a search by the
   ``job_id`` tag when the file is gone). A run left RUNNING by a killed attempt is first marked
   KILLED, then re-opened (``update_run(status="RUNNING")``, what ``mlflow.start_run(run_id=...)``
   does) and continued; the tag ``attempts`` counts the attempts. The children of one job take
@@ -50,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -141,8 +143,10 @@ class MlflowLogger:
         work_dir: Path,
         output_dir: Path,
         job_dir: Path | None = None,
+        on_run: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.on_run = on_run
         self.work_dir = Path(work_dir)
         self.output_dir = Path(output_dir)
         self.job_dir = Path(job_dir) if job_dir is not None else self.output_dir.parent
@@ -256,6 +260,18 @@ class MlflowLogger:
             return False
         return self.error is None and not self._dropped.is_set()
 
+    def wait_run_id(self, timeout: float) -> str | None:
+        """Wait up to `timeout` seconds for the child to report the run id (`on_run` has been
+        called when this returns it). Returns at once when no run was started or the child is gone."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while not self.run_id_known.is_set():
+            if self.process is None or not self._started or self._dropped.is_set():
+                break
+            if self._reader is None or not self._reader.is_alive() or time.monotonic() >= deadline:
+                break
+            self.run_id_known.wait(0.05)
+        return self.run_id
+
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait for the logger process to exit (tests, embedding); its exit code, None on timeout."""
         if self.process is None:
@@ -321,6 +337,11 @@ class MlflowLogger:
                 if run_id:
                     with contextlib.suppress(OSError):
                         _write_run_id(self.output_dir, run_id)
+                    if self.on_run is not None:
+                        try:
+                            self.on_run(run_id)
+                        except Exception as exc:  # reporting never breaks tracking
+                            logger.warning("MLflow run %s: could not report its id: %s", run_id, exc)
                     self.run_id_known.set()
             elif kind == "unavailable":
                 reported = True

@@ -20,7 +20,8 @@ Exit codes
 
 Events (contract 4): ``status`` ``{"status", ...}``; ``epoch`` ``{"epoch", "epochs", "metrics",
 "eta_s"}``; ``batch`` ``{"epoch", "batch", "batches", "loss", "eta_s"}`` at most twice a second;
-``log`` ``{"level", "message"}``; ``checkpoint`` ``{"name", "key", "size", "sha256", "epoch"}``
+``log`` ``{"level", "message"}`` (one of them, as soon as the job's MLflow run exists, also carries
+``"mlflow_run_id"``: the server stores it on the job); ``checkpoint`` ``{"name", "key", "size", "sha256", "epoch"}``
 (epoch: the best epoch for best.pt, the last for last.pt); ``done`` ``{"status": completed|stopped,
 "best_epoch", "last_epoch", "best_metric", "best_metric_name", "metrics", "checkpoints",
 "early_stopped"}``; ``error`` ``{"message", "error_type"}``. Failed jobs get ``error`` and no
@@ -75,6 +76,7 @@ from trainer_runtime.errors import (
     StorageUnavailableError,
     TrainerRuntimeError,
 )
+from trainer_runtime.events import MLFLOW_RUN_ID_FIELD
 from trainer_runtime.formats.capabilities import check_compatibility, summarize
 from trainer_runtime.formats.validate import load_annotations
 from trainer_runtime.mlflow_logger import MlflowLogger
@@ -91,6 +93,9 @@ EXIT_STOPPED = 130
 
 BATCH_EVENT_INTERVAL_S = 0.5
 STATE_FILE = "runner_state.json"
+MLFLOW_RUN_ID_WAIT_S = 5.0
+"""At the end of a run, how long to wait for the MLflow run id when it was not reported yet (the
+logger process runs at idle priority and may only get CPU once training is over)."""
 
 AdapterResolver = Callable[[str], type[Adapter]]
 
@@ -255,9 +260,14 @@ class Runner:
         logger.info("job %s: %s", self.spec.job_id, status)
         self.emit("status", {"status": status, **extra})
 
-    def log_event(self, message: str, level: str = "info") -> None:
+    def log_event(self, message: str, level: str = "info", **extra: Any) -> None:
         getattr(logger, level if level in ("debug", "info", "warning", "error") else "info")(message)
-        self.emit("log", {"level": level, "message": message})
+        self.emit("log", {"level": level, "message": message, **extra})
+
+    def _report_mlflow_run(self, run_id: str) -> None:
+        """The MLflow logger process created (or re-opened) the job's run: tell the server (the
+        logger's reader thread calls this)."""
+        self.log_event(f"MLflow run {run_id}", "info", **{MLFLOW_RUN_ID_FIELD: run_id})
 
     # signals ------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -479,7 +489,11 @@ class Runner:
             self.status("resuming" if self.resume_requested else "preparing")
             # the MLflow logger process (idle priority) imports mlflow and opens the store meanwhile
             self.mlflow = MlflowLogger(
-                spec, work_dir=self.paths.work_dir, output_dir=self.paths.output_dir, job_dir=self.paths.job_dir
+                spec,
+                work_dir=self.paths.work_dir,
+                output_dir=self.paths.output_dir,
+                job_dir=self.paths.job_dir,
+                on_run=self._report_mlflow_run,
             )
             self.mlflow.launch()
             self._prepare_output_dir()
@@ -594,6 +608,7 @@ class Runner:
 
         final_metrics = _clean_metrics(result.final_metrics) if result else self._last_metrics
         if self.mlflow is not None:
+            self.mlflow.wait_run_id(MLFLOW_RUN_ID_WAIT_S)  # its log event before the final ones
             self.mlflow.log_dict("config.json", {"config": resolved_config, "hyperparameters": hp.model_dump()})
             self.mlflow.log_dict("final_metrics.json", final_metrics)
             self.mlflow.log_dict("checkpoints.json", [c.event_data() for c in uploaded])

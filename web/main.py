@@ -6,6 +6,7 @@ newest Alembic revision), the session factory, the dual storage client, the work
 signing secret and the system user; then it makes the built-in demo datasets when enabled.
 The job supervisor (`app.state.supervisor`, tools.supervisor) reconciles the jobs a previous
 server left, then starts queued jobs; on shutdown it stops watching but leaves trainers running.
+With several replicas on one database only the elected leader acts on jobs (tools.leader).
 
 Run it with `vision-agent serve` or `uvicorn --factory web.main:app_factory`.
 The server process never imports torch or a training framework.

@@ -260,6 +260,24 @@ def test_checkpoint_done_and_error_side_effects(session_factory: Any, job_id: in
         assert db.query(JobEvent).filter_by(job_id=job_id).count() == 5
 
 
+def test_the_mlflow_run_id_reported_in_an_event_is_stored_on_the_job(session_factory: Any, job_id: int) -> None:
+    run_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    with session_factory() as db:
+        # what the runner sends as soon as the logger process has created the run
+        log = {"level": "info", "message": f"MLflow run {run_id}", "mlflow_run_id": run_id}
+        result = events.ingest_batch(db, job_id, [{"type": "log", "event_id": "r1", "data": log}])
+        assert [e["data"] for e in result.stored] == [log]  # stored as sent
+        assert db.get(Job, job_id, populate_existing=True).mlflow_run_id == run_id
+        # not a run id: ignored (the event is still stored)
+        for bad in ("x" * 65, "", "a b", "../x", 42, None, ["a"]):
+            events.append_event(db, job_id, "log", {"level": "info", "message": "?", "mlflow_run_id": bad})
+            assert db.get(Job, job_id, populate_existing=True).mlflow_run_id == run_id
+        # another run (a resumed attempt whose old run was gone) replaces it, in any event type
+        events.append_event(db, job_id, "status", {"status": "running", "mlflow_run_id": "run-2"}, source="trainer")
+        job = db.get(Job, job_id, populate_existing=True)
+        assert job.mlflow_run_id == "run-2" and job.status == "running"
+
+
 def test_get_visible_job_is_owner_only(session_factory: Any, job_id: int) -> None:
     with session_factory() as db:
         owner = db.get(Job, job_id).owner_id

@@ -458,6 +458,7 @@ def test_stop_running_and_stop_while_waiting_for_a_retry(alice: ToolContext, har
     stopped = harness.wait_status(job["id"], "stopped")
     assert stopped.attempts == 1 and harness.statuses(job["id"])[-1] == "stopped"
     # a crash leaves the job waiting for its retry; a stop then ends it at once
+    harness.sup.shutdown()  # (gives the leader lock up for the next supervisor)
     harness.sup = harness.make(retry_base_delay_s=30)
     harness.set_fake(mode="exit", code=1)
     job2 = jobs.create_job(alice, intent(epochs=1), supervisor=harness.sup)
@@ -477,10 +478,11 @@ def test_reconcile_adopts_a_live_trainer_and_resumes_a_dead_one(
     harness.sup.tick()
     assert harness.sup.running_jobs() == [live["id"], dead["id"]]
     waiting = jobs.create_job(alice, intent(epochs=1), supervisor=harness.sup)
-    # the server dies: its supervisor is gone, one trainer is killed with it
+    # the server dies: its supervisor is gone (with its leader lock), one trainer is killed with it
     old = harness.sup
     old.executor.kill(old._running[dead["id"]])
-    old._running.clear()
+    old.step_down()  # forgets its trainers without stopping them, like a dead process
+    assert old._running == {} and not old.is_leader
     # a made-up row (as other tools' tests insert) is not the supervisor's business
     with session_factory() as db:
         stray = Job(owner_id=alice.user.id, framework="timm", model_name="resnet18", task_type="image_classification")  # type: ignore[union-attr]
@@ -516,3 +518,31 @@ def test_a_trainer_reported_training_failure_is_retried(alice: ToolContext, harn
     assert failed.attempts == 2
     assert failed.error is not None and failed.error.startswith("gave up after 2 attempt(s) (exit status 1)")
     assert harness.statuses(job["id"]) == ["queued", "failed", "interrupted", "resuming", "failed"]
+
+
+def test_the_mlflow_run_id_from_the_trainers_events_needs_no_shared_disk(
+    alice: ToolContext, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a Kubernetes pod: its output/mlflow_run_id file is not on the server's disk)
+    ended: list[tuple[str | None, str]] = []
+    monkeypatch.setattr(
+        Supervisor, "_end_mlflow_run", lambda self, job, status: ended.append((job.mlflow_run_id, status))
+    )
+    harness.sup = harness.make(max_retries=0)
+    harness.set_fake(mode="sleep", seconds=1.0, code=1)
+    job = jobs.create_job(alice, intent(epochs=1), supervisor=harness.sup)
+    harness.wait_status(job["id"], "preparing")
+    log = {"level": "info", "message": "MLflow run abc123", "mlflow_run_id": "abc123"}
+    append_event(alice.db, job["id"], "log", log, source="trainer")  # as the runner reports it
+    assert harness.job(job["id"]).mlflow_run_id == "abc123"
+    failed = harness.wait_status(job["id"], "failed")
+    assert not (harness.sup.runtime.job_dir(job["id"]) / "output" / "mlflow_run_id").exists()
+    assert failed.mlflow_run_id == "abc123" and ended == [("abc123", "failed")]  # marked ended, not left RUNNING
+    # a local trainer's run id file is still read (the fallback) and agrees
+    harness.set_fake(mode="sleep", seconds=0.5, code=0)
+    job2 = jobs.create_job(alice, intent(epochs=1), supervisor=harness.sup)
+    harness.wait_status(job2["id"], "preparing")
+    out = harness.sup.runtime.job_dir(job2["id"]) / "output"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mlflow_run_id").write_text("def456\n")
+    assert harness.wait_status(job2["id"], "completed").mlflow_run_id == "def456"

@@ -222,6 +222,24 @@ def test_records_queued_before_the_store_is_open_all_land(job: Job) -> None:
 
 
 @pytest.mark.slow
+def test_the_run_id_goes_to_on_run_as_soon_as_the_run_exists(job: Job) -> None:
+    seen: list[str] = []
+    lg = job.logger(job.spec())
+    lg.on_run = seen.append  # the runner's: a log event with mlflow_run_id for the server
+    assert lg.wait_run_id(5) is None  # nothing started: no wait
+    lg.launch()
+    lg.start({"config": {"lr": 0.5}})
+    run_id = lg.wait_run_id(120)
+    assert run_id and seen == [run_id]  # before the run ends: a killed trainer's run can be marked
+    assert (job.output_dir() / RUN_ID_FILE).read_text().strip() == run_id  # the local fallback
+    assert job.client().get_run(run_id).info.status == "RUNNING"
+    assert lg.finish("completed", timeout=10) is True
+    assert lg.wait(120) == 0
+    assert wait_for_run(job.uri, job.output_dir(), "FINISHED", timeout=10).info.run_id == run_id
+    assert seen == [run_id]
+
+
+@pytest.mark.slow
 def test_cli_run_lands_in_the_store_and_the_trainer_never_imports_mlflow(job: Job) -> None:
     job.publish()
     proc = job.trainer(job.spec(epochs=3))

@@ -7,9 +7,11 @@ import hashlib
 import io
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -358,17 +360,72 @@ def _mlflow_spec(env: Env, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> dict[s
     return env.spec(mlflow={"enabled": True, "tracking_uri": uri, "experiment_name": "unit"}, **kw)
 
 
+class LateRunLogger:
+    """Stands in for `MlflowLogger`: its logger process reports the run id late, from its own
+    thread (as the real one's reader thread does), after training is over."""
+
+    instances: ClassVar[list[LateRunLogger]] = []
+
+    def __init__(self, spec: Any, *, on_run: Any = None, **_: Any) -> None:
+        self.on_run = on_run
+        self.reported = threading.Event()
+        self.finished: str | None = None
+        LateRunLogger.instances.append(self)
+
+    def launch(self) -> None:
+        pass
+
+    def start(self, params: Any, *, resume: bool = False) -> None:
+        def report() -> None:
+            time.sleep(0.5)
+            self.on_run("0123abcd")
+            self.reported.set()
+
+        threading.Thread(target=report, daemon=True).start()
+
+    def log_epoch(self, epoch: int, metrics: Any) -> None:
+        pass
+
+    def log_dict(self, name: str, data: Any) -> None:
+        pass
+
+    def wait_run_id(self, timeout: float) -> str | None:
+        return "0123abcd" if self.reported.wait(timeout) else None
+
+    def finish(self, job_status: str, timeout: float = 30.0) -> bool:
+        self.finished = job_status
+        return True
+
+
+def test_the_mlflow_run_id_is_reported_in_a_log_event_before_the_job_ends(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trainer_runtime.runner.MlflowLogger", LateRunLogger)
+    code, events = env.run(env.spec(epochs=1))
+    assert code == EXIT_COMPLETED
+    check_contract(events)
+    reported = [(i, e["data"]) for i, e in enumerate(events) if e["data"].get("mlflow_run_id")]
+    assert [(events[i]["type"], d) for i, d in reported] == [
+        ("log", {"level": "info", "message": "MLflow run 0123abcd", "mlflow_run_id": "0123abcd"})
+    ]
+    done = next(i for i, e in enumerate(events) if e["type"] == "done")
+    assert reported[0][0] < done  # the trainer waited for it (MLFLOW_RUN_ID_WAIT_S)
+    assert LateRunLogger.instances[-1].finished == "completed"
+
+
 @pytest.mark.slow
 def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     spec = _mlflow_spec(env, monkeypatch, epochs=3)
-    code, _ = env.run(spec)
+    code, events = env.run(spec)
     assert code == EXIT_COMPLETED
     run = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(), "FINISHED")  # the logger process ends it
     client = MlflowClient(spec["mlflow"]["tracking_uri"])
     run_id = run.info.run_id
+    check_contract(events)
+    assert [d["mlflow_run_id"] for d in of(events, "log") if "mlflow_run_id" in d] == [run_id]  # for the server
     tags = run.data.tags
     assert tags["job_id"] == "7" and tags["project_id"] == "3" and tags["model"] == "fake-net"
     assert tags["task"] == "image_classification" and tags["dataset_id"] == "ds1"
