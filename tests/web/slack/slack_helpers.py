@@ -82,6 +82,40 @@ class SlackSender:
         body = json.dumps(event_envelope(event, event_id))
         return self.post("/slack/events", body, "application/json", **kw)
 
+    def _user_event(
+        self,
+        kind: dict[str, Any],
+        text: str,
+        shown: str,
+        *,
+        user: str,
+        channel: str,
+        ts: str | None,
+        thread_ts: str | None,
+        files: list[dict[str, Any]] | None,
+        event_id: str | None,
+        **kw: Any,
+    ) -> tuple[Any, str]:
+        """Post one user event (`kind` gives its type fields) and record what the thread shows."""
+        ts = ts or user_ts()
+        event: dict[str, Any] = {
+            **kind,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+            "client_msg_id": f"msg-{ts}",
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        if files:
+            event["files"] = files
+            if kind["type"] == "message":
+                event["subtype"] = "file_share"
+        self.sent.append({"ts": ts, "user": user, "text": shown + (" [+ image]" if files else "")})
+        return self.event(event, event_id=event_id, **kw), ts
+
     def mention(
         self,
         text: str,
@@ -94,22 +128,18 @@ class SlackSender:
         event_id: str | None = None,
         **kw: Any,
     ) -> tuple[Any, str]:
-        ts = ts or user_ts()
-        event: dict[str, Any] = {
-            "type": "app_mention",
-            "user": user,
-            "text": f"<@{BOT_USER}> {text}",
-            "ts": ts,
-            "channel": channel,
-            "event_ts": ts,
-            "client_msg_id": f"msg-{ts}",
-        }
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        if files:
-            event["files"] = files
-        self.sent.append({"ts": ts, "user": user, "text": f"@bot {text}" + (" [+ image]" if files else "")})
-        return self.event(event, event_id=event_id, **kw), ts
+        return self._user_event(
+            {"type": "app_mention"},
+            f"<@{BOT_USER}> {text}",
+            f"@bot {text}",
+            user=user,
+            channel=channel,
+            ts=ts,
+            thread_ts=thread_ts,
+            files=files,
+            event_id=event_id,
+            **kw,
+        )
 
     def message(
         self,
@@ -124,24 +154,18 @@ class SlackSender:
         event_id: str | None = None,
         **kw: Any,
     ) -> tuple[Any, str]:
-        ts = ts or user_ts()
-        event: dict[str, Any] = {
-            "type": "message",
-            "channel_type": channel_type,
-            "user": user,
-            "text": text,
-            "ts": ts,
-            "channel": channel,
-            "event_ts": ts,
-            "client_msg_id": f"msg-{ts}",
-        }
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        if files:
-            event["files"] = files
-            event["subtype"] = "file_share"
-        self.sent.append({"ts": ts, "user": user, "text": text + (" [+ image]" if files else "")})
-        return self.event(event, event_id=event_id, **kw), ts
+        return self._user_event(
+            {"type": "message", "channel_type": channel_type},
+            text,
+            text,
+            user=user,
+            channel=channel,
+            ts=ts,
+            thread_ts=thread_ts,
+            files=files,
+            event_id=event_id,
+            **kw,
+        )
 
     def command(self, text: str, *, user: str, channel: str = CHANNEL, response_url: str, **kw: Any) -> Any:
         form = {
