@@ -73,6 +73,9 @@ def test_predict_and_bad_images(timm_client: WorkerClient, timm_model: TrainedMo
     with pytest.raises(WorkerError) as exc:
         _predict(timm_client, timm_model, "m1", [b"not an image"])
     assert exc.value.code == "invalid_image"
+    with pytest.raises(WorkerError) as exc:  # images are decoded on arrival: the bad one is named
+        _predict(timm_client, timm_model, "m1", [_png(), b"\x89PNG\r\n\x1a\n truncated"])
+    assert exc.value.code == "invalid_image" and exc.value.message.startswith("image 2: ")
     with pytest.raises(WorkerError) as exc:
         _predict(timm_client, timm_model, "m1", [_png(size=64)], max_pixels=100)
     assert exc.value.code == "invalid_image" and "over the limit" in exc.value.message
@@ -107,6 +110,26 @@ def test_concurrent_requests_share_one_forward(timm_client: WorkerClient, timm_m
     assert after["forwards"] - before["forwards"] == 1, after["batches"]
     assert all(r["forward_batch"] == 4 for r in replies)
     assert all(len(r["results"]) == 1 for r in replies)
+
+
+def test_a_bad_image_fails_alone_in_a_shared_forward(timm_client: WorkerClient, timm_model: TrainedModel) -> None:
+    _predict(timm_client, timm_model, "mc", [_png()])
+    outcomes: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        data = b"not an image" if i == 2 else _png((i * 40, 10, 10))
+        try:
+            outcomes[i] = _predict(timm_client, timm_model, "mc", [data])
+        except WorkerError as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(outcomes[2], WorkerError) and outcomes[2].code == "invalid_image"
+    assert all(len(outcomes[i]["results"]) == 1 for i in (0, 1, 3))
 
 
 def test_lone_request_is_not_delayed_in_adaptive_mode(tmp_path: Path, timm_model: TrainedModel) -> None:

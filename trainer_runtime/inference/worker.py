@@ -60,10 +60,16 @@ class Request:
     blobs: list[bytes]
     arrived: float
     gap: float  # seconds since the previous request arrived
+    images: list[Any] = field(default_factory=list)  # predict: the blobs decoded on arrival
+    error: str | None = None  # predict: why the blobs cannot be decoded (invalid_image)
 
     @property
     def id(self) -> Any:
         return self.msg.get("id")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images) or len(self.blobs)
 
     @property
     def op(self) -> str:
@@ -217,12 +223,34 @@ class Worker:
                     self.ok(req.id)
                     break
                 elif op in QUEUED_OPS:
+                    if op == "predict":
+                        self._decode(req)
                     self.q.put(req)
                 else:
                     self.fail(req.id, "bad_request", f"unknown op {op!r}")
         finally:
             self.q.put(None)
             compute.join(timeout=30)
+
+    def _decode(self, req: Request) -> None:
+        """Decode a predict request's images here, on arrival, so that the next request's decoding
+        overlaps the compute thread's forward (a test run keeps two batches in flight); Pillow
+        releases the GIL while it inflates. A lone request costs the same either way."""
+        from trainer_runtime.inference.predictors import InvalidImageError, decode_image
+
+        max_pixels = int(req.msg.get("max_pixels") or self.max_pixels)
+        if not req.blobs:
+            req.error = "no image in the request"
+            return
+        for i, blob in enumerate(req.blobs):
+            try:
+                req.images.append(decode_image(blob, max_pixels=max_pixels))
+            except InvalidImageError as exc:
+                prefix = f"image {i + 1}: " if len(req.blobs) > 1 else ""
+                req.error = prefix + str(exc)
+                req.images.clear()
+                return
+        req.blobs = []  # the decoded images are what is kept
 
     # --------------------------------------------------------------------------- compute
     def _next(self, timeout: float | None = None) -> Request | None:
@@ -255,7 +283,7 @@ class Worker:
         """`first` plus the queued predict requests that can share its forward."""
         group = first.group()
         batch = [first]
-        n_images = len(first.blobs)
+        n_images = first.n_images
         held: list[Request] = []
         # what is queued already (backlog first, then the queue) joins without waiting
         pending = list(self.backlog)
@@ -270,9 +298,9 @@ class Worker:
                 break
             pending.append(item)
         for item in pending:
-            if item.op == "predict" and item.group() == group and n_images + len(item.blobs) <= self.max_batch:
+            if item.op == "predict" and item.group() == group and n_images + item.n_images <= self.max_batch:
                 batch.append(item)
-                n_images += len(item.blobs)
+                n_images += item.n_images
             else:
                 held.append(item)
         wait = self.window > 0 and (self.batch_wait == "always" or first.gap < self.window or len(batch) > 1)
@@ -289,9 +317,9 @@ class Worker:
                 if item is None:
                     self.q.put(None)
                     break
-                if item.op == "predict" and item.group() == group and n_images + len(item.blobs) <= self.max_batch:
+                if item.op == "predict" and item.group() == group and n_images + item.n_images <= self.max_batch:
                     batch.append(item)
-                    n_images += len(item.blobs)
+                    n_images += item.n_images
                 else:
                     held.append(item)
                     break
@@ -316,7 +344,7 @@ class Worker:
         self.ok(req.id, model=model.info(), memory_bytes=model.memory_bytes())
 
     def _predict_batch(self, batch: list[Request]) -> None:
-        from trainer_runtime.inference.predictors import CheckpointLoadError, InvalidImageError, decode_image
+        from trainer_runtime.inference.predictors import CheckpointLoadError
 
         first = batch[0].msg
         try:
@@ -325,25 +353,15 @@ class Worker:
             for r in batch:
                 self.fail(r.id, "checkpoint", str(exc))
             return
-        max_pixels = int(first.get("max_pixels") or self.max_pixels)
         images: list[Any] = []
         owners: list[tuple[Request, int, int]] = []  # request, start, count
         for r in batch:
-            decoded = []
-            try:
-                if not r.blobs:
-                    raise InvalidImageError("no image in the request")
-                for i, blob in enumerate(r.blobs):
-                    try:
-                        decoded.append(decode_image(blob, max_pixels=max_pixels))
-                    except InvalidImageError as exc:
-                        prefix = f"image {i + 1}: " if len(r.blobs) > 1 else ""
-                        raise InvalidImageError(prefix + str(exc), too_large=exc.too_large) from None
-            except InvalidImageError as exc:
-                self.fail(r.id, "invalid_image", str(exc))
+            if r.error is not None or not r.images:
+                self.fail(r.id, "invalid_image", r.error or "no image in the request")
                 continue
-            owners.append((r, len(images), len(decoded)))
-            images.extend(decoded)
+            owners.append((r, len(images), len(r.images)))
+            images.extend(r.images)
+            r.images = []
         if not images:
             return
         conf, iou = first.get("conf"), first.get("iou")
