@@ -1099,8 +1099,8 @@ def execute_test_run(service: InferenceService, run_id: int) -> None:
 def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
     from trainer_runtime.inference.evaluate import (
         DETECTION_TASKS,
+        DetectionEvaluator,
         classification_metrics,
-        detection_metrics,
         finite,
         image_label,
     )
@@ -1137,7 +1137,9 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
     work = _mkdir(service.config.cache_dir / "tmp" / f"test-run-{row.id}")
     lines_path = work / "predictions.jsonl"
     cls_records: list[tuple[str | None, list[str]]] = []
-    det_items: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]] = []
+    # detection metrics are computed image by image in this loop while the worker predicts the next
+    # batches (the evaluator needs the model's class names, which come with the first reply)
+    det_eval: DetectionEvaluator | None = None
     class_names: list[str] = []
     model_info: dict[str, Any] = {}
     processed = failed = 0
@@ -1196,6 +1198,8 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
                 if info:
                     model_info = dict(info)
                     class_names = list(model_info.get("class_names") or class_names)
+                if det_eval is None and detection and doc is not None and class_names:
+                    det_eval = DetectionEvaluator(class_names, cat_names, task)
                 for it, res1, err in rows_out:
                     line: dict[str, Any] = {"file_name": it.name}
                     if res1 is None:
@@ -1215,7 +1219,8 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
                             cls_records.append((truth, [p["label"] for p in res1.get("predictions") or []]))
                         else:
                             line["ground_truth"] = len(anns)
-                            det_items.append((res1, anns, res1.get("image") or {}))
+                            if det_eval is not None:
+                                det_eval.add(res1, anns, res1.get("image") or {})
                     out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 row.processed, row.failed_images = processed, failed
                 now = time.monotonic()
@@ -1249,8 +1254,8 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
         if doc is not None and class_names:
             if task == "image_classification":
                 metrics.update(classification_metrics(cls_records, class_names))
-            elif detection:
-                metrics.update(detection_metrics(det_items, class_names, cat_names, task))
+            elif det_eval is not None:
+                metrics.update(det_eval.result())
         metrics = finite(metrics)
         prefix = test_run_prefix(row.id)
         pred_info = service.storage.internal.put_file(

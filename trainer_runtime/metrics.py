@@ -197,6 +197,110 @@ def _as_arrays(item: Mapping[str, Any], with_scores: bool) -> tuple[np.ndarray, 
     return boxes, labels, scores
 
 
+class DetectionAccumulator:
+    """COCO-style detection AP built up one image at a time (`evaluate_detections` in pieces).
+
+    The matching of COCO is per image (an image's detections, best first, each take the unmatched
+    ground truth of its class with the highest IoU at or above the threshold), so `add` does all of
+    an image's work when its predictions arrive: a batch test run evaluates while the model is still
+    predicting the next images, and `result` only sorts the matched flags of each class by score
+    and integrates. Per class it keeps the scores and an ``(n, thresholds)`` matrix of true
+    positives; the order of equal scores is the order of `add` calls, then of the detections within
+    the image, exactly as one stable sort over all images.
+    """
+
+    def __init__(self, iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS, max_dets: int | None = 100) -> None:
+        self.thresholds = tuple(float(t) for t in iou_thresholds)
+        self._thr = np.asarray(self.thresholds, dtype=np.float64)
+        self._min_thr = float(self._thr.min()) if self._thr.size else 0.0
+        self.max_dets = max_dets
+        self.images = 0
+        self._scores: dict[int, list[np.ndarray]] = {}
+        self._tp: dict[int, list[np.ndarray]] = {}
+        self.num_gt: dict[int, int] = {}
+        self.num_pred: dict[int, int] = {}
+
+    def add(self, prediction: Mapping[str, Any], ground_truth: Mapping[str, Any]) -> None:
+        """One image: ``{"boxes", "labels", "scores"}`` and ``{"boxes", "labels"}`` (xyxy pixels)."""
+        boxes, labels, scores = _as_arrays(prediction, True)
+        gboxes, glabels, _ = _as_arrays(ground_truth, False)
+        self.add_arrays(labels, scores, glabels, lambda d, g: box_iou(boxes[d], gboxes[g]))
+
+    def add_arrays(
+        self,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        gt_labels: np.ndarray,
+        iou: Any,
+    ) -> None:
+        """One image with any overlap measure: `iou(det_index, gt_index)` (integer index arrays into
+        this image's detections and ground truth) answers the IoU matrix between them."""
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
+        self.images += 1
+        keep = np.arange(len(scores))
+        if self.max_dets is not None and len(scores) > self.max_dets:
+            keep = np.argsort(-scores, kind="stable")[: self.max_dets]
+        kept_labels = labels[keep]
+        n_thr = len(self.thresholds)
+        for cid in {int(v) for v in kept_labels} | {int(v) for v in gt_labels}:
+            g = np.nonzero(gt_labels == cid)[0]
+            self.num_gt[cid] = self.num_gt.get(cid, 0) + len(g)
+            d = keep[kept_labels == cid]
+            self.num_pred[cid] = self.num_pred.get(cid, 0) + len(d)
+            self._scores.setdefault(cid, [])
+            self._tp.setdefault(cid, [])
+            if not len(d):
+                continue
+            d = d[np.argsort(-scores[d], kind="stable")]
+            tp = np.zeros((len(d), n_thr))
+            if len(g):
+                ious = np.asarray(iou(d, g), dtype=np.float64).reshape(len(d), len(g))
+                used = np.zeros((n_thr, len(g)), dtype=bool)
+                rows = np.arange(n_thr)
+                for k in np.nonzero(ious.max(axis=1) >= self._min_thr)[0]:
+                    cand = np.where(used, -1.0, ious[k][None, :])
+                    j = cand.argmax(axis=1)
+                    hit = cand[rows, j] >= self._thr
+                    used[rows[hit], j[hit]] = True
+                    tp[k, hit] = 1.0
+            self._scores[cid].append(scores[d])
+            self._tp[cid].append(tp)
+
+    def result(
+        self, class_ids: Sequence[int] | None = None, class_names: Mapping[int, str] | None = None
+    ) -> DetectionMetrics:
+        """AP per class (`class_ids`, default: every label seen) and threshold."""
+        cids = [int(c) for c in (class_ids if class_ids is not None else sorted(self.num_gt))]
+        ap = np.full((len(cids), len(self.thresholds)), np.nan)
+        for ci, cid in enumerate(cids):
+            total_gt = self.num_gt.get(cid, 0)
+            if total_gt == 0:
+                continue  # NaN: left out of the mean
+            parts = self._scores.get(cid) or []
+            if not parts:
+                ap[ci, :] = 0.0
+                continue
+            scores = np.concatenate(parts)
+            order = np.argsort(-scores, kind="stable")
+            tp = np.concatenate(self._tp[cid])[order]
+            ctp = np.cumsum(tp, axis=0)
+            cfp = np.cumsum(1.0 - tp, axis=0)
+            recall = ctp / total_gt
+            precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+            for ti in range(len(self.thresholds)):
+                ap[ci, ti] = average_precision_101(recall[:, ti], precision[:, ti])
+        return DetectionMetrics(
+            ap=ap,
+            iou_thresholds=self.thresholds,
+            class_ids=cids,
+            num_gt={c: self.num_gt.get(c, 0) for c in cids},
+            num_pred={c: self.num_pred.get(c, 0) for c in cids},
+            class_names=dict(class_names or {}),
+        )
+
+
 def evaluate_detections(
     predictions: Sequence[Mapping[str, Any]],
     ground_truths: Sequence[Mapping[str, Any]],
@@ -214,78 +318,7 @@ def evaluate_detections(
     """
     if len(predictions) != len(ground_truths):
         raise ValueError("predictions and ground_truths must list the same images")
-    thresholds = tuple(float(t) for t in iou_thresholds)
-    preds = [_as_arrays(p, True) for p in predictions]
-    gts = [_as_arrays(g, False) for g in ground_truths]
-    # keep the top max_dets detections per image
-    kept = []
-    for boxes, labels, scores in preds:
-        if len(scores) > max_dets:
-            order = np.argsort(-scores, kind="stable")[:max_dets]
-            boxes, labels, scores = boxes[order], labels[order], scores[order]
-        kept.append((boxes, labels, scores))
-    if class_ids is None:
-        seen: set[int] = set()
-        for _, labels, _ in kept:
-            seen.update(int(v) for v in labels)
-        for _, labels, _ in gts:
-            seen.update(int(v) for v in labels)
-        class_ids = sorted(seen)
-    cids = [int(c) for c in class_ids]
-    ap = np.full((len(cids), len(thresholds)), np.nan)
-    num_gt: dict[int, int] = {}
-    num_pred: dict[int, int] = {}
-    for ci, cid in enumerate(cids):
-        # gather this class's detections over all images, remembering the image
-        det_img: list[np.ndarray] = []
-        det_box: list[np.ndarray] = []
-        det_score: list[np.ndarray] = []
-        gt_boxes: list[np.ndarray] = []
-        total_gt = 0
-        for img, ((pb, pl, ps), (gb, gl, _)) in enumerate(zip(kept, gts, strict=True)):
-            m = pl == cid
-            det_img.append(np.full(int(m.sum()), img))
-            det_box.append(pb[m])
-            det_score.append(ps[m])
-            g = gb[gl == cid]
-            gt_boxes.append(g)
-            total_gt += len(g)
-        num_gt[cid] = total_gt
-        imgs = np.concatenate(det_img) if det_img else np.zeros(0, dtype=np.int64)
-        boxes = np.concatenate(det_box) if det_box else np.zeros((0, 4))
-        scores = np.concatenate(det_score) if det_score else np.zeros(0)
-        num_pred[cid] = len(scores)
-        if total_gt == 0:
-            continue  # NaN: left out of the mean
-        if len(scores) == 0:
-            ap[ci, :] = 0.0
-            continue
-        order = np.argsort(-scores, kind="stable")
-        imgs, boxes = imgs[order], boxes[order]
-        ious = [box_iou(boxes[k : k + 1], gt_boxes[int(imgs[k])])[0] for k in range(len(order))]
-        for ti, thr in enumerate(thresholds):
-            matched = [np.zeros(len(g), dtype=bool) for g in gt_boxes]
-            tp = np.zeros(len(order))
-            for k in range(len(order)):
-                iou = ious[k]
-                if iou.size == 0:
-                    continue
-                used = matched[int(imgs[k])]
-                cand = np.where(used, -1.0, iou)
-                j = int(np.argmax(cand))
-                if cand[j] >= thr:
-                    used[j] = True
-                    tp[k] = 1.0
-            ctp = np.cumsum(tp)
-            cfp = np.cumsum(1.0 - tp)
-            recall = ctp / total_gt
-            precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
-            ap[ci, ti] = average_precision_101(recall, precision)
-    return DetectionMetrics(
-        ap=ap,
-        iou_thresholds=thresholds,
-        class_ids=cids,
-        num_gt=num_gt,
-        num_pred=num_pred,
-        class_names=dict(class_names or {}),
-    )
+    acc = DetectionAccumulator(iou_thresholds, max_dets)
+    for pred, gt in zip(predictions, ground_truths, strict=True):
+        acc.add(pred, gt)
+    return acc.result(class_ids, class_names)

@@ -155,3 +155,32 @@ def test_evaluate_metrics() -> None:
     )
     assert det["box_mAP50"] == pytest.approx(1.0) and det["box_mAP50-95"] == pytest.approx(1.0)
     assert det["mask_mAP50"] == pytest.approx(1.0) and det["mask_mAP50-95"] > 0.8
+
+
+def test_mask_iou_in_the_box_equals_the_full_canvas() -> None:
+    """The evaluator rasterises each polygon inside its own box; the IoU must be the one of the two
+    polygons drawn on the whole image, also for polygons that leave the image."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from trainer_runtime.inference.evaluate import _Mask
+
+    def full(polys: list[list[list[float]]], w: int, h: int) -> np.ndarray:
+        im = Image.new("1", (w, h), 0)
+        for poly in polys:
+            ImageDraw.Draw(im).polygon([(x, y) for x, y in poly], fill=1)
+        return np.asarray(im, dtype=bool)
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        w, h = (int(v) for v in rng.integers(20, 120, 2))
+        shapes = []
+        for _ in range(2):
+            cx, cy, r = rng.uniform(-10, w + 10), rng.uniform(-10, h + 10), rng.uniform(2, 40)
+            ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
+            shapes.append([[float(cx + r * np.cos(t)), float(cy + r * np.sin(t))] for t in ang])
+        a, b = full([shapes[0]], w, h), full([shapes[1]], w, h)
+        union = np.logical_or(a, b).sum()
+        expected = np.logical_and(a, b).sum() / union if union else 0.0
+        assert _Mask([shapes[0]], w, h).iou(_Mask([shapes[1]], w, h)) == pytest.approx(expected, abs=1e-12)
+        assert _Mask([shapes[0]], w, h).area == a.sum()

@@ -9,6 +9,7 @@ import pytest
 
 from trainer_runtime.metrics import (
     COCO_IOU_THRESHOLDS,
+    DetectionAccumulator,
     average_precision_101,
     box_iou,
     confusion_matrix,
@@ -177,3 +178,86 @@ def test_mismatched_inputs_raise() -> None:
         evaluate_detections([_pred([], [], [])], [])
     with pytest.raises(ValueError):
         evaluate_detections([_pred([[0, 0, 1, 1]], [0], [])], [_gt([], [])])
+
+
+# ------------------------------------------------------------- incremental evaluation vs an oracle
+
+
+def _oracle_ap(preds: list[dict], gts: list[dict], cid: int, thr: float, max_dets: int) -> float:
+    """COCO AP of one class at one threshold written the plain way: every detection of every image
+    in one list, sorted by score (stable), each matched greedily in that order."""
+    dets: list[tuple[float, int, list[float]]] = []
+    for img, p in enumerate(preds):
+        order = sorted(range(len(p["scores"])), key=lambda k: -p["scores"][k])[:max_dets]
+        dets += [(p["scores"][k], img, p["boxes"][k]) for k in sorted(order) if p["labels"][k] == cid]
+    gt = {img: [b for b, lab in zip(g["boxes"], g["labels"], strict=True) if lab == cid] for img, g in enumerate(gts)}
+    total = sum(len(v) for v in gt.values())
+    if total == 0:
+        return math.nan
+    dets.sort(key=lambda d: -d[0])
+    used = {img: [False] * len(v) for img, v in gt.items()}
+    tps = []
+    for _, img, box in dets:
+        best, best_j = -1.0, -1
+        for j, g in enumerate(gt[img]):
+            iou = float(box_iou([box], [g])[0, 0])
+            if not used[img][j] and iou >= thr and iou > best:
+                best, best_j = iou, j
+        if best_j >= 0:
+            used[img][best_j] = True
+        tps.append(1.0 if best_j >= 0 else 0.0)
+    ctp = np.cumsum(tps)
+    recall = ctp / total
+    precision = ctp / np.arange(1, len(tps) + 1)
+    return average_precision_101(recall, precision) if tps else 0.0
+
+
+def _random_images(rng: np.random.Generator, n: int, classes: int) -> tuple[list[dict], list[dict]]:
+    preds, gts = [], []
+    for _ in range(n):
+        gb = [
+            [x, y, x + w, y + h] for x, y, w, h in rng.uniform([0, 0, 4, 4], [60, 60, 30, 30], (rng.integers(0, 5), 4))
+        ]
+        gl = [int(v) for v in rng.integers(0, classes, len(gb))]
+        pb, pl, ps = [], [], []
+        for _ in range(int(rng.integers(0, 12))):
+            if gb and rng.random() < 0.6:  # a noisy copy of a ground-truth box, mostly the right class
+                k = int(rng.integers(0, len(gb)))
+                pb.append([float(v) for v in np.asarray(gb[k]) + rng.normal(0, 2.5, 4)])
+                pl.append(gl[k] if rng.random() < 0.8 else int(rng.integers(0, classes)))
+            else:
+                x, y = rng.uniform(0, 60, 2)
+                pb.append([float(x), float(y), float(x) + 10, float(y) + 12])
+                pl.append(int(rng.integers(0, classes)))
+            ps.append(float(np.round(rng.random(), 1)))  # coarse scores: many ties across images
+        preds.append(_pred(pb, pl, ps))
+        gts.append(_gt(gb, gl))
+    return preds, gts
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_accumulator_matches_the_plain_oracle(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    preds, gts = _random_images(rng, int(rng.integers(1, 25)), 3)
+    max_dets = 5 if seed % 2 else 100
+    acc = DetectionAccumulator(max_dets=max_dets)
+    for p, g in zip(preds, gts, strict=True):  # one image at a time, as a test run feeds it
+        acc.add(p, g)
+    m = acc.result(class_ids=[0, 1, 2])
+    for ci in range(3):
+        for ti, thr in enumerate(COCO_IOU_THRESHOLDS):
+            expected = _oracle_ap(preds, gts, ci, thr, max_dets)
+            got = m.ap[ci, ti]
+            assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-12)
+    whole = evaluate_detections(preds, gts, class_ids=[0, 1, 2], max_dets=max_dets)
+    np.testing.assert_array_equal(whole.ap, m.ap)
+    assert whole.num_gt == m.num_gt and whole.num_pred == m.num_pred
+
+
+def test_accumulator_empty_and_custom_overlap() -> None:
+    acc = DetectionAccumulator()
+    assert acc.result().ap.shape == (0, 10) and acc.result().map50 == 0.0
+    # a custom overlap (masks use one): the detection overlaps the object by 0.55
+    acc.add_arrays(np.array([0]), np.array([0.9]), np.array([0]), lambda d, g: np.full((len(d), len(g)), 0.55))
+    m = acc.result()
+    assert m.map50 == pytest.approx(1.0) and m.map50_95 == pytest.approx(0.2)

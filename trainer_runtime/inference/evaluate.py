@@ -16,18 +16,12 @@ dataset knows ids); images whose label the model does not know are counted in ``
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from trainer_runtime.metrics import (
-    COCO_IOU_THRESHOLDS,
-    RECALL_POINTS,
-    confusion_matrix,
-    evaluate_detections,
-    per_class_report,
-)
+from trainer_runtime.metrics import DetectionAccumulator, confusion_matrix, per_class_report
 
 DETECTION_TASKS = ("object_detection", "instance_segmentation", "pose_estimation", "oriented_object_detection")
 
@@ -105,79 +99,140 @@ def classification_metrics(
     }
 
 
-def _mask(polys: Sequence[Sequence[Sequence[float]]], width: int, height: int) -> np.ndarray:
-    from PIL import Image, ImageDraw
+class _Mask:
+    """A polygon mask rasterised with Pillow inside its own box (clipped to the image): the same
+    pixels as drawing it on a full image canvas, without an image-sized array per object."""
 
-    im = Image.new("1", (max(1, width), max(1, height)), 0)
-    draw = ImageDraw.Draw(im)
-    for poly in polys:
-        pts = [(float(p[0]), float(p[1])) for p in poly]
-        if len(pts) >= 3:
-            draw.polygon(pts, fill=1)
-    return np.asarray(im, dtype=bool)
+    __slots__ = ("area", "mask", "x0", "x1", "y0", "y1")
+
+    def __init__(self, polys: Sequence[Sequence[Sequence[float]]], width: int, height: int) -> None:
+        from PIL import Image, ImageDraw
+
+        shapes = [[(float(p[0]), float(p[1])) for p in poly] for poly in polys]
+        shapes = [pts for pts in shapes if len(pts) >= 3]
+        xs = [x for pts in shapes for x, _ in pts]
+        ys = [y for pts in shapes for _, y in pts]
+        self.x0 = self.y0 = self.x1 = self.y1 = 0
+        self.mask = np.zeros((0, 0), dtype=bool)
+        if shapes:
+            self.x0, self.y0 = max(0, int(np.floor(min(xs)))), max(0, int(np.floor(min(ys))))
+            self.x1, self.y1 = (
+                min(max(1, width), int(np.ceil(max(xs))) + 2),
+                min(max(1, height), int(np.ceil(max(ys))) + 2),
+            )
+        if self.x1 > self.x0 and self.y1 > self.y0:
+            im = Image.new("1", (self.x1 - self.x0, self.y1 - self.y0), 0)
+            draw = ImageDraw.Draw(im)
+            for pts in shapes:
+                draw.polygon([(x - self.x0, y - self.y0) for x, y in pts], fill=1)
+            self.mask = np.asarray(im, dtype=bool)
+        self.area = int(self.mask.sum())
+
+    def iou(self, other: _Mask) -> float:
+        x0, x1 = max(self.x0, other.x0), min(self.x1, other.x1)
+        y0, y1 = max(self.y0, other.y0), min(self.y1, other.y1)
+        inter = 0
+        if x1 > x0 and y1 > y0:
+            a = self.mask[y0 - self.y0 : y1 - self.y0, x0 - self.x0 : x1 - self.x0]
+            b = other.mask[y0 - other.y0 : y1 - other.y0, x0 - other.x0 : x1 - other.x0]
+            inter = int(np.logical_and(a, b).sum())
+        union = self.area + other.area - inter
+        return inter / union if union else 0.0
 
 
-def _mask_iou(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
-    out = np.zeros((len(a), len(b)))
-    for i, ma in enumerate(a):
-        for j, mb in enumerate(b):
-            inter = np.logical_and(ma, mb).sum()
-            union = np.logical_or(ma, mb).sum()
-            out[i, j] = inter / union if union else 0.0
-    return out
+class DetectionEvaluator:
+    """Box mAP (and for segmentation, mask mAP) of a test run, fed one image at a time with `add`
+    as its predictions arrive; `result` gives the metrics dict. Both use
+    `trainer_runtime.metrics.DetectionAccumulator` (COCO rules, at most 100 detections per image);
+    the mask IoU is that of the polygons rasterised at the image size, computed only for the pairs
+    of one class in one image, within the overlap of their boxes."""
 
+    def __init__(self, class_names: Sequence[str], cat_names: Mapping[int, str], task_type: str) -> None:
+        self.class_names = list(class_names)
+        self.cat_names = dict(cat_names)
+        self.index = {n: i for i, n in enumerate(self.class_names)}
+        self.seg = task_type == "instance_segmentation"
+        self.boxes = DetectionAccumulator()
+        self.masks = DetectionAccumulator() if self.seg else None
+        self.unknown: Counter[str] = Counter()
+        self.images = 0
 
-def _ap_with_iou(
-    dets: Sequence[tuple[np.ndarray, np.ndarray, list[Any]]],
-    gts: Sequence[tuple[np.ndarray, list[Any]]],
-    class_ids: Sequence[int],
-    iou_fn: Callable[[Sequence[Any], Sequence[Any]], np.ndarray],
-) -> np.ndarray:
-    """COCO AP (101-point) per class and threshold with a custom IoU (same rules as
-    `trainer_runtime.metrics.evaluate_detections`)."""
-    thresholds = COCO_IOU_THRESHOLDS
-    ap = np.full((len(class_ids), len(thresholds)), np.nan)
-    for ci, cid in enumerate(class_ids):
-        items: list[tuple[float, int, Any]] = []
-        gt_by_img: dict[int, list[Any]] = {}
-        total = 0
-        for img, ((labels, scores, objs), (glabels, gobjs)) in enumerate(zip(dets, gts, strict=True)):
-            for k in np.nonzero(labels == cid)[0]:
-                items.append((float(scores[k]), img, objs[k]))
-            g = [gobjs[k] for k in np.nonzero(glabels == cid)[0]]
-            gt_by_img[img] = g
-            total += len(g)
-        if total == 0:
-            continue
-        if not items:
-            ap[ci] = 0.0
-            continue
-        order = sorted(range(len(items)), key=lambda i: -items[i][0])
-        ious = {}
-        for img in {it[1] for it in items}:
-            idx = [i for i in order if items[i][1] == img]
-            ious[img] = (idx, iou_fn([items[i][2] for i in idx], gt_by_img[img]))
-        pos = {img: {i: p for p, i in enumerate(idx)} for img, (idx, _) in ious.items()}
-        for ti, thr in enumerate(thresholds):
-            used = {img: np.zeros(len(gt_by_img[img]), dtype=bool) for img in gt_by_img}
-            tp = np.zeros(len(order))
-            for rank, i in enumerate(order):
-                img = items[i][1]
-                row = ious[img][1][pos[img][i]] if len(gt_by_img[img]) else np.zeros(0)
-                best, best_j = -1.0, -1
-                for j, v in enumerate(row):
-                    if not used[img][j] and v >= thr and v > best:
-                        best, best_j = float(v), j
-                if best_j >= 0:
-                    used[img][best_j] = True
-                    tp[rank] = 1
-            ctp = np.cumsum(tp)
-            recall = ctp / total
-            precision = ctp / np.arange(1, len(order) + 1)
-            env = np.maximum.accumulate(precision[::-1])[::-1]
-            idxs = np.searchsorted(recall, RECALL_POINTS, side="left")
-            ap[ci, ti] = float(np.mean([env[k] if k < len(env) else 0.0 for k in idxs]))
-    return ap
+    def add(self, result: Mapping[str, Any], anns: Sequence[Mapping[str, Any]], size: Mapping[str, int]) -> None:
+        """One labeled image: the predictor's result, its DICE annotations, {width, height}."""
+        self.images += 1
+        pb: list[Any] = []
+        pl: list[int] = []
+        ps: list[float] = []
+        ppolys: list[Any] = []
+        for p in result.get("predictions") or []:
+            box = p.get("box")
+            if not box:
+                continue
+            pb.append(box)
+            pl.append(int(p["class_id"]))
+            ps.append(float(p["confidence"]))
+            if self.seg:
+                ppolys.append(p.get("polygon") or [])
+        gb: list[Any] = []
+        gl: list[int] = []
+        gpolys: list[Any] = []
+        for a in anns:
+            name = self.cat_names.get(int(a["category_id"]))
+            if name is None:
+                continue
+            if name not in self.index:
+                self.unknown[name] += 1
+                continue
+            box = _box_xyxy(a)
+            if box is None:
+                continue
+            gb.append(box)
+            gl.append(self.index[name])
+            if self.seg:
+                flat = a.get("segmentation") or []
+                gpolys.append([[[poly[i], poly[i + 1]] for i in range(0, len(poly) - 1, 2)] for poly in flat])
+        self.boxes.add({"boxes": pb, "labels": pl, "scores": ps}, {"boxes": gb, "labels": gl})
+        if self.masks is not None:
+            w, h = int(size.get("width") or 1), int(size.get("height") or 1)
+            det_masks: dict[int, _Mask] = {}
+            gt_masks: dict[int, _Mask] = {}
+
+            def mask_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:
+                for k in d:
+                    if int(k) not in det_masks:
+                        det_masks[int(k)] = _Mask([ppolys[int(k)]], w, h)
+                for k in g:
+                    if int(k) not in gt_masks:
+                        gt_masks[int(k)] = _Mask(list(gpolys[int(k)]), w, h)
+                return np.array([[det_masks[int(i)].iou(gt_masks[int(j)]) for j in g] for i in d]).reshape(
+                    len(d), len(g)
+                )
+
+            self.masks.add_arrays(np.asarray(pl, dtype=int), np.asarray(ps), np.asarray(gl, dtype=int), mask_iou)
+
+    def result(self) -> dict[str, Any]:
+        ids = list(range(len(self.class_names)))
+        res = self.boxes.result(ids, dict(enumerate(self.class_names)))
+        out: dict[str, Any] = {
+            "evaluated_images": self.images,
+            "box_mAP50": res.map50,
+            "box_mAP50-95": res.map50_95,
+            "per_class": res.per_class(),
+            "class_names": list(self.class_names),
+            "unknown_labels": dict(self.unknown),
+        }
+        if self.masks is not None:
+            ap = self.masks.result(ids).ap
+            with np.errstate(all="ignore"):
+                has = ~np.all(np.isnan(ap), axis=1)
+                out["mask_mAP50"] = float(np.nanmean(ap[has, 0])) if has.any() else 0.0
+                out["mask_mAP50-95"] = float(np.nanmean(ap[has])) if has.any() else 0.0
+            for ci, name in enumerate(self.class_names):
+                if name in out["per_class"] and has[ci]:
+                    out["per_class"][name]["mask_AP50"] = float(ap[ci, 0])
+                    out["per_class"][name]["mask_AP50-95"] = float(np.nanmean(ap[ci]))
+            out["mask_iou"] = "rasterised polygon IoU (approximation of COCO mask IoU)"
+        return finite(out)
 
 
 def detection_metrics(
@@ -187,71 +242,10 @@ def detection_metrics(
     task_type: str,
 ) -> dict[str, Any]:
     """`items`: (result, ground-truth annotations, image size {width, height}) per labeled image."""
-    index = {n: i for i, n in enumerate(class_names)}
-    preds: list[dict[str, Any]] = []
-    gts: list[dict[str, Any]] = []
-    unknown: Counter[str] = Counter()
-    mask_dets: list[tuple[np.ndarray, np.ndarray, list[Any]]] = []
-    mask_gts: list[tuple[np.ndarray, list[Any]]] = []
-    seg = task_type == "instance_segmentation"
+    ev = DetectionEvaluator(class_names, cat_names, task_type)
     for result, anns, size in items:
-        pb, pl, ps = [], [], []
-        masks: list[Any] = []
-        for p in result.get("predictions") or []:
-            box = p.get("box")
-            if not box:
-                continue
-            pb.append(box)
-            pl.append(int(p["class_id"]))
-            ps.append(float(p["confidence"]))
-            if seg:
-                masks.append(p.get("polygon") or [])
-        gb, gl, gmasks = [], [], []
-        for a in anns:
-            name = cat_names.get(int(a["category_id"]))
-            if name is None:
-                continue
-            if name not in index:
-                unknown[name] += 1
-                continue
-            box = _box_xyxy(a)
-            if box is None:
-                continue
-            gb.append(box)
-            gl.append(index[name])
-            if seg:
-                gpolys = [
-                    [[poly[i], poly[i + 1]] for i in range(0, len(poly) - 1, 2)] for poly in a.get("segmentation") or []
-                ]
-                gmasks.append(gpolys)
-        preds.append({"boxes": pb, "labels": pl, "scores": ps})
-        gts.append({"boxes": gb, "labels": gl})
-        if seg:
-            w, h = int(size.get("width") or 1), int(size.get("height") or 1)
-            mask_dets.append((np.asarray(pl, dtype=int), np.asarray(ps), [_mask([m], w, h) for m in masks]))
-            mask_gts.append((np.asarray(gl, dtype=int), [_mask(m, w, h) for m in gmasks]))
-    ids = list(range(len(class_names)))
-    res = evaluate_detections(preds, gts, class_ids=ids, class_names=dict(enumerate(class_names)))
-    out: dict[str, Any] = {
-        "evaluated_images": len(items),
-        "box_mAP50": res.map50,
-        "box_mAP50-95": res.map50_95,
-        "per_class": res.per_class(),
-        "class_names": list(class_names),
-        "unknown_labels": dict(unknown),
-    }
-    if seg:
-        ap = _ap_with_iou(mask_dets, mask_gts, ids, _mask_iou)
-        with np.errstate(all="ignore"):
-            has = ~np.all(np.isnan(ap), axis=1)
-            out["mask_mAP50"] = float(np.nanmean(ap[has, 0])) if has.any() else 0.0
-            out["mask_mAP50-95"] = float(np.nanmean(ap[has])) if has.any() else 0.0
-        for ci, name in enumerate(class_names):
-            if name in out["per_class"] and has[ci]:
-                out["per_class"][name]["mask_AP50"] = float(ap[ci, 0])
-                out["per_class"][name]["mask_AP50-95"] = float(np.nanmean(ap[ci]))
-        out["mask_iou"] = "rasterised polygon IoU (approximation of COCO mask IoU)"
-    return finite(out)
+        ev.add(result, anns, size)
+    return ev.result()
 
 
 def finite(value: Any) -> Any:
@@ -267,4 +261,11 @@ def finite(value: Any) -> Any:
     return value
 
 
-__all__ = ["DETECTION_TASKS", "classification_metrics", "detection_metrics", "finite", "image_label"]
+__all__ = [
+    "DETECTION_TASKS",
+    "DetectionEvaluator",
+    "classification_metrics",
+    "detection_metrics",
+    "finite",
+    "image_label",
+]
