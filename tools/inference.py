@@ -922,16 +922,31 @@ def create_test_run(
     return test_run_dict(row)
 
 
-def _run_row(ctx: ToolContext, run_id: Any) -> TestRun:
-    user = require_user(ctx)
+def owned_test_run(db: Session, user_id: int, run_id: Any) -> TestRun:
+    """The test run if `user_id` owns it; NotFoundError for unknown and other users' runs alike."""
     try:
         rid = int(run_id)
     except (TypeError, ValueError):
         raise NotFoundError(f"test run {run_id} not found") from None
-    row = ctx.db.get(TestRun, rid, populate_existing=True)
-    if row is None or row.owner_id != user.id:
+    row = db.get(TestRun, rid, populate_existing=True)
+    if row is None or row.owner_id != user_id:
         raise NotFoundError(f"test run {run_id} not found", detail={"test_run_id": run_id})
     return row
+
+
+def _run_row(ctx: ToolContext, run_id: Any) -> TestRun:
+    return owned_test_run(ctx.db, require_user(ctx).id, run_id)
+
+
+def test_run_event_page(db: Session, run_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], str, int]:
+    """(stored events with seq > `after`, at most `limit`; the run's status; its last seq), read
+    from one row so the three agree: the page reader of the live streams (`web.routes.job_events`).
+    A deleted run reads as status "deleted"."""
+    row = db.get(TestRun, int(run_id), populate_existing=True)
+    if row is None:
+        return [], "deleted", 0
+    events = [e for e in (row.events or []) if int(e.get("seq") or 0) > after][: max(1, limit)]
+    return events, row.status, int(row.last_seq or 0)
 
 
 def get_test_run(ctx: ToolContext, run_id: Any) -> dict[str, Any]:
@@ -1288,8 +1303,9 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
     row.status = "completed"
     row.finished_at = utcnow()
     db.commit()
-    _emit(service, db, row, "status", {"status": "completed"})
+    # "done" before the terminal status, as a training job's: live streams end at the status event
     _emit(service, db, row, "done", {"status": "completed", "metrics": _headline(metrics)})
+    _emit(service, db, row, "status", {"status": "completed"})
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

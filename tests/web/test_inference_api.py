@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.websockets import WebSocketDisconnect
 
 from tests.conftest import MakeUser
 from tests.inference_models import TrainedModel, models_root, trained_model
@@ -217,6 +218,45 @@ def _wait_run(client: TestClient, run_id: int, headers: dict[str, str], timeout:
     raise AssertionError(f"test run {run_id} did not finish")
 
 
+def _sse_data(body: str) -> list[dict[str, Any]]:
+    return [json.loads(x[6:]) for x in body.splitlines() if x.startswith("data: {") and x != "data: {}"]
+
+
+def _check_streams(
+    client: TestClient, run_id: int, headers: dict[str, str], other: dict[str, str], events: list[dict[str, Any]]
+) -> None:
+    """SSE and WebSocket replay of a finished test run: every stored event once, in order, then the end."""
+    token = headers["Authorization"].split()[1]
+    with client.stream("GET", f"{API}/test-runs/{run_id}/stream", headers=headers) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        body = "".join(r.iter_text())
+    assert _sse_data(body) == events and body.rstrip().endswith("event: end\ndata: {}")
+    r = client.get(f"{API}/test-runs/{run_id}/stream", params={"token": token, "after": events[-1]["seq"]})
+    assert r.status_code == 204  # finished, nothing new: EventSource stops
+    resumed = {**headers, "Last-Event-ID": str(events[-3]["seq"])}
+    tail = client.get(f"{API}/test-runs/{run_id}/stream", headers=resumed)
+    assert [e["seq"] for e in _sse_data(tail.text)] == [e["seq"] for e in events[-2:]]
+    assert client.get(f"{API}/test-runs/{run_id}/stream", headers=other).status_code == 404
+    assert client.get(f"{API}/test-runs/{run_id}/stream").status_code == 401
+    got = []
+    with (
+        client.websocket_connect(f"/ws/test-runs/{run_id}?token={token}&after=1") as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        while True:
+            msg = json.loads(ws.receive_text())
+            if msg["type"] != "ping":
+                got.append(msg)
+    assert got == events[1:] and closed.value.code == 1000
+    other_token = other["Authorization"].split()[1]
+    with (
+        client.websocket_connect(f"/ws/test-runs/{run_id}?token={other_token}") as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        ws.receive_text()
+    assert closed.value.code == 4404
+
+
 def test_test_run_on_the_validation_images_reproduces_the_validation_accuracy(
     client: TestClient, app: FastAPI, make_user: MakeUser, timm_m: TrainedModel, tmp_path: Path
 ) -> None:
@@ -257,8 +297,10 @@ def test_test_run_on_the_validation_images_reproduces_the_validation_accuracy(
     events = client.get(f"{API}/test-runs/{run['id']}/events", headers=headers).json()
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["type"] == "status" and events[0]["data"]["status"] == "running"
-    assert events[-1]["type"] == "done" and any(e["type"] == "batch" for e in events)
+    assert events[-2]["type"] == "done" and any(e["type"] == "batch" for e in events)
+    assert events[-1]["type"] == "status" and events[-1]["data"]["status"] == "completed"
     assert all(e["test_run_id"] == run["id"] and e["job_id"] == job for e in events)
+    _check_streams(client, run["id"], headers, other, events)
     listed = client.get(f"{API}/test-runs", headers=headers, params={"job_id": job}).json()
     assert [x["id"] for x in listed] == [run["id"]]
 
@@ -294,7 +336,23 @@ def test_detection_test_run_from_an_uploaded_zip_and_pose_skeleton(
         files={"file": ("shapes.zip", buf.getvalue(), "application/zip")},
     )
     assert r.status_code == 201, r.text
-    done = _wait_run(client, r.json()["id"], headers)
+    run_id = r.json()["id"]
+    # watched live from its start: each event once, in order, through "done" and the final status
+    token = headers["Authorization"].split()[1]
+    live = []
+    with (
+        client.websocket_connect(f"/ws/test-runs/{run_id}?token={token}") as ws,
+        pytest.raises(WebSocketDisconnect) as closed,
+    ):
+        while True:
+            msg = json.loads(ws.receive_text())
+            if msg["type"] != "ping":
+                live.append(msg)
+    assert closed.value.code == 1000
+    assert [e["seq"] for e in live] == list(range(1, len(live) + 1))
+    assert [e["type"] for e in live[-2:]] == ["done", "status"] and live[-1]["data"]["status"] == "completed"
+    assert live == client.get(f"{API}/test-runs/{run_id}/events", headers=headers).json()
+    done = _wait_run(client, run_id, headers)
     assert done["status"] == "completed", done["error"]
     m = done["metrics"]
     assert m["evaluated_images"] == 8 and 0.0 <= m["box_mAP50-95"] <= m["box_mAP50"] <= 1.0

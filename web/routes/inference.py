@@ -12,6 +12,8 @@
     GET  /test-runs[?job_id=]          the caller's test runs
     GET  /test-runs/{id}               status, progress, metrics
     GET  /test-runs/{id}/events        stored progress events (`?after=SEQ`)
+    GET  /test-runs/{id}/stream        the same, live (Server-Sent Events; `WS /ws/test-runs/{id}` in
+                                       web.routes.ws), replayed from `after` / Last-Event-ID
     GET  /test-runs/{id}/report        the report JSON (download); .../predictions -> JSON lines
 
 The service (worker pools) is created on first use and kept on `app.state.inference`; the app's
@@ -29,11 +31,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from tools.errors import AuthenticationError
 from tools.inference import (
     InferenceConfig,
     InferenceFailedError,
@@ -52,8 +55,10 @@ from tools.inference import (
     test_run_events,
     test_run_file,
 )
+from trainer_runtime.events import TERMINAL_STATUSES
 from web.deps import StorageDep, ToolContextDep, get_current_user, get_db, get_tool_context, oauth2_scheme
 from web.errors import error_body
+from web.routes.job_events import authorize_test_run_sync, read_test_run_page, resume_after, sse_response
 
 router = APIRouter(tags=["inference"])
 
@@ -279,6 +284,32 @@ def test_run(run_id: int, ctx: ToolContextDep) -> dict[str, Any]:
 @router.get("/test-runs/{run_id}/events")
 def test_run_event_list(run_id: int, ctx: ToolContextDep, after: int = 0) -> list[dict[str, Any]]:
     return test_run_events(ctx, run_id, after)
+
+
+@router.get(
+    "/test-runs/{run_id}/stream",
+    summary="Live test-run progress as Server-Sent Events (replay from `after` / Last-Event-ID, then live)",
+    response_class=StreamingResponse,
+)
+async def stream_test_run(
+    run_id: int,
+    request: Request,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    after: Annotated[int, Query(ge=0)] = 0,
+    token: Annotated[str | None, Query(description="alternative to the Authorization header")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """The same stream as `GET /jobs/{id}/stream` (events, pings, ``event: end``, 204 when the run is
+    finished with nothing after `after`), for a batch test run."""
+    state = request.app.state
+    after = resume_after(after, last_event_id)
+    raw = bearer or token
+    if not raw:
+        raise AuthenticationError("Not authenticated")
+    status, last_seq = await run_in_threadpool(authorize_test_run_sync, state, raw, run_id)
+    if status in TERMINAL_STATUSES and last_seq <= after:
+        return Response(status_code=204)
+    return sse_response(state, -run_id, after, read_test_run_page)
 
 
 @router.get("/test-runs/{run_id}/report")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio
@@ -78,6 +78,11 @@ def authorize_sync(state: Any, token: str | None, job_id: int) -> tuple[User, Jo
     return user, visible_job_sync(state, user.id, job_id)
 
 
+# (app state, stream id, after, limit) -> (events after `after`, status, last seq); the stream id is
+# the bus channel: a job id, or -test_run_id for a batch test run (`tools.inference`)
+PageReader = Callable[[Any, int, int, int], tuple[list[dict[str, Any]], str, int]]
+
+
 def _read_page(state: Any, job_id: int, after: int, limit: int) -> tuple[list[dict[str, Any]], str, int]:
     """Events after `after`, THEN the job's status and last seq (this order matters: a terminal
     status read afterwards covers every event the page could have missed)."""
@@ -88,6 +93,33 @@ def _read_page(state: Any, job_id: int, after: int, limit: int) -> tuple[list[di
         if job is None:
             return events, "deleted", 0
         return events, job.status, job.last_seq
+
+
+def read_test_run_page(state: Any, channel: int, after: int, limit: int) -> tuple[list[dict[str, Any]], str, int]:
+    """`_read_page` of a batch test run (its bus channel is -test_run_id)."""
+    from tools.inference import test_run_event_page
+
+    with state.session_factory() as db:
+        return test_run_event_page(db, -channel, after, limit)
+
+
+def authorize_test_run_sync(state: Any, token: str | None, run_id: int) -> tuple[str, int]:
+    """(status, last seq) of a test run the raw token's user owns (AuthenticationError,
+    NotFoundError otherwise)."""
+    from tools.inference import owned_test_run
+
+    user = authenticate_raw_token(state, token)
+    with state.session_factory() as db:
+        row = owned_test_run(db, user.id, run_id)
+        return row.status, int(row.last_seq or 0)
+
+
+def resume_after(after: int, last_event_id: str | None) -> int:
+    """`Last-Event-ID` (an EventSource reconnecting) wins over `?after=`."""
+    if last_event_id is not None:
+        with contextlib.suppress(ValueError):
+            return max(0, int(last_event_id.strip()))
+    return after
 
 
 SKIP, SEND, FILL, RESYNC = "skip", "send", "fill", "resync"
@@ -104,18 +136,19 @@ class StreamCursor:
     bus may have lost events: catch up, then stop if finished). `sent(event)` records a live event
     as delivered and tells whether it was the terminal status (time to end)."""
 
-    __slots__ = ("finished", "job_id", "last", "state")
+    __slots__ = ("finished", "job_id", "last", "reader", "state")
 
-    def __init__(self, state: Any, job_id: int, after: int) -> None:
+    def __init__(self, state: Any, job_id: int, after: int, reader: PageReader | None = None) -> None:
         self.state = state
         self.job_id = job_id
         self.last = max(0, int(after))
         self.finished = False
+        self.reader: PageReader = reader or _read_page
 
     async def catch_up(self, until: int | None = None) -> AsyncIterator[dict[str, Any]]:
         while True:
             limit = PAGE if until is None else max(1, min(PAGE, until - self.last))
-            events, status, last_seq = await run_in_threadpool(_read_page, self.state, self.job_id, self.last, limit)
+            events, status, last_seq = await run_in_threadpool(self.reader, self.state, self.job_id, self.last, limit)
             for event in events:
                 if until is not None and event["seq"] > until:
                     break
@@ -139,10 +172,16 @@ class StreamCursor:
 
 
 async def event_stream(
-    state: Any, job_id: int, after: int, sub: Subscription, *, heartbeat_s: float | None
+    state: Any,
+    job_id: int,
+    after: int,
+    sub: Subscription,
+    *,
+    heartbeat_s: float | None,
+    reader: PageReader | None = None,
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Replay from the store, then live (see the module doc). `sub` must already be subscribed."""
-    cursor = StreamCursor(state, job_id, after)
+    cursor = StreamCursor(state, job_id, after, reader)
     async for replayed in cursor.catch_up():
         yield replayed
     if cursor.finished:
@@ -230,15 +269,19 @@ async def stream_job_events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     state = request.app.state
-    if last_event_id is not None:
-        with contextlib.suppress(ValueError):
-            after = max(0, int(last_event_id.strip()))
+    after = resume_after(after, last_event_id)
     raw = bearer or token
     if not raw:
         raise AuthenticationError("Not authenticated")
     _user, job = await run_in_threadpool(authorize_sync, state, raw, job_id)
     if job.status in TERMINAL_STATUSES and job.last_seq <= after:
         return Response(status_code=204)  # finished and nothing new: EventSource stops reconnecting
+    return sse_response(state, job_id, after)
+
+
+def sse_response(state: Any, channel: int, after: int, reader: PageReader | None = None) -> StreamingResponse:
+    """The Server-Sent Events answer of one stream (a job's, or a test run's on channel -id): the
+    bus is subscribed before anything is read from the store, then `event_stream`."""
     heartbeat_s, queue_size = stream_settings(state)
     bus = get_bus(state)
     telemetry = getattr(state, "telemetry", None)
@@ -248,9 +291,9 @@ async def stream_job_events(
             telemetry.sse_connections.inc()
         try:
             # Subscribe before anything is read from the store.
-            async with bus.subscribe(job_id, queue_size=queue_size) as sub:
+            async with bus.subscribe(channel, queue_size=queue_size) as sub:
                 yield b"retry: 2000\n\n"
-                stream = event_stream(state, job_id, after, sub, heartbeat_s=heartbeat_s)
+                stream = event_stream(state, channel, after, sub, heartbeat_s=heartbeat_s, reader=reader)
                 try:
                     async for item in stream:
                         yield b": ping\n\n" if item is PING else _sse(item)

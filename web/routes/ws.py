@@ -1,4 +1,5 @@
-"""`WS /ws/jobs/{job_id}?after=SEQ&token=T`: a job's progress events, replayed then live.
+"""`WS /ws/jobs/{job_id}?after=SEQ&token=T`: a job's progress events, replayed then live
+(`WS /ws/test-runs/{run_id}`: a batch test run's, the same way).
 
 Protocol (server -> client, JSON text frames)
     * every event of the job with seq > `after`, each once, in seq order, as stored
@@ -39,10 +40,13 @@ from web.routes.job_events import (
     RESYNC,
     SEND,
     SKIP,
+    PageReader,
     StreamCursor,
     authorize_sync,
+    authorize_test_run_sync,
     encode_event,
     get_bus,
+    read_test_run_page,
     stream_settings,
 )
 
@@ -61,11 +65,13 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
         await asyncio.wait_for(websocket.close(code=code, reason=reason[:120]), CLOSE_TIMEOUT_S)
 
 
-async def _send_events(websocket: WebSocket, state: Any, job_id: int, after: int, sub: Subscription) -> None:
+async def _send_events(
+    websocket: WebSocket, state: Any, job_id: int, after: int, sub: Subscription, reader: PageReader | None = None
+) -> None:
     """Replay, then live (`StreamCursor` holds the seam logic; this is `event_stream` inlined,
     since it runs once per watcher per event)."""
     send = websocket.send
-    cursor = StreamCursor(state, job_id, after)
+    cursor = StreamCursor(state, job_id, after, reader)
     async for replayed in cursor.catch_up():
         await send({"type": "websocket.send", "text": encode_event(replayed)})
     if cursor.finished:
@@ -115,30 +121,52 @@ async def _drain_client(websocket: WebSocket) -> None:
 async def job_progress_ws(websocket: WebSocket, job_id: int, after: int = 0, token: str | None = None) -> None:
     state = websocket.app.state
     await websocket.accept()
+    if await _authorized(websocket, authorize_sync, state, token, job_id, "job"):
+        await _watch(websocket, state, job_id, after, None, "job")
+
+
+@router.websocket("/ws/test-runs/{run_id}")
+async def test_run_progress_ws(websocket: WebSocket, run_id: int, after: int = 0, token: str | None = None) -> None:
+    """A batch test run's events (`tools.inference`), with the protocol and close codes of
+    `/ws/jobs/{id}`; 1000 "test run finished" once it completed or failed."""
+    state = websocket.app.state
+    await websocket.accept()
+    if await _authorized(websocket, authorize_test_run_sync, state, token, run_id, "test run"):
+        await _watch(websocket, state, -run_id, after, read_test_run_page, "test run")
+
+
+async def _authorized(websocket: WebSocket, check: Any, state: Any, token: str | None, ident: int, what: str) -> bool:
+    """Run `check(state, token, ident)`; on failure close with the mapped code and answer False."""
     try:
-        await run_in_threadpool(authorize_sync, state, token, job_id)
+        await run_in_threadpool(check, state, token, ident)
     except NotFoundError:
-        await _close(websocket, WS_NOT_FOUND, "job not found")
-        return
+        await _close(websocket, WS_NOT_FOUND, f"{what} not found")
+        return False
     except Exception as exc:
         code = ws_close_code(exc)
         if code == 1011:
-            log.exception("WS /ws/jobs/%s: authorization failed", job_id)
+            log.exception("WS %s %s: authorization failed", what, ident)
         await _close(websocket, code, "not authenticated" if code == 1008 else "error")
-        return
+        return False
+    return True
 
+
+async def _watch(
+    websocket: WebSocket, state: Any, channel: int, after: int, reader: PageReader | None, what: str
+) -> None:
+    """Subscribe to `channel`, serve the stream, close with the outcome's code."""
     heartbeat_s, queue_size = stream_settings(state)
     bus = get_bus(state)
     telemetry = getattr(state, "telemetry", None)
     if telemetry is not None:
         telemetry.ws_connections.inc()
     try:
-        async with bus.subscribe(job_id, queue_size=queue_size) as sub:
-            outcome = await _serve(websocket, state, job_id, max(0, after), sub, heartbeat_s)
+        async with bus.subscribe(channel, queue_size=queue_size) as sub:
+            outcome = await _serve(websocket, state, channel, max(0, after), sub, heartbeat_s, reader)
         if outcome == "client":
             return
         if outcome == "finished":
-            code, reason = WS_NORMAL, "job finished"
+            code, reason = WS_NORMAL, f"{what} finished"
         elif outcome == "slow":
             code, reason = WS_TRY_AGAIN_LATER, "too slow: reconnect with after=<last seq>"
             if telemetry is not None:
@@ -151,7 +179,15 @@ async def job_progress_ws(websocket: WebSocket, job_id: int, after: int = 0, tok
             telemetry.ws_connections.dec()
 
 
-async def _serve(websocket: WebSocket, state: Any, job_id: int, after: int, sub: Subscription, hb: float) -> str:
+async def _serve(
+    websocket: WebSocket,
+    state: Any,
+    job_id: int,
+    after: int,
+    sub: Subscription,
+    hb: float,
+    page_reader: PageReader | None = None,
+) -> str:
     """Send events while reading the client; the first of these ends it: the stream finished
     ("finished"), the client left ("client"), the watcher overflowed ("slow", also while a send is
     blocked on a client that does not read), or an error ("error")."""
@@ -165,12 +201,12 @@ async def _serve(websocket: WebSocket, state: Any, job_id: int, after: int, sub:
 
         async def sender() -> None:
             try:
-                await _send_events(websocket, state, job_id, after, sub)
+                await _send_events(websocket, state, job_id, after, sub, page_reader)
             except SlowConsumer:
                 done("slow")
             except Exception as exc:
                 if not _is_disconnect(exc):
-                    log.error("WS /ws/jobs/%s failed: %r", job_id, exc)
+                    log.error("WS stream %s failed: %r", job_id, exc)
                 done("client" if _is_disconnect(exc) else "error")
             else:
                 done("finished")
