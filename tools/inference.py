@@ -138,6 +138,7 @@ class InferenceConfig:
     threads: int = 0
     test_run_batch: int = 16
     test_run_workers: int = 2
+    route_cache_ttl_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Any, data_dir: Path | None = None) -> InferenceConfig:
@@ -171,6 +172,7 @@ class InferenceConfig:
             threads=int(pick("threads", int)),
             test_run_batch=int(pick("test_run_batch", int)),
             test_run_workers=int(pick("test_run_workers", int)),
+            route_cache_ttl_s=float(pick("route_cache_ttl_s", float)),
         )
 
 
@@ -390,6 +392,7 @@ class InferenceService:
         self._executor: ThreadPoolExecutor | None = None
         self._exec_lock = threading.Lock()
         self._meta_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.routes = RouteCache(config.route_cache_ttl_s)
         self.closed = False
 
     # ---------------------------------------------------------------------------- workers
@@ -576,20 +579,18 @@ def _raise_worker_error(exc: WorkerError) -> None:
     raise InferenceFailedError(f"inference failed: {exc.message}", detail={"code": exc.code}) from None
 
 
-def _dataset_categories(service: InferenceService, job: Job) -> list[dict[str, Any]]:
-    """The categories of the dataset (snapshot) the job trained on, [] when unavailable."""
-    if not job.dataset_id:
+def _dataset_categories(
+    service: InferenceService, dataset_id: str | None, snapshot_id: str | None
+) -> list[dict[str, Any]]:
+    """The categories of the dataset (snapshot) a job trained on, [] when unavailable."""
+    if not dataset_id:
         return []
-    key_t = (job.dataset_id, job.snapshot_id)
+    key_t = (dataset_id, snapshot_id)
     cached = service._meta_cache.get(key_t)
     if cached is not None:
         return list(cached["categories"])
     try:
-        key = (
-            snapshot_annotations_key(job.dataset_id, job.snapshot_id)
-            if job.snapshot_id
-            else dataset_annotations_key(job.dataset_id)
-        )
+        key = snapshot_annotations_key(dataset_id, snapshot_id) if snapshot_id else dataset_annotations_key(dataset_id)
         doc = json.loads(service.storage.external.get_bytes(key))
         cats = [c for c in doc.get("categories") or [] if isinstance(c, dict)]
     except (StorageError, ValueError):
@@ -598,8 +599,8 @@ def _dataset_categories(service: InferenceService, job: Job) -> list[dict[str, A
     return cats
 
 
-def _pose_meta(service: InferenceService, job: Job, num_keypoints: int) -> dict[str, Any]:
-    for c in _dataset_categories(service, job):
+def _pose_meta(service: InferenceService, route: InferenceRoute, num_keypoints: int) -> dict[str, Any]:
+    for c in _dataset_categories(service, route.dataset_id, route.snapshot_id):
         names = c.get("keypoints") or []
         if names and (not num_keypoints or len(names) == num_keypoints):
             skeleton = [[int(a) - 1, int(b) - 1] for a, b in (c.get("skeleton") or []) if a and b]
@@ -607,10 +608,131 @@ def _pose_meta(service: InferenceService, job: Job, num_keypoints: int) -> dict[
     return {"keypoint_names": [f"kp{i}" for i in range(num_keypoints)], "skeleton": []}
 
 
+@dataclass(frozen=True)
+class InferenceRoute:
+    """What an authorised single-image request runs: resolved from the database by
+    `resolve_inference` (visibility, job status, checkpoint row, local copy of the file)."""
+
+    user_id: int
+    job_id: int
+    framework: str
+    model_key: str
+    path: Path
+    checkpoint: str  # best | last
+    dataset_id: str | None = None
+    snapshot_id: str | None = None
+
+
+class RouteCache:
+    """Recently authorised ``(token, job, checkpoint)`` -> `InferenceRoute`, for `ttl_s` seconds.
+
+    The single-image hot path: a repeated request skips the database (user row, job row,
+    checkpoint rows, about 1-2 ms on SQLite) and goes straight to the worker. The token's signature
+    and expiry are still checked on every request (`tools.auth.decode_access_token`); what may be
+    up to `ttl_s` old is the rest: a user deactivated, a job deleted or a checkpoint replaced in that
+    window is still served its previous route (a deletion through this process drops the job's
+    entries at once: `invalidate_job`). ``ttl_s`` <= 0 turns the cache off. Thread-safe; bounded
+    (oldest entries dropped first)."""
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 4096) -> None:
+        self.ttl_s = float(ttl_s)
+        self.max_entries = max(1, int(max_entries))
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[tuple[str, int, str], tuple[float, InferenceRoute]] = (
+            collections.OrderedDict()
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, token: str, job_id: int, checkpoint: str | None) -> InferenceRoute | None:
+        if self.ttl_s <= 0:
+            return None
+        key = (token, int(job_id), checkpoint or "")
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                if hit is not None:
+                    del self._entries[key]
+                self.misses += 1
+                return None
+            self.hits += 1
+            return hit[1]
+
+    def put(self, token: str, job_id: int, checkpoint: str | None, route: InferenceRoute) -> None:
+        if self.ttl_s <= 0:
+            return
+        key = (token, int(job_id), checkpoint or "")
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self.ttl_s, route)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def invalidate_job(self, job_id: int) -> None:
+        with self._lock:
+            for key in [k for k, (_, r) in self._entries.items() if r.job_id == int(job_id)]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 @dataclass
 class InferenceOutcome:
     result: dict[str, Any]
     image: bytes
+
+
+def _check_options(conf: float | None, iou: float | None) -> None:
+    for name, value in (("conf", conf), ("iou", iou)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InvalidInputError(f"{name} must be between 0 and 1", detail={"field": name})
+
+
+def resolve_inference(
+    ctx: ToolContext, service: InferenceService, job_id: Any, checkpoint: str | None = None
+) -> InferenceRoute:
+    """The route of the caller's job and checkpoint (404 others' jobs, 409 unusable, the
+    checkpoint file fetched into the local cache once)."""
+    job, ckpt, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
+    path = service.checkpoint_path(job, ckpt)
+    return InferenceRoute(
+        user_id=require_user(ctx).id,
+        job_id=int(job.id),
+        framework=job.framework,
+        model_key=model_key(job, ckpt),
+        path=path,
+        checkpoint=ckpt_name,
+        dataset_id=job.dataset_id,
+        snapshot_id=job.snapshot_id,
+    )
+
+
+def predict_route(
+    service: InferenceService,
+    route: InferenceRoute,
+    image: bytes,
+    *,
+    conf: float | None = None,
+    iou: float | None = None,
+) -> InferenceOutcome:
+    """Run one image on a resolved route (no database): the InferenceResult of the seed."""
+    _check_options(conf, iou)
+    cfg = service.config
+    check_image_bytes(image, cfg.max_pixels, cfg.max_image_bytes)
+    try:
+        results, reply = service.predict(route.framework, route.model_key, route.path, [image], conf=conf, iou=iou)
+    except WorkerError as exc:
+        _raise_worker_error(exc)
+        raise  # pragma: no cover
+    result = dict(results[0])
+    result["model"] = dict(reply.get("model") or {})
+    result["checkpoint"] = route.checkpoint
+    result["job_id"] = route.job_id
+    if result.get("task_type") == "pose_estimation":
+        result.update(_pose_meta(service, route, int(reply.get("num_keypoints") or 0)))
+    return InferenceOutcome(result=result, image=image)
 
 
 def run_inference(
@@ -625,30 +747,31 @@ def run_inference(
     checkpoint: str | None = None,
 ) -> InferenceOutcome:
     """Predict one image (uploaded bytes, or an image of a dataset the caller can see)."""
-    for name, value in (("conf", conf), ("iou", iou)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise InvalidInputError(f"{name} must be between 0 and 1", detail={"field": name})
-    job, ckpt, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
+    return run_inference_route(
+        ctx, service, job_id, image=image, dataset_image_id=dataset_image_id, conf=conf, iou=iou, checkpoint=checkpoint
+    )[0]
+
+
+def run_inference_route(
+    ctx: ToolContext,
+    service: InferenceService,
+    job_id: Any,
+    *,
+    image: bytes | None = None,
+    dataset_image_id: int | None = None,
+    conf: float | None = None,
+    iou: float | None = None,
+    checkpoint: str | None = None,
+) -> tuple[InferenceOutcome, InferenceRoute]:
+    """`run_inference` that also answers the route it resolved (for `RouteCache`)."""
+    _check_options(conf, iou)
+    route = resolve_inference(ctx, service, job_id, checkpoint)
     if (image is None) == (dataset_image_id is None):
         raise InvalidInputError("send an image file or a dataset_image_id (one of them)", detail={"field": "file"})
     if dataset_image_id is not None:
         image = _dataset_image_bytes(ctx, dataset_image_id)
     assert image is not None
-    cfg = service.config
-    check_image_bytes(image, cfg.max_pixels, cfg.max_image_bytes)
-    path = service.checkpoint_path(job, ckpt)
-    try:
-        results, reply = service.predict(job.framework, model_key(job, ckpt), path, [image], conf=conf, iou=iou)
-    except WorkerError as exc:
-        _raise_worker_error(exc)
-        raise  # pragma: no cover
-    result = dict(results[0])
-    result["model"] = dict(reply.get("model") or {})
-    result["checkpoint"] = ckpt_name
-    result["job_id"] = job.id
-    if result.get("task_type") == "pose_estimation":
-        result.update(_pose_meta(service, job, int(reply.get("num_keypoints") or 0)))
-    return InferenceOutcome(result=result, image=image)
+    return predict_route(service, route, image, conf=conf, iou=iou), route
 
 
 def _dataset_image_bytes(ctx: ToolContext, image_id: int) -> bytes:
@@ -1364,9 +1487,11 @@ __all__ = [
     "InferenceConfig",
     "InferenceFailedError",
     "InferenceOutcome",
+    "InferenceRoute",
     "InferenceService",
     "InferenceUnavailableError",
     "ResultFile",
+    "RouteCache",
     "WorkerClient",
     "check_image_bytes",
     "create_export",
@@ -1379,7 +1504,10 @@ __all__ = [
     "list_exports",
     "list_test_runs",
     "model_key",
+    "predict_route",
+    "resolve_inference",
     "run_inference",
+    "run_inference_route",
     "stage_test_upload",
     "test_run_events",
     "test_run_file",

@@ -388,3 +388,53 @@ def test_onnx_export_and_download(client: TestClient, app: FastAPI, make_user: M
     assert again["id"] == rec["id"]  # the same checkpoint is not exported twice
     assert [e["id"] for e in client.get(f"{API}/jobs/{job}/exports", headers=headers).json()] == [rec["id"]]
     assert client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "tflite"}).status_code == 422
+
+
+def test_route_cache_skips_the_database_but_not_the_token_and_forgets_deleted_jobs(
+    client: TestClient, app: FastAPI, make_user: MakeUser, timm_m: TrainedModel
+) -> None:
+    from tools.db.models import User
+
+    user, headers = make_user()
+    _, other = make_user()
+    job = make_job(app, _user_id(user), timm_m)
+    first = _infer(client, job, headers, _png())
+    assert first.status_code == 200, first.text
+    routes = app.state.inference.routes
+    hits = routes.hits
+    again = _infer(client, job, headers, _png())
+    assert again.status_code == 200 and routes.hits == hits + 1  # answered from the cache
+    assert again.json()["predictions"] == first.json()["predictions"] and again.json()["checkpoint"] == "best"
+    # the cache is per token: another user's identical request still gets its 404
+    assert _infer(client, job, other, _png()).status_code == 404
+    # bad input on a cached route: the same 422 as on the full path
+    assert _infer(client, job, headers, b"not an image").status_code == 422
+    assert _infer(client, job, headers, _png(), conf="2").status_code == 422
+    # the token is verified on every request, cached or not
+    tampered = {"Authorization": headers["Authorization"][:-2] + "xx"}
+    assert _infer(client, job, tampered, _png()).status_code == 401
+    # a user deactivated meanwhile is refused once the entry is older than the TTL
+    assert _infer(client, job, headers, _png()).status_code == 200
+    with app.state.session_factory() as db:
+        db.get(User, _user_id(user)).is_active = False  # type: ignore[union-attr]
+        db.commit()
+    routes.ttl_s = 0.3
+    routes.clear()
+    assert _infer(client, job, headers, _png()).status_code == 401
+    with app.state.session_factory() as db:
+        db.get(User, _user_id(user)).is_active = True  # type: ignore[union-attr]
+        db.commit()
+    assert _infer(client, job, headers, _png()).status_code == 200
+    time.sleep(0.35)
+    with app.state.session_factory() as db:
+        db.get(User, _user_id(user)).is_active = False  # type: ignore[union-attr]
+        db.commit()
+    assert _infer(client, job, headers, _png()).status_code == 401  # expired entry: checked again
+    with app.state.session_factory() as db:
+        db.get(User, _user_id(user)).is_active = True  # type: ignore[union-attr]
+        db.commit()
+    routes.ttl_s = 60.0
+    # deleting the job through the API drops its cached routes at once
+    assert _infer(client, job, headers, _png()).status_code == 200
+    assert client.delete(f"{API}/jobs/{job}", headers=headers).status_code == 204
+    assert _infer(client, job, headers, _png()).status_code == 404
