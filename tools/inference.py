@@ -53,7 +53,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
@@ -177,6 +177,10 @@ class InferenceConfig:
 
 
 # ------------------------------------------------------------------------------- worker client
+
+
+# `WorkerClient.request_async` writes a request of at most this many bytes from the event loop
+ASYNC_INLINE_WRITE_BYTES = 256 * 1024
 
 
 class WorkerClient:
@@ -323,9 +327,39 @@ class WorkerClient:
     ) -> tuple[dict[str, Any], list[bytes]]:
         """Send one request and wait for its answer; raises WorkerError for an error answer,
         InferenceUnavailableError when the worker dies or the timeout passes (then it is killed)."""
+        fut = self.submit(msg, blobs)
+        limit = timeout if timeout is not None else self.config.request_timeout_s
+        try:
+            answer = fut.result(timeout=limit)
+        except FutureTimeout:
+            self._timed_out(fut, msg, limit)
+        return self._answer(answer)
+
+    async def request_async(
+        self, msg: dict[str, Any], blobs: Sequence[bytes] = (), *, timeout: float | None = None
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """`request` for an event loop: the answer is awaited, no thread waits for it. A small
+        request is written from the loop (a pipe write of a few kB); a large one from a thread, so
+        the loop never blocks while the worker reads it."""
+        import asyncio
+
+        if sum(len(b) for b in blobs) > ASYNC_INLINE_WRITE_BYTES:
+            fut = await asyncio.to_thread(self.submit, msg, blobs)
+        else:
+            fut = self.submit(msg, blobs)
+        limit = timeout if timeout is not None else self.config.request_timeout_s
+        try:
+            answer = await asyncio.wait_for(asyncio.wrap_future(fut), limit)
+        except TimeoutError:
+            self._timed_out(fut, msg, limit)
+        return self._answer(answer)
+
+    def submit(self, msg: dict[str, Any], blobs: Sequence[bytes] = ()) -> Future[tuple[dict[str, Any], list[bytes]]]:
+        """Write one request to the worker; its future gets the raw answer (or the worker's death)."""
         proc = self._ensure()
         req_id = next(self._ids)
         fut: Future[tuple[dict[str, Any], list[bytes]]] = Future()
+        fut.req_id = req_id  # type: ignore[attr-defined]
         with self._lock:
             self._pending[req_id] = (proc, fut)
         try:
@@ -341,24 +375,27 @@ class WorkerClient:
                 " for the next request",
                 detail={"framework": self.framework},
             ) from exc
-        limit = timeout if timeout is not None else self.config.request_timeout_s
-        try:
-            reply, out_blobs = fut.result(timeout=limit)
-        except FutureTimeout:
-            with self._lock:
-                self._pending.pop(req_id, None)
-            log.error(
-                "inference worker %s/%d: request %s timed out after %.0fs; killing it",
-                self.framework,
-                self.index,
-                msg.get("op"),
-                limit,
-            )
-            self.kill()
-            raise InferenceUnavailableError(
-                f"the {self.framework} inference worker did not answer within {limit:g}s; it was restarted",
-                detail={"framework": self.framework, "timeout_s": limit},
-            ) from None
+        return fut
+
+    def _timed_out(self, fut: Future[Any], msg: dict[str, Any], limit: float) -> NoReturn:
+        with self._lock:
+            self._pending.pop(getattr(fut, "req_id", 0), None)
+        log.error(
+            "inference worker %s/%d: request %s timed out after %.0fs; killing it",
+            self.framework,
+            self.index,
+            msg.get("op"),
+            limit,
+        )
+        self.kill()
+        raise InferenceUnavailableError(
+            f"the {self.framework} inference worker did not answer within {limit:g}s; it was restarted",
+            detail={"framework": self.framework, "timeout_s": limit},
+        ) from None
+
+    @staticmethod
+    def _answer(answer: tuple[dict[str, Any], list[bytes]]) -> tuple[dict[str, Any], list[bytes]]:
+        reply, out_blobs = answer
         if not reply.get("ok"):
             err = reply.get("error") or {}
             raise WorkerError(
@@ -425,6 +462,24 @@ class InferenceService:
             "max_pixels": self.config.max_pixels,
         }
         reply, _ = self.client(framework, model_key).request(msg, images, timeout=timeout)
+        return list(reply.get("results") or []), reply
+
+    async def predict_async(
+        self, framework: str, model_key: str, path: Path, images: Sequence[bytes], **options: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """`predict` awaited on an event loop (`WorkerClient.request_async`)."""
+        timeout = options.pop("timeout", None)
+        msg = {
+            "op": "predict",
+            "framework": framework,
+            "model_key": model_key,
+            "path": str(path),
+            "conf": options.get("conf"),
+            "iou": options.get("iou"),
+            "max_det": options.get("max_det"),
+            "max_pixels": self.config.max_pixels,
+        }
+        reply, _ = await self.client(framework, model_key).request_async(msg, images, timeout=timeout)
         return list(reply.get("results") or []), reply
 
     def export(
@@ -718,14 +773,43 @@ def predict_route(
     iou: float | None = None,
 ) -> InferenceOutcome:
     """Run one image on a resolved route (no database): the InferenceResult of the seed."""
-    _check_options(conf, iou)
-    cfg = service.config
-    check_image_bytes(image, cfg.max_pixels, cfg.max_image_bytes)
+    _check_route_input(service, image, conf, iou)
     try:
         results, reply = service.predict(route.framework, route.model_key, route.path, [image], conf=conf, iou=iou)
     except WorkerError as exc:
         _raise_worker_error(exc)
         raise  # pragma: no cover
+    return _route_outcome(service, route, image, results, reply)
+
+
+async def predict_route_async(
+    service: InferenceService,
+    route: InferenceRoute,
+    image: bytes,
+    *,
+    conf: float | None = None,
+    iou: float | None = None,
+) -> InferenceOutcome:
+    """`predict_route` awaited on the event loop (the single-image hot path of the web route)."""
+    _check_route_input(service, image, conf, iou)
+    try:
+        results, reply = await service.predict_async(
+            route.framework, route.model_key, route.path, [image], conf=conf, iou=iou
+        )
+    except WorkerError as exc:
+        _raise_worker_error(exc)
+        raise  # pragma: no cover
+    return _route_outcome(service, route, image, results, reply)
+
+
+def _check_route_input(service: InferenceService, image: bytes, conf: float | None, iou: float | None) -> None:
+    _check_options(conf, iou)
+    check_image_bytes(image, service.config.max_pixels, service.config.max_image_bytes)
+
+
+def _route_outcome(
+    service: InferenceService, route: InferenceRoute, image: bytes, results: list[dict[str, Any]], reply: dict[str, Any]
+) -> InferenceOutcome:
     result = dict(results[0])
     result["model"] = dict(reply.get("model") or {})
     result["checkpoint"] = route.checkpoint
@@ -1505,6 +1589,7 @@ __all__ = [
     "list_test_runs",
     "model_key",
     "predict_route",
+    "predict_route_async",
     "resolve_inference",
     "run_inference",
     "run_inference_route",
