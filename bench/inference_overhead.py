@@ -22,7 +22,9 @@ end to end (multipart PNG upload, JSON answer decoded) with the standard library
 ``http.client`` (``--client httpx``: httpx, which adds ~0.5 ms of client CPU per request). The
 in-process reference calls the already loaded model in this process. After ``--warmup`` untimed
 calls of each, HTTP and in-process calls alternate in blocks of ``--block`` until each has
-``--requests``, so a change of the machine's load during the run hits both sides. Printed: p50 /
+``--requests``, so a change of the machine's load during the run hits both sides; each block starts
+with ``--block-warmup`` untimed calls (right after a switch both sides are slow for a few calls:
+the other process just had the cores and caches). Printed: p50 /
 p95 of both and the p50 ratio HTTP / in-process (goal <= 1.5).
 
 Batch: ``POST /api/v1/test-runs`` over a dataset of M images, timed from the POST to the run's final
@@ -374,7 +376,13 @@ def run_case(case: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         block = max(1, args.block)
         while len(http_times) < args.requests:
             n = min(block, args.requests - len(http_times))
+            # the first calls after a switch are slow on both sides (the other process just used the
+            # cores and caches; HTTP takes ~10 calls to settle, in-process ~3): untimed
+            for _ in range(args.block_warmup):
+                http_one()
             http_times += [http_one() for _ in range(n)]
+            for _ in range(args.block_warmup):
+                inproc_one()
             inproc += [inproc_one() for _ in range(n)]
         conn.close()
 
@@ -434,7 +442,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=20, help="untimed requests (and in-process calls) first")
-    ap.add_argument("--block", type=int, default=20, help="HTTP and in-process calls alternate in blocks of this")
+    ap.add_argument("--block", type=int, default=50, help="HTTP and in-process calls alternate in blocks of this")
+    ap.add_argument("--block-warmup", type=int, default=10, help="untimed calls at the start of every block")
     ap.add_argument("--images", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument(

@@ -10,7 +10,10 @@ sign in or use a token.
 
 from __future__ import annotations
 
+import collections
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -182,10 +185,34 @@ def create_access_token(
     )
 
 
+# Tokens whose signature and claims were verified: (secret, token) -> (user id, exp). A token is a
+# pure function of its claims and the secret, so a repeat only needs its expiry checked again
+# (the hot inference route sees the same token on every request; PyJWT's verify is ~0.1 ms).
+_VERIFIED: collections.OrderedDict[tuple[str, str], tuple[int, float]] = collections.OrderedDict()
+_VERIFIED_MAX = 4096
+_VERIFIED_LOCK = threading.Lock()
+
+
 def decode_access_token(token: str, secret: str) -> int:
     """The user id in a valid access token; AuthenticationError when missing, bad or expired."""
     if not token:
         raise AuthenticationError("Not authenticated")
+    key = (secret, token)
+    with _VERIFIED_LOCK:
+        hit = _VERIFIED.get(key)
+    if hit is not None:
+        if time.time() < hit[1]:
+            return hit[0]
+        raise AuthenticationError("Token has expired")
+    user_id, exp = _verify_access_token(token, secret)
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = (user_id, exp)
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return user_id
+
+
+def _verify_access_token(token: str, secret: str) -> tuple[int, float]:
     try:
         payload = jwt.decode(
             token,
@@ -200,7 +227,7 @@ def decode_access_token(token: str, secret: str) -> int:
     if payload.get("type") != TOKEN_TYPE_ACCESS:
         raise AuthenticationError("Invalid token")
     try:
-        return int(payload["sub"])
+        return int(payload["sub"]), float(payload["exp"])
     except (TypeError, ValueError) as exc:
         raise AuthenticationError("Invalid token") from exc
 

@@ -229,6 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     install_error_handlers(app)
     app.include_router(health.router)
+    # Routes are matched in order: the per-image inference route (the one hot path with a latency
+    # goal) is looked up first; no other route's path overlaps its paths.
+    app.include_router(inference_routes.router, prefix=API_PREFIX)
     for module in (auth, projects, datasets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
@@ -238,7 +241,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(chat_routes.router, prefix=API_PREFIX)
     app.include_router(chat_routes.ws_router)
-    app.include_router(inference_routes.router, prefix=API_PREFIX)
     app.include_router(slack_routes.router)  # POST /slack/events, /slack/commands, /slack/interactions
     app.include_router(slack_routes.api_router, prefix=API_PREFIX)
     app.include_router(ui_routes.router)  # the chat page at / and its assets

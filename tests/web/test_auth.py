@@ -211,3 +211,19 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path, db_url: str) -> None:
     with TestClient(create_app(make_settings(db_url, tmp_path, secret_key=None))) as c:
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         assert c.get(ME, headers=headers).status_code == 200
+
+
+def test_a_verified_token_is_still_refused_once_it_expires(
+    client: TestClient, make_user: MakeUser, craft_token: CraftToken
+) -> None:
+    """Verified tokens are remembered (tools.auth), but only until their own expiry."""
+    import time
+
+    user, _ = make_user()
+    token = craft_token(user["id"], expires_in=timedelta(seconds=2))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200  # remembered
+    time.sleep(2.1)
+    r = client.get("/api/v1/auth/me", headers=headers)
+    assert r.status_code == 401 and "expired" in r.json()["detail"].lower()
