@@ -3,7 +3,7 @@
  * Plain JavaScript (no build step, no framework, no network beyond this server). It speaks the
  * server's public API: REST under /api/v1 with the bearer token kept in localStorage, and
  * WS /ws/jobs/{id}?after=SEQ&token=T for live job progress (reconnecting with the last seq seen,
- * so no event, and no chart point, is lost when a socket drops).
+ * so no event, and no chart point, is lost when a socket drops), WS /ws/test-runs/{id} for test runs.
  *
  * Parts: i18n (en/ko) -> DOM helpers -> API -> auth -> chat -> jobs (model per job, views per
  * card, SVG charts) -> datasets panel -> test panel -> Slack linking -> start-up.
@@ -1355,7 +1355,11 @@
   // -------------------------------------------------------------------------------------- test
   const testRuns = {
     timers: new Map(),
-    stopAll() { this.timers.forEach((tm) => clearTimeout(tm)); this.timers.clear(); },
+    sockets: new Map(),
+    stopAll() {
+      this.timers.forEach((tm) => clearTimeout(tm)); this.timers.clear();
+      this.sockets.forEach((ws) => { ws.onclose = null; ws.close(1000); }); this.sockets.clear();
+    },
   };
 
   async function loadTestJobs() {
@@ -1487,13 +1491,32 @@
     renderRun(run, el);
     clearTimeout(testRuns.timers.get(run.id));
     if (['completed', 'failed', 'stopped'].includes(run.status)) return;
-    testRuns.timers.set(run.id, setTimeout(async () => {
+    const refresh = async () => {
       try {
         const fresh = await api(`/test-runs/${run.id}`);
         if (el.isConnected) watchRun(fresh);
-      } catch (e) { /* try again on the next refresh */ }
-    }, 1000));
+      } catch (e) { /* try again on the next event or tick */ }
+    };
+    const poll = () => testRuns.timers.set(run.id, setTimeout(refresh, 1000));
+    if (testRuns.sockets.has(run.id) || !S.token) { if (!S.token) poll(); return; }
+    // live: WS /ws/test-runs/{id} (replayed, then live); each event refreshes the card (at most
+    // every 250 ms); polling every second is the fallback when the socket cannot be kept
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${proto}://${location.host}/ws/test-runs/${run.id}?token=${encodeURIComponent(S.token)}`);
+    testRuns.sockets.set(run.id, ws);
+    let pending = null;
+    ws.onmessage = () => {
+      if (pending) return;
+      pending = setTimeout(() => { pending = null; refresh(); }, 250);
+    };
+    ws.onclose = (e) => {
+      testRuns.sockets.delete(run.id);
+      clearTimeout(pending);
+      if (!el.isConnected) return;
+      if (e.code === 1000) refresh(); else poll();
+    };
   }
+
 
   async function loadRunsOfJob() {
     const jobId = $('#test-job').value;
