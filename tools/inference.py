@@ -774,11 +774,8 @@ def predict_route(
 ) -> InferenceOutcome:
     """Run one image on a resolved route (no database): the InferenceResult of the seed."""
     _check_route_input(service, image, conf, iou)
-    try:
+    with _worker_errors():
         results, reply = service.predict(route.framework, route.model_key, route.path, [image], conf=conf, iou=iou)
-    except WorkerError as exc:
-        _raise_worker_error(exc)
-        raise  # pragma: no cover
     return _route_outcome(service, route, image, results, reply)
 
 
@@ -792,14 +789,20 @@ async def predict_route_async(
 ) -> InferenceOutcome:
     """`predict_route` awaited on the event loop (the single-image hot path of the web route)."""
     _check_route_input(service, image, conf, iou)
-    try:
+    with _worker_errors():
         results, reply = await service.predict_async(
             route.framework, route.model_key, route.path, [image], conf=conf, iou=iou
         )
+    return _route_outcome(service, route, image, results, reply)
+
+
+@contextlib.contextmanager
+def _worker_errors() -> Iterator[None]:
+    """A worker's error answer as the tool error of its kind (`_raise_worker_error`)."""
+    try:
+        yield
     except WorkerError as exc:
         _raise_worker_error(exc)
-        raise  # pragma: no cover
-    return _route_outcome(service, route, image, results, reply)
 
 
 def _check_route_input(service: InferenceService, image: bytes, conf: float | None, iou: float | None) -> None:

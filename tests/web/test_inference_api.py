@@ -222,6 +222,17 @@ def _sse_data(body: str) -> list[dict[str, Any]]:
     return [json.loads(x[6:]) for x in body.splitlines() if x.startswith("data: {") and x != "data: {}"]
 
 
+def _ws_events(client: TestClient, url: str) -> tuple[list[dict[str, Any]], int]:
+    """Every event a WebSocket stream sends (pings left out) until the server closes it, and the code."""
+    events = []
+    with client.websocket_connect(url) as ws, pytest.raises(WebSocketDisconnect) as closed:
+        while True:
+            msg = json.loads(ws.receive_text())
+            if msg["type"] != "ping":
+                events.append(msg)
+    return events, closed.value.code
+
+
 def _check_streams(
     client: TestClient, run_id: int, headers: dict[str, str], other: dict[str, str], events: list[dict[str, Any]]
 ) -> None:
@@ -238,16 +249,8 @@ def _check_streams(
     assert [e["seq"] for e in _sse_data(tail.text)] == [e["seq"] for e in events[-2:]]
     assert client.get(f"{API}/test-runs/{run_id}/stream", headers=other).status_code == 404
     assert client.get(f"{API}/test-runs/{run_id}/stream").status_code == 401
-    got = []
-    with (
-        client.websocket_connect(f"/ws/test-runs/{run_id}?token={token}&after=1") as ws,
-        pytest.raises(WebSocketDisconnect) as closed,
-    ):
-        while True:
-            msg = json.loads(ws.receive_text())
-            if msg["type"] != "ping":
-                got.append(msg)
-    assert got == events[1:] and closed.value.code == 1000
+    got, code = _ws_events(client, f"/ws/test-runs/{run_id}?token={token}&after=1")
+    assert got == events[1:] and code == 1000
     other_token = other["Authorization"].split()[1]
     with (
         client.websocket_connect(f"/ws/test-runs/{run_id}?token={other_token}") as ws,
@@ -339,16 +342,8 @@ def test_detection_test_run_from_an_uploaded_zip_and_pose_skeleton(
     run_id = r.json()["id"]
     # watched live from its start: each event once, in order, through "done" and the final status
     token = headers["Authorization"].split()[1]
-    live = []
-    with (
-        client.websocket_connect(f"/ws/test-runs/{run_id}?token={token}") as ws,
-        pytest.raises(WebSocketDisconnect) as closed,
-    ):
-        while True:
-            msg = json.loads(ws.receive_text())
-            if msg["type"] != "ping":
-                live.append(msg)
-    assert closed.value.code == 1000
+    live, code = _ws_events(client, f"/ws/test-runs/{run_id}?token={token}")
+    assert code == 1000
     assert [e["seq"] for e in live] == list(range(1, len(live) + 1))
     assert [e["type"] for e in live[-2:]] == ["done", "status"] and live[-1]["data"]["status"] == "completed"
     assert live == client.get(f"{API}/test-runs/{run_id}/events", headers=headers).json()

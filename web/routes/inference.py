@@ -31,13 +31,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tools.auth import decode_access_token
-from tools.errors import AuthenticationError, InvalidInputError, ToolError
+from tools.errors import InvalidInputError, ToolError
 from tools.inference import (
     InferenceConfig,
     InferenceFailedError,
@@ -70,7 +70,7 @@ from web.deps import (
     oauth2_scheme,
 )
 from web.errors import error_body
-from web.routes.job_events import authorize_test_run_sync, read_test_run_page, resume_after, sse_response
+from web.routes.job_events import StreamRequestDep, authorize_test_run_sync, read_test_run_page, sse_response
 
 router = APIRouter(tags=["inference"])
 
@@ -410,25 +410,14 @@ def test_run_event_list(run_id: int, ctx: ToolContextDep, after: int = 0) -> lis
     summary="Live test-run progress as Server-Sent Events (replay from `after` / Last-Event-ID, then live)",
     response_class=StreamingResponse,
 )
-async def stream_test_run(
-    run_id: int,
-    request: Request,
-    bearer: Annotated[str | None, Depends(oauth2_scheme)],
-    after: Annotated[int, Query(ge=0)] = 0,
-    token: Annotated[str | None, Query(description="alternative to the Authorization header")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> Response:
+async def stream_test_run(run_id: int, request: Request, params: StreamRequestDep) -> Response:
     """The same stream as `GET /jobs/{id}/stream` (events, pings, ``event: end``, 204 when the run is
     finished with nothing after `after`), for a batch test run."""
     state = request.app.state
-    after = resume_after(after, last_event_id)
-    raw = bearer or token
-    if not raw:
-        raise AuthenticationError("Not authenticated")
-    status, last_seq = await run_in_threadpool(authorize_test_run_sync, state, raw, run_id)
-    if status in TERMINAL_STATUSES and last_seq <= after:
+    status, last_seq = await run_in_threadpool(authorize_test_run_sync, state, params.token, run_id)
+    if status in TERMINAL_STATUSES and last_seq <= params.after:
         return Response(status_code=204)
-    return sse_response(state, -run_id, after, read_test_run_page)
+    return sse_response(state, -run_id, params.after, read_test_run_page)
 
 
 @router.get("/test-runs/{run_id}/report")

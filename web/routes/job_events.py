@@ -25,6 +25,7 @@ import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
@@ -114,12 +115,33 @@ def authorize_test_run_sync(state: Any, token: str | None, run_id: int) -> tuple
         return row.status, int(row.last_seq or 0)
 
 
-def resume_after(after: int, last_event_id: str | None) -> int:
-    """`Last-Event-ID` (an EventSource reconnecting) wins over `?after=`."""
+@dataclass(frozen=True)
+class StreamRequest:
+    """What an SSE request asks: its raw token and where to resume."""
+
+    token: str
+    after: int
+
+
+def stream_request(
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    after: Annotated[int, Query(ge=0)] = 0,
+    token: Annotated[str | None, Query(description="alternative to the Authorization header")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamRequest:
+    """The parameters of every SSE stream: `Authorization: Bearer` or `?token=` (EventSource cannot
+    set headers; 401 without either), `?after=`, overridden by `Last-Event-ID` when an EventSource
+    reconnects."""
+    raw = bearer or token
+    if not raw:
+        raise AuthenticationError("Not authenticated")
     if last_event_id is not None:
         with contextlib.suppress(ValueError):
-            return max(0, int(last_event_id.strip()))
-    return after
+            after = max(0, int(last_event_id.strip()))
+    return StreamRequest(raw, after)
+
+
+StreamRequestDep = Annotated[StreamRequest, Depends(stream_request)]
 
 
 SKIP, SEND, FILL, RESYNC = "skip", "send", "fill", "resync"
@@ -260,23 +282,12 @@ def _sse(event: dict[str, Any]) -> bytes:
     summary="Live progress as Server-Sent Events (replay from `after` / Last-Event-ID, then live)",
     response_class=StreamingResponse,
 )
-async def stream_job_events(
-    job_id: int,
-    request: Request,
-    bearer: Annotated[str | None, Depends(oauth2_scheme)],
-    after: Annotated[int, Query(ge=0)] = 0,
-    token: Annotated[str | None, Query(description="alternative to the Authorization header")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> Response:
+async def stream_job_events(job_id: int, request: Request, params: StreamRequestDep) -> Response:
     state = request.app.state
-    after = resume_after(after, last_event_id)
-    raw = bearer or token
-    if not raw:
-        raise AuthenticationError("Not authenticated")
-    _user, job = await run_in_threadpool(authorize_sync, state, raw, job_id)
-    if job.status in TERMINAL_STATUSES and job.last_seq <= after:
+    _user, job = await run_in_threadpool(authorize_sync, state, params.token, job_id)
+    if job.status in TERMINAL_STATUSES and job.last_seq <= params.after:
         return Response(status_code=204)  # finished and nothing new: EventSource stops reconnecting
-    return sse_response(state, job_id, after)
+    return sse_response(state, job_id, params.after)
 
 
 def sse_response(state: Any, channel: int, after: int, reader: PageReader | None = None) -> StreamingResponse:
