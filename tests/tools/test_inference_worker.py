@@ -211,3 +211,39 @@ def test_timeout_kills_a_hung_worker(tmp_path: Path, timm_model: TrainedModel) -
         assert reply["pid"] != pid
     finally:
         c.close()
+
+
+def test_awaited_requests_get_the_crash_and_the_timeout_too(tmp_path: Path, timm_model: TrainedModel) -> None:
+    """`request_async` (the web route's hot path) fails like `request`: a killed worker answers the
+    awaiting request with InferenceUnavailableError, a hung one is killed at the timeout."""
+    import asyncio
+
+    c = _client("timm", tmp_path, request_timeout_s=60)
+
+    async def scenario() -> None:
+        msg = {"op": "predict", "framework": "timm", "model_key": "m", "path": str(timm_model.last)}
+        reply, _ = await c.request_async(msg, [_png()])
+        assert reply["results"]
+        pid = c.pid
+        assert pid is not None
+        sleeper = asyncio.ensure_future(c.request_async({"op": "_sleep", "seconds": 30}))
+        await asyncio.sleep(0.3)
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(InferenceUnavailableError, match="exited with code"):
+            await asyncio.wait_for(sleeper, 10)
+        assert time.monotonic() - t0 < 5
+        reply, _ = await c.request_async(msg, [_png()])  # a fresh worker
+        assert reply["results"] and c.pid not in (None, pid)
+        t0 = time.monotonic()
+        with pytest.raises(InferenceUnavailableError, match="did not answer within 1s"):
+            await c.request_async({"op": "_sleep", "seconds": 20}, timeout=1.0)
+        assert time.monotonic() - t0 < 3
+        with pytest.raises(WorkerError) as exc:
+            await c.request_async(msg, [b"not an image"])
+        assert exc.value.code == "invalid_image"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        c.close()
