@@ -1270,8 +1270,14 @@ def _test_items(service: InferenceService, db: Session, row: TestRun) -> tuple[l
     return items, doc
 
 
-def _prefetch(items: Sequence[_Item], batch: int) -> Iterator[list[tuple[_Item, bytes | Exception]]]:
-    """Batches of (item, bytes or the error); the next batch is fetched while one is predicted."""
+def _prefetch(
+    items: Sequence[_Item], batch: int, *, local: bool = False
+) -> Iterator[list[tuple[_Item, bytes | Exception]]]:
+    """Batches of (item, bytes or the error); the next batch is fetched while one is predicted.
+
+    From an object store each image is its own task (4 at a time: the wait is the network's); from
+    local files a whole batch is one task, read in order: a thread-pool task per small file costs
+    ~0.1 ms of CPU, seven times the read itself, and that CPU is taken from the forward."""
 
     def fetch(it: _Item) -> bytes | Exception:
         try:
@@ -1279,15 +1285,27 @@ def _prefetch(items: Sequence[_Item], batch: int) -> Iterator[list[tuple[_Item, 
         except Exception as exc:
             return exc
 
+    def fetch_all(chunk: list[_Item]) -> list[bytes | Exception]:
+        return [fetch(it) for it in chunk]
+
     chunks = [list(items[i : i + batch]) for i in range(0, len(items), batch)]
     if not chunks:
         return
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-run-fetch") as pool:
-        upcoming = [pool.submit(fetch, it) for it in chunks[0]]
+    with ThreadPoolExecutor(max_workers=1 if local else 4, thread_name_prefix="test-run-fetch") as pool:
+
+        def submit(chunk: list[_Item]) -> Callable[[], list[bytes | Exception]]:
+            if local:
+                whole = pool.submit(fetch_all, chunk)
+                return whole.result
+            futures = [pool.submit(fetch, it) for it in chunk]
+            return lambda: [f.result() for f in futures]
+
+        upcoming = submit(chunks[0])
         for k, chunk in enumerate(chunks):
             current = upcoming
-            upcoming = [pool.submit(fetch, it) for it in chunks[k + 1]] if k + 1 < len(chunks) else []
-            yield [(it, f.result()) for it, f in zip(chunk, current, strict=True)]
+            if k + 1 < len(chunks):
+                upcoming = submit(chunks[k + 1])
+            yield list(zip(chunk, current(), strict=True))
 
 
 def execute_test_run(service: InferenceService, run_id: int) -> None:
@@ -1408,7 +1426,8 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-run-predict") as predict_pool,
         ):
             in_flight: collections.deque[Future[Any]] = collections.deque()
-            chunk_iter = iter(_prefetch(items, batch))
+            local = row.source == "upload" or getattr(service.storage.external, "kind", "") == "local"
+            chunk_iter = iter(_prefetch(items, batch, local=local))
             exhausted = False
             while True:
                 while not exhausted and len(in_flight) < 2:
