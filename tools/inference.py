@@ -668,7 +668,6 @@ class InferenceRoute:
     """What an authorised single-image request runs: resolved from the database by
     `resolve_inference` (visibility, job status, checkpoint row, local copy of the file)."""
 
-    user_id: int
     job_id: int
     framework: str
     model_key: str
@@ -697,7 +696,6 @@ class RouteCache:
             collections.OrderedDict()
         )
         self.hits = 0
-        self.misses = 0
 
     def get(self, token: str, job_id: int, checkpoint: str | None) -> InferenceRoute | None:
         if self.ttl_s <= 0:
@@ -708,7 +706,6 @@ class RouteCache:
             if hit is None or hit[0] < time.monotonic():
                 if hit is not None:
                     del self._entries[key]
-                self.misses += 1
                 return None
             self.hits += 1
             return hit[1]
@@ -753,7 +750,6 @@ def resolve_inference(
     job, ckpt, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
     path = service.checkpoint_path(job, ckpt)
     return InferenceRoute(
-        user_id=require_user(ctx).id,
         job_id=int(job.id),
         framework=job.framework,
         model_key=model_key(job, ckpt),

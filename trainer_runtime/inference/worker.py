@@ -242,7 +242,7 @@ class Worker:
 
     def _decode(self, req: Request) -> None:
         """Decode a predict request's images here, on arrival, so that the next request's decoding
-        overlaps the compute thread's forward (a test run keeps two batches in flight); Pillow
+        overlaps the compute loop's forward (a test run keeps two batches in flight); Pillow
         releases the GIL while it inflates. A lone request costs the same either way."""
         from trainer_runtime.inference.predictors import InvalidImageError, decode_image
 
@@ -364,8 +364,8 @@ class Worker:
         images: list[Any] = []
         owners: list[tuple[Request, int, int]] = []  # request, start, count
         for r in batch:
-            if r.error is not None or not r.images:
-                self.fail(r.id, "invalid_image", r.error or "no image in the request")
+            if r.error is not None:  # set by `_decode` when the images cannot be used
+                self.fail(r.id, "invalid_image", r.error)
                 continue
             owners.append((r, len(images), len(r.images)))
             images.extend(r.images)

@@ -37,11 +37,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tools.auth import decode_access_token
-from tools.errors import InvalidInputError, ToolError
+from tools.errors import PayloadTooLargeError, ToolError
 from tools.inference import (
     InferenceConfig,
     InferenceFailedError,
-    InferenceRoute,
+    InferenceOutcome,
     InferenceService,
     InferenceUnavailableError,
     ResultFile,
@@ -52,7 +52,6 @@ from tools.inference import (
     get_test_run,
     list_exports,
     list_test_runs,
-    predict_route,
     predict_route_async,
     run_inference_route,
     stage_test_upload,
@@ -196,38 +195,19 @@ async def infer(
 
 
 async def _infer(request: Request, job_id: int, token: str | None, file: Any, form: InferenceForm, render: bool) -> Any:
-    dataset_image_id, conf, iou, checkpoint = form.dataset_image_id, form.conf, form.iou, form.checkpoint
     # The hot path. A repeated request (same token, job and checkpoint within the route cache's
-    # TTL, `tools.inference.RouteCache`) skips the database: the token is verified, the image read
-    # and the worker called in one thread hop. Otherwise one thread hop does the whole request
-    # (session, auth, DB lookups, the worker round trip) with the same dependencies
-    # (`get_db`, `get_current_user`, `get_tool_context`) in the same order, so errors and their
-    # status codes are those of any other route, and the route it resolved is cached.
+    # TTL, `tools.inference.RouteCache`) skips the database and runs on the event loop: the token is
+    # verified, the image read and the worker's answer awaited, no thread hop. Otherwise one thread
+    # hop does the whole request (session, auth, DB lookups, the worker round trip) with the same
+    # dependencies (`get_db`, `get_current_user`, `get_tool_context`) in the same order, so errors
+    # and their status codes are those of any other route, and the route it resolved is cached.
     service = get_inference_service(request)
     state = request.app.state
-    route = service.routes.get(token, job_id, checkpoint) if token and dataset_image_id is None else None
+    limit = service.config.max_image_bytes
+    cacheable = bool(token) and file is not None and form.dataset_image_id is None
+    route = service.routes.get(token or "", job_id, form.checkpoint) if cacheable else None
 
-    def read_upload() -> bytes | None:
-        if file is None:
-            return None
-        limit = service.config.max_image_bytes
-        data = file.file.read(limit + 1)
-        if len(data) > limit:
-            from tools.errors import PayloadTooLargeError
-
-            raise PayloadTooLargeError(
-                f"the image is over the limit of {limit} bytes", detail={"field": "file", "limit_bytes": limit}
-            )
-        return data
-
-    def cached(hit: InferenceRoute) -> Any:
-        decode_access_token(token or "", get_secret_key(request))
-        data = read_upload()
-        if data is None:
-            raise InvalidInputError("send an image file or a dataset_image_id (one of them)", detail={"field": "file"})
-        return predict_route(service, hit, data, conf=conf, iou=iou)
-
-    def full() -> Any:
+    def full() -> InferenceOutcome:
         with contextmanager(get_db)(request) as db:
             user = get_current_user(request, db, token)
             ctx = get_tool_context(request, db, user, state.storage)
@@ -235,60 +215,45 @@ async def _infer(request: Request, job_id: int, token: str | None, file: Any, fo
                 ctx,
                 service,
                 job_id,
-                image=read_upload(),
-                dataset_image_id=dataset_image_id,
-                conf=conf,
-                iou=iou,
-                checkpoint=checkpoint,
+                image=_within_limit(file.file.read(limit + 1), limit) if file is not None else None,
+                dataset_image_id=form.dataset_image_id,
+                conf=form.conf,
+                iou=form.iou,
+                checkpoint=form.checkpoint,
             )
-        if token and dataset_image_id is None:
-            service.routes.put(token, job_id, checkpoint, resolved)
+        if cacheable:
+            service.routes.put(token or "", job_id, form.checkpoint, resolved)
         return outcome
 
-    if route is not None and not render:
-        # a cached route: everything on the event loop, no thread hop (the worker's answer is
-        # awaited; the token check and the image header read are ~0.1 ms)
-        try:
+    try:
+        if route is None:
+            outcome = await run_in_threadpool(full)
+        else:
             decode_access_token(token or "", get_secret_key(request))
-            data = await run_in_threadpool(read_upload) if _spooled_to_disk(file) else read_upload()
-            if data is None:
-                raise InvalidInputError(
-                    "send an image file or a dataset_image_id (one of them)", detail={"field": "file"}
-                )
-            outcome = await predict_route_async(service, route, data, conf=conf, iou=iou)
-        except InferenceUnavailableError as exc:
-            return JSONResponse(error_body(exc), status_code=503)
-        except InferenceFailedError as exc:
-            return JSONResponse(error_body(exc), status_code=500)
-        except ToolError:
+            image = _within_limit(await file.read(limit + 1), limit)  # Starlette reads a spooled file off the loop
+            outcome = await predict_route_async(service, route, image, conf=form.conf, iou=form.iou)
+    except InferenceUnavailableError as exc:
+        return JSONResponse(error_body(exc), status_code=503)
+    except InferenceFailedError as exc:
+        return JSONResponse(error_body(exc), status_code=500)
+    except ToolError:
+        if route is not None:
             service.routes.invalidate_job(job_id)  # the next request re-checks everything
-            raise
-        return JSONResponse(outcome.result)
+        raise
+    if render:
+        from trainer_runtime.inference.render import render as draw
 
-    def go() -> Any:
-        try:
-            outcome = cached(route) if route is not None else full()
-        except InferenceUnavailableError as exc:
-            return JSONResponse(error_body(exc), status_code=503)
-        except InferenceFailedError as exc:
-            return JSONResponse(error_body(exc), status_code=500)
-        except ToolError:
-            if route is not None:
-                service.routes.invalidate_job(job_id)  # the next request re-checks everything
-            raise
-        if render:
-            from trainer_runtime.inference.render import render as draw
-
-            return Response(content=draw(outcome.image, outcome.result), media_type="image/png")
-        # the result is plain JSON (it came from the worker as JSON): no jsonable_encoder pass
-        return JSONResponse(outcome.result)
-
-    return await run_in_threadpool(go)
+        return Response(content=await run_in_threadpool(draw, outcome.image, outcome.result), media_type="image/png")
+    # the result is plain JSON (it came from the worker as JSON): no jsonable_encoder pass
+    return JSONResponse(outcome.result)
 
 
-def _spooled_to_disk(file: UploadFile | None) -> bool:
-    """Whether reading the upload touches the disk (Starlette spools large parts to a file)."""
-    return bool(file is not None and getattr(file.file, "_rolled", True))
+def _within_limit(data: bytes, limit: int) -> bytes:
+    if len(data) > limit:
+        raise PayloadTooLargeError(
+            f"the image is over the limit of {limit} bytes", detail={"field": "file", "limit_bytes": limit}
+        )
+    return data
 
 
 # ----------------------------------------------------------------------------------- exports
