@@ -63,6 +63,15 @@ class Replicas:
         result: Job = wait_for(check, timeout, interval=0.05, what=f"job {job_id} in {wanted}")
         return result
 
+    def start_on_leader(self, ctx: ToolContext) -> dict[str, Any]:
+        """A one-epoch job whose fake trainer sleeps, started by `a` (the leader) after both ticked."""
+        self.h.set_fake(mode="sleep", seconds=60)
+        job = jobs.create_job(ctx, intent(epochs=1), supervisor=self.a)
+        self.a.tick()
+        self.b.tick()
+        assert self.a.running_jobs() == [job["id"]] and not self.b.is_leader
+        return job
+
     def kill_lock(self, sup: Supervisor) -> None:
         """The replica's lock goes as if its process died or its database connection broke; the
         supervisor itself is not told."""
@@ -176,12 +185,8 @@ def test_a_stop_sent_to_the_follower_is_carried_out_by_the_leader(
     alice: ToolContext,  # noqa: F811
     replicas: Replicas,
 ) -> None:
-    replicas.h.set_fake(mode="sleep", seconds=60)
     a, b = replicas.a, replicas.b
-    job = jobs.create_job(alice, intent(epochs=1), supervisor=a)
-    a.tick()
-    b.tick()
-    assert a.running_jobs() == [job["id"]]
+    job = replicas.start_on_leader(alice)
     time.sleep(0.3)  # the fake trainer has installed its signal handler
     stopped = jobs.stop_job(alice, job["id"], supervisor=b)
     assert stopped["stop_requested"] and stopped["status"] == "preparing"
@@ -198,12 +203,8 @@ def test_the_leader_dies_and_the_other_replica_adopts_its_trainer(
     alice: ToolContext,  # noqa: F811
     replicas: Replicas,
 ) -> None:
-    replicas.h.set_fake(mode="sleep", seconds=60)
     a, b = replicas.a, replicas.b
-    running = jobs.create_job(alice, intent(epochs=1), supervisor=a)
-    a.tick()
-    b.tick()
-    assert a.running_jobs() == [running["id"]] and not b.is_leader
+    running = replicas.start_on_leader(alice)
     waiting = jobs.create_job(alice, intent(epochs=1), supervisor=a)
     pid = int(replicas.h.job(running["id"]).external_id or 0)
     time.sleep(0.3)
