@@ -77,6 +77,7 @@ from tools.errors import (
     PayloadTooLargeError,
     ToolError,
 )
+from tools.jobs import add_job_listener, remove_job_listener
 from trainer_runtime.errors import ObjectNotFoundError, StorageError
 from trainer_runtime.inference.protocol import ProtocolError, WorkerError, read_frame, write_frame
 from trainer_runtime.storage import (
@@ -430,6 +431,10 @@ class InferenceService:
         self._exec_lock = threading.Lock()
         self._meta_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.routes = RouteCache(config.route_cache_ttl_s)
+        # a job resumed or deleted by any caller (REST, agent, Slack) leaves the route cache at once
+        self._engine = session_factory.kw.get("bind") if session_factory is not None else None
+        if self._engine is not None:
+            add_job_listener(self._engine, self.routes.invalidate_job)
         self.closed = False
 
     # ---------------------------------------------------------------------------- workers
@@ -497,6 +502,8 @@ class InferenceService:
 
     def close(self) -> None:
         self.closed = True
+        if self._engine is not None:
+            remove_job_listener(self._engine, self.routes.invalidate_job)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for pool in self.pools.values():

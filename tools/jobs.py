@@ -45,6 +45,7 @@ import os
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,13 +106,45 @@ def register_supervisor(engine: Any, notifier: JobNotifier | None) -> None:
             _notifiers[engine] = notifier
 
 
-def supervisor_for(db: Session) -> JobNotifier | None:
-    """The supervisor registered for the engine `db` is bound to, if any."""
+# engine -> callbacks told the id of a job that was resumed or deleted (what caches a job's state
+# in memory registers here, e.g. the inference route cache), found like the supervisor
+_job_listeners: weakref.WeakKeyDictionary[Any, list[Callable[[int], None]]] = weakref.WeakKeyDictionary()
+
+
+def add_job_listener(engine: Any, listener: Callable[[int], None]) -> None:
+    """Call `listener(job_id)` after any caller (REST, agent, Slack) resumes or deletes a job
+    stored through `engine`."""
+    with _notifiers_lock:
+        _job_listeners.setdefault(engine, []).append(listener)
+
+
+def remove_job_listener(engine: Any, listener: Callable[[int], None]) -> None:
+    with _notifiers_lock:
+        listeners = _job_listeners.get(engine) or []
+        if listener in listeners:
+            listeners.remove(listener)
+
+
+def _job_changed(db: Session, job_id: int) -> None:
+    with _notifiers_lock:
+        listeners = list(_job_listeners.get(_engine_of(db)) or [])
+    for listener in listeners:
+        listener(job_id)
+
+
+def _engine_of(db: Session) -> Any:
     try:
         bind = db.get_bind()
     except Exception:
         return None
-    engine = getattr(bind, "engine", bind)
+    return getattr(bind, "engine", bind)
+
+
+def supervisor_for(db: Session) -> JobNotifier | None:
+    """The supervisor registered for the engine `db` is bound to, if any."""
+    engine = _engine_of(db)
+    if engine is None:
+        return None
     with _notifiers_lock:
         return _notifiers.get(engine)
 
@@ -586,6 +619,7 @@ def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     emit_status(ctx.db, job.id, "queued", supervisor, message=f"resume from last.pt (epoch {last.epoch})")
     if supervisor is not None:
         supervisor.submit(job.id)
+    _job_changed(ctx.db, job.id)
     ctx.db.refresh(job)
     return _full_dict(ctx, job)
 
@@ -619,6 +653,7 @@ def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     ctx.db.commit()
     if supervisor is not None:
         supervisor.forget(jid)
+    _job_changed(ctx.db, jid)
     return {"deleted": jid, "checkpoints_deleted": removed}
 
 

@@ -122,23 +122,13 @@ def stop_job(job_id: int, request: Request, ctx: ToolContextDep) -> dict[str, An
 
 @router.post("/{job_id}/resume", response_model=JobOut, summary="Resume a stopped or failed job from last.pt")
 def resume_job(job_id: int, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
-    out = jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
-    _forget_inference_routes(request, job_id)
-    return out
+    return jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
 
 
 @router.delete("/{job_id}", status_code=204, summary="Delete a job that is not running, with its checkpoints")
 def delete_job(job_id: int, request: Request, ctx: ToolContextDep) -> Response:
     jobs.delete_job(ctx, job_id, supervisor=_supervisor(request))
-    _forget_inference_routes(request, job_id)
     return Response(status_code=204)
-
-
-def _forget_inference_routes(request: Request, job_id: int) -> None:
-    """A job that is deleted or training again is no longer served from the inference route cache."""
-    service = getattr(request.app.state, "inference", None)
-    if service is not None:
-        service.routes.invalidate_job(job_id)
 
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics, summary="Per-epoch metric series for charts")
