@@ -8,7 +8,10 @@
     │                          folder into a labeled dataset, ... (-> 409)
     ├── InvalidInputError      the request's content is wrong (-> 422); wraps the
     │                          `trainer_runtime.errors.DatasetFormatError` location when there is one
-    └── PayloadTooLargeError   over an upload limit (-> 413)
+    ├── PayloadTooLargeError   over an upload limit (-> 413)
+    └── RetryLaterError        try again after `retry_after_s` seconds (`Retry-After` header)
+        ├── TooManyRequestsError   a rate limit or login throttle hit (-> 429)
+        └── ServiceBusyError       the server is at a capacity bound (-> 503)
 
 `web.errors` maps each class to its HTTP status (and WebSocket close code) in one place.
 """
@@ -49,3 +52,19 @@ class InvalidInputError(ToolError):
 
 class PayloadTooLargeError(ToolError):
     """An upload exceeds a configured limit."""
+
+
+class RetryLaterError(ToolError):
+    """The request may succeed later; `retry_after_s` (whole seconds, >= 1) becomes `Retry-After`."""
+
+    def __init__(self, message: str, *, retry_after_s: float, detail: dict[str, Any] | None = None) -> None:
+        self.retry_after_s = max(1, int(-(-retry_after_s // 1)))  # ceil, at least one second
+        super().__init__(message, detail={**(detail or {}), "retry_after_s": self.retry_after_s})
+
+
+class TooManyRequestsError(RetryLaterError):
+    """A rate limit (e.g. the login throttle of `tools.throttle`) was hit."""
+
+
+class ServiceBusyError(RetryLaterError):
+    """A capacity bound (e.g. concurrent password hashing) is full; nothing was done."""

@@ -24,7 +24,10 @@ from tools.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RetryLaterError,
+    ServiceBusyError,
     ToolError,
+    TooManyRequestsError,
 )
 from trainer_runtime.errors import (
     DatasetFormatError,
@@ -45,6 +48,8 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (ConflictError, 409),
     (InvalidInputError, 422),
     (PayloadTooLargeError, 413),
+    (TooManyRequestsError, 429),
+    (ServiceBusyError, 503),
     (DatasetFormatError, 422),  # UnsafePathError included
     (IncompatibleDatasetError, 422),
     (StorageUnavailableError, 503),
@@ -126,8 +131,10 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 def error_response(exc: BaseException) -> JSONResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(error_body(exc), status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(exc, RetryLaterError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(error_body(exc), status_code=status, headers=headers or None)
 
 
 async def _domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
