@@ -21,14 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trainer_runtime.errors import DatasetFormatError, UnsafePathError
 from trainer_runtime.formats.capabilities import min_area_rect, polygon_area
 from trainer_runtime.formats.images import is_image_name, read_image_size
+from trainer_runtime.formats.limits import (
+    DEFAULT_LIMITS,
+    FormatLimits,
+    check_category_count,
+    check_label,
+    load_json,
+    read_yaml_file,
+)
 from trainer_runtime.formats.paths import safe_join, safe_relpath
 from trainer_runtime.formats.schema import FORMAT_VERSION, DiceDataset
-from trainer_runtime.formats.validate import load_annotations, validate_dataset
+from trainer_runtime.formats.validate import check_dataset_labels, load_annotations, validate_dataset
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,7 @@ class _Builder:
     """Collects images and annotations, validates, then writes the DICE folder."""
 
     src: Path
+    limits: FormatLimits = DEFAULT_LIMITS
     images: list[dict[str, Any]] = field(default_factory=list)
     annotations: list[dict[str, Any]] = field(default_factory=list)
     categories: list[dict[str, Any]] = field(default_factory=list)
@@ -133,6 +140,7 @@ class _Builder:
                 "annotations": self.annotations,
             }
         )
+        check_dataset_labels(ds, self.limits, file=source_file)
         validate_dataset(ds, image_sizes=self.sizes, file=source_file).raise_first()
         write_dice(ds, dest, self.sources, link=link)
         return ds
@@ -168,12 +176,12 @@ def _sniff_json(path: Path) -> str | None:
             return "coco"
         try:
             data: Any = json.loads(path.read_bytes())
-        except (ValueError, OSError):
+        except (ValueError, OSError, RecursionError):  # the importer's load_json says why
             return None
     else:
         try:
             data = json.loads(head)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(data, dict):
         return None
@@ -190,26 +198,16 @@ def _yaml_candidates(src: Path) -> list[Path]:
     return first + rest
 
 
-def _load_yaml(path: Path, rel: str) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        line = None
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            line = mark.line + 1
-        raise DatasetFormatError(f"invalid YAML: {exc}", file=rel, line=line) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetFormatError(f"cannot read file: {exc}", file=rel) from None
-
-
-def _find_yolo_yaml(src: Path) -> tuple[Path, dict[str, Any]] | None:
+def _find_yolo_yaml(src: Path, limits: FormatLimits = DEFAULT_LIMITS) -> tuple[Path, dict[str, Any]] | None:
+    """The first root YAML with `names` (data.yaml first). YAML is read without aliases, with
+    bounded size and depth (`read_yaml_file`): a hostile data.yaml is an error naming it, while
+    another unreadable .yaml next to it is skipped."""
     for p in _yaml_candidates(src):
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            data = read_yaml_file(p, file=p.name, limits=limits)
+        except DatasetFormatError:
             if p.name in ("data.yaml", "data.yml"):
-                _load_yaml(p, p.name)  # raise with the location
+                raise
             continue
         if isinstance(data, dict) and "names" in data:
             return p, data
@@ -243,7 +241,7 @@ def _imagefolder_layout(src: Path) -> tuple[list[tuple[str | None, Path]], list[
     return pairs, sorted({d.name for _, d in pairs})
 
 
-def detect_format(src: Path) -> str:
+def detect_format(src: Path, limits: FormatLimits = DEFAULT_LIMITS) -> str:
     """'dice', 'yolo', 'coco' or 'imagefolder' for a dataset folder (or a COCO .json file)."""
     src = Path(src)
     if src.is_file():
@@ -255,7 +253,7 @@ def detect_format(src: Path) -> str:
     ann = src / "annotations.json"
     if ann.is_file() and _sniff_json(ann) == "dice":
         return "dice"
-    if _find_yolo_yaml(src) is not None:
+    if _find_yolo_yaml(src, limits) is not None:
         return "yolo"
     if _coco_jsons(src):
         return "coco"
@@ -274,7 +272,7 @@ def detect_format(src: Path) -> str:
 
 
 def _import_dice(src: Path, b: _Builder) -> str:
-    ds = load_annotations(src / "annotations.json", file="annotations.json")
+    ds = load_annotations(src / "annotations.json", file="annotations.json", limits=b.limits)
     images_dir = src / "images"
     missing: list[DatasetFormatError] = []
     for i, img in enumerate(ds.images):
@@ -316,16 +314,22 @@ def _import_dice(src: Path, b: _Builder) -> str:
 # -------------------------------------------------------------------------------------- YOLO
 
 
-def _yolo_names(raw: Any, rel: str) -> dict[int, str]:
+def _yolo_names(raw: Any, rel: str, limits: FormatLimits = DEFAULT_LIMITS) -> dict[int, str]:
+    """Class number -> name from data.yaml `names` (a list or a mapping); every name a short plain
+    string (`check_label`), at most ``limits.max_categories`` of them."""
+    if isinstance(raw, list | dict):
+        check_category_count(len(raw), limits, file=rel, field="names")
     if isinstance(raw, list):
-        return {i: str(n) for i, n in enumerate(raw)}
+        return {i: check_label(n, limits, what="class name", file=rel, field=f"names[{i}]") for i, n in enumerate(raw)}
     if isinstance(raw, dict):
         out: dict[int, str] = {}
         for k, v in raw.items():
             try:
-                out[int(k)] = str(v)
+                cls = int(k)
             except (TypeError, ValueError):
-                raise DatasetFormatError(f"names key {k!r} is not a class number", file=rel, field="names") from None
+                shown = repr(k) if len(repr(k)) <= 40 else repr(k)[:40] + "..."
+                raise DatasetFormatError(f"names key {shown} is not a class number", file=rel, field="names") from None
+            out[cls] = check_label(v, limits, what="class name", file=rel, field=f"names.{cls}")
         return out
     raise DatasetFormatError("names must be a list or a mapping of class number to name", file=rel, field="names")
 
@@ -444,12 +448,20 @@ def _parse_label_file(path: Path, rel: str) -> list[_LabelLine]:
     return out
 
 
-def _yolo_flavour(cfg: Mapping[str, Any], yaml_path: Path, lines: Iterable[_LabelLine]) -> tuple[str, int, int]:
+def _yolo_flavour(
+    cfg: Mapping[str, Any], yaml_path: Path, lines: Iterable[_LabelLine], limits: FormatLimits = DEFAULT_LIMITS
+) -> tuple[str, int, int]:
     """('pose', K, D) | ('obb', 0, 0) | ('detect', 0, 0) (boxes and/or polygons, per line)."""
     kpt = cfg.get("kpt_shape")
     if kpt is not None:
         if not (isinstance(kpt, list) and len(kpt) == 2 and all(isinstance(x, int) for x in kpt) and kpt[1] in (2, 3)):
             raise DatasetFormatError("kpt_shape must be [K, 2] or [K, 3]", file=yaml_path.name, field="kpt_shape")
+        if kpt[0] > limits.max_keypoints:
+            raise DatasetFormatError(
+                f"kpt_shape declares {kpt[0]} keypoints; the limit is {limits.max_keypoints}",
+                file=yaml_path.name,
+                field="kpt_shape",
+            )
         return "pose", kpt[0], kpt[1]
     hint = " ".join(str(x) for x in (cfg.get("task", ""), yaml_path.name, cfg.get("path", ""))).lower()
     if re.search(r"(^|[^a-z])(obb|dota)", hint):
@@ -464,20 +476,26 @@ def _yolo_flavour(cfg: Mapping[str, Any], yaml_path: Path, lines: Iterable[_Labe
     return "detect", 0, 0
 
 
-def _kpt_names(cfg: Mapping[str, Any], cls: int, k: int) -> list[str]:
+def _kpt_names(
+    cfg: Mapping[str, Any], cls: int, k: int, *, file: str = "data.yaml", limits: FormatLimits = DEFAULT_LIMITS
+) -> list[str]:
     raw = cfg.get("kpt_names")
     names: Any = None
+    where = "kpt_names"
     if isinstance(raw, dict):
         names = raw.get(cls, raw.get(str(cls)))
+        where = f"kpt_names.{cls}"
     elif isinstance(raw, list):
         names = raw
     if isinstance(names, list) and len(names) == k:
-        return [str(x) for x in names]
+        return [
+            check_label(x, limits, what="keypoint name", file=file, field=f"{where}[{i}]") for i, x in enumerate(names)
+        ]
     return [f"kp{i}" for i in range(k)]
 
 
 def _import_yolo(src: Path, b: _Builder) -> str:
-    found = _find_yolo_yaml(src)
+    found = _find_yolo_yaml(src, b.limits)
     if found is not None:
         yaml_path, cfg = found
     elif (src / "classes.txt").is_file():
@@ -489,7 +507,7 @@ def _import_yolo(src: Path, b: _Builder) -> str:
             "YOLO dataset without a data.yaml (or classes.txt) that lists the class names", file=src.name
         )
     yaml_rel = _rel(yaml_path, src)
-    names = _yolo_names(cfg["names"], yaml_rel)
+    names = _yolo_names(cfg["names"], yaml_rel, b.limits)
     if not names:
         raise DatasetFormatError("names is empty", file=yaml_rel, field="names")
     lo, hi = min(names), max(names)
@@ -506,12 +524,12 @@ def _import_yolo(src: Path, b: _Builder) -> str:
         lp = _label_path(p)
         lines = _parse_label_file(lp, _rel(lp, b.src_resolved)) if lp.is_file() else []
         per_image.append((p, rel, lines))
-    flavour, k, d = _yolo_flavour(cfg, yaml_path, (ln for _, _, ls in per_image for ln in ls))
+    flavour, k, d = _yolo_flavour(cfg, yaml_path, (ln for _, _, ls in per_image for ln in ls), b.limits)
 
     for cls_id in sorted(names):
         cat: dict[str, Any] = {"id": cls_id, "name": names[cls_id]}
         if flavour == "pose":
-            cat["keypoints"] = _kpt_names(cfg, cls_id, k)
+            cat["keypoints"] = _kpt_names(cfg, cls_id, k, file=yaml_rel, limits=b.limits)
         b.categories.append(cat)
 
     tol = COORD_TOLERANCE
@@ -631,6 +649,23 @@ def _req_int(rec: Mapping[str, Any], key: str, file: str, where: str) -> int:
     return int(v)
 
 
+def _check_coco_category(cat: Mapping[str, Any], limits: FormatLimits, file: str, where: str) -> None:
+    """Names of one COCO category (name, supercategory, keypoints): short plain strings."""
+    check_label(cat.get("name"), limits, what="category name", file=file, field=f"{where}.name")
+    if cat.get("supercategory") not in (None, ""):
+        check_label(cat["supercategory"], limits, what="supercategory", file=file, field=f"{where}.supercategory")
+    kps = cat.get("keypoints")
+    if kps is not None:
+        if not isinstance(kps, list) or len(kps) > limits.max_keypoints:
+            raise DatasetFormatError(
+                f"keypoints must be a list of at most {limits.max_keypoints} names",
+                file=file,
+                field=f"{where}.keypoints",
+            )
+        for j, kp in enumerate(kps):
+            check_label(kp, limits, what="keypoint name", file=file, field=f"{where}.keypoints[{j}]")
+
+
 def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
     multi = len(jsons) > 1
     cats_by_id: dict[int, dict[str, Any]] = {}
@@ -642,25 +677,24 @@ def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
     for jp in jsons:
         jrel = _rel(jp, root) if _inside(jp, root) else jp.name
         try:
-            data = json.loads(jp.read_bytes())
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(
-                f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=jrel, line=exc.lineno
-            ) from None
-        except UnicodeDecodeError:
-            raise DatasetFormatError("not UTF-8 text", file=jrel) from None
+            raw = jp.read_bytes()
+        except OSError as exc:
+            raise DatasetFormatError(f"cannot read file: {exc.strerror or exc}", file=jrel) from None
+        data = load_json(raw, file=jrel, limits=b.limits)
         if not isinstance(data, dict) or not all(
             isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
         ):
             raise DatasetFormatError("a COCO file needs lists images, annotations and categories", file=jrel)
         info = data.get("info")
-        if isinstance(info, dict) and not name:
-            name = str(info.get("description") or "")
+        if isinstance(info, dict) and not name and isinstance(info.get("description"), str):
+            name = info["description"][:200]
+        check_category_count(len(data["categories"]), b.limits, file=jrel, field="categories")
         for i, cat in enumerate(data["categories"]):
             where = f"categories[{i}]"
             if not isinstance(cat, dict):
                 raise DatasetFormatError("a category must be an object", file=jrel, field=where)
             cid = _req_int(cat, "id", jrel, where)
+            _check_coco_category(cat, b.limits, jrel, where)
             rec = {
                 k: cat[k] for k in ("id", "name", "supercategory", "keypoints", "skeleton") if cat.get(k) is not None
             }
@@ -775,6 +809,9 @@ def _import_imagefolder(src: Path, b: _Builder) -> str:
             file=src.name,
         )
     pairs, classes = layout
+    check_category_count(len(classes), b.limits, file=src.name, field="class folders")
+    for n in classes:
+        check_label(n, b.limits, what="class folder name", file=n, field=None)
     ids = {n: i for i, n in enumerate(classes)}
     b.categories = [{"id": i, "name": n} for n, i in ids.items()]
     for _, folder in pairs:
@@ -789,14 +826,21 @@ def _import_imagefolder(src: Path, b: _Builder) -> str:
 
 
 def import_dataset(
-    src: Path, dest: Path, fmt: str = "auto", *, name: str | None = None, link: bool = True
+    src: Path,
+    dest: Path,
+    fmt: str = "auto",
+    *,
+    name: str | None = None,
+    link: bool = True,
+    limits: FormatLimits = DEFAULT_LIMITS,
 ) -> DiceDataset:
     """Import a YOLO / COCO / ImageFolder / DICE dataset at `src` into a DICE folder at `dest`.
 
     `fmt`: one of `FORMATS`; ``"auto"`` uses `detect_format`. `src` may also be a COCO .json file
     (its folder is the root). Writes ``dest/images/...`` (hard links when `link` and possible,
     else copies) and ``dest/annotations.json``; returns the dataset. Raises `DatasetFormatError`
-    (file, line, field) for anything malformed, before writing anything.
+    (file, line, field) for anything malformed, before writing anything. `limits` bounds what the
+    files may contain (class names, category count, YAML/JSON size and nesting; `FormatLimits`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
@@ -817,9 +861,9 @@ def import_dataset(
     if _inside(dest_res, root_res) or _inside(root_res, dest_res):
         raise ValueError(f"destination {dest} must not be inside the source {root} (or contain it)")
     if fmt == "auto":
-        fmt = detect_format(root)
+        fmt = detect_format(root, limits)
 
-    b = _Builder(root)
+    b = _Builder(root, limits)
     source_file = "annotations.json"
     if fmt == "dice":
         found_name = _import_dice(root, b)

@@ -10,7 +10,6 @@ Every error names the file, a field path such as ``annotations[3].bbox`` and the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trainer_runtime.errors import DatasetFormatError, UnsafePathError
+from trainer_runtime.formats.limits import DEFAULT_LIMITS, FormatLimits, check_category_count, check_label, load_json
 from trainer_runtime.formats.paths import safe_relpath
 from trainer_runtime.formats.schema import SUPPORTED_VERSIONS, DiceDataset
 
@@ -58,12 +58,17 @@ def _record_label(data: Mapping[str, Any], loc: Sequence[int | str]) -> str | No
     return f"{kind} at index {loc[1]}"
 
 
-def load_annotations(source: str | bytes | Path, *, file: str = "annotations.json") -> DiceDataset:
+def load_annotations(
+    source: str | bytes | Path, *, file: str = "annotations.json", limits: FormatLimits = DEFAULT_LIMITS
+) -> DiceDataset:
     """Parse DICE annotations.
 
     `source` is the JSON text (`str` or `bytes`) or a `Path` to read. Raises `DatasetFormatError`
-    (file=`file`) for malformed JSON (with line and column), a top level that is not an object, a
-    missing or unsupported ``format_version`` and any schema error (field path and record id).
+    (file=`file`) for malformed JSON (with line and column), JSON nested deeper than
+    ``limits.max_depth``, a top level that is not an object, a missing or unsupported
+    ``format_version``, any schema error (field path and record id), more than
+    ``limits.max_categories`` categories, and names that are not short plain strings
+    (`check_dataset_labels`).
     """
     if isinstance(source, Path):
         try:
@@ -72,21 +77,7 @@ def load_annotations(source: str | bytes | Path, *, file: str = "annotations.jso
             raise DatasetFormatError(f"cannot read file: {exc.strerror or exc}", file=file) from None
     else:
         raw = source
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DatasetFormatError(f"not UTF-8 text (byte {exc.start} cannot be decoded)", file=file) from None
-    else:
-        text = raw.removeprefix("\ufeff")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(
-            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=file, line=exc.lineno
-        ) from None
-    except RecursionError:
-        raise DatasetFormatError("invalid JSON: nested too deeply", file=file) from None
+    data = load_json(raw, file=file, limits=limits)
     if not isinstance(data, dict):
         raise DatasetFormatError(f"the top level must be a JSON object, not {type(data).__name__}", file=file)
     supported = ", ".join(sorted(SUPPORTED_VERSIONS))
@@ -104,8 +95,9 @@ def load_annotations(source: str | bytes | Path, *, file: str = "annotations.jso
     for key in ("images", "annotations", "categories"):
         if key in data and not isinstance(data[key], list):
             raise DatasetFormatError(f"{key} must be a list, not {type(data[key]).__name__}", file=file, field=key)
+    check_category_count(len(data.get("categories") or ()), limits, file=file, field="categories")
     try:
-        return DiceDataset.model_validate(data)
+        ds = DiceDataset.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = errors[0]
@@ -125,6 +117,37 @@ def load_annotations(source: str | bytes | Path, *, file: str = "annotations.jso
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more errors)"
         raise DatasetFormatError(message, file=file, field=path or None) from None
+    check_dataset_labels(ds, limits, file=file)
+    return ds
+
+
+def check_dataset_labels(ds: DiceDataset, limits: FormatLimits = DEFAULT_LIMITS, *, file: str) -> None:
+    """Every category, supercategory and keypoint name is a short plain string (`check_label`),
+    and there are at most ``limits.max_categories`` categories and ``limits.max_keypoints``
+    keypoints per category. Raises the first problem as `DatasetFormatError` (file and field)."""
+    check_category_count(len(ds.categories), limits, file=file, field="categories")
+    for i, cat in enumerate(ds.categories):
+        where = f"categories[{i}]"
+        check_label(cat.name, limits, what=f"category {cat.id} name", file=file, field=f"{where}.name")
+        if cat.supercategory is not None and cat.supercategory != "":
+            check_label(
+                cat.supercategory,
+                limits,
+                what=f"category {cat.id} supercategory",
+                file=file,
+                field=f"{where}.supercategory",
+            )
+        if cat.keypoints:
+            if len(cat.keypoints) > limits.max_keypoints:
+                raise DatasetFormatError(
+                    f"category {cat.id} has {len(cat.keypoints)} keypoints; the limit is {limits.max_keypoints}",
+                    file=file,
+                    field=f"{where}.keypoints",
+                )
+            for j, kp in enumerate(cat.keypoints):
+                check_label(
+                    kp, limits, what=f"category {cat.id} keypoint name", file=file, field=f"{where}.keypoints[{j}]"
+                )
 
 
 # ------------------------------------------------------------------------------------ validation
