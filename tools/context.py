@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from tools.db.models import User
 from tools.errors import AuthenticationError
+from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
 
 
@@ -21,8 +22,10 @@ class UploadLimits:
     max_file_bytes: int = 256 * 1024**2  # one image
     max_zip_entries: int = 100_000
     max_zip_uncompressed_bytes: int = 8 * 1024**3
-    max_zip_ratio: float = 200.0  # uncompressed/compressed for one entry
+    max_zip_ratio: float = 200.0  # uncompressed/compressed, for one entry and for the whole archive
     max_image_pixels: int = 100_000_000
+    user_storage_quota_bytes: int = 0  # bytes one user's datasets may hold in all; 0 = no quota
+    formats: FormatLimits = field(default_factory=FormatLimits)  # what dataset files may contain
 
 
 @dataclass

@@ -24,6 +24,20 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=30, ge=0)
     secret_key: str | None = None  # default: generated once and kept in data_dir/secret_key
     access_token_expire_minutes: int = 60 * 24
+    # Sign-in throttling (tools.throttle): this many failed sign-ins (or 409 registrations, per
+    # client) lock the account / client address for LOGIN_LOCKOUT_BASE_S, doubling with each
+    # further failure up to LOGIN_LOCKOUT_MAX_S (429 + Retry-After); failures are forgotten
+    # LOGIN_FAILURE_WINDOW_S after the last one. Shared through Redis when REDIS_URL is set, else
+    # counted per server process.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_failure_window_s: float = Field(default=900.0, gt=0)
+    login_lockout_base_s: float = Field(default=30.0, gt=0)
+    login_lockout_max_s: float = Field(default=900.0, gt=0)
+    # Password hashing (argon2id holds 64 MiB each): at most this many at once per process (None:
+    # the CPU count); a sign-in that waited PASSWORD_HASH_WAIT_S for a slot gets 503 + Retry-After.
+    password_hash_concurrency: int | None = Field(default=None, ge=1)
+    password_hash_wait_s: float = Field(default=10.0, gt=0)
     cors_origins: str = ""  # comma-separated
 
     # Dual storage (DESIGN): external = datasets, internal = results. Empty endpoint = local folders.
@@ -45,6 +59,19 @@ class Settings(BaseSettings):
     max_file_bytes: int = 256 * 1024**2
     max_zip_entries: int = 100_000
     max_zip_uncompressed_bytes: int = 8 * 1024**3
+    # Hostile uploads (issue 14): a zip expanding more than MAX_ZIP_RATIO times its size (the whole
+    # archive, or one entry over 1 MiB) is a zip bomb (413, checked before extracting). Each
+    # user's datasets may hold USER_STORAGE_QUOTA_BYTES in all (413 beyond; 0 = no quota).
+    # Class/keypoint names: at most MAX_LABEL_CHARS plain characters; at most MAX_CATEGORIES
+    # classes and MAX_KEYPOINTS keypoints per class; JSON/YAML nested at most MAX_DOCUMENT_DEPTH
+    # deep; a YAML file (data.yaml) at most MAX_YAML_BYTES. YAML anchors/aliases are refused.
+    max_zip_ratio: float = Field(default=200.0, gt=1)
+    user_storage_quota_bytes: int = Field(default=50 * 1024**3, ge=0)
+    max_label_chars: int = Field(default=200, ge=1)
+    max_categories: int = Field(default=10_000, ge=1)
+    max_keypoints: int = Field(default=1_000, ge=1)
+    max_document_depth: int = Field(default=64, ge=4)
+    max_yaml_bytes: int = Field(default=1024**2, ge=1024)
 
     create_demo_datasets: bool = True
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tools.context import ToolContext, UploadLimits
 from tools.db.models import User
 from tools.errors import AuthenticationError
+from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
 from web.config import Settings
 from web.security import authenticate_token
@@ -113,6 +114,15 @@ def upload_limits(settings: Settings) -> UploadLimits:
         max_file_bytes=settings.max_file_bytes,
         max_zip_entries=settings.max_zip_entries,
         max_zip_uncompressed_bytes=settings.max_zip_uncompressed_bytes,
+        max_zip_ratio=settings.max_zip_ratio,
+        user_storage_quota_bytes=settings.user_storage_quota_bytes,
+        formats=FormatLimits(
+            max_label_chars=settings.max_label_chars,
+            max_categories=settings.max_categories,
+            max_keypoints=settings.max_keypoints,
+            max_depth=settings.max_document_depth,
+            max_yaml_bytes=settings.max_yaml_bytes,
+        ),
     )
 
 
