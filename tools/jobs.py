@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session
 from tools import catalog
 from tools.context import ToolContext, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
-from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent
+from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent, ModelExport, TestRun
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from tools.events import append_event
 from tools.intent import TrainingIntent
@@ -74,6 +74,10 @@ ACTIVE_STATUSES = ("preparing", "running", "resuming")
 RESUMABLE_STATUSES = ("stopped", "failed")
 MAX_LIST_LIMIT = 500
 SPEC_FILE = "spec.json"
+DELETED_EVENT_TYPE = "deleted"
+"""A bus notice (no seq, never stored) that a job or test run was deleted: its streams end."""
+RESULTS_PREFIX = "results/"
+"""Internal-store prefix of what inference makes from a job (`tools.inference`: exports, test runs)."""
 
 
 class JobNotifier(Protocol):
@@ -600,12 +604,20 @@ def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = 
 def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
     """Queue a stopped or failed job again; it continues from its last.pt (weights, optimizer,
     scheduler, epoch, best metric) with a fresh retry budget. ConflictError (409) when the job is
-    not stopped/failed or has no last.pt."""
+    not stopped/failed, has no last.pt, or the trainer of its last attempt has not exited yet
+    (it reports ``stopped`` before it has finished; the supervisor's `trainer_alive`)."""
     job = _job_row(ctx, job_id)
     supervisor = supervisor or supervisor_for(ctx.db)
     if job.status not in RESUMABLE_STATUSES:
         raise ConflictError(
             f"job {job.id} is {job.status}; only stopped or failed jobs can be resumed", detail={"job_id": job.id}
+        )
+    trainer_alive = getattr(supervisor, "trainer_alive", None)
+    if trainer_alive is not None and trainer_alive(job):
+        raise ConflictError(
+            f"job {job.id} is {job.status} but the trainer of its last attempt has not exited yet; "
+            "resume it in a few seconds",
+            detail={"job_id": job.id},
         )
     last = ctx.db.scalar(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id, JobCheckpoint.name == "last.pt"))
     if last is None:
@@ -625,9 +637,19 @@ def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
 
 
 def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
-    """Delete a job that is not running (queued, completed, failed or stopped): its events, its
-    checkpoints in the internal store and its local work folder. A running job -> ConflictError
-    (stop it first). Returns {"deleted": id, "checkpoints_deleted": n}."""
+    """Delete a job that is not running (queued, completed, failed or stopped) with everything
+    made from it: its events; its checkpoints, ONNX exports (``results/exports/<job>/``) and test
+    runs' reports and predictions (``results/test-runs/<run>/``) in the internal store; its rows
+    of test runs and exports; its local trainer folder (`JobNotifier.forget`) and the inference
+    cache's copies of its checkpoints (a job listener of the app, `tools.inference`). A running job
+    -> ConflictError (stop it first).
+
+    Live streams of the job and of its test runs are told with a ``{"type": "deleted"}`` notice on
+    their bus channels (`JobNotifier.publish`); they end with a final ``deleted`` event.
+
+    Returns {"deleted": id, "checkpoints_deleted": n, "exports_deleted": n, "test_runs_deleted": n,
+    "kept": [what stays, and why]}: the MLflow run of the job is kept (experiment history), and
+    any object the store could not delete is listed with the error."""
     job = _job_row(ctx, job_id)
     supervisor = supervisor or supervisor_for(ctx.db)
     if job.status not in (*TERMINAL_STATUSES, "queued"):
@@ -647,14 +669,44 @@ def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     with contextlib.suppress(Exception):  # storage down: the rows go anyway, the objects stay
         ctx.storage.internal.delete_prefix(prefix)
     jid = job.id
+    kept: list[str] = []
+    exports = list(ctx.db.scalars(select(ModelExport).where(ModelExport.job_id == jid)))
+    runs = list(ctx.db.scalars(select(TestRun).where(TestRun.job_id == jid)))
+    derived = [f"{RESULTS_PREFIX}exports/{jid}/", *(f"{RESULTS_PREFIX}test-runs/{r.id}/" for r in runs)]
+    derived_keys = [e.key for e in exports if e.key]
+    derived_keys += [k for r in runs for k in (r.report_key, r.predictions_key) if k]
+    for key in derived_keys:
+        try:
+            ctx.storage.internal.delete(key)
+        except Exception as exc:
+            kept.append(f"{key}: could not be deleted ({exc})")
+    for derived_prefix in derived:
+        try:
+            ctx.storage.internal.delete_prefix(derived_prefix)
+        except Exception as exc:
+            kept.append(f"{derived_prefix}*: could not be deleted ({exc})")
+    if job.mlflow_run_id:
+        kept.append(f"MLflow run {job.mlflow_run_id} (experiment history stays in MLflow)")
     ctx.db.execute(delete(JobEvent).where(JobEvent.job_id == jid))
     ctx.db.execute(delete(JobCheckpoint).where(JobCheckpoint.job_id == jid))
+    ctx.db.execute(delete(ModelExport).where(ModelExport.job_id == jid))
+    ctx.db.execute(delete(TestRun).where(TestRun.job_id == jid))
     ctx.db.delete(job)
     ctx.db.commit()
     if supervisor is not None:
+        # end the live streams of the job and of its test runs (bus channels: id and -run id)
+        supervisor.publish(jid, {"job_id": jid, "type": DELETED_EVENT_TYPE})
+        for run in runs:
+            supervisor.publish(-run.id, {"job_id": -run.id, "type": DELETED_EVENT_TYPE})
         supervisor.forget(jid)
     _job_changed(ctx.db, jid)
-    return {"deleted": jid, "checkpoints_deleted": removed}
+    return {
+        "deleted": jid,
+        "checkpoints_deleted": removed,
+        "exports_deleted": len(exports),
+        "test_runs_deleted": len(runs),
+        "kept": kept,
+    }
 
 
 # ----------------------------------------------------------------------------------- metrics

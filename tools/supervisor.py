@@ -224,6 +224,22 @@ class Supervisor:
             self._retry_at.pop(job_id, None)
         shutil.rmtree(self.runtime.job_dir(job_id), ignore_errors=True)
 
+    def trainer_alive(self, job: Job) -> bool:
+        """Whether a trainer of `job` may still be running: this leader still watches one (its exit
+        not yet reaped), or the executor still sees the last attempt's trainer (`job.external_id`:
+        a pid on this host, a Kubernetes Job), as a follower can check too. `tools.jobs.resume_job`
+        answers 409 then. When the executor cannot tell (its API is down) this says False and logs:
+        the attempt numbers keep a late exit of the old trainer from touching the resumed job."""
+        if job.id in self._running:
+            return True
+        if not job.external_id:
+            return False
+        try:
+            return bool(self.executor.is_alive(job.external_id, self.runtime.spec_path(job.id)))
+        except Exception:
+            log.warning("job %s: could not tell whether trainer %s still runs", job.id, job.external_id, exc_info=True)
+            return False
+
     def running_jobs(self) -> list[int]:
         return sorted(self._running)
 
@@ -349,7 +365,7 @@ class Supervisor:
             del self._running[job_id]
             self._stopping.discard(job_id)
             try:
-                self._on_exit(job_id, info)
+                self._on_exit(job_id, info, handle=handle)
             except Exception:
                 log.exception("job %s: handling its exit failed", job_id)
 
@@ -374,13 +390,31 @@ class Supervisor:
             if run_id and len(run_id) <= 64:
                 job.mlflow_run_id = run_id
 
-    def _on_exit(self, job_id: int, info: ExitInfo) -> None:
+    def _on_exit(self, job_id: int, info: ExitInfo, *, handle: ExecHandle | None = None) -> None:
+        """Turn the exit of `handle`'s trainer (None: a trainer found dead by the reconcile) into a
+        job status. The attempt is told by its number, not by flags a resume resets: a trainer of an
+        attempt that is no longer the job's current one (the job was resumed meanwhile, which resets
+        `attempts`) changes nothing; a stop this supervisor sent counts as requested even when a
+        resume has cleared `stop_requested` since."""
         rc = info.returncode
+        attempt = handle.extra.get("attempt") if handle is not None else None
+        stop_sent = bool(handle is not None and handle.extra.get("stop_sent"))
         with self.session_factory() as db:
             job = db.get(Job, job_id, populate_existing=True)
             if job is None:
                 return
             since = int(self._attempt_seq.pop(job_id, 0))
+            if attempt is not None and int(job.attempts or 0) != int(attempt):
+                log.info(
+                    "job %s: the trainer of attempt %s exited (%s) after the job was resumed (now %s, attempt %s); "
+                    "its exit does not concern the new attempt",
+                    job_id,
+                    attempt,
+                    rc,
+                    job.status,
+                    job.attempts,
+                )
+                return
             self._harvest_run_id(job)
             db.commit()
             status = job.status
@@ -392,7 +426,7 @@ class Supervisor:
                 if status != "completed":
                     self._emit(db, job_id, "completed", exit_code=rc)
                 return
-            if job.stop_requested:
+            if job.stop_requested or stop_sent:
                 if status != "stopped":
                     self._emit(db, job_id, "stopped", exit_code=rc, message="stopped on request")
                 if rc is None or rc < 0:
@@ -493,6 +527,7 @@ class Supervisor:
                 if job_id in self._running and job_id not in self._stopping:
                     self._stopping.add(job_id)
                     log.info("job %s: stop requested", job_id)
+                    self._running[job_id].extra["stop_sent"] = True
                     self.executor.stop(self._running[job_id], self.config.stop_grace_s)
                 elif job_id in self._retry_at:
                     del self._retry_at[job_id]
@@ -524,6 +559,8 @@ class Supervisor:
             for job_id in waiting:
                 if free <= 0 or not self._confirm_leader():
                     break
+                if job_id in self._running:
+                    continue  # resumed while the trainer of its last attempt still exits: after its reap
                 result = db.execute(
                     update(Job).where(Job.id == job_id, Job.status == "queued").values(status="preparing")
                 )
@@ -572,6 +609,7 @@ class Supervisor:
             log.exception("job %s: could not start the trainer", job.id)
             self._fail(db, job, f"could not start the trainer: {exc}", None)
             return
+        handle.extra["attempt"] = int(job.attempts)
         job = db.get(Job, job.id, populate_existing=True) or job
         job.external_id = handle.external_id
         db.commit()
@@ -611,6 +649,7 @@ class Supervisor:
                 if job.external_id:
                     handle = self.executor.adopt(job.id, job.external_id, spec_path)
                 if handle is not None:
+                    handle.extra["attempt"] = int(job.attempts)
                     self._running[job.id] = handle
                     report["adopted"].append(job.id)
                     continue
