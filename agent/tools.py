@@ -35,7 +35,13 @@ from sqlalchemy import select
 
 from tools import catalog, jobs
 from tools.context import ToolContext
-from tools.datasets import check_dataset_compatibility, list_datasets, resolve_dataset
+from tools.datasets import (
+    LIST_CLASS_NAMES,
+    check_dataset_compatibility,
+    class_names_preview,
+    list_datasets,
+    resolve_dataset,
+)
 from tools.db.models import JobEvent
 from tools.errors import InvalidInputError, NotFoundError, ToolError
 from tools.intent import TaskType, TrainingIntent
@@ -100,7 +106,8 @@ def compact_dataset(item: dict[str, Any]) -> dict[str, Any]:
         "visibility": item.get("visibility"),
         "is_owner": item.get("is_owner"),
         "num_images": item.get("num_images"),
-        "class_names": list(item.get("class_names") or [])[:50],
+        "class_names": class_names_preview(item.get("class_names"), LIST_CLASS_NAMES),
+        "class_count": item.get("class_count", len(item.get("class_names") or [])),
         "tasks": {t: (caps.get(t) or {}).get("status") for t in TASK_TYPES if (caps.get(t) or {}).get("status")},
     }
 
@@ -151,7 +158,8 @@ def dataset_info(ctx: ToolContext, dataset: str) -> dict[str, Any]:
         "visibility": row.visibility,
         "labeled": row.labeled,
         "num_images": row.num_images,
-        "class_names": list(row.class_names or []),
+        "class_names": class_names_preview(row.class_names, LIST_CLASS_NAMES),
+        "class_count": len(row.class_names or []),
         "capabilities": caps,
         "tasks": {t: (caps.get(t) or {}).get("status") for t in TASK_TYPES if (caps.get(t) or {}).get("status")},
     }

@@ -43,11 +43,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tools.context import ToolContext, UploadLimits, iso_utc, require_user
-from tools.db.models import Dataset, DatasetImage, DatasetSnapshot, new_id, utcnow
+from tools.db.models import Dataset, DatasetImage, DatasetSnapshot, User, new_id, utcnow
 from tools.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
 )
 from tools.uploads import (
@@ -63,6 +64,7 @@ from tools.uploads import (
 from trainer_runtime.errors import DatasetFormatError, ObjectNotFoundError, StorageError
 from trainer_runtime.formats.capabilities import check_compatibility, summarize
 from trainer_runtime.formats.images import probe_image
+from trainer_runtime.formats.limits import describe_char, unsafe_char
 from trainer_runtime.formats.paths import safe_relpath
 from trainer_runtime.formats.schema import TASK_TYPES, DiceDataset
 from trainer_runtime.formats.validate import load_annotations, validate_dataset
@@ -86,6 +88,10 @@ LABELED_CONFLICT = (
     "a labeled folder is never merged into a labeled dataset; create a new dataset or delete the annotations first"
 )
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
+LIST_CLASS_NAMES = 50
+"""Class names a dataset lists in `list_datasets` (the rest is counted in ``class_count``)."""
+SHOWN_NAME_CHARS = 200
+"""A stored class name longer than this (only datasets from before names were limited) is shortened."""
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -105,9 +111,12 @@ def _clean_name(name: Any, *, what: str = "name") -> str:
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME_CHARS:
         raise InvalidInputError(f"{what} must be 1 to {MAX_NAME_CHARS} characters long", detail={"field": what})
-    for ch in name:
-        if unicodedata.category(ch) == "Cc":
-            raise InvalidInputError(f"{what} must not contain control characters ({ch!r})", detail={"field": what})
+    ch = unsafe_char(name)
+    if ch is not None:
+        raise InvalidInputError(
+            f"{what} must not contain control or bidirectional-override characters ({describe_char(ch)})",
+            detail={"field": what},
+        )
     return name
 
 
@@ -119,6 +128,12 @@ def _clean_description(description: Any) -> str:
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidInputError(
             f"description is longer than {MAX_DESCRIPTION_CHARS} characters", detail={"field": "description"}
+        )
+    ch = unsafe_char(description, allow_newlines=True)
+    if ch is not None:
+        raise InvalidInputError(
+            f"description must not contain control or bidirectional-override characters ({describe_char(ch)})",
+            detail={"field": "description"},
         )
     return description
 
@@ -223,8 +238,20 @@ def _capabilities(ds: Dataset) -> dict[str, Any]:
     return {t: check_compatibility(None, t, dataset_name=ds.name) for t in TASK_TYPES}
 
 
-def dataset_dict(ctx: ToolContext, ds: Dataset, snapshots_count: int | None = None) -> dict[str, Any]:
-    """The dataset as JSON (the REST shape)."""
+def class_names_preview(names: Any, limit: int | None = None) -> list[str]:
+    """Class names for display: at most `limit` of them (all when None), each at most
+    `SHOWN_NAME_CHARS` characters (names are limited at upload; older rows may hold longer ones)."""
+    shown = list(names or [])[:limit] if limit is not None else list(names or [])
+    return [
+        n if isinstance(n, str) and len(n) <= SHOWN_NAME_CHARS else str(n)[:SHOWN_NAME_CHARS] + "\u2026" for n in shown
+    ]
+
+
+def dataset_dict(
+    ctx: ToolContext, ds: Dataset, snapshots_count: int | None = None, *, class_limit: int | None = None
+) -> dict[str, Any]:
+    """The dataset as JSON (the REST shape). `class_limit` keeps that many class names (lists);
+    ``class_count`` always says how many there are."""
     if snapshots_count is None:
         snapshots_count = _snapshot_counts(ctx.db, [ds.id]).get(ds.id, 0)
     return {
@@ -239,7 +266,8 @@ def dataset_dict(ctx: ToolContext, ds: Dataset, snapshots_count: int | None = No
         "num_images": ds.num_images,
         "num_annotations": ds.num_annotations,
         "total_bytes": ds.total_bytes,
-        "class_names": list(ds.class_names or []),
+        "class_names": class_names_preview(ds.class_names, class_limit),
+        "class_count": len(ds.class_names or []),
         "capabilities": _capabilities(ds),
         "annotations_sha256": ds.annotations_sha256,
         "created_at": iso_utc(ds.created_at),
@@ -291,7 +319,8 @@ def list_datasets(
     sort: one of name, created_at, updated_at, num_images, num_annotations; prefix "-" for descending.
     offset, limit: pagination (limit 1..500).
     mine: only the caller's own datasets. visibility: "private" or "public" to filter.
-    Returns {"items": [dataset...], "total", "offset", "limit"}.
+    Returns {"items": [dataset...], "total", "offset", "limit"}; each dataset lists its first
+    `LIST_CLASS_NAMES` class names (``class_count`` has the number of all).
     """
     user = require_user(ctx, "datasets")
     if not 1 <= limit <= 500 or offset < 0:
@@ -319,7 +348,7 @@ def list_datasets(
     rows = list(ctx.db.scalars(stmt))
     counts = _snapshot_counts(ctx.db, [r.id for r in rows])
     return {
-        "items": [dataset_dict(ctx, r, counts.get(r.id, 0)) for r in rows],
+        "items": [dataset_dict(ctx, r, counts.get(r.id, 0), class_limit=LIST_CLASS_NAMES) for r in rows],
         "total": int(total),
         "offset": offset,
         "limit": limit,
@@ -459,7 +488,7 @@ def _prepare(ctx: ToolContext, ds_name: str, tree: UploadTree, fmt: str, staging
 
         dest = staging.root / "dice"
         try:
-            import_dataset(tree.root, dest, fmt, name=ds_name, link=True)
+            import_dataset(tree.root, dest, fmt, name=ds_name, link=True, limits=ctx.limits.formats)
         except DatasetFormatError as exc:
             raise invalid_from(exc) from exc
         except (ValueError, KeyError) as exc:
@@ -481,7 +510,7 @@ def _prepare(ctx: ToolContext, ds_name: str, tree: UploadTree, fmt: str, staging
     ann_sha: str | None = None
     if layout.annotations is not None:
         try:
-            ann = load_annotations(layout.annotations, file="annotations.json")
+            ann = load_annotations(layout.annotations, file="annotations.json", limits=ctx.limits.formats)
         except DatasetFormatError as exc:
             raise invalid_from(exc) from exc
         ann_sha = _sha256_file(layout.annotations)
@@ -495,7 +524,42 @@ def _annotation_index(ann: DiceDataset) -> dict[str, tuple[int, int]]:
     return {safe_relpath(img.file_name): (img.id, counts.get(img.id, 0)) for img in ann.images}
 
 
+def storage_used(db: Session, owner_id: int) -> int:
+    """Bytes of images the user's datasets hold (the sum of their ``total_bytes``)."""
+    used = db.scalar(select(func.coalesce(func.sum(Dataset.total_bytes), 0)).where(Dataset.owner_id == owner_id))
+    return int(used or 0)
+
+
+def _check_quota(ctx: ToolContext, owner_id: int, adding: int) -> None:
+    """PayloadTooLargeError (413) when `adding` bytes would take the user over their storage quota
+    (``limits.user_storage_quota_bytes``; 0 = none). `adding` 0 asks whether the user is already full."""
+    quota = ctx.limits.user_storage_quota_bytes
+    if not quota:
+        return
+    used = storage_used(ctx.db, owner_id)
+    if adding and used + adding > quota:
+        message = f"this upload adds {adding} bytes to the {used} bytes your datasets hold"
+    elif not adding and used >= quota:
+        message = f"your datasets hold {used} bytes"
+    else:
+        return
+    raise PayloadTooLargeError(
+        f"storage quota exceeded: {message}; your quota is {quota} bytes (delete images or datasets first)",
+        detail={"quota_bytes": quota, "used_bytes": used, "upload_bytes": adding},
+    )
+
+
 def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[str, Any]:
+    """Commit under the per-dataset lock and, with a storage quota, one lock per user (in this
+    process; on PostgreSQL also the user's row) so that two uploads cannot both fit the last bytes."""
+    if not ctx.limits.user_storage_quota_bytes:
+        return _commit_upload_locked(ctx, dataset_id, prep)
+    user = require_user(ctx, "datasets")
+    with _lock_for(f"user:{user.id}"):
+        return _commit_upload_locked(ctx, dataset_id, prep)
+
+
+def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[str, Any]:
     ann = prep.annotations
     with dataset_write_lock(ctx, dataset_id) as ds:
         if ann is not None and ds.labeled:
@@ -550,6 +614,10 @@ def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[s
         if not new and ann is None:
             ctx.db.rollback()
             return {**result_base, "dataset": dataset_dict(ctx, ds)}
+        if ctx.limits.user_storage_quota_bytes and new:
+            if ctx.db.get_bind().dialect.name != "sqlite":
+                ctx.db.execute(select(User.id).where(User.id == ds.owner_id).with_for_update())
+            _check_quota(ctx, ds.owner_id, sum(info.size_bytes for info in new.values()))
         written: list[str] = []
         try:
             for rel in sorted(new):
@@ -602,8 +670,10 @@ def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[s
 
 
 def check_can_upload(ctx: ToolContext, dataset_id: str) -> None:
-    """Raise unless the caller may upload to the dataset (404 hidden / 403 not the owner)."""
-    _owned_row(ctx, dataset_id, "upload to")
+    """Raise unless the caller may upload to the dataset (404 hidden / 403 not the owner; 413 when
+    the owner's datasets already fill their storage quota), before any body is read."""
+    ds = _owned_row(ctx, dataset_id, "upload to")
+    _check_quota(ctx, ds.owner_id, 0)
 
 
 def upload_staged(ctx: ToolContext, dataset_id: str, staging: Staging, format: str = "auto") -> dict[str, Any]:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tools.db.models import Project, User
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
+from trainer_runtime.formats.limits import describe_char, unsafe_char
 
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
@@ -23,8 +24,12 @@ def _clean_name(name: str) -> str:
         raise InvalidInputError("Project name must not be empty", detail={"field": "name"})
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInputError(f"Project name must be at most {MAX_NAME_LENGTH} characters", detail={"field": "name"})
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidInputError("Project name must not contain control characters", detail={"field": "name"})
+    ch = unsafe_char(value)
+    if ch is not None:
+        raise InvalidInputError(
+            f"Project name must not contain control or bidirectional-override characters ({describe_char(ch)})",
+            detail={"field": "name"},
+        )
     return value
 
 
@@ -33,6 +38,12 @@ def _clean_description(description: str | None) -> str:
     if len(value) > MAX_DESCRIPTION_LENGTH:
         raise InvalidInputError(
             f"Project description must be at most {MAX_DESCRIPTION_LENGTH} characters",
+            detail={"field": "description"},
+        )
+    ch = unsafe_char(value, allow_newlines=True)
+    if ch is not None:
+        raise InvalidInputError(
+            f"Project description must not contain control or bidirectional-override characters ({describe_char(ch)})",
             detail={"field": "description"},
         )
     return value

@@ -49,6 +49,8 @@ _DICE_EXTRA_SUFFIXES = (".md", ".txt", ".yaml", ".yml", ".json", ".rst", ".pdf",
 _CHUNK = 1 << 20
 RATIO_MIN_BYTES = 1 << 20
 """Entries smaller than this are exempt from the compression-ratio check (tiny JSON compresses well)."""
+ARCHIVE_RATIO_MIN_BYTES = 16 << 20
+"""Archives expanding to less than this are exempt from the whole-archive ratio check."""
 
 
 def invalid_from(exc: DatasetFormatError) -> InvalidInputError:
@@ -243,12 +245,16 @@ class Staging:
         return collect_tree(self.raw, strip_top=True)
 
 
-def check_zip(zf: zipfile.ZipFile, limits: UploadLimits, archive_name: str) -> list[tuple[zipfile.ZipInfo, str]]:
+def check_zip(
+    zf: zipfile.ZipFile, limits: UploadLimits, archive_name: str, archive_bytes: int | None = None
+) -> list[tuple[zipfile.ZipInfo, str]]:
     """Check every entry's header before extracting anything; return (entry, safe name) of files.
 
     Rejected (422): unsafe names (``..``, absolute, control characters), symlinks, encrypted
     entries, duplicate names. Over a limit (413): entry count, total uncompressed size, one
-    entry's size, one entry's compression ratio.
+    entry's size, one entry's compression ratio, and the whole archive's ratio (the declared
+    sizes of all entries over `archive_bytes`, the archive's size on disk): many small entries
+    that each pass the per-entry check still make a bomb together.
     """
     infos = zf.infolist()
     if len(infos) > limits.max_zip_entries:
@@ -310,6 +316,14 @@ def check_zip(zf: zipfile.ZipFile, limits: UploadLimits, archive_name: str) -> l
                 f"{archive_name} expands to more than {_human(limits.max_zip_uncompressed_bytes)}",
                 detail={"file": archive_name, "limit_bytes": limits.max_zip_uncompressed_bytes},
             )
+        if archive_bytes is not None and total > ARCHIVE_RATIO_MIN_BYTES:
+            ratio = total / max(archive_bytes, 1)
+            if ratio > limits.max_zip_ratio:
+                raise PayloadTooLargeError(
+                    f"{archive_name} ({_human(archive_bytes)}) expands to more than {_human(total)}, "
+                    f"{ratio:.0f}x (over the limit of {limits.max_zip_ratio:.0f}x): this looks like a zip bomb",
+                    detail={"file": archive_name, "ratio": round(ratio, 1), "entries": len(infos)},
+                )
         out.append((info, rel))
     return out
 
@@ -328,12 +342,13 @@ def extract_zip(
     taken = taken if taken is not None else set()
     try:
         zf = zipfile.ZipFile(zip_path)
+        archive_bytes = zip_path.stat().st_size
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise InvalidInputError(f"{name} is not a valid zip archive: {exc}", detail={"file": name}) from None
     written: list[str] = []
     actual_total = 0
     with zf:
-        entries = check_zip(zf, limits, name)
+        entries = check_zip(zf, limits, name, archive_bytes)
         for info, rel in entries:
             if rel in taken:
                 raise InvalidInputError(f"{rel} appears twice in the upload", detail={"file": rel, "archive": name})
@@ -420,7 +435,7 @@ def _peek_json(path: Path, limit: int = 65536) -> str:
         return fh.read(limit).decode("utf-8", errors="replace")
 
 
-def _is_coco_json(path: Path) -> bool:
+def _is_coco_json(path: Path, rel: str) -> bool:
     try:
         if path.stat().st_size > 2 * 1024**3:
             return False
@@ -428,6 +443,8 @@ def _is_coco_json(path: Path) -> bool:
             data: Any = json.load(fh)
     except (OSError, ValueError):
         return False
+    except RecursionError:
+        raise InvalidInputError(f"{rel}: invalid JSON: nested too deeply", detail={"file": rel}) from None
     return isinstance(data, dict) and "images" in data and "annotations" in data and "format_version" not in data
 
 
@@ -443,7 +460,7 @@ def detect_format(tree: UploadTree) -> str:
         head = _peek_json(files[ANNOTATIONS_FILE])
         if '"format_version"' in head:
             return "dice"
-        return "coco" if _is_coco_json(files[ANNOTATIONS_FILE]) else "dice"
+        return "coco" if _is_coco_json(files[ANNOTATIONS_FILE], ANNOTATIONS_FILE) else "dice"
     for rel in files:
         low = rel.lower()
         if "/" not in rel and low.endswith((".yaml", ".yml")):
@@ -453,7 +470,7 @@ def detect_format(tree: UploadTree) -> str:
             return "yolo"
     for rel, path in files.items():
         low = rel.lower()
-        if low.endswith(".json") and ("/" not in rel or low.startswith("annotations/")) and _is_coco_json(path):
+        if low.endswith(".json") and ("/" not in rel or low.startswith("annotations/")) and _is_coco_json(path, rel):
             return "coco"
     return "images"
 

@@ -65,7 +65,8 @@ class DatasetOut(BaseModel):
     num_images: int
     num_annotations: int
     total_bytes: int
-    class_names: list[str]
+    class_names: list[str] = Field(description="The class names; the list endpoint shows the first 50")
+    class_count: int = Field(description="How many classes the dataset has")
     capabilities: dict[str, Compatibility]
     annotations_sha256: str | None
     created_at: str | None

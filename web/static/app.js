@@ -1075,7 +1075,7 @@
       },
       h('td', {}, h('strong', { text: d.name }), d.is_owner ? '' : h('span', { class: 'tag', text: t('owner_other') })),
       h('td', { class: 'num', text: d.num_images }),
-      h('td', {}, classes.slice(0, 4).map((c) => h('span', { class: 'tag', text: c })), classes.length > 4 ? `+${classes.length - 4}` : ''),
+      h('td', {}, classes.slice(0, 4).map((c) => h('span', { class: 'tag', text: c })), (d.class_count || classes.length) > 4 ? `+${(d.class_count || classes.length) - 4}` : ''),
       h('td', { text: t(d.visibility) }),
       h('td', { text: fmtDate(d.updated_at) }));
       rows.push(row);
