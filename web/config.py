@@ -22,8 +22,18 @@ class Settings(BaseSettings):
     # limit) that runs the sync endpoints, so a busy thread never waits for a connection.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=30, ge=0)
+    # A request that waited this long for a pooled connection gets 503 + Retry-After (not a 500).
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # Overload (web.overload): at most this many HTTP requests are worked on at once (and fewer
+    # than worker threads (40) + pool + overflow, so the pool cannot deadlock); one more waits up
+    # to REQUEST_QUEUE_TIMEOUT_S for a slot, then gets 503 + Retry-After. /health, /metrics exempt.
+    max_requests_in_flight: int = Field(default=64, ge=1)
+    request_queue_timeout_s: float = Field(default=2.0, ge=0)
     secret_key: str | None = None  # default: generated once and kept in data_dir/secret_key
     access_token_expire_minutes: int = 60 * 24
+    # Stream tickets (tools.stream_tickets): a ticket from POST /api/v1/stream-tickets opens one
+    # WebSocket / SSE stream within this many seconds, once (the bearer token stays out of URLs).
+    stream_ticket_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     # Sign-in throttling (tools.throttle): this many failed sign-ins (or 409 registrations, per
     # client) lock the account / client address for LOGIN_LOCKOUT_BASE_S, doubling with each
     # further failure up to LOGIN_LOCKOUT_MAX_S (429 + Retry-After); failures are forgotten
@@ -59,6 +69,13 @@ class Settings(BaseSettings):
     max_file_bytes: int = 256 * 1024**2
     max_zip_entries: int = 100_000
     max_zip_uncompressed_bytes: int = 8 * 1024**3
+    # Request bodies (web.bodylimit): over these -> 413 (from Content-Length, or counted as a
+    # chunked body streams). The first applies with a valid user token (uploads: above
+    # MAX_UPLOAD_BYTES for the multipart framing); the second to everything else (sign-in,
+    # registration, the intent parser, Slack, trainer events). /api/v1 routes that need a
+    # user answer 401 before reading any body sent without a valid token.
+    max_request_body_bytes: int = Field(default=2 * 1024**3 + 64 * 1024**2, ge=0)
+    max_unauthenticated_body_bytes: int = Field(default=16 * 1024**2, ge=0)
     # Hostile uploads (issue 14): a zip expanding more than MAX_ZIP_RATIO times its size (the whole
     # archive, or one entry over 1 MiB) is a zip bomb (413, checked before extracting). Each
     # user's datasets may hold USER_STORAGE_QUOTA_BYTES in all (413 beyond; 0 = no quota).
@@ -89,6 +106,14 @@ class Settings(BaseSettings):
     job_max_retries: int = Field(default=3, ge=0)
     job_retry_base_delay_s: float = Field(default=5.0, ge=0)
     stop_grace_period_s: float = Field(default=30.0, ge=0)
+    # Local trainers (tools.executors.sandbox): resource limits per trainer process (0 = unlimited;
+    # memory is RLIMIT_DATA, so CUDA's address-space reservations do not count) and extra
+    # environment variables they may inherit (comma-separated, NAME_* for a prefix; the built-in
+    # allow-list never passes the server's secrets).
+    trainer_memory_limit_mb: int = Field(default=65536, ge=0)
+    trainer_open_files_limit: int = Field(default=65536, ge=0)
+    trainer_process_limit: int = Field(default=16384, ge=0)
+    trainer_env_allow: str = ""
     callback_base_url: str = Field(
         default="http://127.0.0.1:8000",
         validation_alias=AliasChoices("VTA_CALLBACK_BASE_URL", "callback_base_url"),

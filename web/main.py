@@ -27,7 +27,7 @@ from tools import auth as auth_tools
 from tools.datasets import ensure_demo_datasets
 from tools.db import create_engine_for_url, make_session_factory, migrate
 from tools.eventbus import create_event_bus
-from tools.executors import Executor, LocalExecutor
+from tools.executors import Executor, LocalExecutor, TrainerLimits
 from tools.executors.kubernetes import (
     KubernetesConfig,
     KubernetesExecutor,
@@ -36,13 +36,17 @@ from tools.executors.kubernetes import (
     parse_tolerations,
     split_list,
 )
+from tools.inference import InferenceConfig, register_deleted_job_cleanup
 from tools.jobs import JobRuntimeConfig
 from tools.supervisor import Supervisor, SupervisorConfig
 from tools.telemetry import Telemetry
 from trainer_runtime.storage import DualStorageClient, StorageConfig, StoreConfig
+from web.bodylimit import BodyGuardMiddleware
 from web.config import Settings, get_settings, gpu_count
 from web.errors import install_error_handlers
-from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, ws
+from web.logredact import install_log_redaction
+from web.overload import OverloadMiddleware
+from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, stream_tickets, ws
 from web.routes import chat as chat_routes
 from web.routes import inference as inference_routes
 from web.routes import internal as internal_routes
@@ -116,7 +120,10 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     """Blocking part of the lifespan (run in a worker thread)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine_for_url(
-        settings.resolved_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
     )
     migrate(engine)
     session_factory = make_session_factory(engine)
@@ -133,6 +140,8 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     state.secret_key = settings.resolved_secret_key()
     with session_factory() as db:
         state.system_user_id = auth_tools.ensure_system_user(db).id
+    # a deleted job's checkpoints leave the inference cache too (issue 14)
+    register_deleted_job_cleanup(engine, session_factory, InferenceConfig.from_settings(settings).cache_dir)
     if settings.create_demo_datasets:
         ensure_demo_datasets(session_factory, storage, work_dir)
 
@@ -167,6 +176,12 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
                 "transformers": settings.trainer_python_transformers,
             },
             gpu_ids=[str(i) for i in range(gpu_count())],
+            limits=TrainerLimits(
+                memory_mb=settings.trainer_memory_limit_mb,
+                open_files=settings.trainer_open_files_limit,
+                processes=settings.trainer_process_limit,
+            ),
+            env_allow=settings.trainer_env_allow,
         )
     config = SupervisorConfig(
         runtime=runtime,
@@ -208,6 +223,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app for `settings` (default: the environment's, `web.config.get_settings()`)."""
     settings = settings or get_settings()
+    install_log_redaction()  # no credential (?token=, ?ticket=, Bearer, JWT) in any log line
     app = FastAPI(
         title="Vision Training Agent",
         version=_version(),
@@ -218,6 +234,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.telemetry = Telemetry()  # Prometheus registry of this app (GET /metrics)
+    # Outermost last: CORS (below), then bodies checked before anything reads them (401 without a
+    # token, 413 over the limits), then the bound on requests in flight (503 + Retry-After).
+    app.add_middleware(
+        OverloadMiddleware,
+        max_in_flight=settings.max_requests_in_flight,
+        queue_timeout_s=settings.request_queue_timeout_s,
+        db_connections=settings.db_pool_size + settings.db_max_overflow,
+    )
+    app.add_middleware(
+        BodyGuardMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        max_unauthenticated_body_bytes=settings.max_unauthenticated_body_bytes,
+    )
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -236,6 +265,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(job_events.router, prefix=API_PREFIX)
+    app.include_router(stream_tickets.router, prefix=API_PREFIX)  # POST /stream-tickets
     app.include_router(internal_routes.router)
     app.include_router(ws.router)
     app.include_router(metrics.router)

@@ -215,6 +215,48 @@ def test_start_creates_a_job_and_its_spec_secret_per_the_official_schema(api: Fa
     assert pod_spec.storage.local_root == "/var/lib/vta/storage" and pod_spec.job_id == 7
 
 
+SERVER_SECRETS = {
+    "SECRET_KEY": "server-jwt-key",
+    "SLACK_BOT_TOKEN": "xoxb-server",
+    "LLM_API_KEY": "sk-server",
+    "AWS_SECRET_ACCESS_KEY": "aws-server",
+    "DATABASE_URL": "postgresql://vta:pw@db/vta",
+}
+
+
+def test_pods_get_a_fixed_environment_and_their_credentials_only_in_the_spec_secret(
+    api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 14 item 10: the server's secrets never reach a trainer pod; its own stores' credentials
+    # come in the mounted spec Secret, nothing else
+    for key, value in SERVER_SECRETS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HF_HOME", "/srv/hf")  # a server-side framework setting is not the pod's either
+    ex = make_executor(api)
+    store = {"access_key": "job-ak", "secret_key": "job-sk"}
+    storage = {
+        "external": {"endpoint": "http://minio-datasets:9000", "bucket": "training-datasets", **store},
+        "internal": {"endpoint": "http://minio-results:9000", "bucket": "training-checkpoints", **store},
+        "local_root": "/srv/server/data/storage",
+    }
+    h = ex.start(7, write_spec(tmp_path, storage=storage), resume=False)
+    [c] = strict_load(api.jobs[h.external_id], "V1Job").spec.template.spec.containers
+    assert {e.name: e.value for e in c.env} == {
+        "PYTHONUNBUFFERED": "1",
+        "VTA_JOB_ID": "7",
+        "VTA_K8S_JOB": h.external_id,
+    }
+    assert all(e.value_from is None for e in c.env) and c.env_from is None
+    body = json.dumps(api.jobs[h.external_id])
+    for value in (*SERVER_SECRETS.values(), "/srv/hf", "job-ak", "job-sk", "tok-secret"):
+        assert value not in body  # nothing secret in the Job object (readable by anyone who may list Jobs)
+    secret = strict_load(api.secrets[h.external_id], "V1Secret")
+    assert set(secret.string_data) == {"spec.json"}
+    pod_spec = load_spec(secret.string_data["spec.json"])
+    assert pod_spec.storage.internal.secret_key == "job-sk" and pod_spec.storage.external.access_key == "job-ak"
+    assert not any(v in secret.string_data["spec.json"] for v in SERVER_SECRETS.values())
+
+
 def test_gpu_requests_follow_the_jobs_device(api: FakeKubeAPI, tmp_path: Path) -> None:
     def resources(gpus_per_job: int, device: str) -> Any:
         ex = make_executor(api, gpus_per_job=gpus_per_job, cpu_limit="4", memory_limit=None, shm_size=None)

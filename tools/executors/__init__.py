@@ -3,6 +3,7 @@
     Executor            (base.py)        start / stop / poll / kill / is_alive / adopt
     LocalExecutor       (local.py)       one subprocess per job in its own process group
     KubernetesExecutor  (kubernetes.py)  one batch/v1 Job per attempt (EXECUTOR=kubernetes)
+    trainer_env, TrainerLimits (sandbox.py) what a trainer inherits: an env allow-list, rlimits
 
 The `kubernetes` client package is imported only when a KubernetesExecutor is made.
 """
@@ -12,5 +13,15 @@ from __future__ import annotations
 from tools.executors.base import ExecHandle, Executor, ExitInfo
 from tools.executors.kubernetes import KubernetesConfig, KubernetesExecutor
 from tools.executors.local import LocalExecutor
+from tools.executors.sandbox import TrainerLimits, trainer_env
 
-__all__ = ["ExecHandle", "Executor", "ExitInfo", "KubernetesConfig", "KubernetesExecutor", "LocalExecutor"]
+__all__ = [
+    "ExecHandle",
+    "Executor",
+    "ExitInfo",
+    "KubernetesConfig",
+    "KubernetesExecutor",
+    "LocalExecutor",
+    "TrainerLimits",
+    "trainer_env",
+]

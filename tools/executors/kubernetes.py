@@ -22,6 +22,12 @@ What `start` creates (names ``vta-job-<job id>-<6 hex>``, one per attempt):
   ``/etc/vta/spec``. The spec's ``work_dir`` is rewritten to the pod's work volume
   (``/var/lib/vta/trainer``: an emptyDir, or `KubernetesConfig.work_pvc`).
 
+The container's environment is fixed (`POD_ENV`: PYTHONUNBUFFERED, VTA_JOB_ID, VTA_K8S_JOB), with
+no ``envFrom`` and nothing from the server's own environment: as for local trainers
+(`tools.executors.sandbox`), the server's secrets (SECRET_KEY, DATABASE_URL, SLACK_*, LLM_API_KEY,
+storage keys) never reach a trainer; what it needs (callback token, its stores' credentials) is in
+the mounted spec Secret only. Framework settings come with the trainer image.
+
 The container always runs ``python -m trainer_runtime --spec /etc/vta/spec/spec.json --resume``:
 every pod of every attempt resumes from ``last.pt`` in the internal store when there is one and
 starts fresh otherwise (the runner says so in a ``log`` event), so a pod the Job controller
@@ -102,6 +108,15 @@ DEFAULT_IMAGES: dict[str, str] = {
     "transformers": "vta-trainer-transformers:latest",
 }
 K8S_EXTRA_HINT = "pip install 'vision-training-agent[k8s]'"
+
+POD_ENV = ("PYTHONUNBUFFERED", "VTA_JOB_ID", "VTA_K8S_JOB")
+"""The only environment variables of a trainer container (see the module doc)."""
+
+
+def pod_env(job_id: int, name: str) -> dict[str, str]:
+    """The trainer container's whole environment (`POD_ENV`): no secrets, no server settings."""
+    return {"PYTHONUNBUFFERED": "1", "VTA_JOB_ID": str(int(job_id)), "VTA_K8S_JOB": name}
+
 
 LogSink = Callable[[int, list[dict[str, Any]]], None]
 """`log_sink(job_id, entries)`: each entry is the data of one ``log`` event."""
@@ -404,11 +419,7 @@ class KubernetesExecutor(Executor):
             image_pull_policy=c.image_pull_policy,
             command=["python", "-m", "trainer_runtime"],
             args=["--spec", f"{SPEC_DIR}/{SPEC_KEY}", "--resume"],
-            env=[
-                k.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
-                k.V1EnvVar(name="VTA_JOB_ID", value=str(int(job_id))),
-                k.V1EnvVar(name="VTA_K8S_JOB", value=name),
-            ],
+            env=[k.V1EnvVar(name=key, value=value) for key, value in pod_env(job_id, name).items()],
             resources=k.V1ResourceRequirements(requests=requests or None, limits=limits or None),
             volume_mounts=mounts,
             security_context=k.V1SecurityContext(

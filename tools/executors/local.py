@@ -12,6 +12,9 @@
 * Stop: SIGINT to the group (the runner finishes the batch, uploads best/last, exits 130), SIGTERM
   after the grace period, SIGKILL after another grace period; `poll` carries the escalation out.
 * With GPUs (`gpu_ids`), each running trainer gets one through CUDA_VISIBLE_DEVICES.
+* Environment: only the allow-list of `tools.executors.sandbox` (how to run; no server secrets:
+  the trainer's own credentials are in its 0600 spec file) plus `env` (given by the caller);
+  resource limits (`TrainerLimits`: memory, open files, processes) are set between fork and exec.
 * A trainer started by an earlier server process can be adopted: it is recognised by
   ``/proc/<pid>/cmdline`` holding ``trainer_runtime`` and its spec path, and watched by polling the
   pid (its exit status is then unknown: `ExitInfo.returncode` is None).
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import trainer_runtime
 from tools.executors.base import ExecHandle, Executor, ExitInfo
+from tools.executors.sandbox import TrainerLimits, trainer_env
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +84,17 @@ class LocalExecutor(Executor):
         *,
         gpu_ids: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        limits: TrainerLimits | None = None,
+        env_allow: str | None = None,
     ) -> None:
+        """env: variables every trainer gets (on top of the allow-listed part of the server's
+        environment); env_allow: more names to let through (TRAINER_ENV_ALLOW: ``A,B_*``);
+        limits: resource limits of each trainer (None: none)."""
         self.interpreters = {k: v for k, v in (interpreters or {}).items() if v}
         self.gpu_ids = list(gpu_ids or [])
         self.env = dict(env or {})
+        self.limits = limits or TrainerLimits()
+        self.env_allow = env_allow
         self._gpu_of: dict[int, str] = {}
 
     # ---------------------------------------------------------------------------------- helpers
@@ -95,7 +106,7 @@ class LocalExecutor(Executor):
         return Path(spec_path).parent / LOG_NAME
 
     def _child_env(self, job_id: int) -> dict[str, str]:
-        env = dict(os.environ)
+        env = trainer_env(os.environ, self.env_allow)
         env.update(self.env)
         env["PYTHONUNBUFFERED"] = "1"
         paths = [_PACKAGE_ROOT, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
@@ -142,6 +153,7 @@ class LocalExecutor(Executor):
                 env=self._child_env(job_id),
                 start_new_session=True,
                 close_fds=True,
+                preexec_fn=self.limits.preexec(),  # (only setrlimit runs in the child)
             )
         log.info("job %s: trainer started, pid %s (%s)", job_id, proc.pid, "resume" if resume else "fresh")
         return ExecHandle(
