@@ -6,14 +6,30 @@ The secret is passed in by the caller (`web` reads it from its settings); nothin
 
 The system user (owner of the built-in demo datasets) has an unusable password and can never
 sign in or use a token.
+
+Each argon2 computation holds `memory_cost` (64 MiB) for its duration, so every hash and verify
+goes through a `HashGate`: at most `concurrency` at once in this process (about the CPU count),
+and `ServiceBusyError` (503 + Retry-After) for a caller that waited `wait_s` for a slot. Sign-in
+and registration also pass a `tools.throttle.LoginThrottle` when the caller has one (429 +
+Retry-After for an account or client with too many failures). No database connection is held
+while a password is hashed.
+
+Registration answers 409 for an email that exists (a person who forgot signing up is told so;
+an account's existence is not a secret worth a confusing silent success here). To keep that the
+only signal, the 409 costs the same as a new account: the password is hashed first either way,
+and the client's failed-attempt counter of the throttle counts every 409, so enumerating emails
+through it is as slow as guessing passwords.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +41,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tools.db.models import User
-from tools.errors import AuthenticationError, ConflictError, InvalidInputError
+from tools.errors import AuthenticationError, ConflictError, InvalidInputError, ServiceBusyError
+from tools.throttle import LoginThrottle
 
 SYSTEM_USER_EMAIL = "system@vision-agent.local"
 # Not a valid argon2 hash: `verify_password` is always False for it.
@@ -42,19 +59,67 @@ _EMAIL_RE = re.compile(
 
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
+HASH_BUSY_MESSAGE = "Too many sign-ins at once; try again shortly"
+HASH_BUSY_RETRY_AFTER_S = 2.0
 
 
 # --- passwords -------------------------------------------------------------------------------
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+def default_hash_concurrency() -> int:
+    """Concurrent argon2 computations by default: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
-def verify_password(hashed: str, password: str) -> bool:
+class HashGate:
+    """At most `concurrency` password hashes/verifications at once (each holds 64 MiB).
+
+    `slot()` waits up to `wait_s` for a free slot, then raises ServiceBusyError (nothing done).
+    """
+
+    def __init__(self, concurrency: int | None = None, *, wait_s: float = 30.0) -> None:
+        self.concurrency = concurrency or default_hash_concurrency()
+        self.wait_s = wait_s
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise ServiceBusyError(HASH_BUSY_MESSAGE, retry_after_s=HASH_BUSY_RETRY_AFTER_S)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+_default_gate: HashGate | None = None
+_default_gate_lock = threading.Lock()
+
+
+def default_gate() -> HashGate:
+    """The process-wide gate for callers that pass none (the server passes its configured one)."""
+    global _default_gate
+    with _default_gate_lock:
+        if _default_gate is None:
+            _default_gate = HashGate()
+        return _default_gate
+
+
+def hash_password(password: str, gate: HashGate | None = None) -> str:
+    with (gate or default_gate()).slot():
+        return _hasher.hash(password)
+
+
+def verify_password(hashed: str, password: str, gate: HashGate | None = None) -> bool:
     """True when `password` matches `hashed`; False for a mismatch or an unusable/foreign hash."""
     try:
-        return _hasher.verify(hashed, password)
+        if not hashed.startswith("$argon2"):
+            return False  # not a hash (e.g. UNUSABLE_PASSWORD): nothing to compute, no slot taken
+        with (gate or default_gate()).slot():
+            return _hasher.verify(hashed, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -67,12 +132,12 @@ def password_needs_rehash(hashed: str) -> bool:
         return False
 
 
-def _verify_dummy(password: str) -> None:
+def _verify_dummy(password: str, gate: HashGate | None = None) -> None:
     """Spend about the time of a real verification (unknown email: no timing oracle)."""
     global _dummy_hash
     if _dummy_hash is None:
-        _dummy_hash = _hasher.hash("dummy password for timing")
-    verify_password(_dummy_hash, password)
+        _dummy_hash = hash_password("dummy password for timing", gate)
+    verify_password(_dummy_hash, password, gate)
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -104,41 +169,78 @@ def get_user_by_email(db: Session, email: str) -> User | None:
     return db.scalars(select(User).where(User.email == email.strip().lower())).first()
 
 
-def register_user(db: Session, email: str, password: str) -> User:
-    """Create a user. InvalidInputError for a bad email/password, ConflictError when taken."""
+def register_user(
+    db: Session,
+    email: str,
+    password: str,
+    *,
+    gate: HashGate | None = None,
+    throttle: LoginThrottle | None = None,
+    client: str | None = None,
+) -> User:
+    """Create a user. InvalidInputError for a bad email/password, ConflictError when taken.
+
+    The password is hashed before the email is looked up, so a 409 takes as long as a new
+    account (see the module docstring); with a throttle each 409 counts against `client`.
+    """
     normalized = normalize_email(email)
     validate_password(password)
-    if normalized == SYSTEM_USER_EMAIL or get_user_by_email(db, normalized) is not None:
-        raise ConflictError(f"An account with email {normalized} already exists", detail={"field": "email"})
-    user = User(email=normalized, hashed_password=hash_password(password), is_system=False, is_active=True)
-    db.add(user)
-    try:
-        db.commit()
-    except IntegrityError as exc:  # a concurrent registration won the race
-        db.rollback()
-        raise ConflictError(f"An account with email {normalized} already exists", detail={"field": "email"}) from exc
-    db.refresh(user)
-    return user
+    guard = throttle.attempt(account=None, client=client) if throttle is not None else nullcontext()
+    with guard:
+        hashed = hash_password(password, gate)  # first, whatever the answer: equal timing
+        taken = ConflictError(f"An account with email {normalized} already exists", detail={"field": "email"})
+        if normalized == SYSTEM_USER_EMAIL or get_user_by_email(db, normalized) is not None:
+            raise taken
+        user = User(email=normalized, hashed_password=hashed, is_system=False, is_active=True)
+        db.add(user)
+        try:
+            db.commit()
+        except IntegrityError as exc:  # a concurrent registration won the race
+            db.rollback()
+            raise taken from exc
+        db.refresh(user)
+        return user
 
 
-def authenticate_user(db: Session, email: str, password: str) -> User:
+def authenticate_user(
+    db: Session,
+    email: str,
+    password: str,
+    *,
+    gate: HashGate | None = None,
+    throttle: LoginThrottle | None = None,
+    client: str | None = None,
+) -> User:
     """The user with these credentials, or AuthenticationError (same message whatever was wrong).
 
     Unknown emails still cost one argon2 verification. The hash is upgraded when the hasher's
-    parameters changed since it was made.
+    parameters changed since it was made. With a throttle: TooManyRequestsError while the account
+    or the client is locked (the password is then not checked). The user comes back detached
+    from `db` (its columns readable), and no connection is held while hashing.
     """
-    user = get_user_by_email(db, email or "")
-    if user is None:
-        _verify_dummy(password)
-        raise AuthenticationError(BAD_CREDENTIALS)
-    if not verify_password(user.hashed_password, password):
-        raise AuthenticationError(BAD_CREDENTIALS)
-    if user.is_system or not user.is_active:
-        raise AuthenticationError(BAD_CREDENTIALS)
-    if password_needs_rehash(user.hashed_password):
-        user.hashed_password = hash_password(password)
-        db.commit()
-    return user
+    guard = throttle.attempt(account=email or "", client=client) if throttle is not None else nullcontext()
+    with guard:
+        user = get_user_by_email(db, email or "")
+        if user is not None:
+            db.expunge(user)
+        db.rollback()  # end the read: the connection goes back to the pool before hashing
+        if user is None:
+            _verify_dummy(password, gate)
+            raise AuthenticationError(BAD_CREDENTIALS)
+        hashed = user.hashed_password
+        if not verify_password(hashed, password, gate):
+            raise AuthenticationError(BAD_CREDENTIALS)
+        if user.is_system or not user.is_active:
+            raise AuthenticationError(BAD_CREDENTIALS)
+        if password_needs_rehash(hashed):
+            upgraded = hash_password(password, gate)
+            row = db.get(User, user.id)
+            if row is not None and row.hashed_password == hashed:  # unchanged meanwhile
+                row.hashed_password = upgraded
+                db.commit()
+                user.hashed_password = upgraded
+            db.rollback()
+        return user
 
 
 def ensure_system_user(db: Session) -> User:
