@@ -515,7 +515,7 @@ class InferenceService:
         """A local copy of a stored checkpoint (downloaded once; 409 naming the key when the
         store does not have it)."""
         tag = ckpt.sha256[:16] if ckpt.sha256 else f"{ckpt.size}"
-        dest = self.config.cache_dir / "checkpoints" / f"job-{job.id}" / f"{tag}-{Path(ckpt.name).name}"
+        dest = job_cache_dir(self.config.cache_dir, job.id) / f"{tag}-{Path(ckpt.name).name}"
         if dest.is_file() and dest.stat().st_size == ckpt.size:
             return dest
         with self._dl_guard:
@@ -1025,6 +1025,32 @@ def export_file(ctx: ToolContext, job_id: Any, export_id: Any) -> ResultFile:
 
 def test_run_prefix(run_id: int) -> str:
     return f"results/test-runs/{run_id}/"
+
+
+def job_cache_dir(cache_dir: Path, job_id: int) -> Path:
+    """Where `InferenceService.checkpoint_path` keeps local copies of a job's checkpoints."""
+    return Path(cache_dir) / "checkpoints" / f"job-{int(job_id)}"
+
+
+def register_deleted_job_cleanup(engine: Any, session_factory: sessionmaker[Session], cache_dir: Path) -> None:
+    """Remove the inference cache's copies of a job's checkpoints once the job is deleted (by any
+    caller: REST, agent, Slack; `tools.jobs.add_job_listener`, which also reports resumed jobs:
+    those still exist and keep their cache). Done by the app at start, whether or not an
+    InferenceService was made, since the cache outlives a restart."""
+
+    def cleanup(job_id: int) -> None:
+        with session_factory() as db:
+            if db.get(Job, int(job_id)) is not None:
+                return
+        folder = job_cache_dir(cache_dir, job_id)
+        if not folder.exists():
+            return
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            log.warning("could not remove the inference cache %s of deleted job %s: %s", folder, job_id, exc)
+
+    add_job_listener(engine, cleanup)
 
 
 def test_run_dict(row: TestRun, *, with_events: bool = False) -> dict[str, Any]:
@@ -1615,6 +1641,7 @@ __all__ = [
     "model_key",
     "predict_route",
     "predict_route_async",
+    "register_deleted_job_cleanup",
     "resolve_inference",
     "run_inference",
     "run_inference_route",

@@ -28,12 +28,21 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+"""Table kwargs of every table whose integer id appears in a URL or a token (users, projects,
+dataset images, jobs, test runs, exports, Slack links): on SQLite the id is declared AUTOINCREMENT,
+so the id of a deleted row is never given to a new one (a plain rowid reuses the highest id after
+it is deleted, and a follower of the deleted job would get the next owner's events; issue 14).
+PostgreSQL sequences never hand out a value twice anyway. Migration 0007 rebuilds the tables."""
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)
@@ -47,7 +56,7 @@ class Project(Base):
     """Checkpoints are stored per project (seed: Project-Centric Checkpoint Storage)."""
 
     __tablename__ = "projects"
-    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_project_owner_name"),)
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_project_owner_name"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -95,7 +104,7 @@ class DatasetImage(Base):
     """One stored image; `file_name` is its relative path under images/ (the storage key suffix)."""
 
     __tablename__ = "dataset_images"
-    __table_args__ = (UniqueConstraint("dataset_id", "file_name", name="uq_image_dataset_file"),)
+    __table_args__ = (UniqueConstraint("dataset_id", "file_name", name="uq_image_dataset_file"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
@@ -146,6 +155,7 @@ class Job(Base):
     """
 
     __tablename__ = "jobs"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -269,6 +279,7 @@ class TestRun(Base):
     """
 
     __tablename__ = "test_runs"
+    __table_args__ = NEVER_REUSE_IDS
     __test__ = False  # not a pytest test class
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -300,6 +311,7 @@ class ModelExport(Base):
     check against PyTorch. `status`: running | completed | failed."""
 
     __tablename__ = "model_exports"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -322,7 +334,7 @@ class SlackLink(Base):
     an administrator (`source` "admin"). `team_id` "" matches the Slack user in any workspace."""
 
     __tablename__ = "slack_links"
-    __table_args__ = (UniqueConstraint("team_id", "slack_user_id", name="uq_slack_link_user"),)
+    __table_args__ = (UniqueConstraint("team_id", "slack_user_id", name="uq_slack_link_user"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     team_id: Mapped[str] = mapped_column(String(32), default="")
@@ -390,3 +402,20 @@ class SlackJobMessage(Base):
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class StreamTicket(Base):
+    """A short-lived, single-use ticket that opens ONE live stream (`tools.stream_tickets`), so that
+    a WebSocket or EventSource URL never carries the bearer token. Only the sha256 of the ticket is
+    stored; `kind` is job | test_run | chat and `target` the job or test run id ("" for chat). Kept
+    in the database so that any replica can consume it, once (`used_at` set by one UPDATE)."""
+
+    __tablename__ = "stream_tickets"
+
+    ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(32), default="")
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -41,6 +41,21 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        return
+    # SQLite: table rebuilds (Alembic batch "recreate", e.g. migration 0007) drop the old table,
+    # and with foreign keys on a DROP TABLE deletes the child rows first (ON DELETE CASCADE). The
+    # pragma only takes effect outside a transaction, so it is set before the migration begins.
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()  # ends SQLAlchemy's autobegun (empty) transaction
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()

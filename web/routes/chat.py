@@ -12,7 +12,9 @@
     GET  /api/v1/chat/sessions/{id}  one session with its messages (another user's -> 404)
     POST /api/v1/agent/parse         {"text"} -> TrainingIntent (pure parser; no sign-in needed)
 
-`WS /ws/chat?token=T` — JSON text frames.
+`WS /ws/chat?ticket=T` — JSON text frames. `ticket`: a single-use stream ticket of kind "chat"
+(`POST /api/v1/stream-tickets`); the deprecated `?token=` (bearer token) works for one release and
+is redacted from every log line (`web.logredact`).
     client -> server  {"type": "message", "session_id"?, "message", "image_base64"?, "image_name"?}
                                                                       a chat turn
                       {"type": "ping"}                                -> {"type": "pong"}
@@ -21,7 +23,9 @@
                           progress events (contract 4) of every job the chat started: after a turn
                           launches (or resumes) a job, its events from seq 1, then live, until it ends;
                           a job of the session still running when a later turn names the session is
-                          followed from its current events on
+                          followed from its current events on; a job deleted meanwhile (or an id that
+                          no longer names the job the chat followed) ends with one frame of
+                          ``"event_type": "deleted"`` (``"seq": null``), and is followed no more
                       {"type": "error", "detail", "error"}             a turn that failed (socket stays open)
     Close codes: 1008 missing/bad token; 1011 server error.
 
@@ -67,8 +71,10 @@ from tools.errors import AuthenticationError, InvalidInputError, ToolError
 from tools.inference import InferenceService
 from tools.intent import TrainingIntent
 from trainer_runtime.events import TERMINAL_STATUSES
-from web.deps import ToolContextDep, authenticate_raw_token, upload_limits
+from web.deps import ToolContextDep, upload_limits
 from web.errors import error_body, ws_close_code
+from web.params import Offset
+from web.stream_auth import StreamCredentials, authenticate_stream
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +197,7 @@ def chat(slot: TurnSlot, body: ChatIn, ctx: ToolContextDep, request: Request, re
 
 @router.get("/chat/sessions", response_model=ChatSessionList, summary="Your chat sessions")
 def chat_sessions(
-    ctx: ToolContextDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=200)
+    ctx: ToolContextDep, offset: Offset = 0, limit: int = Query(50, ge=1, le=200)
 ) -> dict[str, Any]:
     return list_sessions(ctx, offset=offset, limit=limit)
 
@@ -247,14 +253,28 @@ def _last_seq(state: Any, job_id: int) -> int:
         return int(job.last_seq) if job is not None else 0
 
 
+def _followed_job(state: Any, user_id: int, job_id: int) -> Any:
+    """The identity (owner, creation time) of the user's job to follow; None when it is not theirs
+    (or gone): the chat follows only its user's jobs, and only the job it started following."""
+    from web.routes.job_events import job_identity
+
+    with state.session_factory() as db:
+        job = db.get(Job, job_id)
+        if job is None or job.owner_id != user_id:
+            return None
+        return job_identity(job)
+
+
 @ws_router.websocket("/ws/chat")
-async def chat_ws(websocket: WebSocket, token: str | None = None) -> None:
+async def chat_ws(websocket: WebSocket, token: str | None = None, ticket: str | None = None) -> None:
     from web.routes.job_events import event_stream, get_bus, stream_settings
 
     state = websocket.app.state
     await websocket.accept()
     try:
-        user = await run_in_threadpool(authenticate_raw_token, state, token)
+        user = await run_in_threadpool(
+            authenticate_stream, state, StreamCredentials(token=token, ticket=ticket), "chat", None
+        )
     except Exception as exc:
         code = ws_close_code(exc)
         with contextlib.suppress(Exception):
@@ -271,8 +291,11 @@ async def chat_ws(websocket: WebSocket, token: str | None = None) -> None:
     async def follow(job_id: int, after: int) -> None:
         _, queue_size = stream_settings(state)
         try:
+            identity = await run_in_threadpool(_followed_job, state, user_id, job_id)
+            if identity is None:
+                return
             async with get_bus(state).subscribe(job_id, queue_size=queue_size) as sub:
-                async for ev in event_stream(state, job_id, after, sub, heartbeat_s=None):
+                async for ev in event_stream(state, job_id, after, sub, heartbeat_s=None, identity=identity):
                     if ev.get("type") == "ping":
                         continue
                     await send(

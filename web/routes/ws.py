@@ -1,5 +1,9 @@
-"""`WS /ws/jobs/{job_id}?after=SEQ&token=T`: a job's progress events, replayed then live
+"""`WS /ws/jobs/{job_id}?after=SEQ&ticket=T`: a job's progress events, replayed then live
 (`WS /ws/test-runs/{run_id}`: a batch test run's, the same way).
+
+Authentication: `?ticket=`, a single-use stream ticket for this very job or test run
+(`POST /api/v1/stream-tickets`, valid `stream_ticket_ttl_s`), or the deprecated `?token=` (the
+bearer token; kept for one release, redacted from every log line by `web.logredact`).
 
 Protocol (server -> client, JSON text frames)
     * every event of the job with seq > `after`, each once, in seq order, as stored
@@ -8,12 +12,16 @@ Protocol (server -> client, JSON text frames)
     * ``{"type": "ping", "ts": ...}`` after `heartbeat` seconds without events (default 15 s);
     * the server closes with 1000 once the job is in a terminal status (completed, failed, stopped)
       and its terminal status event was delivered, or at once for a finished job with nothing after
-      `after`. A job resumed later is followed by reconnecting with ``after=<last seq>``.
+      `after`. A job resumed later is followed by reconnecting with ``after=<last seq>``;
+    * ``{"job_id", "seq": null, "type": "deleted", "data": {"message"}}`` when the job (or test
+      run) was deleted, or the id no longer names the job the socket opened (owner and creation
+      time are re-checked with every heartbeat and on the deletion notice); then close 4410.
 Messages from the client are read and ignored (the read notices the disconnect).
 
 Close codes (the socket is accepted first, so the client always sees the code and a reason)
     1008  missing, bad or expired token (`web.errors.ws_close_code(AuthenticationError)`)
     4404  the job does not exist or the user may not see it (one answer for both, like REST's 404)
+    4410  the job (test run) was deleted while the socket followed it ("gone"; do not reconnect)
     1013  the client does not keep up: more than `queue` events wait for it (default 1000);
           reconnect with ``after=<last seq>``
     1000  the job finished (above)
@@ -33,22 +41,28 @@ from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from tools.errors import NotFoundError
+from tools.eventbus import RESYNC as RESYNC_MARKER
 from tools.eventbus import SlowConsumer, Subscription
 from trainer_runtime.events import utc_ts
 from web.errors import ws_close_code
+from web.params import AfterSeq, IdPath
 from web.routes.job_events import (
     RESYNC,
     SEND,
     SKIP,
+    JobIdentity,
     PageReader,
     StreamCursor,
     authorize_sync,
     authorize_test_run_sync,
+    deleted_event,
     encode_event,
     get_bus,
+    job_identity,
     read_test_run_page,
     stream_settings,
 )
+from web.stream_auth import StreamCredentials
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +71,7 @@ router = APIRouter(tags=["job events"])
 WS_NORMAL = 1000
 WS_TRY_AGAIN_LATER = 1013
 WS_NOT_FOUND = 4404
+WS_GONE = 4410
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -66,47 +81,65 @@ async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
 
 
 async def _send_events(
-    websocket: WebSocket, state: Any, job_id: int, after: int, sub: Subscription, reader: PageReader | None = None
-) -> None:
+    websocket: WebSocket,
+    state: Any,
+    job_id: int,
+    after: int,
+    sub: Subscription,
+    reader: PageReader | None = None,
+    identity: JobIdentity | None = None,
+) -> str:
     """Replay, then live (`StreamCursor` holds the seam logic; this is `event_stream` inlined,
-    since it runs once per watcher per event)."""
+    since it runs once per watcher per event). Returns "finished", or "deleted" after sending
+    the final `deleted_event`."""
     send = websocket.send
-    cursor = StreamCursor(state, job_id, after, reader)
-    async for replayed in cursor.catch_up():
-        await send({"type": "websocket.send", "text": encode_event(replayed)})
-    if cursor.finished:
-        return
+    cursor = StreamCursor(state, job_id, after, reader, identity)
+    outcome = await _replay(cursor, send, None)
+    if outcome:
+        return outcome
     next_event = sub.__anext__
     while True:
         try:
             event = await next_event()
         except StopAsyncIteration:
-            return
+            return "finished"
         kind = cursor.classify(event)
         if kind is SEND:
             await send({"type": "websocket.send", "text": encode_event(event)})
             if cursor.sent(event):
-                return
+                return "finished"
             continue
         if kind is SKIP:
             continue
-        async for missed in cursor.catch_up(until=None if kind is RESYNC else event["seq"] - 1):
-            await send({"type": "websocket.send", "text": encode_event(missed)})
+        outcome = await _replay(cursor, send, None if kind is RESYNC else event["seq"] - 1)
+        if outcome:
+            return outcome
         if kind is RESYNC:
-            if cursor.finished:
-                return
             continue
         await send({"type": "websocket.send", "text": encode_event(event)})
         if cursor.sent(event):
-            return
+            return "finished"
 
 
-async def _heartbeat(websocket: WebSocket, interval: float) -> None:
+async def _replay(cursor: StreamCursor, send: Any, until: int | None) -> str:
+    """Send what the store holds after the cursor (up to `until`); "" while the stream goes on,
+    "finished", or "deleted" once the final `deleted_event` is sent."""
+    async for missed in cursor.catch_up(until=until):
+        await send({"type": "websocket.send", "text": encode_event(missed)})
+    if cursor.deleted:
+        await send({"type": "websocket.send", "text": json.dumps(deleted_event(abs(cursor.job_id)))})
+        return "deleted"
+    return "finished" if cursor.finished and until is None else ""
+
+
+async def _heartbeat(websocket: WebSocket, interval: float, sub: Subscription) -> None:
     """A ping every `interval` seconds (each send writes one whole frame, so it may interleave
-    with the event sender between frames)."""
+    with the event sender between frames); each also makes the sender re-read the store (a
+    RESYNC marker), which notices a deleted job or one that is no longer the job it opened."""
     while True:
         await anyio.sleep(interval)
         await websocket.send_text(json.dumps({"type": "ping", "ts": utc_ts()}))
+        sub.deliver(RESYNC_MARKER)
 
 
 async def _drain_client(websocket: WebSocket) -> None:
@@ -118,41 +151,56 @@ async def _drain_client(websocket: WebSocket) -> None:
 
 
 @router.websocket("/ws/jobs/{job_id}")
-async def job_progress_ws(websocket: WebSocket, job_id: int, after: int = 0, token: str | None = None) -> None:
+async def job_progress_ws(
+    websocket: WebSocket, job_id: IdPath, after: AfterSeq = 0, token: str | None = None, ticket: str | None = None
+) -> None:
     state = websocket.app.state
     await websocket.accept()
-    if await _authorized(websocket, authorize_sync, state, token, job_id, "job"):
-        await _watch(websocket, state, job_id, after, None, "job")
+    creds = StreamCredentials(token=token, ticket=ticket)
+    authorized = await _authorized(websocket, authorize_sync, state, creds, job_id, "job")
+    if authorized is not None:
+        _user, job = authorized
+        await _watch(websocket, state, job_id, after, None, "job", job_identity(job))
 
 
 @router.websocket("/ws/test-runs/{run_id}")
-async def test_run_progress_ws(websocket: WebSocket, run_id: int, after: int = 0, token: str | None = None) -> None:
+async def test_run_progress_ws(
+    websocket: WebSocket, run_id: IdPath, after: AfterSeq = 0, token: str | None = None, ticket: str | None = None
+) -> None:
     """A batch test run's events (`tools.inference`), with the protocol and close codes of
     `/ws/jobs/{id}`; 1000 "test run finished" once it completed or failed."""
     state = websocket.app.state
     await websocket.accept()
-    if await _authorized(websocket, authorize_test_run_sync, state, token, run_id, "test run"):
+    creds = StreamCredentials(token=token, ticket=ticket)
+    if await _authorized(websocket, authorize_test_run_sync, state, creds, run_id, "test run") is not None:
         await _watch(websocket, state, -run_id, after, read_test_run_page, "test run")
 
 
-async def _authorized(websocket: WebSocket, check: Any, state: Any, token: str | None, ident: int, what: str) -> bool:
-    """Run `check(state, token, ident)`; on failure close with the mapped code and answer False."""
+async def _authorized(
+    websocket: WebSocket, check: Any, state: Any, creds: StreamCredentials, ident: int, what: str
+) -> Any:
+    """`check(state, creds, ident)`'s answer; on failure close with the mapped code and answer None."""
     try:
-        await run_in_threadpool(check, state, token, ident)
+        return await run_in_threadpool(check, state, creds, ident)
     except NotFoundError:
         await _close(websocket, WS_NOT_FOUND, f"{what} not found")
-        return False
+        return None
     except Exception as exc:
         code = ws_close_code(exc)
         if code == 1011:
             log.exception("WS %s %s: authorization failed", what, ident)
         await _close(websocket, code, "not authenticated" if code == 1008 else "error")
-        return False
-    return True
+        return None
 
 
 async def _watch(
-    websocket: WebSocket, state: Any, channel: int, after: int, reader: PageReader | None, what: str
+    websocket: WebSocket,
+    state: Any,
+    channel: int,
+    after: int,
+    reader: PageReader | None,
+    what: str,
+    identity: JobIdentity | None = None,
 ) -> None:
     """Subscribe to `channel`, serve the stream, close with the outcome's code."""
     heartbeat_s, queue_size = stream_settings(state)
@@ -162,11 +210,13 @@ async def _watch(
         telemetry.ws_connections.inc()
     try:
         async with bus.subscribe(channel, queue_size=queue_size) as sub:
-            outcome = await _serve(websocket, state, channel, max(0, after), sub, heartbeat_s, reader)
+            outcome = await _serve(websocket, state, channel, max(0, after), sub, heartbeat_s, reader, identity)
         if outcome == "client":
             return
         if outcome == "finished":
             code, reason = WS_NORMAL, f"{what} finished"
+        elif outcome == "deleted":
+            code, reason = WS_GONE, f"{what} deleted"
         elif outcome == "slow":
             code, reason = WS_TRY_AGAIN_LATER, "too slow: reconnect with after=<last seq>"
             if telemetry is not None:
@@ -187,10 +237,12 @@ async def _serve(
     sub: Subscription,
     hb: float,
     page_reader: PageReader | None = None,
+    identity: JobIdentity | None = None,
 ) -> str:
     """Send events while reading the client; the first of these ends it: the stream finished
-    ("finished"), the client left ("client"), the watcher overflowed ("slow", also while a send is
-    blocked on a client that does not read), or an error ("error")."""
+    ("finished"), the job was deleted ("deleted"), the client left ("client"), the watcher
+    overflowed ("slow", also while a send is blocked on a client that does not read), or an error
+    ("error")."""
     outcome: list[str] = []
 
     async with anyio.create_task_group() as tg:
@@ -201,7 +253,7 @@ async def _serve(
 
         async def sender() -> None:
             try:
-                await _send_events(websocket, state, job_id, after, sub, page_reader)
+                result = await _send_events(websocket, state, job_id, after, sub, page_reader, identity)
             except SlowConsumer:
                 done("slow")
             except Exception as exc:
@@ -209,7 +261,7 @@ async def _serve(
                     log.error("WS stream %s failed: %r", job_id, exc)
                 done("client" if _is_disconnect(exc) else "error")
             else:
-                done("finished")
+                done(result)
 
         async def reader() -> None:
             with contextlib.suppress(Exception):
@@ -222,7 +274,7 @@ async def _serve(
 
         async def pinger() -> None:
             try:
-                await _heartbeat(websocket, hb)
+                await _heartbeat(websocket, hb, sub)
             except Exception:
                 done("client")
 
