@@ -2,8 +2,10 @@
  *
  * Plain JavaScript (no build step, no framework, no network beyond this server). It speaks the
  * server's public API: REST under /api/v1 with the bearer token kept in localStorage, and
- * WS /ws/jobs/{id}?after=SEQ&token=T for live job progress (reconnecting with the last seq seen,
+ * WS /ws/jobs/{id}?after=SEQ&ticket=T for live job progress (reconnecting with the last seq seen,
  * so no event, and no chart point, is lost when a socket drops), WS /ws/test-runs/{id} for test runs.
+ * Each socket opens with a fresh single-use ticket (POST /api/v1/stream-tickets), so the bearer
+ * token never appears in a URL (access logs); close 4410 means the job was deleted.
  *
  * Parts: i18n (en/ko) -> DOM helpers -> API -> auth -> chat -> jobs (model per job, views per
  * card, SVG charts) -> datasets panel -> test panel -> Slack linking -> start-up.
@@ -269,6 +271,12 @@
 
   function authHeaders() {
     return S.token ? { Authorization: 'Bearer ' + S.token } : {};
+  }
+
+  /** A single-use ticket (valid a minute) that opens one stream: kind 'job' | 'test_run' | 'chat'. */
+  async function streamTicket(kind, id) {
+    const body = await api('/stream-tickets', { json: id === undefined ? { kind } : { kind, id } });
+    return body.ticket;
   }
 
   async function api(path, opts) {
@@ -719,7 +727,7 @@
 
     ensureLive() {
       if (this.dead || !S.token) return;
-      if (this.active && !this.ws && !this.timer) this.connect();
+      if (this.active && !this.ws && !this.timer && !this.connecting) this.connect();
       this.pollQueue();
     }
 
@@ -736,9 +744,31 @@
       }, 3000);
     }
 
+    /** A ticket first (the token stays out of the URL), then the socket. */
     connect() {
+      if (this.connecting) return;
+      this.connecting = true;
+      streamTicket('job', this.id).then((ticket) => {
+        this.connecting = false;
+        if (!this.dead && !this.ws && S.token) this.open(ticket);
+      }, (e) => {
+        this.connecting = false;
+        if (this.dead || !S.token) return;
+        if (e && (e.status === 404 || e.status === 401)) { this.render(); return; } // deleted, or signed out
+        this.retry();
+      });
+    }
+
+    retry() {
+      const delay = Math.min(400 * 2 ** this.retries, 5000);
+      this.retries += 1;
+      this.render();
+      this.timer = setTimeout(() => { this.timer = null; if (!this.dead && !this.ws && S.token) this.connect(); }, delay);
+    }
+
+    open(ticket) {
       const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-      const url = `${proto}://${location.host}/ws/jobs/${this.id}?after=${this.lastSeq}&token=${encodeURIComponent(S.token)}`;
+      const url = `${proto}://${location.host}/ws/jobs/${this.id}?after=${this.lastSeq}&ticket=${encodeURIComponent(ticket)}`;
       const ws = new WebSocket(url);
       this.ws = ws;
       ws.onopen = () => { if (this.ws === ws) { this.retries = 0; this.connected = true; this.render(); } };
@@ -753,17 +783,14 @@
         this.ws = null;
         this.connected = false;
         if (this.dead || !S.token) return;
-        if (e.code === 4404 || e.code === 1008) { this.render(); return; }
+        if (e.code === 4404 || e.code === 4410 || e.code === 1008) { this.render(); return; } // 4410: deleted
         if (e.code === 1000) {
           // the job finished (or had nothing after `after`): the REST view has its checkpoints; a
           // job resumed meanwhile is followed again from the last seq
           this.timer = setTimeout(() => { this.timer = null; this.refresh(); }, 150);
           return;
         }
-        const delay = Math.min(400 * 2 ** this.retries, 5000);
-        this.retries += 1;
-        this.render();
-        this.timer = setTimeout(() => { this.timer = null; if (!this.dead && !this.ws && S.token) this.connect(); }, delay);
+        this.retry();
       };
     }
 
@@ -1358,7 +1385,7 @@
     sockets: new Map(),
     stopAll() {
       this.timers.forEach((tm) => clearTimeout(tm)); this.timers.clear();
-      this.sockets.forEach((ws) => { ws.onclose = null; ws.close(1000); }); this.sockets.clear();
+      this.sockets.forEach((ws) => { if (ws) { ws.onclose = null; ws.close(1000); } }); this.sockets.clear();
     },
   };
 
@@ -1501,8 +1528,16 @@
     if (testRuns.sockets.has(run.id) || !S.token) { if (!S.token) poll(); return; }
     // live: WS /ws/test-runs/{id} (replayed, then live); each event refreshes the card (at most
     // every 250 ms); polling every second is the fallback when the socket cannot be kept
+    testRuns.sockets.set(run.id, null); // a ticket is on its way: no second socket meanwhile
+    streamTicket('test_run', run.id).then((ticket) => {
+      if (!testRuns.sockets.has(run.id) || !el.isConnected) { testRuns.sockets.delete(run.id); return; }
+      openRunSocket(run, el, ticket, refresh, poll);
+    }, () => { testRuns.sockets.delete(run.id); if (el.isConnected) poll(); });
+  }
+
+  function openRunSocket(run, el, ticket, refresh, poll) {
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${proto}://${location.host}/ws/test-runs/${run.id}?token=${encodeURIComponent(S.token)}`);
+    const ws = new WebSocket(`${proto}://${location.host}/ws/test-runs/${run.id}?ticket=${encodeURIComponent(ticket)}`);
     testRuns.sockets.set(run.id, ws);
     let pending = null;
     ws.onmessage = () => {
