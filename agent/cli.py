@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 
 PROG = "vision-agent chat"
-TERMINAL = ("completed", "failed", "stopped")
+TERMINAL = ("completed", "failed", "stopped", "deleted")
+"""How a followed job ends ("deleted": the server sent its final `deleted` progress frame)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,16 @@ def sign_in(url: str, email: str, password: str, register: bool) -> str:
         if r.status_code != 200:
             raise RuntimeError(f"sign-in failed: {r.status_code} {r.json().get('detail', r.text)}")
         return str(r.json()["access_token"])
+
+
+def stream_ticket(url: str, token: str, kind: str = "chat") -> str:
+    """A single-use ticket that opens one stream (`POST /api/v1/stream-tickets`), so the bearer
+    token never travels in the socket's URL (which servers and proxies log)."""
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        r = client.post("/api/v1/stream-tickets", json={"kind": kind}, headers={"Authorization": f"Bearer {token}"})
+        if r.status_code != 201:
+            raise RuntimeError(f"could not open the chat stream: {r.status_code} {r.text[:200]}")
+        return str(r.json()["ticket"])
 
 
 def ws_url(url: str) -> str:
@@ -132,6 +143,12 @@ class Client:
                 self.progress.console.print(f"[bold]job {job_id} {status}[/] {data.get('message') or ''}".rstrip())
                 self.progress.stop_task(task)
                 self.job_ended.set()
+        elif etype == "deleted":  # the job was deleted: no more events will come
+            self.status[job_id] = "deleted"
+            self.progress.update(task, info="deleted")
+            self.progress.console.print(f"[bold]job {job_id} deleted[/]")
+            self.progress.stop_task(task)
+            self.job_ended.set()
         elif etype == "batch":
             epochs = data.get("epochs") or self.progress.tasks[task].total
             batches = data.get("batches") or 0
@@ -186,7 +203,7 @@ class Client:
         self.progress.console.print(f"[bold cyan]job {job}>[/] {json.dumps(body.get('predictions'))[:2000]}")
 
     def outcome(self) -> int:
-        bad = [j for j in self.launched if self.status.get(j) in ("failed", "stopped")]
+        bad = [j for j in self.launched if self.status.get(j) in ("failed", "stopped", "deleted")]
         return 1 if bad else 0
 
 
@@ -202,7 +219,8 @@ async def run(url: str, token: str, session_id: str | None, messages: list[str],
 
     console = Console()
     client = Client(url, token, session_id, console)
-    async with connect(f"{ws_url(url)}/ws/chat?token={token}", max_size=2**22) as ws:
+    ticket = await asyncio.to_thread(stream_ticket, url, token)
+    async with connect(f"{ws_url(url)}/ws/chat?ticket={ticket}", max_size=2**22) as ws:
         reader = asyncio.create_task(_reader(ws, client))
         try:
             with client.progress:

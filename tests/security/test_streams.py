@@ -492,3 +492,20 @@ def test_rest_delete_of_a_running_job_is_refused(app: FastAPI, client: TestClien
     user, headers = make_user()
     job_id, _ = make_job(app.state.session_factory, int(user["id"]))
     assert client.delete(f"{API}/jobs/{job_id}", headers=headers).status_code == 409
+
+
+def test_terminal_chat_opens_its_socket_with_a_ticket(live: Any) -> None:
+    """`vision-agent chat` asks for a chat ticket and opens `/ws/chat?ticket=` (its bearer token
+    stays out of the socket URL): the ticket is found used, and the turn was answered."""
+    from sqlalchemy import select
+
+    from agent.cli import run
+    from tools.db.models import StreamTicket
+
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        user_id, headers = _register(http)
+    code = asyncio.run(run(live.url, token_of(headers), None, ["hello"], False, 60.0))
+    assert code == 0
+    with live.app.state.session_factory() as db:
+        tickets = list(db.scalars(select(StreamTicket).where(StreamTicket.user_id == user_id)))
+    assert [(t.kind, t.used_at is not None) for t in tickets] == [("chat", True)]
