@@ -28,10 +28,12 @@ class TrainingIntent(BaseModel):
     framework: Framework | None = None
     model_name: str | None = None
     dataset: str | None = Field(default=None, description="dataset name or id as the user wrote it")
-    epochs: int | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, gt=0)
-    image_size: int | None = Field(default=None, gt=0)
-    learning_rate: float | None = Field(default=None, gt=0)
+    # Upper bounds: the parser's ranges (agent.parser), and never past a 64-bit database integer
+    # (a bigger number was a 500 from SQLite's OverflowError); a finite learning rate.
+    epochs: int | None = Field(default=None, gt=0, le=100_000)
+    batch_size: int | None = Field(default=None, gt=0, le=65_536)
+    image_size: int | None = Field(default=None, gt=0, le=20_000)
+    learning_rate: float | None = Field(default=None, gt=0, le=10, allow_inf_nan=False)
     preset: Preset | None = None
     advanced_config: dict[str, Any] = Field(default_factory=dict)
     class_names: list[str] = Field(default_factory=list)

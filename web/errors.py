@@ -12,10 +12,14 @@ extra keys come from `ToolError.detail` (they never overwrite `detail`, `error` 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from tools.errors import (
     AuthenticationError,
@@ -64,8 +68,25 @@ WS_POLICY_VIOLATION = 1008  # authentication / permission
 WS_INTERNAL_ERROR = 1011
 
 
+POOL_RETRY_AFTER_S = 1
+
+
+def _as_domain_error(exc: BaseException) -> BaseException:
+    """Non-domain errors with a known cause, as the domain error they mean: no pooled database
+    connection came free within DB_POOL_TIMEOUT_S -> ServiceBusyError (503 + Retry-After)."""
+    if isinstance(exc, PoolTimeoutError):
+        busy = ServiceBusyError(
+            "the database is busy (no connection came free within DB_POOL_TIMEOUT_S); retry later",
+            retry_after_s=POOL_RETRY_AFTER_S,
+        )
+        busy.__cause__ = exc
+        return busy
+    return exc
+
+
 def status_for(exc: BaseException) -> int:
     """The HTTP status an exception maps to (500 when it is not a known domain error)."""
+    exc = _as_domain_error(exc)
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
@@ -89,6 +110,7 @@ def _location(values: dict[str, Any]) -> dict[str, Any] | None:
 
 def error_body(exc: BaseException) -> dict[str, Any]:
     """The JSON body for `exc` (also what a WebSocket sends before closing)."""
+    exc = _as_domain_error(exc)
     body: dict[str, Any] = {}
     location: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
@@ -130,6 +152,7 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 
 def error_response(exc: BaseException) -> JSONResponse:
+    exc = _as_domain_error(exc)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if isinstance(exc, RetryLaterError):
@@ -149,8 +172,29 @@ async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResp
     return JSONResponse({"detail": "Internal server error", "error": "InternalServerError"}, status_code=500)
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (JSON bodies may say NaN or Infinity) as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def _request_validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422 body, except that an echoed `Infinity`/`NaN` input is written as a string
+    (FastAPI's handler fails to render it: a 500 for `{"learning_rate": Infinity}`)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse(status_code=422, content={"detail": _finite(jsonable_encoder(errors))})
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the mapping on `app` (FastAPI's RequestValidationError handler is left as it is)."""
+    """Register the mapping on `app` (FastAPI's RequestValidationError body is kept; only a
+    non-finite echoed input is written as a string)."""
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)
     app.add_exception_handler(ToolError, _domain_error_handler)
     app.add_exception_handler(TrainerRuntimeError, _domain_error_handler)
+    app.add_exception_handler(PoolTimeoutError, _domain_error_handler)
     app.add_exception_handler(Exception, _unhandled_error_handler)

@@ -196,9 +196,7 @@ def chat(slot: TurnSlot, body: ChatIn, ctx: ToolContextDep, request: Request, re
 
 
 @router.get("/chat/sessions", response_model=ChatSessionList, summary="Your chat sessions")
-def chat_sessions(
-    ctx: ToolContextDep, offset: Offset = 0, limit: int = Query(50, ge=1, le=200)
-) -> dict[str, Any]:
+def chat_sessions(ctx: ToolContextDep, offset: Offset = 0, limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
     return list_sessions(ctx, offset=offset, limit=limit)
 
 

@@ -23,6 +23,7 @@ from tools.context import ToolContext
 from tools.errors import InvalidInputError, PayloadTooLargeError
 from tools.uploads import UPLOAD_FORMATS, StagedWriter, Staging
 from web.deps import ToolContextDep
+from web.params import IdPath, Offset
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def list_datasets(
     response: Response,
     q: str | None = Query(default=None, max_length=200, description="Text in the name or description"),
     sort: str = Query(default="-updated_at", description="name|created_at|updated_at|num_images, '-' = desc"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=500),
     mine: bool = Query(default=False, description="Only my own datasets"),
     visibility: Visibility | None = None,
@@ -356,7 +357,7 @@ async def upload(
 def list_images(
     dataset_id: str,
     ctx: ToolContextDep,
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=1000),
     prefix: str | None = Query(default=None, max_length=1024, description="Only paths starting with this"),
     include_annotations: bool = False,
@@ -367,7 +368,7 @@ def list_images(
 
 
 @router.get("/{dataset_id}/images/{image_id}", response_model=ImageOut, summary="One image and its annotations")
-def get_image(dataset_id: str, image_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+def get_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
     return datasets.get_image(ctx, dataset_id, image_id)
 
 
@@ -378,7 +379,7 @@ def _stream(ctx: ToolContext, key: str) -> Iterator[bytes]:
 @router.get("/{dataset_id}/images/{image_id}/file", summary="The image file itself")
 def image_file(
     dataset_id: str,
-    image_id: int,
+    image_id: IdPath,
     ctx: ToolContextDep,
     if_none_match: str | None = Header(default=None),
 ) -> Response:
@@ -399,7 +400,7 @@ def image_file(
 @router.get("/{dataset_id}/images/{image_id}/thumbnail", summary="A JPEG thumbnail (cached)")
 def image_thumbnail(
     dataset_id: str,
-    image_id: int,
+    image_id: IdPath,
     ctx: ToolContextDep,
     size: int = Query(default=128, ge=16, le=512, description="Longest edge; rounded up to 32/64/128/256/512"),
     if_none_match: str | None = Header(default=None),
@@ -416,7 +417,7 @@ def image_thumbnail(
     response_model=ImageDeleteOut,
     summary="Delete an image (owner only); snapshots that use it become broken",
 )
-def delete_image(dataset_id: str, image_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+def delete_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
     return datasets.delete_image(ctx, dataset_id, image_id)
 
 

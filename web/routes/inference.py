@@ -69,6 +69,7 @@ from web.deps import (
     oauth2_scheme,
 )
 from web.errors import error_body
+from web.params import MAX_ID, AfterSeq, IdPath, IdQuery
 from web.routes.job_events import StreamRequestDep, authorize_test_run_sync, read_test_run_page, sse_response
 
 router = APIRouter(tags=["inference"])
@@ -129,7 +130,9 @@ def _stream(storage: Any, f: ResultFile, *, attachment: bool = True) -> Streamin
 class InferenceForm(BaseModel):
     """The form fields of `POST /jobs/{id}/inference` besides the file."""
 
-    dataset_image_id: int | None = Field(default=None, description="run an image of a dataset you can see")
+    dataset_image_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="run an image of a dataset you can see"
+    )
     conf: float | None = Field(default=None, ge=0.0, le=1.0, description="confidence threshold")
     iou: float | None = Field(default=None, ge=0.0, le=1.0, description="NMS IoU threshold")
     checkpoint: str | None = Field(default=None, pattern="^(best|last)$", description="best (default) or last")
@@ -179,7 +182,7 @@ async def _inference_form(request: Request) -> tuple[Any, InferenceForm]:
 
 @router.post("/jobs/{job_id}/inference", response_model=None, openapi_extra={"requestBody": _INFER_BODY})
 async def infer(
-    job_id: int,
+    job_id: IdPath,
     request: Request,
     render: Annotated[bool, Query(description="answer a PNG with the predictions drawn")] = False,
 ) -> Any:
@@ -265,23 +268,23 @@ class ExportRequest(BaseModel):
 
 
 @router.post("/jobs/{job_id}/export", status_code=201, response_model=None)
-def export(job_id: int, body: ExportRequest, request: Request, ctx: ToolContextDep) -> Any:
+def export(job_id: IdPath, body: ExportRequest, request: Request, ctx: ToolContextDep) -> Any:
     service = get_inference_service(request)
     return _guard(lambda: create_export(ctx, service, job_id, body.format, body.checkpoint))
 
 
 @router.get("/jobs/{job_id}/exports")
-def exports(job_id: int, ctx: ToolContextDep) -> list[dict[str, Any]]:
+def exports(job_id: IdPath, ctx: ToolContextDep) -> list[dict[str, Any]]:
     return list_exports(ctx, job_id)
 
 
 @router.get("/jobs/{job_id}/exports/{export_id}")
-def export_record(job_id: int, export_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+def export_record(job_id: IdPath, export_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
     return get_export(ctx, job_id, export_id)
 
 
 @router.get("/jobs/{job_id}/exports/{export_id}/download")
-def export_download(job_id: int, export_id: int, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+def export_download(job_id: IdPath, export_id: IdPath, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
     return _stream(storage, export_file(ctx, job_id, export_id))
 
 
@@ -291,7 +294,7 @@ def export_download(job_id: int, export_id: int, ctx: ToolContextDep, storage: S
 class TestRunRequest(BaseModel):
     __test__ = False
 
-    job_id: int
+    job_id: int = Field(ge=1, le=MAX_ID)
     dataset_id: str | None = None
     snapshot_id: str | None = None
     checkpoint: str | None = Field(default=None, pattern="^(best|last)$")
@@ -356,17 +359,17 @@ def _tmp_dir(service: InferenceService) -> Path:
 
 
 @router.get("/test-runs")
-def test_runs(ctx: ToolContextDep, job_id: int | None = None) -> list[dict[str, Any]]:
+def test_runs(ctx: ToolContextDep, job_id: IdQuery = None) -> list[dict[str, Any]]:
     return list_test_runs(ctx, job_id)
 
 
 @router.get("/test-runs/{run_id}")
-def test_run(run_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+def test_run(run_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
     return get_test_run(ctx, run_id)
 
 
 @router.get("/test-runs/{run_id}/events")
-def test_run_event_list(run_id: int, ctx: ToolContextDep, after: int = 0) -> list[dict[str, Any]]:
+def test_run_event_list(run_id: IdPath, ctx: ToolContextDep, after: AfterSeq = 0) -> list[dict[str, Any]]:
     return test_run_events(ctx, run_id, after)
 
 
@@ -375,7 +378,7 @@ def test_run_event_list(run_id: int, ctx: ToolContextDep, after: int = 0) -> lis
     summary="Live test-run progress as Server-Sent Events (replay from `after` / Last-Event-ID, then live)",
     response_class=StreamingResponse,
 )
-async def stream_test_run(run_id: int, request: Request, params: StreamRequestDep) -> Response:
+async def stream_test_run(run_id: IdPath, request: Request, params: StreamRequestDep) -> Response:
     """The same stream as `GET /jobs/{id}/stream` (events, pings, ``event: end``, 204 when the run is
     finished with nothing after `after`), for a batch test run."""
     state = request.app.state
@@ -386,10 +389,10 @@ async def stream_test_run(run_id: int, request: Request, params: StreamRequestDe
 
 
 @router.get("/test-runs/{run_id}/report")
-def test_run_report(run_id: int, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+def test_run_report(run_id: IdPath, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
     return _stream(storage, test_run_file(ctx, run_id, "report"))
 
 
 @router.get("/test-runs/{run_id}/predictions")
-def test_run_predictions(run_id: int, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+def test_run_predictions(run_id: IdPath, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
     return _stream(storage, test_run_file(ctx, run_id, "predictions"))

@@ -37,6 +37,7 @@ from tools import events as event_store
 from tools.db.models import Job
 from tools.errors import AuthenticationError, PayloadTooLargeError
 from trainer_runtime.events import EventType, utc_ts
+from web.params import MAX_ID, IdPath
 from web.routes.job_events import get_bus
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ _DUMMY_HASH = hashlib.sha256(b"no such job").hexdigest()
 class IngestEvent(BaseModel):
     """One event as a trainer sends it (`trainer_runtime.events.ProgressEvent`; `seq` is ignored)."""
 
-    job_id: int | None = None
-    seq: int | None = None
+    job_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    seq: int | None = Field(default=None, ge=0, le=MAX_ID)
     ts: str = Field(default_factory=utc_ts, max_length=event_store.MAX_TS_LEN)
     type: EventType
     data: dict[str, Any] = Field(default_factory=dict)
@@ -149,7 +150,7 @@ def _ingest_sync(state: Any, job_id: int, token: str | None, payload: Any) -> ev
     responses={401: {"description": "bad token or unknown job"}, 413: {}, 422: {}},
 )
 async def ingest_events(
-    job_id: int,
+    job_id: IdPath,
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> IngestResponse:

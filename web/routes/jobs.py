@@ -17,6 +17,7 @@ from tools import jobs
 from tools.intent import TrainingIntent
 from trainer_runtime.events import JOB_STATUSES
 from web.deps import ToolContextDep
+from web.params import MAX_ID, IdPath, IdQuery, Offset
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -26,7 +27,7 @@ class JobIn(BaseModel):
 
     intent: TrainingIntent = Field(description="what to train; `intent.dataset` (name or id) is required")
     project_id: int | None = Field(
-        default=None, description="one of your projects (checkpoints are stored per project)"
+        default=None, ge=1, le=MAX_ID, description="one of your projects (checkpoints are stored per project)"
     )
 
 
@@ -101,36 +102,36 @@ def create_job(body: JobIn, request: Request, ctx: ToolContextDep) -> dict[str, 
 def list_jobs(
     ctx: ToolContextDep,
     status: str | None = Query(default=None, description=f"one of {', '.join(JOB_STATUSES)}"),
-    project_id: int | None = None,
-    offset: int = Query(default=0, ge=0),
+    project_id: IdQuery = None,
+    offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=jobs.MAX_LIST_LIMIT),
 ) -> dict[str, Any]:
     return jobs.list_jobs(ctx, status=status, project_id=project_id, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One of my jobs")
-def get_job(job_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+def get_job(job_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
     return jobs.get_job(ctx, job_id)
 
 
 @router.post("/{job_id}/stop", response_model=JobOut, summary="Stop a job (best/last are still uploaded)")
-def stop_job(job_id: int, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+def stop_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
     """Queued: stopped at once. Running: SIGINT, the trainer finishes the batch and uploads
     best.pt/last.pt, then `stopped`. Already finished: 409."""
     return jobs.stop_job(ctx, job_id, supervisor=_supervisor(request))
 
 
 @router.post("/{job_id}/resume", response_model=JobOut, summary="Resume a stopped or failed job from last.pt")
-def resume_job(job_id: int, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+def resume_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
     return jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
 
 
 @router.delete("/{job_id}", status_code=204, summary="Delete a job that is not running, with its checkpoints")
-def delete_job(job_id: int, request: Request, ctx: ToolContextDep) -> Response:
+def delete_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> Response:
     jobs.delete_job(ctx, job_id, supervisor=_supervisor(request))
     return Response(status_code=204)
 
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics, summary="Per-epoch metric series for charts")
-def job_metrics(job_id: int, ctx: ToolContextDep) -> dict[str, Any]:
+def job_metrics(job_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
     return jobs.job_metrics(ctx, job_id)

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools import projects
 from web.deps import CurrentUser, SessionDep
+from web.params import IdPath
 from web.routes import UTCDateTime
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -44,17 +45,17 @@ def list_projects(db: SessionDep, user: CurrentUser) -> list[ProjectOut]:
 
 
 @router.get("/{project_id}", response_model=ProjectOut, summary="One of my projects")
-def get_project(project_id: int, db: SessionDep, user: CurrentUser) -> ProjectOut:
+def get_project(project_id: IdPath, db: SessionDep, user: CurrentUser) -> ProjectOut:
     return ProjectOut.model_validate(projects.get_project(db, user, project_id))
 
 
 @router.patch("/{project_id}", response_model=ProjectOut, summary="Rename or re-describe a project")
-def update_project(project_id: int, body: ProjectPatch, db: SessionDep, user: CurrentUser) -> ProjectOut:
+def update_project(project_id: IdPath, body: ProjectPatch, db: SessionDep, user: CurrentUser) -> ProjectOut:
     project = projects.update_project(db, user, project_id, name=body.name, description=body.description)
     return ProjectOut.model_validate(project)
 
 
 @router.delete("/{project_id}", status_code=204, summary="Delete a project (owner only)")
-def delete_project(project_id: int, db: SessionDep, user: CurrentUser) -> Response:
+def delete_project(project_id: IdPath, db: SessionDep, user: CurrentUser) -> Response:
     projects.delete_project(db, user, project_id)
     return Response(status_code=204)

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tools import slack_links
 from web.deps import SettingsDep, ToolContextDep
+from web.params import IdPath
 
 router = APIRouter(tags=["slack"])
 api_router = APIRouter(prefix="/slack", tags=["slack"])
@@ -99,6 +100,6 @@ def list_links(ctx: ToolContextDep) -> list[dict[str, Any]]:
 
 
 @api_router.delete("/links/{link_id}", status_code=204, summary="Unlink one of your Slack users")
-def delete_link(link_id: int, ctx: ToolContextDep) -> Response:
+def delete_link(link_id: IdPath, ctx: ToolContextDep) -> Response:
     slack_links.delete_my_link(ctx, link_id)
     return Response(status_code=204)
