@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +193,29 @@ def test_zip_bomb_ratio_is_rejected_from_headers(tmp_path: Path) -> None:
             st.collect()
         assert ei.value.detail["file"] == "images/bomb.png"
         assert not any(st.raw.rglob("*.png"))
+
+
+def test_zip_bomb_of_many_small_entries_is_rejected_from_the_central_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each entry is under the per-entry ratio threshold (1 MiB); together they expand ~1000x."""
+    data = zip_bytes({f"images/{i}.png": bytes(512 << 10) for i in range(40)})  # 20 MiB from ~20 kB
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(name))
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    with stage_zip(tmp_path, data) as st:
+        with pytest.raises(PayloadTooLargeError, match="zip bomb") as ei:
+            st.collect()
+        assert ei.value.detail["file"] == "up.zip" and ei.value.detail["ratio"] > 200
+        assert opened == [] and not any(st.raw.rglob("*"))
+    # the same archive under a looser limit extracts
+    with stage_zip(tmp_path, data, UploadLimits(max_zip_ratio=5000)) as st:
+        assert len(st.collect().files) == 40
 
 
 def test_zip_lying_header_is_caught_while_extracting(tmp_path: Path) -> None:
