@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from tools.context import ToolContext, iso_utc, require_user
 from tools.db.models import StreamTicket, User
-from tools.errors import AuthenticationError, InvalidInputError
+from tools.errors import AuthenticationError, InvalidInputError, NotFoundError
 
 KINDS = ("job", "test_run", "chat")
 TICKET_BYTES = 32
@@ -54,12 +54,19 @@ def _target(kind: str, target_id: Any) -> str:
     return str(target_id)
 
 
+def _max_row_id(db: Session) -> int:
+    """The largest id the INTEGER id columns hold: 32-bit on PostgreSQL, 64-bit on SQLite."""
+    return 2**31 - 1 if db.get_bind().dialect.name == "postgresql" else 2**63 - 1
+
+
 def issue_ticket(ctx: ToolContext, kind: str, target_id: int | None, ttl_s: float = DEFAULT_TTL_S) -> dict[str, Any]:
     """A new ticket for the signed-in user's stream `kind`/`target_id` (NotFoundError when the
     job or test run is not theirs, InvalidInputError for a bad kind or id). Expired tickets are
     swept here."""
     user = require_user(ctx, "live streams")
     target = _target(kind, target_id)
+    if target and int(target) > _max_row_id(ctx.db):  # no such row can exist (and the query would fail)
+        raise NotFoundError(f"{kind.replace('_', ' ')} {target} not found", detail={"id": int(target)})
     if kind == "job":
         from tools.events import get_visible_job
 
