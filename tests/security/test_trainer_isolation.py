@@ -16,18 +16,22 @@ import json
 import os
 import resource
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import make_settings
-from tests.live_server import wait_for
+from tests.conftest import MakeUser, make_settings
+from tests.live_server import API, classification_files, upload_dataset, wait_for, write_fake_python
 from tools.executors import LocalExecutor, TrainerLimits
 from tools.executors.base import ExecHandle, ExitInfo
 from tools.executors.sandbox import env_allowed, trainer_env
+from tools.intent import TrainingIntent
+from trainer_runtime.adapters.base import IMAGE_SIZE_LIMIT
 from web.config import Settings
 from web.main import create_supervisor
 
@@ -198,8 +202,127 @@ def test_the_limits_and_allow_list_come_from_the_settings(
         assert isinstance(ex, LocalExecutor)
         assert ex.limits == TrainerLimits(memory_mb=2048, open_files=512, processes=0)
         assert ex.env_allow == "CORP_CA"
-        defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+        defaults = Settings(_env_file=None)
         assert defaults.trainer_memory_limit_mb > 0 and defaults.trainer_open_files_limit > 0
         assert defaults.trainer_process_limit > 0
     finally:
         sup.shutdown(timeout=1)
+
+
+# --------------------------------------------------------------------------------- job requests
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    fake = write_fake_python(tmp_path / "sleeping-python", mode="sleep", seconds=120)
+    return make_settings(
+        db_url,
+        tmp_path,
+        trainer_python_timm=fake,
+        trainer_python_ultralytics=fake,
+        trainer_python_transformers=fake,
+        max_concurrent_jobs=1,
+    )
+
+
+@pytest.fixture
+def alice(client: TestClient, make_user: MakeUser) -> Iterator[dict[str, str]]:
+    headers = make_user()[1]
+    upload_dataset(client, headers, "tiny", classification_files(12))
+    yield headers
+    client.app.state.supervisor.kill_all()  # type: ignore[attr-defined]
+
+
+def create(client: TestClient, headers: dict[str, str], **intent: Any) -> Any:
+    return client.post(f"{API}/jobs", json={"intent": {"dataset": "tiny", **intent}}, headers=headers)
+
+
+VIT = "google/vit-base-patch16-224"
+
+
+@pytest.mark.parametrize(
+    ("model_config", "named"),
+    [
+        ({"trust_remote_code": True}, "trust_remote_code"),
+        ({"num_hidden_layers": 2, "revision": "main"}, "revision"),
+        ({"use_pretrained_backbone": True}, "use_pretrained_backbone"),
+        ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
+        ({"num_hidden_layers": 1000}, "num_hidden_layers"),
+        ({"num_hidden_layers": True}, "num_hidden_layers"),
+        ({"hidden_size": 100, "num_attention_heads": 3}, "hidden_size"),
+        ({"num_queries": 10}, "num_queries"),  # a DETR field, not a ViT one
+    ],
+)
+def test_model_config_outside_the_allow_list_is_a_422_naming_the_key(
+    client: TestClient, alice: dict[str, str], model_config: dict[str, Any], named: str
+) -> None:
+    r = create(client, alice, model_name=VIT, advanced_config={"model_config": model_config})
+    assert r.status_code == 422, r.text
+    assert named in r.json()["detail"]
+    assert client.get(f"{API}/jobs", headers=alice).json()["total"] == 0  # nothing half-made
+
+
+def test_model_config_inside_the_allow_list_is_accepted(client: TestClient, alice: dict[str, str]) -> None:
+    small = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "hidden_dropout_prob": 0.1}
+    r = create(client, alice, model_name=VIT, image_size=32, advanced_config={"model_config": small})
+    assert r.status_code == 201, r.text
+    assert r.json()["config"]["model_config"] == small
+
+
+def request_bound() -> int:
+    """The bound of `TrainingIntent.image_size` (what a request body may carry at all), else the
+    overall limit."""
+    for meta in TrainingIntent.model_fields["image_size"].metadata:
+        if getattr(meta, "le", None) is not None:
+            return int(meta.le)
+    return IMAGE_SIZE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "limit"),
+    [
+        ("resnet18", 100_000, request_bound()),
+        ("resnet18", 8200, IMAGE_SIZE_LIMIT),
+        ("resnet18", 4096, 2048),
+        (VIT, 2048, 1024),
+        ("yolo11n-cls", 3000, 2048),
+    ],
+)
+def test_an_image_size_above_the_models_limit_is_a_422_naming_the_limit(
+    client: TestClient, alice: dict[str, str], model: str, size: int, limit: int
+) -> None:
+    r = create(client, alice, model_name=model, image_size=size)
+    assert r.status_code == 422, r.text
+    detail = json.dumps(r.json()["detail"])  # (a request-schema error is a list; ours a sentence)
+    assert "image_size" in detail and str(limit) in detail
+    assert client.get(f"{API}/jobs", headers=alice).json()["total"] == 0
+
+
+def test_the_trainer_checks_model_config_again_before_building_the_model() -> None:
+    # a spec written by hand (or by an older server) does not get past the adapter either
+    from trainer_runtime.adapters.base import ConfigError
+    from trainer_runtime.adapters.transformers_adapter import build_model
+
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        build_model(VIT, "image_classification", ["a", "b"], 32, {"model_config": {"trust_remote_code": True}})
+    with pytest.raises(ConfigError, match="num_queries"):
+        build_model("facebook/detr-resnet-50", "object_detection", ["a"], 64, {"model_config": {"num_queries": 10**6}})
+
+
+def test_local_weights_get_the_allow_list_of_their_architecture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer_runtime.adapters.base import ConfigError
+    from trainer_runtime.adapters.transformers_adapter import model_model_config
+
+    for name, model_type in (("acme__vit-tiny", "vit"), ("acme__mystery", "swin")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"model_type": model_type}))
+    monkeypatch.setenv("VTA_WEIGHTS_DIR", str(tmp_path))
+    cls = "image_classification"
+    assert model_model_config("acme/vit-tiny", cls, {"num_hidden_layers": 2}) == {"num_hidden_layers": 2}
+    with pytest.raises(ConfigError, match="'trust_remote_code' is not allowed for acme/vit-tiny"):
+        model_model_config("acme/vit-tiny", cls, {"trust_remote_code": True})
+    with pytest.raises(ConfigError, match="not supported for acme/mystery"):
+        model_model_config("acme/mystery", cls, {"num_hidden_layers": 2})
+    assert model_model_config("acme/mystery", cls, None) == {}

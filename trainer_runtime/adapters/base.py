@@ -100,6 +100,23 @@ class ModelInfo:
     description: str
     params_m: float | None = None
     default_image_size: int = 224
+    max_image_size: int = 8192  # the largest image_size a job may ask for (IMAGE_SIZE_LIMIT at most)
+
+
+IMAGE_SIZE_LIMIT = 8192
+"""No model trains above this image size (`Hyperparameters.image_size` has the same bound)."""
+
+
+def check_image_size(spec: JobSpec, models: list[ModelInfo]) -> None:
+    """ConfigError when the job's image_size is above its model's `max_image_size` (a model outside
+    the catalog, e.g. local weights: `IMAGE_SIZE_LIMIT`), naming the limit."""
+    size = spec.hyperparameters.image_size
+    if size is None:
+        return
+    limit = next((m.max_image_size for m in models if m.name == spec.model_name), IMAGE_SIZE_LIMIT)
+    limit = min(limit, IMAGE_SIZE_LIMIT)
+    if size > limit:
+        raise ConfigError(f"image_size {size} is above the limit of {limit} for {spec.model_name}; use {limit} or less")
 
 
 @dataclass

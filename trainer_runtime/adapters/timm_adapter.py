@@ -31,6 +31,7 @@ from trainer_runtime.adapters.base import (
     ModelInfo,
     TrainContext,
     TrainResult,
+    check_image_size,
 )
 from trainer_runtime.spec import JobSpec
 
@@ -54,6 +55,8 @@ _MODELS: tuple[tuple[str, str, float, int], ...] = (
     ("deit_small_patch16_224", "DeiT-Small/16: data-efficient vision transformer", 22.1, 224),
 )
 _VIT_PREFIXES = ("vit_", "deit_")
+MAX_IMAGE_SIZE_CNN = 2048
+MAX_IMAGE_SIZE_VIT = 1024  # (patch 16: 4096 tokens, quadratic attention)
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "lamb", "adabelief", "lion")
 _SCHEDULERS = ("cosine", "step", "plateau", "linear", "constant", "none")
@@ -165,7 +168,15 @@ class TimmAdapter(Adapter):
     @classmethod
     def models(cls) -> list[ModelInfo]:
         return [
-            ModelInfo(name=n, framework="timm", task_type=TASK, description=d, params_m=p, default_image_size=s)
+            ModelInfo(
+                name=n,
+                framework="timm",
+                task_type=TASK,
+                description=d,
+                params_m=p,
+                default_image_size=s,
+                max_image_size=MAX_IMAGE_SIZE_VIT if n.startswith(_VIT_PREFIXES) else MAX_IMAGE_SIZE_CNN,
+            )
             for n, d, p, s in _MODELS
         ]
 
@@ -196,6 +207,7 @@ class TimmAdapter(Adapter):
         if spec.framework != cls.framework:
             raise ConfigError(f"TimmAdapter cannot run a {spec.framework} job")
         common.check_common_spec(spec, dataset_summary, framework="timm", known_models={n: TASK for n, *_ in _MODELS})
+        check_image_size(spec, cls.models())
 
     def train(self) -> TrainResult:
         common.prepare_offline_env()

@@ -18,7 +18,11 @@ Models (no hub access, ever: HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 are set
   checkpoint does; transformers' own ResNet backbone when timm is not installed or
   ``detr_backbone="transformers"``), 6+6 transformer layers, 100 queries.
 ``model_config`` (a dict in the advanced settings) overrides config fields, e.g.
-``{"num_queries": 20}``; the model name stays the same. Local weights: a folder
+``{"num_queries": 20}``; the model name stays the same. Only the architecture fields of
+`hf_model_config` are accepted, with their types and ranges (never loader options such as
+``trust_remote_code``): checked by `resolve_config` and `validate_spec` (at job creation and in the
+trainer) and again in `build_model`. Image sizes are limited per model (`_MAX_IMAGE_SIZE`: ViT
+1024, ResNet-50 2048, DETR 1333, the usual longest side of DETR). Local weights: a folder
 ``$VTA_WEIGHTS_DIR/<hub id with / -> __>/`` (``config.json`` + weights) is loaded with
 ``from_pretrained(local_path)`` (classifier resized to the dataset's classes); a hub id that the
 catalog does not know is accepted only when such a folder exists.
@@ -46,7 +50,9 @@ from trainer_runtime.adapters.base import (
     ModelInfo,
     TrainContext,
     TrainResult,
+    check_image_size,
 )
+from trainer_runtime.adapters.hf_model_config import check_model_config, family_of
 from trainer_runtime.spec import JobSpec
 
 CLS = "image_classification"
@@ -58,6 +64,7 @@ _MODELS: tuple[tuple[str, str, str, float, int], ...] = (
     ("facebook/detr-resnet-50", DET, "DETR with a ResNet-50 backbone: end-to-end transformer detector", 41.5, 512),
 )
 _TASK_OF = {n: t for n, t, *_ in _MODELS}
+_MAX_IMAGE_SIZE = {"google/vit-base-patch16-224": 1024, "microsoft/resnet-50": 2048, "facebook/detr-resnet-50": 1333}
 
 _OPTIMIZERS = ("adamw", "adam", "sgd")
 _SCHEDULERS = ("cosine", "linear", "constant", "step", "plateau")
@@ -177,7 +184,15 @@ class TransformersAdapter(Adapter):
     @classmethod
     def models(cls) -> list[ModelInfo]:
         return [
-            ModelInfo(name=n, framework="transformers", task_type=t, description=d, params_m=p, default_image_size=s)
+            ModelInfo(
+                name=n,
+                framework="transformers",
+                task_type=t,
+                description=d,
+                params_m=p,
+                default_image_size=s,
+                max_image_size=_MAX_IMAGE_SIZE[n],
+            )
             for n, t, d, p, s in _MODELS
         ]
 
@@ -193,7 +208,7 @@ class TransformersAdapter(Adapter):
     def resolve_config(
         cls, preset: str | None, advanced_config: dict[str, Any], hyperparameters: dict[str, Any]
     ) -> dict[str, Any]:
-        return common.resolve_layered(
+        config = common.resolve_layered(
             _SCHEMA,
             _PRESETS,
             _map_canonical,
@@ -202,6 +217,9 @@ class TransformersAdapter(Adapter):
             hyperparameters,
             aliases={"lr": "learning_rate"},
         )
+        # the model is not known here: every architecture's fields (validate_spec narrows it down)
+        config["model_config"] = check_model_config(config.get("model_config")) or None
+        return config
 
     @classmethod
     def validate_spec(cls, spec: JobSpec, dataset_summary: dict[str, Any]) -> None:
@@ -216,6 +234,8 @@ class TransformersAdapter(Adapter):
             known_models=_TASK_OF,
             extra_model_ok=lambda n: local_model_dir(n) is not None,
         )
+        check_image_size(spec, cls.models())
+        model_model_config(spec.model_name, spec.task_type, spec.hyperparameters.advanced_config.get("model_config"))
 
     def train(self) -> TrainResult:
         common.prepare_offline_env()
@@ -239,6 +259,17 @@ class TransformersAdapter(Adapter):
 
 
 # ---------------------------------------------------------------------------------- models
+
+
+def model_model_config(model_name: str, task: str, value: Any, local: Path | None = None) -> dict[str, Any]:
+    """`value` (a ``model_config``) checked against the allow-list of `model_name`'s architecture
+    (`hf_model_config`); ConfigError naming the key that is not allowed or out of range."""
+    if not value:
+        return check_model_config(value)
+    family = family_of(model_name, task, local if local is not None else local_model_dir(model_name))
+    if family is None:
+        raise ConfigError(f"model_config is not supported for {model_name} (its architecture is not known here)")
+    return check_model_config(value, family, model_name)
 
 
 def _model_from_hf_config(hf_config: Mapping[str, Any], task: str) -> Any:
@@ -271,9 +302,9 @@ def build_model(
     model_name: str, task: str, class_names: list[str], image_size: int, cfg: Mapping[str, Any]
 ) -> tuple[Any, str]:
     """The model (fresh from its config, or from a local weights folder) and a line saying which."""
-    overrides = dict(cfg.get("model_config") or {})
-    labels = _labels(class_names)
     local = local_model_dir(model_name)
+    overrides = model_model_config(model_name, task, cfg.get("model_config"), local)  # (again: defence in depth)
+    labels = _labels(class_names)
     if local is not None:
         from transformers import AutoModelForImageClassification, DetrForObjectDetection
 

@@ -59,6 +59,7 @@ from trainer_runtime.adapters.base import (
     ModelInfo,
     TrainContext,
     TrainResult,
+    check_image_size,
     unknown_key_error,
 )
 from trainer_runtime.errors import IncompatibleDatasetError
@@ -257,6 +258,7 @@ def _catalog() -> dict[str, ModelInfo]:
                     description=f"{_FAMILY_WORDS[family]} {_SIZE_WORDS[size]} for {_TASK_WORDS[task]}",
                     params_m=p,
                     default_image_size=224 if task == "image_classification" else 640,
+                    max_image_size=2048 if task == "image_classification" else 4096,
                 )
     return out
 
@@ -555,6 +557,7 @@ class UltralyticsAdapter(Adapter):
                 f"{info.name} is {_article(info.task_type)} {info.task_type} model; "
                 f"it cannot train {spec.task_type}{hint}"
             )
+        check_image_size(spec, [info])
         summary = dataset_summary or {}
         task_info = (summary.get("tasks") or {}).get(spec.task_type)
         if task_info and task_info.get("status") == "incompatible":
