@@ -258,7 +258,13 @@ def test_stop_queued_resume_and_delete(alice: ToolContext, storage: DualStorageC
     with pytest.raises(ConflictError, match="stop it"):
         jobs.delete_job(alice, second["id"])
     out = jobs.delete_job(alice, first["id"])
-    assert out == {"deleted": first["id"], "checkpoints_deleted": 1}
+    assert out == {
+        "deleted": first["id"],
+        "checkpoints_deleted": 1,
+        "exports_deleted": 0,
+        "test_runs_deleted": 0,
+        "kept": [],
+    }
     assert not storage.internal.exists(key)
     with pytest.raises(NotFoundError):
         jobs.get_job(alice, first["id"])
