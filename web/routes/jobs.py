@@ -126,8 +126,16 @@ def resume_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[st
     return jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
 
 
-@router.delete("/{job_id}", status_code=204, summary="Delete a job that is not running, with its checkpoints")
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a job that is not running, with its checkpoints, exports, test runs and cached files",
+)
 def delete_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> Response:
+    """Deletes the job's events, checkpoints, ONNX exports, test runs (reports, predictions), the
+    inference cache's copies and the trainer folder; the job's live streams end with a `deleted`
+    event (WebSocket close 4410). Kept: the job's MLflow run (experiment history). A running job
+    answers 409: stop it first."""
     jobs.delete_job(ctx, job_id, supervisor=_supervisor(request))
     return Response(status_code=204)
 
