@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,34 @@ def test_a_resume_the_supervisor_did_not_see_coming_is_told_apart_by_attempt(
     # one trainer at a time: the resumed attempt started only after the old one had exited
     log = (h.sup.runtime.job_dir(jid) / "trainer.log").read_text()
     assert log.index("exiting 130") < log.index("--resume")
+
+
+@pytest.mark.slow
+def test_the_real_trainer_resumed_the_moment_it_reports_stopped(tmp_path: Path) -> None:
+    """The real trainer (timm resnet18 on 32x32 images) under the real server, with retries off:
+    resume is asked for as soon as the job shows ``stopped``, again while it answers 409 (the
+    trainer still exits); the job then completes with no ``interrupted`` on the way."""
+    from tests.live_server import API, statuses
+    from tests.web.test_jobs_reliability import Env
+
+    env = Env(tmp_path, job_max_retries=0)
+    try:
+        job = env.create(epochs=3)
+        env.wait_epoch(job["id"], 1)
+        assert env.client.post(f"{API}/jobs/{job['id']}/stop", headers=env.headers).status_code == 200
+        env.wait(job["id"], "stopped", timeout=120)
+        answers = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = env.client.post(f"{API}/jobs/{job['id']}/resume", headers=env.headers)
+            answers.append(r.status_code)
+            if r.status_code != 409:
+                break
+            assert "has not exited yet" in r.json()["detail"]
+            time.sleep(0.05)
+        assert answers[-1] == 200, answers
+        final = env.wait(job["id"], "completed", "failed", timeout=180)
+        assert final["status"] == "completed", final["error"]
+        assert "interrupted" not in statuses(env.events(job["id"]))
+    finally:
+        env.close()
