@@ -1605,7 +1605,7 @@ def stage_test_upload(ctx: ToolContext, service: InferenceService, zip_path: Pat
             from trainer_runtime.errors import DatasetFormatError
 
             try:
-                load_annotations(layout.annotations)
+                load_annotations(layout.annotations, limits=ctx.limits.formats)
             except DatasetFormatError as exc:
                 from tools.uploads import invalid_from
 

@@ -176,12 +176,23 @@ def test_coco_json_depth_and_category_count(tmp_path: Path) -> None:
 
 def test_dice_load_annotations_checks_names_and_counts() -> None:
     base = {"format_version": "1.0", "images": [], "annotations": []}
+    limits = FormatLimits()
     ok = {**base, "categories": [{"id": 1, "name": "cat", "supercategory": "", "keypoints": ["a", "b"]}]}
-    assert load_annotations(json.dumps(ok).encode()).categories[0].name == "cat"
+    assert load_annotations(json.dumps(ok).encode(), limits=limits).categories[0].name == "cat"
     bad = {**base, "categories": [{"id": 1, "name": "cat", "supercategory": "x" * 300}]}
     with pytest.raises(DatasetFormatError, match="300 characters") as ei:
-        load_annotations(json.dumps(bad).encode())
+        load_annotations(json.dumps(bad).encode(), limits=limits)
     assert ei.value.field == "categories[0].supercategory"
     many = {**base, "categories": [{"id": 1, "name": "p", "keypoints": [f"k{i}" for i in range(11)]}]}
     with pytest.raises(DatasetFormatError, match="11 keypoints; the limit is 10"):
         load_annotations(json.dumps(many).encode(), limits=FormatLimits(max_keypoints=10))
+
+
+def test_trusted_annotations_are_read_without_the_upload_limits() -> None:
+    """A trainer reads what the server accepted (maybe under larger limits, or before they
+    existed): limits=None checks no names or counts, and deep nesting is still a format error."""
+    base = {"format_version": "1.0", "images": [], "annotations": []}
+    legacy = {**base, "categories": [{"id": 1, "name": "x" * 300}], "extra": json.loads("[" * 100 + "]" * 100)}
+    assert load_annotations(json.dumps(legacy).encode()).categories[0].name == "x" * 300
+    with pytest.raises(DatasetFormatError, match="nested too deeply"):
+        load_annotations(b'{"format_version": "1.0", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")

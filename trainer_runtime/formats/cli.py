@@ -103,6 +103,7 @@ def _available_files(root: Path) -> set[str]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from trainer_runtime.formats.limits import DEFAULT_LIMITS
     from trainer_runtime.formats.validate import load_annotations, validate_dataset
 
     path: Path = args.path
@@ -115,11 +116,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 raise DatasetFormatError("the zip has no annotations.json", file=path.name)
             ann_name = min(ann_names, key=len)
             prefix = ann_name[: -len("annotations.json")]
-            ds = load_annotations(zf.read(ann_name), file=ann_name)
+            ds = load_annotations(zf.read(ann_name), file=ann_name, limits=DEFAULT_LIMITS)
             available = {n[len(prefix) + 7 :] for n in names if n.startswith(prefix + "images/")}
     else:
         ann, root = _locate(path)
-        ds = load_annotations(ann, file=ann.name)
+        ds = load_annotations(ann, file=ann.name, limits=DEFAULT_LIMITS)
         if path.is_dir():
             available = _available_files(root)
     report = validate_dataset(ds, available_files=available, max_errors=args.max_errors)

@@ -223,9 +223,10 @@ def json_depth_exceeds(raw: bytes, max_depth: int) -> bool:
     return bool(rest)
 
 
-def load_json(raw: bytes | str, *, file: str, limits: FormatLimits = DEFAULT_LIMITS) -> Any:
+def load_json(raw: bytes | str, *, file: str, limits: FormatLimits | None = DEFAULT_LIMITS) -> Any:
     """Parse user JSON: `DatasetFormatError` (file, line) for bad JSON, text that is not UTF-8,
-    and nesting deeper than ``limits.max_depth`` (never a RecursionError)."""
+    and nesting deeper than ``limits.max_depth`` (never a RecursionError). `limits` None (a
+    trusted file) skips the depth check; Python's recursion limit still ends in a format error."""
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8-sig")
@@ -233,7 +234,6 @@ def load_json(raw: bytes | str, *, file: str, limits: FormatLimits = DEFAULT_LIM
             raise DatasetFormatError(f"not UTF-8 text (byte {exc.start} cannot be decoded)", file=file) from None
     else:
         text = raw.removeprefix("\ufeff")
-    too_deep = f"invalid JSON: nested more than {limits.max_depth} levels deep"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -241,8 +241,12 @@ def load_json(raw: bytes | str, *, file: str, limits: FormatLimits = DEFAULT_LIM
             f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", file=file, line=exc.lineno
         ) from None
     except RecursionError:
-        raise DatasetFormatError(too_deep, file=file) from None
-    encoded = raw if isinstance(raw, bytes) else text.encode("utf-8")
-    if isinstance(data, dict | list) and json_depth_exceeds(encoded, limits.max_depth):
-        raise DatasetFormatError(too_deep, file=file)
+        how = f"more than {limits.max_depth} levels deep" if limits is not None else "too deeply"
+        raise DatasetFormatError(f"invalid JSON: nested {how}", file=file) from None
+    if (
+        limits is not None
+        and isinstance(data, dict | list)
+        and json_depth_exceeds(raw if isinstance(raw, bytes) else text.encode("utf-8"), limits.max_depth)
+    ):
+        raise DatasetFormatError(f"invalid JSON: nested more than {limits.max_depth} levels deep", file=file)
     return data
