@@ -6,6 +6,7 @@ through these dependencies (so tests can override them with `app.dependency_over
 
     SettingsDep        Settings of this app (not the process-wide cached one)
     SessionDep         a SQLAlchemy Session per request; tools commit, this rolls back on error and closes
+                       it as soon as the route returns (before the response is sent)
     CurrentUser        the signed-in user (Bearer JWT), else 401 with `WWW-Authenticate: Bearer`
     OptionalUser       the signed-in user, or None without a token (a bad token is still 401)
     StorageDep         the DualStorageClient
@@ -14,6 +15,22 @@ through these dependencies (so tests can override them with `app.dependency_over
 
 `authenticate_raw_token(app_state, token)` checks a token string outside a request (WebSocket
 `?token=`), opening and closing its own session.
+
+Database connections (issue 14, item 2). FastAPI runs each synchronous dependency, the route and
+its response validation as separate steps on the worker-thread pool (40 threads), and a Session
+keeps the connection it checked out until its transaction ends. When the sign-in check ran on the
+request's session, every request past it held a connection while it waited for a thread for the
+route; with ~100 requests at once every thread waited for a connection held by a request waiting
+for a thread, until the pool's 30 s timeout (500s). Now a connection is held only while it is used:
+
+- the sign-in check (`get_current_user`, `get_optional_user`) runs on a short session of its own,
+  closed before it returns; the user is attached to the request's session without a query
+  (`Session.merge(load=False)`), so the request's session has not touched the pool yet;
+- the request's session (`get_db`) takes a connection at its first query, in the route's own
+  thread step, and is closed when the route returns (`scope="function"`), not after the response
+  has been sent (a slow client or a streamed download holds no connection);
+- `web.overload` bounds the requests in flight below threads + connections, and a pool timeout
+  (DB_POOL_TIMEOUT_S) is answered 503 + Retry-After (`web.errors`).
 """
 
 from __future__ import annotations
@@ -65,7 +82,8 @@ def get_db(request: Request) -> Iterator[Session]:
         db.close()
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# "function": closed when the route returns (with its response model validated), before sending.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def get_secret_key(request: Request) -> str:
@@ -75,10 +93,19 @@ def get_secret_key(request: Request) -> str:
     return secret
 
 
+def _authenticate(request: Request, db: Session, token: str) -> User:
+    """The user `token` names, checked on a short session of its own (closed before this returns,
+    so no connection stays checked out for the rest of the request), then attached to `db`
+    without a query."""
+    with _session_factory(request.app.state)() as auth_db:
+        user = authenticate_token(auth_db, token, get_secret_key(request))
+    return db.merge(user, load=False)
+
+
 def get_current_user(request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
     if not token:
         raise AuthenticationError("Not authenticated")
-    return authenticate_token(db, token, get_secret_key(request))
+    return _authenticate(request, db, token)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -89,7 +116,7 @@ def get_optional_user(
 ) -> User | None:
     if not token:
         return None
-    return authenticate_token(db, token, get_secret_key(request))
+    return _authenticate(request, db, token)
 
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
