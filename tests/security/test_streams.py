@@ -425,6 +425,7 @@ def _up(http: httpx.Client) -> bool:
 # item 11: deleting a job deletes what was made from it
 
 
+@pytest.mark.timeout(120)  # on old main the socket waits forever for the final frame
 def test_deleting_a_job_deletes_its_exports_test_runs_and_caches(
     app: FastAPI, client: TestClient, make_user: MakeUser, settings: Any
 ) -> None:
@@ -509,3 +510,42 @@ def test_terminal_chat_opens_its_socket_with_a_ticket(live: Any) -> None:
     with live.app.state.session_factory() as db:
         tickets = list(db.scalars(select(StreamTicket).where(StreamTicket.user_id == user_id)))
     assert [(t.kind, t.used_at is not None) for t in tickets] == [("chat", True)]
+
+
+@pytest.mark.timeout(120)  # on old main the socket waits forever for the final frame
+def test_chat_socket_following_a_deleted_job_gets_a_final_deleted_frame(db_url: str, tmp_path: Path) -> None:
+    """The chat follows the jobs it launched; deleting one (queued behind another job) sends one
+    ``progress`` frame of ``event_type`` "deleted" and stops following it; the socket stays open."""
+    from tests.agent.chat_helpers import fake_trainer_settings, seed_datasets
+    from web.main import create_app
+
+    app = create_app(fake_trainer_settings(db_url, tmp_path))
+    with TestClient(app) as client:
+        try:
+            email = f"chat-{time.monotonic_ns()}@example.com"
+            client.post(f"{API}/auth/register", json={"email": email, "password": "correct horse battery staple"})
+            tok = client.post(f"{API}/auth/token", data={"username": email, "password": "correct horse battery staple"})
+            headers = {"Authorization": f"Bearer {tok.json()['access_token']}"}
+            seed_datasets(client, headers)
+            first = client.post(f"{API}/chat", json={"message": "train resnet18 on pets for 2 epochs"}, headers=headers)
+            launched = client.post(
+                f"{API}/chat", json={"session_id": first.json()["session_id"], "message": "yes"}, headers=headers
+            ).json()
+            assert launched["launched"], launched  # takes the only slot
+            with client.websocket_connect(f"/ws/chat?ticket={ticket(client, headers, 'chat')}") as ws:
+                ws.send_json({"type": "message", "message": "train resnet18 on fruit for 2 epochs"})
+                reply = ws.receive_json()
+                ws.send_json({"type": "message", "session_id": reply["session_id"], "message": "yes"})
+                reply = ws.receive_json()
+                assert reply["type"] == "reply" and reply["launched"], reply
+                job_id = reply["job_id"]
+                progress = ws.receive_json()
+                assert progress["job_id"] == job_id and progress["data"]["status"] == "queued"
+                assert client.delete(f"{API}/jobs/{job_id}", headers=headers).status_code == 204
+                final = ws.receive_json()
+                assert final["type"] == "progress" and final["job_id"] == job_id, final
+                assert final["event_type"] == "deleted" and final["seq"] is None
+                ws.send_json({"type": "ping"})
+                assert ws.receive_json() == {"type": "pong"}
+        finally:
+            app.state.supervisor.kill_all()
