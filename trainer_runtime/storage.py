@@ -202,6 +202,34 @@ def _tmp_sibling(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+# Local stores hold users' datasets and checkpoints: only the server's own user may read them
+# (issue 14), whatever the process umask says. Folders that already exist are left as they are.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_mkdirs(path: Path) -> None:
+    """Create `path` and each missing parent with mode 0700 (an existing folder is not changed)."""
+    missing: list[Path] = []
+    current = Path(path)
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
+    if not Path(path).is_dir():
+        raise NotADirectoryError(f"{path} is not a folder")
+
+
+def open_private(path: Path) -> BinaryIO:
+    """A new file at `path` (must not exist: temp names are unique), mode 0600, for writing."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    return os.fdopen(fd, "wb")
+
+
 # --------------------------------------------------------------------------------------------
 # ObjectStore
 
@@ -330,7 +358,7 @@ class LocalObjectStore(ObjectStore):
         return StorageError(f"{self.name} store (local {self.base}): {op} {key!r} failed: {exc}")
 
     def _new_tmp(self) -> Path:
-        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_mkdirs(self._tmp_dir)
         return self._tmp_dir / f"{os.getpid()}-{uuid.uuid4().hex}.part"
 
     def _write_from(self, key: str, src: IO[bytes]) -> ObjectInfo:
@@ -340,12 +368,12 @@ class LocalObjectStore(ObjectStore):
             tmp = self._new_tmp()
             sha = hashlib.sha256()
             size = 0
-            with open(tmp, "wb") as out:
+            with open_private(tmp) as out:
                 while chunk := src.read(_CHUNK):
                     sha.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_mkdirs(target.parent)
             os.replace(tmp, target)
             tmp = None
         except OSError as exc:
@@ -385,10 +413,10 @@ class LocalObjectStore(ObjectStore):
         with self.open(key) as src:
             tmp = _tmp_sibling(dest)
             try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                private_mkdirs(dest.parent)
                 sha = hashlib.sha256()
                 size = 0
-                with open(tmp, "wb") as out:
+                with open_private(tmp) as out:
                     while chunk := src.read(_CHUNK):
                         sha.update(chunk)
                         out.write(chunk)
@@ -489,7 +517,7 @@ class LocalObjectStore(ObjectStore):
 
     def check(self) -> None:
         try:
-            self.base.mkdir(parents=True, exist_ok=True)
+            private_mkdirs(self.base)
             tmp = self._new_tmp()
             tmp.write_bytes(b"")
             tmp.unlink()

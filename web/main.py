@@ -44,6 +44,7 @@ from trainer_runtime.storage import DualStorageClient, StorageConfig, StoreConfi
 from web.bodylimit import BodyGuardMiddleware
 from web.config import Settings, get_settings, gpu_count
 from web.errors import install_error_handlers
+from web.filemodes import secure_data_dir, secure_sqlite_file
 from web.logredact import install_log_redaction
 from web.overload import OverloadMiddleware
 from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, stream_tickets, ws
@@ -118,7 +119,8 @@ def kubernetes_config_from_settings(settings: Settings) -> KubernetesConfig:
 
 def _startup(app: FastAPI, settings: Settings) -> None:
     """Blocking part of the lifespan (run in a worker thread)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)  # 0700: data, work, storage, trainer (web.filemodes)
+    secure_sqlite_file(settings.resolved_database_url)  # app.db 0600 before SQLite creates it
     engine = create_engine_for_url(
         settings.resolved_database_url,
         pool_size=settings.db_pool_size,
