@@ -51,6 +51,16 @@ def require_user(ctx: ToolContext, what: str = "") -> User:
     return ctx.user
 
 
+# The largest id a database row can have (SQLite INTEGER, PostgreSQL BIGINT). An id from text (a
+# chat message, an LLM tool call) past it names no row: looking it up would raise OverflowError.
+MAX_DB_ID = 2**63 - 1
+
+
+def is_db_id(value: int) -> bool:
+    """True when `value` can be a row id (1 .. 2**63-1)."""
+    return 1 <= value <= MAX_DB_ID
+
+
 def iso_utc(dt: datetime | None) -> str | None:
     """An ISO-8601 UTC timestamp ending in Z (naive datetimes from SQLite are taken as UTC)."""
     if dt is None:

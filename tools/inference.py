@@ -59,7 +59,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tools.context import ToolContext, iso_utc, require_user
+from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.db.models import (
     Dataset,
     DatasetImage,
@@ -558,6 +558,8 @@ def _visible_job(ctx: ToolContext, job_id: Any) -> Job:
         jid = int(job_id)
     except (TypeError, ValueError):
         raise NotFoundError(f"job {job_id} not found", detail={"job_id": job_id}) from None
+    if not is_db_id(jid):
+        raise NotFoundError(f"job {job_id} not found", detail={"job_id": job_id})
     job = ctx.db.get(Job, jid)
     if job is None or job.owner_id != user.id:
         raise NotFoundError(f"job {job_id} not found", detail={"job_id": job_id})

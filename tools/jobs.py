@@ -56,7 +56,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from tools import catalog
-from tools.context import ToolContext, iso_utc, require_user
+from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
 from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent, ModelExport, TestRun
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
@@ -200,6 +200,8 @@ def _job_row(ctx: ToolContext, job_id: int) -> Job:
         jid = int(job_id)
     except (TypeError, ValueError):
         raise _not_found(job_id) from None
+    if not is_db_id(jid):  # e.g. "stop job 10**30" in a chat: no such row
+        raise _not_found(job_id)
     job = ctx.db.get(Job, jid, populate_existing=True)
     if job is None or job.owner_id != user.id:
         raise _not_found(job_id)

@@ -222,3 +222,12 @@ def test_an_out_of_range_last_event_id_is_ignored(world: tuple[TestClient, Actor
         assert resp.status_code == 200
         body = b"".join(resp.iter_bytes())
     assert b"hello" in body
+
+
+@pytest.mark.parametrize("message", [f"stop job {HUGE}", f"how is job #{HUGE} doing", f"resume job {HUGE}"])
+def test_a_huge_job_number_in_a_chat_message_is_not_found(world: tuple[TestClient, Actor], message: str) -> None:
+    """Ids parsed from text reach the tools unbounded: the tools treat one past 2**63-1 as no row."""
+    client, actor = world
+    resp = client.post("/api/v1/chat", json={"message": message}, headers=actor.headers)
+    assert resp.status_code == 200, resp.text
+    assert "not found" in resp.json()["reply"]
