@@ -166,7 +166,10 @@ def validate_password(password: str) -> None:
 
 
 def get_user_by_email(db: Session, email: str) -> User | None:
-    return db.scalars(select(User).where(User.email == email.strip().lower())).first()
+    value = email.strip().lower()
+    if "\x00" in value:  # no stored address has one (normalize_email); PostgreSQL refuses NUL in text (a 500)
+        return None
+    return db.scalars(select(User).where(User.email == value)).first()
 
 
 def register_user(
