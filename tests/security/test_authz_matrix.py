@@ -684,3 +684,33 @@ def test_sse_streams_refuse_other_users_and_bad_tokens(world: World) -> None:
         assert world.client.get(path, params={"token": forged}).status_code == 401
         assert world.client.get(path, params={"token": world.other.token}).status_code == 404
         assert world.client.get(path, params={"token": world.owner.token}).status_code == 204
+
+
+def _ws_close(w: World, url: str) -> int:
+    with w.client.websocket_connect(url) as ws:
+        try:
+            while True:
+                ws.receive_json()
+        except WebSocketDisconnect as exc:
+            return int(exc.code)
+
+
+def test_stream_tickets_open_one_stream_of_their_owner_once(world: World) -> None:
+    """The ticket way into the streams: a ticket opens the one stream it was issued for, once; a
+    made-up ticket, a used one and one for another stream are refused like a bad token."""
+    c, done, run_id = world.client, world.ids["done_job"], world.ids["run_id"]
+
+    def ticket(kind: str, ident: int | None, actor: Actor) -> Any:
+        return c.post(f"{API}/stream-tickets", json={"kind": kind, "id": ident}, headers=actor.headers)
+
+    assert ticket("job", done, world.other).status_code == 404  # another user's job: like REST
+    assert ticket("test_run", run_id, world.other).status_code == 404
+    t = ticket("job", done, world.owner).json()["ticket"]
+    assert _ws_close(world, f"/ws/jobs/{done}?ticket={t}") == WS_FINISHED
+    assert _ws_close(world, f"/ws/jobs/{done}?ticket={t}") in WS_UNAUTHENTICATED  # used up
+    assert _ws_close(world, f"/ws/jobs/{done}?ticket=made-up") in WS_UNAUTHENTICATED
+    t = ticket("test_run", run_id, world.owner).json()["ticket"]
+    assert _ws_close(world, f"/ws/jobs/{done}?ticket={t}") in WS_UNAUTHENTICATED  # not for this stream
+    t = ticket("job", done, world.owner).json()["ticket"]
+    assert c.get(f"{API}/jobs/{done}/stream", params={"ticket": t}).status_code == 204
+    assert c.get(f"{API}/jobs/{done}/stream", params={"ticket": t}).status_code == 401
