@@ -639,12 +639,14 @@ def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
 
 
 def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
-    """Delete a job that is not running (queued, completed, failed or stopped) with everything
-    made from it: its events; its checkpoints, ONNX exports (``results/exports/<job>/``) and test
-    runs' reports and predictions (``results/test-runs/<run>/``) in the internal store; its rows
-    of test runs and exports; its local trainer folder (`JobNotifier.forget`) and the inference
-    cache's copies of its checkpoints (a job listener of the app, `tools.inference`). A running job
-    -> ConflictError (stop it first).
+    """Delete a job, whatever its status, with everything made from it: its events; its
+    checkpoints, ONNX exports (``results/exports/<job>/``) and test runs' reports and predictions
+    (``results/test-runs/<run>/``) in the internal store; its rows of test runs and exports; its
+    local trainer folder (`JobNotifier.forget`) and the inference cache's copies of its
+    checkpoints (a job listener of the app, `tools.inference`). A queued job leaves the queue
+    first; a job with a live trainer (preparing, running, resuming, or waiting for a retry) gets
+    `stop_requested` first, and the leading supervisor kills the trainer of a job whose row is
+    gone within a tick (`Supervisor._handle_stops`; no checkpoint upload) and removes its folder.
 
     Live streams of the job and of its test runs are told with a ``{"type": "deleted"}`` notice on
     their bus channels (`JobNotifier.publish`); they end with a final ``deleted`` event.
@@ -654,11 +656,15 @@ def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     any object the store could not delete is listed with the error."""
     job = _job_row(ctx, job_id)
     supervisor = supervisor or supervisor_for(ctx.db)
-    if job.status not in (*TERMINAL_STATUSES, "queued"):
-        raise ConflictError(f"job {job.id} is {job.status}; stop it before deleting it", detail={"job_id": job.id})
-    # A queued job is taken out of the queue first, so the supervisor cannot start it meanwhile.
-    if job.status == "queued" and not _compare_and_set(ctx, job.id, "queued", "stopped"):
-        raise ConflictError(f"job {job.id} has just started; stop it first", detail={"job_id": job.id})
+    # A queued job is taken out of the queue first, so the supervisor cannot start it meanwhile
+    # (one it has just claimed is deleted like a running one).
+    if job.status == "queued":
+        _compare_and_set(ctx, job.id, "queued", "stopped")
+    if job.status not in TERMINAL_STATUSES:
+        # A trainer may be alive: its stop is asked for (and committed) before anything is deleted,
+        # so it does not train on whatever happens below.
+        job.stop_requested = True
+        ctx.db.commit()
     keys = list(ctx.db.scalars(select(JobCheckpoint.key).where(JobCheckpoint.job_id == job.id)))
     removed = 0
     for key in keys:

@@ -401,7 +401,9 @@ class Supervisor:
         stop_sent = bool(handle is not None and handle.extra.get("stop_sent"))
         with self.session_factory() as db:
             job = db.get(Job, job_id, populate_existing=True)
-            if job is None:
+            if job is None:  # deleted (while its trainer ran): what the trainer left goes too
+                self._attempt_seq.pop(job_id, None)
+                shutil.rmtree(self.runtime.job_dir(job_id), ignore_errors=True)
                 return
             since = int(self._attempt_seq.pop(job_id, 0))
             if attempt is not None and int(job.attempts or 0) != int(attempt):
@@ -522,6 +524,9 @@ class Supervisor:
         if not watched:
             return
         with self.session_factory() as db:
+            present = set(db.scalars(select(Job.id).where(Job.id.in_(watched))))
+            for job_id in sorted(watched - present):
+                self._drop_deleted(job_id)
             ids = set(db.scalars(select(Job.id).where(Job.id.in_(watched), Job.stop_requested.is_(True))))
             for job_id in ids:
                 if job_id in self._running and job_id not in self._stopping:
@@ -532,6 +537,17 @@ class Supervisor:
                 elif job_id in self._retry_at:
                     del self._retry_at[job_id]
                     self._emit(db, job_id, "stopped", message="stopped while waiting for a retry")
+
+    def _drop_deleted(self, job_id: int) -> None:
+        """A job deleted while its trainer runs or waits for a retry (`tools.jobs.delete_job`):
+        its retry is dropped and its trainer killed (what it would still upload belongs to no
+        job); `_reap` collects the exit and `_on_exit` removes the job's folder."""
+        self._retry_at.pop(job_id, None)
+        handle = self._running.get(job_id)
+        if handle is not None and not handle.extra.get("deleted"):
+            handle.extra["deleted"] = True
+            log.info("job %s: deleted while its trainer runs; killing the trainer", job_id)
+            self.executor.kill(handle)
 
     # ------------------------------------------------------------------------------ starts
     def _free_slots(self) -> int:

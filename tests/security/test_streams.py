@@ -152,7 +152,7 @@ def live(settings: Any) -> Any:
         yield server
 
 
-def _register(http: httpx.Client) -> tuple[int, dict[str, str]]:
+def _register(http: Any) -> tuple[int, dict[str, str]]:
     email = f"s-{time.monotonic_ns()}@example.com"
     r = http.post(f"{API}/auth/register", json={"email": email, "password": "correct horse battery staple"})
     assert r.status_code == 201, r.text
@@ -488,11 +488,41 @@ def test_deleting_a_job_deletes_its_exports_test_runs_and_caches(
     assert client.get(f"{API}/test-runs/{run_id}", headers=headers).status_code == 404
 
 
-def test_rest_delete_of_a_running_job_is_refused(app: FastAPI, client: TestClient, make_user: MakeUser) -> None:
-    """Deleting needs a job that is not running (stop it first): what the docs promise."""
-    user, headers = make_user()
-    job_id, _ = make_job(app.state.session_factory, int(user["id"]))
-    assert client.delete(f"{API}/jobs/{job_id}", headers=headers).status_code == 409
+@pytest.mark.timeout(120)  # on old main the delete is refused and nothing ends
+def test_deleting_a_running_job_kills_its_trainer_and_ends_its_streams(db_url: str, tmp_path: Path) -> None:
+    """A job whose (fake) trainer runs is deleted: 204, its socket gets the final `deleted` event
+    and 4410, the supervisor kills the trainer and removes its folder."""
+    from tests.agent.chat_helpers import fake_trainer_settings, seed_datasets
+    from web.main import create_app
+
+    app = create_app(fake_trainer_settings(db_url, tmp_path))
+    with TestClient(app) as client:
+        supervisor = app.state.supervisor
+        try:
+            _, headers = _register(client)
+            seed_datasets(client, headers)
+            intent = {"model_name": "resnet18", "dataset": "pets", "epochs": 1}
+            r = client.post(f"{API}/jobs", json={"intent": intent}, headers=headers)
+            assert r.status_code == 201, r.text
+            job_id = int(r.json()["id"])
+            wait_for(lambda: job_id in supervisor.running_jobs(), timeout=60, what="the trainer to start")
+            pid = int(supervisor.handle(job_id).external_id)
+            job_dir = supervisor.runtime.job_dir(job_id)
+            assert Path(f"/proc/{pid}").exists() and job_dir.exists()
+            with client.websocket_connect(f"/ws/jobs/{job_id}?ticket={ticket(client, headers, 'job', job_id)}") as ws:
+                assert ws.receive_json()["seq"] == 1  # the stream is open
+                assert client.delete(f"{API}/jobs/{job_id}", headers=headers).status_code == 204
+                got: list[dict[str, Any]] = []
+                with pytest.raises(WebSocketDisconnect) as info:
+                    while True:
+                        got.append(ws.receive_json())
+            assert info.value.code == 4410 and got[-1]["type"] == "deleted", got
+            wait_for(lambda: job_id not in supervisor.running_jobs(), timeout=60, what="the trainer to be killed")
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="the trainer process to go")
+            assert not job_dir.exists()
+            assert client.get(f"{API}/jobs/{job_id}", headers=headers).status_code == 404
+        finally:
+            supervisor.kill_all()
 
 
 def test_terminal_chat_opens_its_socket_with_a_ticket(live: Any) -> None:

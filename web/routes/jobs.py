@@ -129,13 +129,14 @@ def resume_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[st
 @router.delete(
     "/{job_id}",
     status_code=204,
-    summary="Delete a job that is not running, with its checkpoints, exports, test runs and cached files",
+    summary="Delete a job (a running one's trainer is killed), with its checkpoints, exports, test runs and files",
 )
 def delete_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> Response:
     """Deletes the job's events, checkpoints, ONNX exports, test runs (reports, predictions), the
     inference cache's copies and the trainer folder; the job's live streams end with a `deleted`
-    event (WebSocket close 4410). Kept: the job's MLflow run (experiment history). A running job
-    answers 409: stop it first."""
+    event (WebSocket close 4410). A running job's trainer is killed within a supervisor tick (no
+    checkpoint upload: stop the job first to keep its last.pt). Kept: the job's MLflow run
+    (experiment history)."""
     jobs.delete_job(ctx, job_id, supervisor=_supervisor(request))
     return Response(status_code=204)
 
