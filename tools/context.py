@@ -51,13 +51,14 @@ def require_user(ctx: ToolContext, what: str = "") -> User:
     return ctx.user
 
 
-# The largest id a database row can have (SQLite INTEGER, PostgreSQL BIGINT). An id from text (a
-# chat message, an LLM tool call) past it names no row: looking it up would raise OverflowError.
-MAX_DB_ID = 2**63 - 1
+# The largest id a row can have: id and seq columns are INTEGER, 32-bit on PostgreSQL. An id from
+# text (a chat message, an LLM tool call) past it names no row, and looking it up would fail
+# ("integer out of range" on PostgreSQL, OverflowError on SQLite past 2**63-1): a 500.
+MAX_DB_ID = 2**31 - 1
 
 
 def is_db_id(value: int) -> bool:
-    """True when `value` can be a row id (1 .. 2**63-1)."""
+    """True when `value` can be a row id (1 .. MAX_DB_ID)."""
     return 1 <= value <= MAX_DB_ID
 
 
