@@ -60,7 +60,14 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def _settings_dep(request: Request) -> Settings:
+    return get_settings(request)
+
+
+# The dependencies that only read app.state are `async def` wrappers of the plain functions: FastAPI
+# runs a sync dependency as a step of its own on the worker-thread pool, and under load each such
+# step waits for a thread again (the plain functions stay for code that runs in a thread already).
+SettingsDep = Annotated[Settings, Depends(_settings_dep)]
 
 
 def _session_factory(state: Any) -> sessionmaker[Session]:
@@ -127,7 +134,11 @@ def get_storage(request: Request) -> DualStorageClient:
     return storage
 
 
-StorageDep = Annotated[DualStorageClient, Depends(get_storage)]
+async def _storage_dep(request: Request) -> DualStorageClient:
+    return get_storage(request)
+
+
+StorageDep = Annotated[DualStorageClient, Depends(_storage_dep)]
 
 
 def get_work_dir(request: Request) -> Path:
@@ -163,7 +174,11 @@ def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storag
     )
 
 
-ToolContextDep = Annotated[ToolContext, Depends(get_tool_context)]
+async def _tool_context_dep(request: Request, db: SessionDep, user: CurrentUser, storage: StorageDep) -> ToolContext:
+    return get_tool_context(request, db, user, storage)
+
+
+ToolContextDep = Annotated[ToolContext, Depends(_tool_context_dep)]
 
 
 def get_optional_tool_context(request: Request, db: SessionDep, user: OptionalUser, storage: StorageDep) -> ToolContext:
@@ -176,7 +191,13 @@ def get_optional_tool_context(request: Request, db: SessionDep, user: OptionalUs
     )
 
 
-OptionalToolContextDep = Annotated[ToolContext, Depends(get_optional_tool_context)]
+async def _optional_tool_context_dep(
+    request: Request, db: SessionDep, user: OptionalUser, storage: StorageDep
+) -> ToolContext:
+    return get_optional_tool_context(request, db, user, storage)
+
+
+OptionalToolContextDep = Annotated[ToolContext, Depends(_optional_tool_context_dep)]
 
 
 def authenticate_raw_token(state: Any, token: str | None) -> User:
