@@ -579,3 +579,40 @@ def test_chat_socket_following_a_deleted_job_gets_a_final_deleted_frame(db_url: 
                 assert ws.receive_json() == {"type": "pong"}
         finally:
             app.state.supervisor.kill_all()
+
+
+def test_two_replicas_ticket_from_one_stream_on_the_other_and_deletion_reaches_it(db_url: str, tmp_path: Path) -> None:
+    """Two servers on one database and one Redis: a ticket issued by A opens a stream on B (once),
+    and deleting the job through A ends B's stream with `deleted` / 4410 (the notice crosses Redis)."""
+    from tests.conftest import make_settings
+    from tests.event_helpers import redis_url, unique_prefix
+    from web.main import create_app
+
+    url, prefix = redis_url(), unique_prefix()
+    apps = [
+        create_app(make_settings(db_url, tmp_path / name, redis_url=url, redis_channel_prefix=prefix))
+        for name in ("a", "b")
+    ]
+    with LiveServer(apps[0]) as a, LiveServer(apps[1]) as b:
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(base_url=a.url, timeout=30) as http:
+                with httpx.Client(base_url=a.url, timeout=30) as sync_http:
+                    user_id, headers = _register(sync_http)
+                job_id, _ = make_job(a.app.state.session_factory, user_id, status="queued")
+                with a.app.state.session_factory() as db:
+                    from tools.events import append_event
+
+                    append_event(db, job_id, "log", {"n": 1})
+                r = await http.post(f"{API}/stream-tickets", json={"kind": "job", "id": job_id}, headers=headers)
+                t = r.json()["ticket"]
+                ws = await connect(f"ws://127.0.0.1:{b.port}/ws/jobs/{job_id}?ticket={t}")
+                assert json.loads(await ws.recv())["seq"] == 1
+                assert (await http.delete(f"{API}/jobs/{job_id}", headers=headers)).status_code == 204
+                got, code = await _ws_until_closed(ws, timeout=10)  # well before B's 15 s heartbeat
+                assert code == 4410 and got[-1]["type"] == "deleted", (code, got)
+                async with connect(f"ws://127.0.0.1:{a.port}/ws/jobs/{job_id}?ticket={t}") as again:
+                    _, code = await _ws_until_closed(again)
+                    assert code == 1008  # used on B
+
+        asyncio.run(scenario())
