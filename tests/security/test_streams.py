@@ -414,6 +414,30 @@ def test_tokens_never_reach_the_server_log(db_url: str, tmp_path: Path) -> None:
     assert access.split(".")[1] not in output
 
 
+def test_redaction_of_log_records() -> None:
+    """Credential query values, bearer tokens and JWTs go; everything else stays, and uvicorn's
+    access records keep their five arguments (its formatter unpacks them)."""
+    import logging
+
+    from web.logredact import redact, redact_record
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    line = f"GET /ws/jobs/3?after=2&token={jwt}&ticket=abc_-1&keyboard=1&monkey=2&X-Amz-Signature=ff HTTP/1.1"
+    assert redact(line) == (
+        "GET /ws/jobs/3?after=2&token=[REDACTED]&ticket=[REDACTED]&keyboard=1&monkey=2"
+        "&X-Amz-Signature=[REDACTED] HTTP/1.1"
+    )
+    assert redact(f"Authorization: Bearer {jwt}") == "Authorization: Bearer [REDACTED]"
+    assert redact(f"got {jwt} from the page") == "got [REDACTED] from the page"
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/api/v1/jobs/1/stream?token={jwt}", "1.1", 200), None,
+    )  # fmt: skip
+    redact_record(record)
+    assert record.args == ("127.0.0.1:5", "GET", "/api/v1/jobs/1/stream?token=[REDACTED]", "1.1", 200)
+    assert jwt not in record.getMessage()
+
+
 def _up(http: httpx.Client) -> bool:
     try:
         return http.get("/health").status_code == 200
