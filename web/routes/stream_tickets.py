@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.stream_tickets import issue_ticket
 from web.deps import SettingsDep, ToolContextDep
+from web.params import MAX_ID
 
 router = APIRouter(tags=["job events"])
 
@@ -29,7 +30,7 @@ class StreamTicketIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["job", "test_run", "chat"] = Field(description="which stream the ticket opens")
-    id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="the job or test run id (none for chat)")
+    id: int | None = Field(default=None, ge=1, le=MAX_ID, description="the job or test run id (none for chat)")
 
 
 class StreamTicketOut(BaseModel):
