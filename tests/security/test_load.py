@@ -125,3 +125,74 @@ def test_a_pool_timeout_is_503_with_retry_after_not_500() -> None:
     body = error_body(exc)
     assert body["error"] == "ServiceBusyError" and "DB_POOL_TIMEOUT_S" in body["detail"]
     assert ws_close_code(exc) == 1011
+
+
+def _tiny_app(max_in_flight: int, queue_timeout_s: float) -> tuple[Any, dict[str, Any]]:
+    """A Starlette app behind OverloadMiddleware: `/stream` streams until `release` is set,
+    `/slow` answers when `release` is set, `/fast` at once."""
+    import threading
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, StreamingResponse
+    from starlette.routing import Route
+
+    gate = {"release": threading.Event(), "started": threading.Event()}
+
+    async def wait_gate() -> None:
+        gate["started"].set()
+        while not gate["release"].is_set():
+            await asyncio.sleep(0.01)
+
+    async def stream(request: Any) -> StreamingResponse:
+        async def body() -> Any:
+            yield b"first\n"
+            await wait_gate()
+            yield b"last\n"
+
+        return StreamingResponse(body(), media_type="text/plain")
+
+    async def slow(request: Any) -> PlainTextResponse:
+        await wait_gate()
+        return PlainTextResponse("slow")
+
+    async def fast(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("fast")
+
+    app = Starlette(routes=[Route("/stream", stream), Route("/slow", slow), Route("/fast", fast)])
+    return OverloadMiddleware(app, max_in_flight=max_in_flight, queue_timeout_s=queue_timeout_s), gate
+
+
+def test_a_streamed_response_frees_its_slot_once_it_has_started() -> None:
+    app, gate = _tiny_app(max_in_flight=1, queue_timeout_s=0)
+    with (
+        LiveServer(app) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        client.stream("GET", "/stream") as streaming,
+    ):
+        assert streaming.status_code == 200
+        lines = streaming.iter_lines()
+        assert next(lines) == "first"
+        assert client.get("/fast").status_code == 200  # the open stream holds no slot
+        gate["release"].set()
+        assert [line for line in lines if line] == ["last"]
+
+
+def test_a_request_beyond_the_bound_waits_for_a_slot_within_the_queue_timeout() -> None:
+    import threading
+
+    app, gate = _tiny_app(max_in_flight=1, queue_timeout_s=60)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=90) as client:
+        answers: dict[str, int] = {}
+        slow = threading.Thread(target=lambda: answers.update(slow=client.get("/slow").status_code))
+        slow.start()
+        assert gate["started"].wait(30)
+        assert app.in_flight == 1
+        waiting = threading.Thread(target=lambda: answers.update(fast=client.get("/fast").status_code))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and "fast" not in answers  # queued, not refused
+        gate["release"].set()
+        slow.join(30)
+        waiting.join(30)
+        assert answers == {"slow": 200, "fast": 200}
+        assert app.rejected == 0
