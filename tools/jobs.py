@@ -606,20 +606,14 @@ def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = 
 def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
     """Queue a stopped or failed job again; it continues from its last.pt (weights, optimizer,
     scheduler, epoch, best metric) with a fresh retry budget. ConflictError (409) when the job is
-    not stopped/failed, has no last.pt, or the trainer of its last attempt has not exited yet
-    (it reports ``stopped`` before it has finished; the supervisor's `trainer_alive`)."""
+    not stopped/failed or has no last.pt. A trainer reports ``stopped`` before it has exited: a
+    resume in that window is accepted, and the supervisor starts the new attempt only once the old
+    trainer has exited (attempts are told apart by number, so its late exit changes nothing)."""
     job = _job_row(ctx, job_id)
     supervisor = supervisor or supervisor_for(ctx.db)
     if job.status not in RESUMABLE_STATUSES:
         raise ConflictError(
             f"job {job.id} is {job.status}; only stopped or failed jobs can be resumed", detail={"job_id": job.id}
-        )
-    trainer_alive = getattr(supervisor, "trainer_alive", None)
-    if trainer_alive is not None and trainer_alive(job):
-        raise ConflictError(
-            f"job {job.id} is {job.status} but the trainer of its last attempt has not exited yet; "
-            "resume it in a few seconds",
-            detail={"job_id": job.id},
         )
     last = ctx.db.scalar(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id, JobCheckpoint.name == "last.pt"))
     if last is None:

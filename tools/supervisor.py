@@ -224,22 +224,6 @@ class Supervisor:
             self._retry_at.pop(job_id, None)
         shutil.rmtree(self.runtime.job_dir(job_id), ignore_errors=True)
 
-    def trainer_alive(self, job: Job) -> bool:
-        """Whether a trainer of `job` may still be running: this leader still watches one (its exit
-        not yet reaped), or the executor still sees the last attempt's trainer (`job.external_id`:
-        a pid on this host, a Kubernetes Job), as a follower can check too. `tools.jobs.resume_job`
-        answers 409 then. When the executor cannot tell (its API is down) this says False and logs:
-        the attempt numbers keep a late exit of the old trainer from touching the resumed job."""
-        if job.id in self._running:
-            return True
-        if not job.external_id:
-            return False
-        try:
-            return bool(self.executor.is_alive(job.external_id, self.runtime.spec_path(job.id)))
-        except Exception:
-            log.warning("job %s: could not tell whether trainer %s still runs", job.id, job.external_id, exc_info=True)
-            return False
-
     def running_jobs(self) -> list[int]:
         return sorted(self._running)
 
