@@ -235,7 +235,7 @@ class FileLeaderLock(LeaderLock):
                 return True
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                # 0600 like the database beside it (issue 14); kept open while held
+                # 0600 like the database beside it; kept open while held
                 fh = open(self.path, "a+", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600))  # noqa: SIM115
             except OSError as exc:
                 log.warning("leader lock: cannot open %s: %s", self.path, exc)

@@ -203,7 +203,7 @@ def _tmp_sibling(dest: Path) -> Path:
 
 
 # Local stores hold users' datasets and checkpoints: only the server's own user may read them
-# (issue 14), whatever the process umask says. Folders that already exist are left as they are.
+# whatever the process umask says. Folders that already exist are left as they are.
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 

@@ -1,4 +1,4 @@
-"""Request bodies: authenticate before reading one, and bound its size (issue 14, item 4).
+"""Request bodies: authenticate before reading one, and bound its size.
 
 FastAPI reads (and spools to disk) a form or JSON body before a route's dependencies run, so an
 anonymous 200 MiB upload used to be received in full and only then refused with 401.

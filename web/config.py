@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # user answer 401 before reading any body sent without a valid token.
     max_request_body_bytes: int = Field(default=2 * 1024**3 + 64 * 1024**2, ge=0)
     max_unauthenticated_body_bytes: int = Field(default=16 * 1024**2, ge=0)
-    # Hostile uploads (issue 14): a zip expanding more than MAX_ZIP_RATIO times its size (the whole
+    # Hostile uploads: a zip expanding more than MAX_ZIP_RATIO times its size (the whole
     # archive, or one entry over 1 MiB) is a zip bomb (413, checked before extracting). Each
     # user's datasets may hold USER_STORAGE_QUOTA_BYTES in all (413 beyond; 0 = no quota).
     # Class/keypoint names: at most MAX_LABEL_CHARS plain characters; at most MAX_CATEGORIES

@@ -16,7 +16,7 @@ through these dependencies (so tests can override them with `app.dependency_over
 `authenticate_raw_token(app_state, token)` checks a token string outside a request (WebSocket
 `?token=`), opening and closing its own session.
 
-Database connections (issue 14, item 2). FastAPI runs each synchronous dependency, the route and
+Database connections. FastAPI runs each synchronous dependency, the route and
 its response validation as separate steps on the worker-thread pool (40 threads), and a Session
 keeps the connection it checked out until its transaction ends. When the sign-in check ran on the
 request's session, every request past it held a connection while it waited for a thread for the

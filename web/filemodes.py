@@ -1,4 +1,4 @@
-"""Private modes for the server's local state (issue 14: `app.db` was world-readable, storage 0755).
+"""Private modes for the server's local state (`app.db` was world-readable, storage 0755).
 
 At start (`web.main._startup`) the data folder and its `work/`, `storage/` and `trainer/` folders
 are made mode 0700 and a SQLite database file 0600 (created so before SQLite opens it; SQLite gives

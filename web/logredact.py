@@ -1,4 +1,4 @@
-"""Credentials never reach a log line (issue 14).
+"""Credentials never reach a log line.
 
 WebSocket and EventSource clients could only authenticate with `?token=<JWT>` in the URL, and
 uvicorn writes every request line (``"GET /api/v1/jobs/3/stream?token=eyJ... HTTP/1.1" 200``,

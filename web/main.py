@@ -142,7 +142,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     state.secret_key = settings.resolved_secret_key()
     with session_factory() as db:
         state.system_user_id = auth_tools.ensure_system_user(db).id
-    # a deleted job's checkpoints leave the inference cache too (issue 14)
+    # a deleted job's checkpoints leave the inference cache too
     register_deleted_job_cleanup(engine, session_factory, InferenceConfig.from_settings(settings).cache_dir)
     if settings.create_demo_datasets:
         ensure_demo_datasets(session_factory, storage, work_dir)

@@ -1,4 +1,4 @@
-"""A bound on the HTTP requests the server works on at once (issue 14, item 2).
+"""A bound on the HTTP requests the server works on at once.
 
 `OverloadMiddleware` (pure ASGI, installed by `web.main.create_app`) lets at most
 `MAX_REQUESTS_IN_FLIGHT` HTTP requests run at the same time. A request that finds them all busy

@@ -1,4 +1,4 @@
-"""Bounded integer parameters shared by every route (issue 14: no 500 from a huge number).
+"""Bounded integer parameters shared by every route (no 500 from a huge number).
 
 The id and event-sequence columns are INTEGER: 32-bit on PostgreSQL (a bigger value in a query is
 "integer out of range", a 500), 64-bit on SQLite (past that, OverflowError in the driver, a 500).

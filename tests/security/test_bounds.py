@@ -1,4 +1,4 @@
-"""Issue 14 item 7: no 500 from a number out of range (ids and seqs are INTEGER columns: 32-bit
+"""No 500 from a number out of range (ids and seqs are INTEGER columns: 32-bit
 on PostgreSQL, so 2**31 is already out of range there).
 
 Integers of 10**30 in a path or query gave 500 on 21 routes (SQLite's OverflowError), the

@@ -1,4 +1,4 @@
-"""Issue 14 item 11 (parts): the unauthenticated /health tells nothing but ok/failing, and the
+"""The unauthenticated /health tells nothing but ok/failing, and the
 server's local state is private to its user (data, work, storage folders 0700; app.db and stored
 objects 0600), also when the process umask would allow more."""
 

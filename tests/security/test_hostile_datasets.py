@@ -1,4 +1,4 @@
-"""Hostile dataset uploads (issue 14 items 3, 8 and 11), through the REST API.
+"""Hostile dataset uploads, through the REST API.
 
 * Item 3: a 700-byte YAML alias bomb in data.yaml, JSON/YAML nested 100,000 deep, a 10 kB class
   name, 100,000 categories: each a 422 naming the file (and field), nothing stored; dataset lists

@@ -1,4 +1,4 @@
-"""Issue 14, item 2: the database pool must not deadlock under concurrent requests, and overload
+"""The database pool must not deadlock under concurrent requests, and overload
 is answered 503 + Retry-After instead of queueing into timeouts.
 
 Before the fix, the sign-in check ran on the request's session and kept its pooled connection while

@@ -1,4 +1,4 @@
-"""Issue 14 item 5 (and the register part of 11): sign-in throttling, bounded password hashing,
+"""Sign-in throttling, bounded password hashing,
 and a 409 registration that costs what a new one costs.
 
 Throttle: N wrong passwords -> 429 with Retry-After; the right password works once the lock is

@@ -1,4 +1,4 @@
-"""Live streams between users (issue 14, items 1, 6 and part of 11).
+"""Live streams between users.
 
 Item 1: ids are never reused (SQLite AUTOINCREMENT, PostgreSQL sequences), and a deleted job's
 streams (WS, SSE, test-run WS) end with a final ``deleted`` event (WS close 4410) instead of going

@@ -1,4 +1,4 @@
-"""Issue 14 item 10: trainers are contained.
+"""Trainers are contained.
 
 * A local trainer inherits an allow-list of the server's environment, never its secrets
   (SECRET_KEY, SLACK_BOT_TOKEN, LLM_API_KEY, AWS/storage keys, DATABASE_URL ...): checked on the

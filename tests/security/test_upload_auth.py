@@ -1,4 +1,4 @@
-"""Issue 14, item 4: request bodies are not read before authentication, and are bounded.
+"""Request bodies are not read before authentication, and are bounded.
 
 Before the fix, an anonymous 200 MiB POST to `/api/v1/jobs/{id}/inference` or
 `/api/v1/test-runs/upload` was received (spooled to disk) in full, and only then refused with 401:

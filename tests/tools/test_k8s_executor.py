@@ -227,7 +227,7 @@ SERVER_SECRETS = {
 def test_pods_get_a_fixed_environment_and_their_credentials_only_in_the_spec_secret(
     api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # issue 14 item 10: the server's secrets never reach a trainer pod; its own stores' credentials
+    # the server's secrets never reach a trainer pod; its own stores' credentials
     # come in the mounted spec Secret, nothing else
     for key, value in SERVER_SECRETS.items():
         monkeypatch.setenv(key, value)

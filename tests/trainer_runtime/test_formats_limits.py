@@ -1,4 +1,4 @@
-"""`trainer_runtime.formats.limits`: the safe YAML/JSON readers and name checks (issue 14 item 3),
+"""`trainer_runtime.formats.limits`: the safe YAML/JSON readers and name checks ,
 and the importers using them with explicit `FormatLimits`."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 """Table kwargs of every table whose integer id appears in a URL or a token (users, projects,
 dataset images, jobs, test runs, exports, Slack links): on SQLite the id is declared AUTOINCREMENT,
 so the id of a deleted row is never given to a new one (a plain rowid reuses the highest id after
-it is deleted, and a follower of the deleted job would get the next owner's events; issue 14).
+it is deleted, and a follower of the deleted job would get the next owner's events).
 PostgreSQL sequences never hand out a value twice anyway. Migration 0007 rebuilds the tables."""
 
 

@@ -20,7 +20,7 @@ the way to go) or `?token=` (deprecated, kept for one release; access logs redac
 ``event: end``. A job that is finished with nothing after `after` answers 204 (EventSource then
 stops reconnecting). A slow client's stream is ended; it reconnects with Last-Event-ID.
 
-Deleted jobs (issue 14): a stream knows the job it opened by its owner and creation time
+Deleted jobs: a stream knows the job it opened by its owner and creation time
 (`JobIdentity`); a page read that finds the job gone, or a job of that id that is not the same
 job, reads as status "deleted" and drops what it read. `tools.jobs.delete_job` publishes
 ``{"type": "deleted"}`` on the job's channel (and on each of its test runs'), which makes every

@@ -1,4 +1,4 @@
-"""`POST /api/v1/stream-tickets`: a single-use ticket that opens one live stream (issue 14).
+"""`POST /api/v1/stream-tickets`: a single-use ticket that opens one live stream.
 
     POST /api/v1/stream-tickets   {"kind": "job" | "test_run" | "chat", "id"?: int}   (Bearer)
         -> 201 {"ticket", "kind", "id", "expires_at", "expires_in_s", "url"}

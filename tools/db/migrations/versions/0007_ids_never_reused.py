@@ -1,5 +1,5 @@
 """ids never reused (SQLite AUTOINCREMENT on every table whose id is in a URL or a token) and
-single-use stream tickets (issue 14)
+single-use stream tickets
 
 On SQLite a plain INTEGER PRIMARY KEY is a rowid: deleting the newest row gives its id to the next
 row inserted, so a job id (and the WebSocket follower of the deleted job) went to the next user's
