@@ -18,8 +18,12 @@ Exit codes
     2    the spec cannot be read or is invalid (an ``error`` event is still sent when the spec's
          job id, and callback URL if any, could be read; else only a line on stderr)
 
-Events (contract 4): ``status`` ``{"status", ...}``; ``epoch`` ``{"epoch", "epochs", "metrics",
-"eta_s"}``; ``batch`` ``{"epoch", "batch", "batches", "loss", "eta_s"}`` at most twice a second;
+Events (contract 4): ``status`` ``{"status", ...}`` (the first one also ``"process_s"``: seconds since
+the process started, i.e. interpreter start-up and imports); ``epoch`` ``{"epoch", "epochs", "metrics",
+"eta_s", "epoch_s", "train_s", "val_s", "batches"}`` (the epoch's measured wall times: all of it,
+training to its last batch, the rest = validation and checkpoint saving; ``eta_s`` = the mean epoch
+time after the first, which also pays for warm-up, times the epochs left); ``batch``
+``{"epoch", "batch", "batches", "loss", "eta_s"}`` at most twice a second;
 ``log`` ``{"level", "message"}`` (one of them, as soon as the job's MLflow run exists, also carries
 ``"mlflow_run_id"``: the server stores it on the job); ``checkpoint`` ``{"name", "key", "size", "sha256", "epoch"}``
 (epoch: the best epoch for best.pt, the last for last.pt); ``done`` ``{"status": completed|stopped,
@@ -179,6 +183,37 @@ def resolve_device(requested: str) -> str:
     return f"cuda:{index}"
 
 
+def _process_age_s() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports so far), from
+    /proc (Linux); None where that cannot be read."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: starttime in ticks
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(max(0.0, uptime - started), 3)
+
+
+def _epoch_timing(
+    started: float | None, last_batch_end: float | None, now: float, batches: int | None
+) -> dict[str, Any]:
+    """The measured times of one epoch for its event: ``epoch_s`` (training, validation and
+    checkpoint saving), ``train_s`` (to the end of its last batch), ``val_s`` (the rest) and
+    ``batches`` (training batches per epoch); empty when the epoch's start is unknown."""
+    if started is None:
+        return {}
+    timing: dict[str, Any] = {"epoch_s": round(now - started, 3)}
+    if last_batch_end is not None and last_batch_end >= started:
+        timing["train_s"] = round(last_batch_end - started, 3)
+        timing["val_s"] = round(now - last_batch_end, 3)
+    if batches:
+        timing["batches"] = int(batches)
+    return timing
+
+
 def _finite(value: Any) -> float | None:
     try:
         f = float(value)
@@ -242,6 +277,8 @@ class Runner:
         self._batch_epoch: int | None = None
         self._batch_times: list[float] = []
         self._last_batch_event = 0.0
+        self._last_batch_end: float | None = None  # monotonic time the epoch's latest batch ended
+        self._last_batches: int | None = None
         self._state: dict[str, Any] = {"reported_epochs": [], "last_epoch": None, "best_epoch": None}
         self._reported: set[int] = set()
         self._dedupe = False
@@ -308,7 +345,9 @@ class Runner:
     def _eta(self, epoch: int, batch: int | None = None, batches: int | None = None) -> float | None:
         remaining_epochs = max(0, self._epochs - epoch)
         if self._epoch_times:
-            per_epoch = sum(self._epoch_times) / len(self._epoch_times)
+            # the first epoch also pays for warm-up (lazy init, caches): later ones are the speed
+            steady = self._epoch_times[1:] or self._epoch_times
+            per_epoch = sum(steady) / len(steady)
         elif self._batch_times and batches:
             per_epoch = sum(self._batch_times) / len(self._batch_times) * batches
         else:
@@ -340,6 +379,8 @@ class Runner:
 
     def on_batch_end(self, epoch: int, batch: int, batches: int, loss: float | None = None, **_: Any) -> None:
         now = time.monotonic()
+        self._last_batch_end = now
+        self._last_batches = int(batches)
         if self._batch_epoch != epoch:
             self._batch_epoch = epoch
             self._batch_times = []
@@ -363,9 +404,11 @@ class Runner:
 
     def on_fit_epoch_end(self, epoch: int, epochs: int, metrics: dict[str, Any], **_: Any) -> None:
         now = time.monotonic()
+        timing = _epoch_timing(self._epoch_started, self._last_batch_end, now, self._last_batches)
         if self._epoch_started is not None:
             self._epoch_times.append(now - self._epoch_started)
         self._epoch_started = now
+        self._last_batch_end = None
         self._batch_started = now
         self._epochs = int(epochs)
         clean = _clean_metrics(metrics)
@@ -374,7 +417,9 @@ class Runner:
         if epoch in self._reported:
             logger.info("epoch %d was already reported by the previous attempt; not reported again", epoch)
             return
-        self.emit("epoch", {"epoch": epoch, "epochs": self._epochs, "metrics": clean, "eta_s": self._eta(epoch)})
+        self.emit(
+            "epoch", {"epoch": epoch, "epochs": self._epochs, "metrics": clean, "eta_s": self._eta(epoch), **timing}
+        )
         self._reported.add(epoch)
         self._save_state()
         if self.mlflow is not None:
@@ -426,6 +471,23 @@ class Runner:
                     job_id=spec.job_id, project_id=spec.project_id, name="best.pt", dest=out / "best.pt"
                 )
         return local
+
+    def _fetch_init_weights(self, storage: DualStorageClient) -> Path | None:
+        """Fine-tuning: download the earlier job's checkpoint (`spec.init_from.key`, internal store)."""
+        init = self.spec.init_from
+        if init is None:
+            return None
+        dest = self.paths.job_dir / "init" / f"job_{init.job_id}_{init.checkpoint}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            storage.internal.get_file(init.key, dest)
+        except ObjectNotFoundError as exc:
+            raise _Failure(
+                f"job {init.job_id}'s {init.checkpoint} to start from is gone from the internal store ({init.key})",
+                "init_checkpoint_missing",
+            ) from exc
+        self.log_event(f"fine-tuning: fetched job {init.job_id}'s {init.checkpoint} to initialise the model")
+        return dest
 
     def _check_dataset_size(self, summary: dict[str, Any]) -> None:
         batch = self.spec.hyperparameters.batch_size
@@ -486,7 +548,7 @@ class Runner:
         uploader: CheckpointUploader | None = None
         resolved_config: dict[str, Any] = {}
         try:
-            self.status("resuming" if self.resume_requested else "preparing")
+            self.status("resuming" if self.resume_requested else "preparing", process_s=_process_age_s())
             # the MLflow logger process (idle priority) imports mlflow and opens the store meanwhile
             self.mlflow = MlflowLogger(
                 spec,
@@ -522,6 +584,7 @@ class Runner:
             )
             device = resolve_device(hp.device)
             resume_from = self._locate_resume(storage) if self.resume_requested else None
+            init_weights = self._fetch_init_weights(storage) if resume_from is None else None
             if resume_from is not None:
                 self._load_state()
                 self._reported = {int(e) for e in self._state.get("reported_epochs") or []}
@@ -552,6 +615,7 @@ class Runner:
                 device=device,
                 stop_event=self.stop_event,
                 resume_from=resume_from,
+                init_weights=init_weights,
             )
             self.paths.scratch_dir.mkdir(parents=True, exist_ok=True)
             cb = ctx.callbacks
