@@ -30,14 +30,9 @@ Every tools call runs as the chat's user (`ToolContext`), so a dataset the user 
 "not found" exactly like REST. Replies are in the language of the message (`detect_language`; a
 lone name or number keeps the conversation's language).
 
-Duration estimate (documented, deliberately simple)::
-
-    seconds = ESTIMATE_STARTUP_S
-            + epochs * images * per_image_s * ((1 - VAL) + VAL / 3)     (validation ~ 1/3 the cost)
-    per_image_s = ESTIMATE_MS_PER_MPARAM / 1000 * params_m * (image_size / 224) ** 2
-
-with VAL = 0.2, ESTIMATE_MS_PER_MPARAM = 0.5 (forward + backward per image per million
-parameters at 224 px on a couple of CPU cores) and ESTIMATE_STARTUP_S = 15.
+Duration estimate: `tools.estimates.estimate_duration` (a range from the measured speed of earlier
+jobs of the same kind on this machine, else scaled from other jobs or a calibrated prior), with
+what it is based on, in the summary (``estimate``) and the reply.
 """
 
 from __future__ import annotations
@@ -50,11 +45,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent import replies as R
+from agent.lexicon import DOWNLOAD_RE, LAST_CHECKPOINT_RE, MODEL_CARD_RE
 from agent.parser import detect_language, extract_slots, normalise
 from agent.tools import (
     current_inference,
     dataset_info,
     datasets_for,
+    download_link,
     export_onnx,
     job_progress,
     latest_completed_job,
@@ -68,13 +65,11 @@ from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility
 from tools.db.models import ChatSession
 from tools.errors import ConflictError, InvalidInputError, NotFoundError, ToolError
+from tools.estimates import estimate_duration
 from tools.intent import TrainingIntent
 from trainer_runtime.formats.schema import TASK_TYPES
 
 STATES = ("idle", "collecting", "confirming", "launched")
-ESTIMATE_STARTUP_S = 15.0
-ESTIMATE_MS_PER_MPARAM = 0.5
-ESTIMATE_VAL_FRACTION = 0.2
 TERMINAL = ("completed", "failed", "stopped")
 
 _PUNCT = re.compile(r"[^\w\s가-힣ㄱ-ㅎ]+")
@@ -151,13 +146,6 @@ class Turn:
     job_id: int | None = None
     launched: bool = False
     action: str = ""
-
-
-def estimate_duration_s(num_images: int, epochs: int, params_m: float | None, image_size: int) -> float:
-    """The documented rough estimate (module doc)."""
-    per_image_s = ESTIMATE_MS_PER_MPARAM / 1000.0 * max(float(params_m or 5.0), 0.5) * (image_size / 224.0) ** 2
-    v = ESTIMATE_VAL_FRACTION
-    return ESTIMATE_STARTUP_S + epochs * max(num_images, 0) * per_image_s * ((1 - v) + v / 3)
 
 
 def _words(low: str) -> list[str]:
@@ -402,6 +390,10 @@ class Dialogue:
             self.set_intent(intent)
             return self.ask("dataset", "", [str(c.get("id")) for c in cands])
         self.remember(dataset_id=ds["id"])
+        if intent.get("init_from_job") and not intent.get("model_name"):
+            turn = self.take_init_model(intent)
+            if turn is not None:
+                return turn
 
         task = intent.get("task_type")
         if not task and intent.get("model_name"):
@@ -440,6 +432,20 @@ class Dialogue:
         if not intent.get("epochs"):
             return self.ask_epochs(intent.get("preset"), intent.get("framework"), intent.get("model_name"))
         return self.confirm(ds)
+
+    def take_init_model(self, intent: dict[str, Any]) -> Turn | None:
+        """Fine-tuning without a model named: the source job's model (it must be readable)."""
+        try:
+            source = jobs.get_job(self.ctx, int(intent["init_from_job"]))
+        except NotFoundError:
+            self.notes.append(self.t("init_job_not_found", job_id=intent["init_from_job"]))
+            intent.pop("init_from_job", None)
+            intent.pop("init_checkpoint", None)
+            self.set_intent(intent)
+            return None
+        intent.update(model_name=source["model_name"], framework=source["framework"], task_type=source["task_type"])
+        self.set_intent(intent)
+        return None
 
     def dataset_named_in_text(self) -> str | None:
         """A dataset the user can see whose exact name is a word of this message (the parser may not
@@ -555,6 +561,15 @@ class Dialogue:
         """A create_job refusal: point back at the slot it names."""
         field_name = str(exc.detail.get("field") or "")
         intent = self.intent
+        if field_name in ("init_from_job", "init_checkpoint"):
+            # the job to start from is unknown, another architecture, or lacks that checkpoint
+            self.notes.append(self.t("invalid_request", reason=exc.message))
+            intent.pop("init_from_job", None)
+            intent.pop("init_checkpoint", None)
+            self.set_intent(intent)
+            self.s.state = "collecting"
+            self.s.pending = "fix"
+            return Turn(self.join(self.t("help_short")), action="invalid")
         if isinstance(exc, NotFoundError):
             self.notes.append(self.t("dataset_not_found", name=str(intent.get("dataset")), hint=""))
             intent.pop("dataset", None)
@@ -592,10 +607,7 @@ class Dialogue:
         preset = hp.get("preset")
         keys = list(self.preset_values(framework, preset) or self.preset_values(framework, "easy"))
         values = {k: config[k] for k in keys if k in config}
-        info = catalog.find_model(str(preview["model_name"]))
-        est = estimate_duration_s(
-            int(ds.get("num_images") or 0), int(hp["epochs"]), info.params_m if info else None, int(hp["image_size"])
-        )
+        est = estimate_duration(self.ctx, intent, ds, plan=preview)
         summary: dict[str, Any] = {
             "model_name": preview["model_name"],
             "framework": framework,
@@ -611,7 +623,8 @@ class Dialogue:
             "preset": preset,
             "preset_values": values,
             "advanced_config": dict(hp.get("advanced_config") or {}),
-            "estimated_duration_s": round(est, 1),
+            "estimated_duration_s": est.expected_s,
+            "estimate": est.model_dump(),
         }
         conv = self.t("confirm_conversion", conversion=preview["conversion"]) if preview.get("conversion") else ""
         lines = [
@@ -634,9 +647,22 @@ class Dialogue:
             if preset
             else self.t("confirm_no_preset", values=R.values_line(values)),
         ]
+        init = preview.get("init_from")
+        if init:
+            summary["init_from"] = init
+            lines.insert(
+                2,
+                self.t(
+                    "confirm_init_from",
+                    job_id=init["job_id"],
+                    checkpoint=init["checkpoint"],
+                    model=init["model_name"],
+                    dataset=init.get("dataset_name") or "?",
+                ),
+            )
         if summary["advanced_config"]:
             lines.append(self.t("confirm_advanced", values=R.values_line(summary["advanced_config"])))
-        lines += [self.t("confirm_estimate", duration=R.duration(est, self.lang)), self.t("confirm_question")]
+        lines += [R.estimate_line(est, self.lang), self.t("confirm_question")]
         self.s.state = "confirming"
         self.s.pending = "confirm"
         self.remember(offered=None)
@@ -678,11 +704,17 @@ class Dialogue:
     # ------------------------------------------------------------------ commands
     def command(self, given: dict[str, Any]) -> Turn | None:
         low = self.low
-        training = {k for k in given if k in ("model_name", "dataset", "epochs", "batch_size", "image_size")}
+        training = {
+            k for k in given if k in ("model_name", "dataset", "epochs", "batch_size", "image_size", "init_from_job")
+        }
         if _HELP.search(low):
             return Turn(self.t("help"), action="help")
         if _EXPORT.search(low) and not training:
             return self.with_model_job(self.export)
+        # "download the best model of job 12" names a job's checkpoint like a fine-tuning request
+        # does; without a word asking to train it is a download
+        if DOWNLOAD_RE.search(low) and not _TRAIN.search(low) and not training - {"init_from_job"}:
+            return self.with_model_job(self.download)
         if self.image is None and _TEST_WORD.search(low) and not _THIS_IMAGE.search(low):
             if _TEST_STATUS.search(low) and self.ctxmem().get("test_run_id") and "dataset" not in given:
                 return self.test_status()
@@ -840,6 +872,36 @@ class Dialogue:
             parts.append(self.t("test_run_report", url=run["report_url"]))
         return Turn("; ".join(parts) + ".", summary={"test_run": run}, job_id=run["job_id"], action="test_run_status")
 
+    def download(self, job_id: int) -> Turn:
+        """A signed link to the job's best.pt (last.pt when asked, or when there is no best; the model
+        card when asked), with the model card's link."""
+        if self.ctx.links is None:
+            return Turn(self.t("download_unavailable", job_id=job_id), job_id=job_id, action="download_unavailable")
+        minutes = max(1, round(self.ctx.links.ttl_s / 60))
+        model = jobs.get_job(self.ctx, job_id)["model_name"]
+        card = download_link(self.ctx, job_id, "model-card")
+        if MODEL_CARD_RE.search(self.low):
+            text = self.t("download_card_link", job_id=job_id, model=model, url=card["url"], minutes=minutes)
+            return Turn(text, summary={"download": card}, job_id=job_id, action="download")
+        explicit = LAST_CHECKPOINT_RE.search(self.low) is not None
+        try:
+            link = download_link(self.ctx, job_id, "last" if explicit else "best")
+        except ConflictError:
+            if explicit:
+                raise
+            link = download_link(self.ctx, job_id, "last")  # a stopped job may have only last.pt
+        what = f"{link['object']}.pt"
+        text = self.t(
+            "download_link",
+            job_id=job_id,
+            model=model,
+            what=what,
+            url=link["url"],
+            minutes=minutes,
+            card_url=card["url"],
+        )
+        return Turn(text, summary={"download": link, "model_card": card}, job_id=job_id, action="download")
+
     def export(self, job_id: int) -> Turn:
         rec = export_onnx(self.ctx, current_inference().service(), job_id)
         if rec.get("status") != "completed":
@@ -854,9 +916,17 @@ class Dialogue:
             diff=f"{float(parity['max_abs_diff']):.3g}" if parity.get("max_abs_diff") is not None else "?",
             tol=R.number(parity.get("tolerance")),
             verdict=self.t("parity_ok" if parity.get("ok", True) else "parity_bad"),
-            url=rec.get("download_url"),
+            url=self.export_url(job_id, rec),
         )
         return Turn(text, summary={"export": rec}, job_id=job_id, action="export")
+
+    def export_url(self, job_id: int, rec: dict[str, Any]) -> Any:
+        """A signed link that opens in a browser (the REST `download_url` needs the bearer token)."""
+        if self.ctx.links is None or rec.get("id") is None:
+            return rec.get("download_url")
+        link = download_link(self.ctx, job_id, "export", int(rec["id"]))
+        rec["link"] = link
+        return link["url"]
 
     def progress(self, job_id: int) -> Turn:
         p = job_progress(self.ctx, job_id)

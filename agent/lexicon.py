@@ -1106,3 +1106,67 @@ TOKEN_RE = re.compile(r"\x00+|[a-z가-힣ㄱ-ㅎ][\w'\-]*|\d+(?:\.\d+)?|vs\.|[,/
 # --------------------------------------------------------------------------- language
 
 HANGUL_RE = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
+
+# --------------------------------------------------------------------------- fine-tuning source
+
+# "starting from job 12", "fine-tune job 12 on X", "init from the last checkpoint of job #12",
+# "with job 12's best weights", "train ... from job 12"; "12번 작업 모델로 이어서 학습",
+# "작업 12의 마지막 체크포인트에서 시작", "12번 잡 가중치로 파인튜닝". Group `id` is the job, `ck`/`ck2`
+# the checkpoint word when one is said (best/last).
+_CK_EN = r"best|last|final|latest"
+_CK_WORD_EN = r"(?:checkpoint|ckpt|weights?|model)"
+_JOB_EN = r"(?:(?:training|earlier|previous)\s+)?job\s*(?:#|no\.?|number|id)?\s*(?P<id>\d+)(?![\d.])"
+_CK_BEFORE_EN = rf"(?:(?P<ck>{_CK_EN})\s+{_CK_WORD_EN}\s+(?:of|from)\s+(?:the\s+)?)?"
+_CK_AFTER_EN = rf"(?:\s*(?:'s|s)?\s+(?:(?P<ck2>{_CK_EN})(?:\.pt)?(?:\s+{_CK_WORD_EN})?|{_CK_WORD_EN}))?"
+INIT_JOB_EN_RES = [
+    # start/initialise/warm-start/build/base ... from|on|off|with job 12
+    re.compile(
+        rf"(?<![a-z])(?:start\w*|init\w*|warm[\s-]?start\w*|build\w*|based|transfer\w*)\s+(?:\w+\s+)?"
+        rf"(?:from|on|off|with|of)\s+(?:the\s+)?(?:top\s+of\s+)?{_CK_BEFORE_EN}{_JOB_EN}{_CK_AFTER_EN}"
+    ),
+    # fine-tune (from|on) job 12
+    re.compile(
+        rf"(?<![a-z])(?:fine[\s-]?tun\w*|finetun\w*)\s+(?:(?:from|on)\s+)?(?:the\s+)?{_CK_BEFORE_EN}{_JOB_EN}{_CK_AFTER_EN}"
+    ),
+    # (the best) weights|model|checkpoint of|from job 12
+    re.compile(rf"(?<![a-z])(?:(?P<ck>{_CK_EN})\s+)?{_CK_WORD_EN}\s+(?:of|from)\s+(?:the\s+)?{_JOB_EN}"),
+    # job 12's (best) model|weights|checkpoint
+    re.compile(rf"{_JOB_EN}\s*'s\s+(?:(?P<ck>{_CK_EN})(?:\.pt)?\s+)?{_CK_WORD_EN}"),
+]
+# "from job 12" / "using job 12": only in a message that asks to train (`INIT_TRAIN_CUE_RE`)
+INIT_JOB_FROM_RE = re.compile(rf"(?<![a-z])(?:from|using|use)\s+(?:the\s+)?{_CK_BEFORE_EN}{_JOB_EN}{_CK_AFTER_EN}")
+INIT_TRAIN_CUE_RE = re.compile(r"(?<![a-z])(?:train|fine[\s-]?tun|finetun|fit)|학습|훈련|파인\s*튜닝|트레이닝")
+
+_CK_KO = r"베스트|best|최고|최적|가장 좋은|마지막|최종|last|final|latest"
+_CK_WORD_KO = r"(?:모델|가중치|체크포인트|웨이트|weights?|checkpoint|model)"
+_INIT_CUE_KO = (
+    r"(?:부터|에서부터|에서|으로|로|을|를)?\s*"
+    r"(?:시작|파인\s*튜닝|미세\s*조정|초기화|기반으로|가져와|불러와|써서|사용|이용)"
+)
+_INIT_AFTER_KO = (
+    rf"\s*(?:의\s*)?(?:(?P<ck>{_CK_KO})(?:\.pt)?\s*)?"
+    rf"(?:{_CK_WORD_KO}\s*(?:을|를|로|으로|에서|부터|에서부터)?\s*(?:이어서|이어|을\s*|를\s*)?\s*|{_CK_WORD_KO}?\s*)"
+    rf"{_INIT_CUE_KO}?"
+)
+INIT_JOB_KO_RES = [
+    # 12번 작업 (의 best) 모델로 이어서 / 에서 시작 / 로 파인튜닝
+    re.compile(rf"(?<![\d.])(?P<id>\d+)\s*번\s*(?:작업|잡|job|학습|실험)(?P<rest>{_INIT_AFTER_KO})"),
+    # 작업 12 (번) 의 마지막 체크포인트에서 시작
+    re.compile(rf"(?:작업|잡|job)\s*(?:#|번호)?\s*(?P<id>\d+)(?![\d.])\s*(?:번)?(?P<rest>{_INIT_AFTER_KO})"),
+]
+INIT_KO_CONFIRM_RE = re.compile(
+    rf"{_CK_WORD_KO}\s*(?:을|를|로|으로|에서|부터)?\s*(?:이어서|이어)|시작|파인\s*튜닝|미세\s*조정|초기화|기반|가져와|불러와"
+    rf"|{_CK_WORD_KO}\s*(?:을|를|로|으로)\s*(?:써서|사용|이용)"
+)
+INIT_LAST_WORDS = {"last", "final", "latest", "마지막", "최종"}
+
+# ------------------------------------------------------------------ downloads (chat commands)
+
+# "download the best model", "give me a download link", "최고 모델 다운로드", "모델 내려받기", "체크포인트 받을래"
+DOWNLOAD_RE = re.compile(
+    r"(?<![a-z])(?:download|down\s*load)|(?<![a-z])(?:get|give me|send me)\s+(?:me\s+)?(?:a\s+|the\s+)?"
+    r"(?:download\s+)?link|다운\s*로드|다운\s*받|내려\s*받|다운\s*링크|(?:모델|체크포인트|가중치|카드)\s*(?:파일\s*)?(?:을|를)?\s*받"
+)
+# which file: the model card, else last.pt when named, else best.pt
+MODEL_CARD_RE = re.compile(r"(?<![a-z])model[\s_-]*card|모델\s*카드")
+LAST_CHECKPOINT_RE = re.compile(r"(?<![a-z])(?:last|latest|final)(?![a-z])|마지막|최종")

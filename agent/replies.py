@@ -107,6 +107,14 @@ T: dict[str, dict[str, str]] = {
     "confirm_head": {"en": "Ready to train:", "ko": "다음과 같이 학습을 시작할까요?"},
     "confirm_model": {"en": "- model: {model} ({framework})", "ko": "- 모델: {model} ({framework})"},
     "confirm_task": {"en": "- task: {task}", "ko": "- 작업: {task}"},
+    "confirm_init_from": {
+        "en": "- starting from job {job_id}'s {checkpoint} ({model} on {dataset}); the head is rebuilt for the classes",
+        "ko": "- {job_id}번 작업의 {checkpoint}에서 시작 ({model}, {dataset}); 분류 헤드는 클래스에 맞게 새로 만듭니다",
+    },
+    "init_job_not_found": {
+        "en": "Job {job_id} to start from was not found (only your own jobs can be fine-tuned).",
+        "ko": "시작할 {job_id}번 작업을 찾을 수 없습니다 (내 작업에서만 이어서 학습할 수 있습니다).",
+    },
     "confirm_dataset": {
         "en": "- dataset: {dataset} ({images} images){conversion}; a snapshot will be taken at launch",
         "ko": "- 데이터셋: {dataset} (이미지 {images}장){conversion}; 시작할 때 스냅샷을 만듭니다",
@@ -122,8 +130,8 @@ T: dict[str, dict[str, str]] = {
     "confirm_no_preset": {"en": "- settings (no preset): {values}", "ko": "- 설정 (프리셋 없음): {values}"},
     "confirm_advanced": {"en": "- your settings: {values}", "ko": "- 지정한 설정: {values}"},
     "confirm_estimate": {
-        "en": "- estimated duration: about {duration} (rough CPU estimate)",
-        "ko": "- 예상 소요 시간: 약 {duration} (CPU 기준 대략적인 추정)",
+        "en": "- estimated duration: {low} to {high}, most likely about {expected} ({basis})",
+        "ko": "- 예상 소요 시간: {low} ~ {high}, 대략 {expected} ({basis})",
     },
     "confirm_question": {
         "en": 'Start training? (yes / no — or correct something, e.g. "epochs 30", "use yolo11s instead")',
@@ -343,6 +351,27 @@ T: dict[str, dict[str, str]] = {
             "{diff} (허용 {tol}, {verdict}). 다운로드: {url}"
         ),
     },
+    "download_link": {
+        "en": (
+            "Download {what} of job {job_id} ({model}): {url}\nThe link works in a browser for {minutes} min, "
+            "for you only. Model card (classes, preprocessing, metrics): {card_url}"
+        ),
+        "ko": (
+            "{job_id}번 작업({model})의 {what} 다운로드: {url}\n이 링크는 {minutes}분 동안 본인만 브라우저에서 열 수 "
+            "있습니다. 모델 카드(클래스, 전처리, 지표): {card_url}"
+        ),
+    },
+    "download_card_link": {
+        "en": "Model card of job {job_id} ({model}): {url}\nThe link works in a browser for {minutes} min, for you "
+        "only.",
+        "ko": "{job_id}번 작업({model})의 모델 카드: {url}\n이 링크는 {minutes}분 동안 본인만 브라우저에서 열 수 "
+        "있습니다.",
+    },
+    "download_unavailable": {
+        "en": "Download links cannot be made here; use GET /api/v1/jobs/{job_id}/checkpoints/best with your token.",
+        "ko": "여기서는 다운로드 링크를 만들 수 없습니다. 토큰과 함께 GET /api/v1/jobs/{job_id}/checkpoints/best "
+        "를 쓰세요.",
+    },
     "export_failed": {
         "en": "Exporting job {job_id} to ONNX failed: {error}",
         "ko": "{job_id}번 작업을 ONNX로 내보내지 못했습니다: {error}",
@@ -400,6 +429,25 @@ def duration(seconds: float | None, lang: str | None) -> str:
     if not parts:
         parts.append("0초" if ko else "0 s")
     return " ".join(parts)
+
+
+def rounded_s(seconds: float) -> float:
+    """An estimate's seconds at the precision it deserves: whole seconds under a minute, 5 s under
+    ten minutes, whole minutes above."""
+    step = 1 if seconds < 60 else 5 if seconds < 600 else 60
+    return max(1.0, round(float(seconds) / step) * step)
+
+
+def estimate_line(estimate: Any, lang: str | None) -> str:
+    """The confirmation line of a `tools.estimates.Estimate`: range, likely value, basis."""
+    return say(
+        lang,
+        "confirm_estimate",
+        low=duration(rounded_s(estimate.low_s), lang),
+        high=duration(rounded_s(estimate.high_s), lang),
+        expected=duration(rounded_s(estimate.expected_s), lang),
+        basis=estimate.basis_text(lang_of(lang)),
+    )
 
 
 def number(value: Any) -> str:

@@ -59,6 +59,7 @@ __all__ = [
     "current_inference",
     "dataset_info",
     "datasets_for",
+    "download_link",
     "export_onnx",
     "inference_scope",
     "job_progress",
@@ -321,6 +322,17 @@ def export_onnx(
     from tools.inference import create_export
 
     return create_export(ctx, service, job_id, "onnx", checkpoint)
+
+
+def download_link(ctx: ToolContext, job_id: int, what: str = "best", export_id: int | None = None) -> dict[str, Any]:
+    """A short-lived signed link to one of the user's downloads (`tools.downloads.create_link`):
+    `what` best | last (checkpoints), model-card, or export (with `export_id`). It opens in a
+    browser without a token, for this user only, until it expires."""
+    from tools.downloads import create_link
+
+    if ctx.links is None:
+        raise NoInferenceServiceError("download links cannot be made here (no link signer)")
+    return create_link(ctx, ctx.links, job_id, what, export_id).as_dict()
 
 
 # ------------------------------------------------------------------------ tool argument schemas

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +13,9 @@ from tools.db.models import User
 from tools.errors import AuthenticationError
 from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
+
+if TYPE_CHECKING:
+    from tools.downloads import LinkSigner
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class ToolContext:
     """Who is asking (`user`, None for anonymous), the database session, the storage, and limits.
 
     `work_dir` is a private scratch folder for staging uploads (same filesystem as local storage
-    so that commits can be renames).
+    so that commits can be renames). `links` signs short-lived download links for the user.
     """
 
     db: Session
@@ -41,6 +45,7 @@ class ToolContext:
     storage: DualStorageClient
     work_dir: Path
     limits: UploadLimits = field(default_factory=UploadLimits)
+    links: LinkSigner | None = None  # signs download links (tools.downloads); None: no links here
 
 
 def require_user(ctx: ToolContext, what: str = "") -> User:

@@ -91,7 +91,9 @@ log = logging.getLogger(__name__)
 
 FRAMEWORKS = ("ultralytics", "timm", "transformers")
 CHECKPOINTS = ("best", "last")
-USABLE_STATUSES = ("completed", "stopped")
+# a stopped or failed job keeps the checkpoints it uploaded (best.pt / last.pt are uploaded on stop
+# and on error too): they can be tested and exported like a completed job's
+USABLE_STATUSES = ("completed", "stopped", "failed")
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "MPO"})
 EXPORT_FORMATS = ("onnx",)
 MAX_STORED_BATCH_EVENTS = 200
@@ -576,7 +578,8 @@ def job_checkpoint(ctx: ToolContext, job_id: Any, checkpoint: str | None = None)
         )
     if job.status not in USABLE_STATUSES:
         raise ConflictError(
-            f"job {job.id} is {job.status}: inference needs a completed job",
+            f"job {job.id} is {job.status}: inference needs a finished job (completed, stopped or failed) "
+            "with a checkpoint",
             detail={"job_id": job.id, "status": job.status},
         )
     rows = {r.name: r for r in ctx.db.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id))}
@@ -684,6 +687,7 @@ class InferenceRoute:
     checkpoint: str  # best | last
     dataset_id: str | None = None
     snapshot_id: str | None = None
+    model_name: str = ""  # the job's model (yolo11n, resnet18, ...)
 
 
 class RouteCache:
@@ -766,6 +770,7 @@ def resolve_inference(
         checkpoint=ckpt_name,
         dataset_id=job.dataset_id,
         snapshot_id=job.snapshot_id,
+        model_name=job.model_name,
     )
 
 
@@ -820,7 +825,9 @@ def _route_outcome(
 ) -> InferenceOutcome:
     result = dict(results[0])
     result["model"] = dict(reply.get("model") or {})
-    result["checkpoint"] = route.checkpoint
+    if route.model_name:  # the job's model, not what the file calls itself (a resumed YOLO run says "last")
+        result["model"]["model_name"] = route.model_name
+    result["checkpoint"] = f"{route.checkpoint}.pt"
     result["job_id"] = route.job_id
     if result.get("task_type") == "pose_estimation":
         result.update(_pose_meta(service, route, int(reply.get("num_keypoints") or 0)))

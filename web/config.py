@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # Stream tickets (tools.stream_tickets): a ticket from POST /api/v1/stream-tickets opens one
     # WebSocket / SSE stream within this many seconds, once (the bearer token stays out of URLs).
     stream_ticket_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    # Signed download links (tools.downloads): GET /api/v1/dl/<signed> works without a bearer
+    # token (a browser tab, Slack) for this many seconds after it was made, for one user and one
+    # object. PUBLIC_BASE_URL (e.g. https://vta.example.com) makes the links the chat and Slack give
+    # absolute; empty: paths relative to this server.
+    download_link_ttl_s: float = Field(default=300.0, gt=0, le=7 * 24 * 3600)
+    public_base_url: str = ""
     # Sign-in throttling (tools.throttle): this many failed sign-ins (or 409 registrations, per
     # client) lock the account / client address for LOGIN_LOCKOUT_BASE_S, doubling with each
     # further failure up to LOGIN_LOCKOUT_MAX_S (429 + Retry-After); failures are forgotten
@@ -120,6 +126,18 @@ class Settings(BaseSettings):
         description="how a trainer reaches this server (`vision-agent serve` sets it from --host/--port)",
     )
     mlflow_tracking_uri: str | None = None  # None: the trainer's SQLite store under data_dir/trainer/mlflow
+    # Pretrained weights (tools.weights, trainer_runtime.weights): the registry first, then (unless
+    # off) a download by the trainer from the framework's source (the Hugging Face hub through
+    # HF_ENDPOINT / HF_HUB_OFFLINE; the Ultralytics release assets), else from scratch. auto: a
+    # failed download means from scratch with a warning; on: it fails the job. Timeouts: per
+    # request, and for the whole download. ADMIN_EMAILS (comma-separated) become administrators
+    # at start-up (they may upload weights).
+    weights_download: Literal["auto", "on", "off"] = "auto"
+    weights_download_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    weights_download_max_s: float = Field(default=120.0, gt=0, le=86_400)
+    weights_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    ultralytics_assets_url: str = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
+    admin_emails: str = ""
 
     # Where trainers run (tools.executors): `local` subprocesses, or `kubernetes`: one batch/v1 Job
     # per attempt (tools.executors.kubernetes, needs the `k8s` extra). K8S_* only matter then; see

@@ -35,6 +35,7 @@ for a thread, until the pool's 30 s timeout (500s). Now a connection is held onl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tools.context import ToolContext, UploadLimits
 from tools.db.models import User
+from tools.downloads import LinkSigner
 from tools.errors import AuthenticationError
 from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
@@ -164,6 +166,17 @@ def upload_limits(settings: Settings) -> UploadLimits:
     )
 
 
+def link_signer(state: Any) -> LinkSigner:
+    """The app's download-link signer: its secret, DOWNLOAD_LINK_TTL_S, PUBLIC_BASE_URL and its clock
+    (`state.download_link_clock` when a test sets one, else the wall clock)."""
+    secret: str | None = getattr(state, "secret_key", None)
+    settings = state.settings
+    if secret is None:
+        secret = settings.resolved_secret_key()
+    clock = getattr(state, "download_link_clock", None) or time.time
+    return LinkSigner(secret, float(settings.download_link_ttl_s), settings.public_base_url, clock)
+
+
 def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storage: StorageDep) -> ToolContext:
     return ToolContext(
         db=db,
@@ -171,6 +184,7 @@ def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storag
         storage=storage,
         work_dir=get_work_dir(request),
         limits=upload_limits(get_settings(request)),
+        links=link_signer(request.app.state),
     )
 
 
@@ -188,6 +202,7 @@ def get_optional_tool_context(request: Request, db: SessionDep, user: OptionalUs
         storage=storage,
         work_dir=get_work_dir(request),
         limits=upload_limits(get_settings(request)),
+        links=link_signer(request.app.state),
     )
 
 

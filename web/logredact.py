@@ -10,7 +10,8 @@ loggers, ours, libraries') carry its message with
     * the values of credential-carrying query parameters (`SENSITIVE_PARAMS`: token, ticket,
       access_token, api_key, key, signature, X-Amz-Signature, ...) replaced by ``[REDACTED]``;
     * ``Bearer <anything>`` replaced by ``Bearer [REDACTED]``;
-    * anything shaped like a JWT (``eyJ<b64>.<b64>.<b64>``) replaced by ``[REDACTED]``.
+    * anything shaped like a JWT (``eyJ<b64>.<b64>.<b64>``) replaced by ``[REDACTED]``;
+    * the token of a signed download link (``/dl/<signed>`` in a path) replaced by ``[REDACTED]``.
 
 It wraps the log record factory, so it covers records of every logger whatever handlers and
 formatters a logging configuration (uvicorn's `dictConfig`, the operator's) installs later; it is
@@ -51,17 +52,21 @@ _PARAM_RE = re.compile(
 )
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+# a signed download link carries its credential in the path: /api/v1/dl/<signed>
+_DL_PATH_RE = re.compile(r"(/dl/)[^\s?\"'#/]+")
 
 _lock = threading.Lock()
 _installed = False
 
 
 def redact(text: str) -> str:
-    """`text` with credential query values, bearer tokens and JWTs replaced by ``[REDACTED]``."""
+    """`text` with credential query values, bearer tokens, JWTs and download-link tokens replaced by
+    ``[REDACTED]``."""
     if not text:
         return text
     text = _PARAM_RE.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER_RE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _DL_PATH_RE.sub(lambda m: m.group(1) + REDACTED, text)
     return _JWT_RE.sub(REDACTED, text)
 
 

@@ -24,6 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from tools import auth as auth_tools
+from tools import weights as weights_tools
 from tools.datasets import ensure_demo_datasets
 from tools.db import create_engine_for_url, make_session_factory, migrate
 from tools.eventbus import create_event_bus
@@ -49,6 +50,7 @@ from web.logredact import install_log_redaction
 from web.overload import OverloadMiddleware
 from web.routes import auth, datasets, health, job_events, jobs, metrics, projects, stream_tickets, ws
 from web.routes import chat as chat_routes
+from web.routes import downloads as download_routes
 from web.routes import inference as inference_routes
 from web.routes import internal as internal_routes
 from web.routes import slack as slack_routes
@@ -142,10 +144,23 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     state.secret_key = settings.resolved_secret_key()
     with session_factory() as db:
         state.system_user_id = auth_tools.ensure_system_user(db).id
+        weights_tools.promote_admin_emails(db, settings.admin_emails)
+    weights_tools.configure(weights_policy_from_settings(settings))
     # a deleted job's checkpoints leave the inference cache too
     register_deleted_job_cleanup(engine, session_factory, InferenceConfig.from_settings(settings).cache_dir)
     if settings.create_demo_datasets:
         ensure_demo_datasets(session_factory, storage, work_dir)
+
+
+def weights_policy_from_settings(settings: Settings) -> weights_tools.WeightsPolicy:
+    """The pretrained-weights download policy (WEIGHTS_*, ULTRALYTICS_ASSETS_URL)."""
+    return weights_tools.WeightsPolicy(
+        download=settings.weights_download,
+        timeout_s=settings.weights_download_timeout_s,
+        max_s=settings.weights_download_max_s,
+        max_bytes=settings.weights_max_bytes,
+        ultralytics_assets_url=settings.ultralytics_assets_url,
+    )
 
 
 def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
@@ -268,6 +283,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(job_events.router, prefix=API_PREFIX)
     app.include_router(stream_tickets.router, prefix=API_PREFIX)  # POST /stream-tickets
+    app.include_router(download_routes.router, prefix=API_PREFIX)  # checkpoints, model cards, /dl/<signed>
     app.include_router(internal_routes.router)
     app.include_router(ws.router)
     app.include_router(metrics.router)

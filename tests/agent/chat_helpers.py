@@ -14,6 +14,7 @@ from tests.live_server import classification_files, detection_files, upload_data
 from tools.context import ToolContext
 from tools.db.models import User
 from web.config import Settings
+from web.deps import link_signer
 
 
 def named_classification(n: int, name: str, classes: tuple[str, str]) -> dict[str, bytes]:
@@ -52,4 +53,4 @@ def tool_context(app: Any, user_id: int) -> Iterator[ToolContext]:
     with state.session_factory() as db:
         user = db.get(User, user_id)
         assert user is not None
-        yield ToolContext(db=db, user=user, storage=state.storage, work_dir=state.work_dir)
+        yield ToolContext(db=db, user=user, storage=state.storage, work_dir=state.work_dir, links=link_signer(state))

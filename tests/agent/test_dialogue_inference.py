@@ -179,7 +179,7 @@ def test_no_image_not_ready_and_other_users_job(
 
     running = make_job(app, alice, status="running")
     r = chat(f"test job {running} on this image", png())
-    assert f"job {running} is running: inference needs a completed job" in r.reply and not service.images
+    assert f"job {running} is running: inference needs a finished job" in r.reply and not service.images
 
     bob, _ = make_user()
     bobs = make_job(app, int(bob["id"]))
@@ -221,7 +221,12 @@ def test_test_run_and_export(client: TestClient, make_user: MakeUser, tmp_path: 
     e = chat("export it to ONNX")
     rec = e.summary["export"] if e.summary else {}
     assert rec["status"] == "completed" and rec["parity"]["max_abs_diff"] == 2.5e-6
-    assert "max abs diff 2.5e-06" in e.reply and f"/api/v1/jobs/{job}/exports/{rec['id']}/download" in e.reply
+    # the link in the reply opens in a browser: signed, no bearer token needed
+    url = rec["link"]["url"]
+    assert "max abs diff 2.5e-06" in e.reply and url.startswith("/api/v1/dl/") and url in e.reply
+    got = client.get(url)
+    assert got.status_code == 200 and got.content == b"onnx" * 100
+    assert got.headers["content-disposition"] == f'attachment; filename="job-{job}-{rec["checkpoint"]}.onnx"'
     ko_e = chat("ONNX로 내보내줘")
     assert "ONNX로 내보냈습니다" in ko_e.reply and service.exports == 1  # the same checkpoint: reused
 

@@ -7,6 +7,8 @@ and the owner, generated from the app's own route table (`app.routes`).
     user     a signed-in user; another user's resources answer 404 exactly like unknown ones
     trainer  the per-job callback token of that job (the internal events route)
     slack    a request signed with the Slack signing secret (/slack/*)
+    signed   a signed download link: the token in the path is the credential (no Authorization
+             header); it names one user and one object and expires
 
 and, for the others, what the owner gets and how another user is refused. A route the app serves
 without an entry here FAILS `test_every_route_is_declared` (and so does an entry for a route that
@@ -59,7 +61,7 @@ from tests.security.conftest import Actor, fake_trainer_settings_for, open_app, 
 from tests.web.slack.fake_slack import FakeSlack
 from tests.web.slack.slack_helpers import SECRET, TOKEN, SlackSender
 
-PUBLIC, USER, TRAINER, SLACK = "public", "user", "trainer", "slack"
+PUBLIC, USER, TRAINER, SLACK, SIGNED = "public", "user", "trainer", "slack", "signed"
 WS_UNAUTHENTICATED = {1008, 4401}  # web.errors.ws_close_code(AuthenticationError); 4401 if streams move to it
 WS_NOT_FOUND = 4404
 WS_FINISHED = 1000
@@ -203,6 +205,7 @@ def world(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 "",
             )
             ids["done_job"], _ = db_job(w, owner.id, status="completed")
+            ids["checkpoint_name"] = "best"
             ids["trainer_job"], w.job_token = db_job(w, owner.id, status="running")
             _, w.other_job_token = db_job(w, other.id, status="completed")
             with w.db() as db:
@@ -324,6 +327,18 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", f"{A}/jobs/{{job_id}}/exports"): E(USER, use=DONE),
     ("GET", f"{A}/jobs/{{job_id}}/exports/{{export_id}}"): E(USER, use=DONE),
     ("GET", f"{A}/jobs/{{job_id}}/exports/{{export_id}}/download"): E(USER, 409, use=DONE, why="no file stored"),
+    ("GET", f"{A}/jobs/{{job_id}}/checkpoints/{{name}}"): E(
+        USER, 409, use={**DONE, "name": "checkpoint_name"}, why="no checkpoints"
+    ),
+    ("GET", f"{A}/jobs/{{job_id}}/model-card"): E(USER, use=DONE),
+    ("POST", f"{A}/downloads"): E(
+        USER,
+        201,
+        body=lambda w: {"json": {"job_id": w.ids["done_job"], "object": "model-card"}},
+        why="a signed link to my job's model card",
+    ),
+    # ---- signed download links (test_signed_link_route)
+    ("GET", f"{A}/dl/{{signed}}"): E(SIGNED, why="the link is the credential: one user, one object, until it expires"),
     ("POST", f"{A}/test-runs"): E(
         USER,
         409,
@@ -488,7 +503,7 @@ def test_every_route_is_declared(world: World) -> None:
     stale = sorted(ROUTES.keys() - served)
     assert not missing, f"routes without an access declaration in {__name__}.ROUTES: {missing}"
     assert not stale, f"ROUTES entries for routes the app does not serve: {stale}"
-    assert all(e.access in (PUBLIC, USER, TRAINER, SLACK) for e in ROUTES.values())
+    assert all(e.access in (PUBLIC, USER, TRAINER, SLACK, SIGNED) for e in ROUTES.values())
     assert all(e.cross in ("404", "hidden") for e in ROUTES.values())
 
 
@@ -551,6 +566,36 @@ def test_owner_gets_through(world: World, key: tuple[str, str]) -> None:
     ids = {**world.ids, **world.fresh(e.fresh)} if e.fresh else world.ids
     out = call(world, key, world.owner.headers, ids)
     assert out.status in e.owner, out.text[:500]
+
+
+# ---- signed download links: the token in the path, never a header
+
+
+def _signed_for(w: World, user_id: int, job_id: int, *, secret: str | None = None) -> str:
+    from tools.downloads import LinkClaim, sign_token
+
+    claim = LinkClaim(user_id, job_id, "model-card", None, time.time() + 300)
+    return sign_token(secret or w.app.state.secret_key, claim)
+
+
+@pytest.mark.parametrize("key", _ids(SIGNED))
+def test_signed_link_route(world: World, key: tuple[str, str]) -> None:
+    c, ids = world.client, world.ids
+    url = key[1].replace("{signed}", "{}")
+    for bad in ("garbage", _signed_for(world, world.owner.id, ids["done_job"], secret="another-secret-" + "x" * 40)):
+        assert c.get(url.format(bad)).status_code == 401  # anonymous, and forged with another secret
+        assert c.get(url.format(bad), headers=world.owner.headers).status_code == 401  # a bearer token adds nothing
+    made = c.post(
+        f"{API}/downloads", json={"job_id": ids["done_job"], "object": "model-card"}, headers=world.owner.headers
+    )
+    assert made.status_code == 201, made.text
+    owner = c.get(made.json()["url"])  # no Authorization header
+    assert owner.status_code in ROUTES[key].owner and owner.json()["job_id"] == ids["done_job"], owner.text[:500]
+    # a genuine link of the other user that names the owner's job: the object is checked for its user
+    cross = c.get(url.format(_signed_for(world, world.other.id, ids["done_job"])))
+    assert cross.status_code == 404, cross.text[:500]
+    leaked = [s for s in world.secrets if s in cross.text]
+    assert not leaked
 
 
 # ---- the trainer route: the job's own token only

@@ -126,13 +126,13 @@ def test_single_image_json_png_and_errors(
     r = _infer(client, job, headers, image)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["task_type"] == "image_classification" and body["checkpoint"] == "best" and body["job_id"] == job
+    assert body["task_type"] == "image_classification" and body["checkpoint"] == "best.pt" and body["job_id"] == job
     assert len(body["predictions"]) == 5 and body["predicted_label"] in timm_m.class_names
     assert body["image"] == {"width": 32, "height": 32} and body["model"]["framework"] == "timm"
     for k in ("inference_time_ms", "preprocessing_time_ms", "postprocessing_time_ms"):
         assert body[k] >= 0
     last = _infer(client, job, headers, image, checkpoint="last")
-    assert last.status_code == 200 and last.json()["checkpoint"] == "last"
+    assert last.status_code == 200 and last.json()["checkpoint"] == "last.pt"
 
     png = _infer(client, job, headers, image, render=True)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
@@ -171,8 +171,14 @@ def test_job_states_and_permissions(
     r = _infer(client, bare, headers, image)
     assert r.status_code == 409 and "no checkpoints" in r.json()["detail"]
     only_last = make_job(app, uid, timm_m, checkpoints=("last",))
-    assert _infer(client, only_last, headers, image).json()["checkpoint"] == "last"
+    assert _infer(client, only_last, headers, image).json()["checkpoint"] == "last.pt"
     assert _infer(client, only_last, headers, image, checkpoint="best").status_code == 409
+    # a stopped or failed job keeps what it uploaded: usable, and the answer names the file and the model
+    for status in ("stopped", "failed"):
+        ended = make_job(app, uid, timm_m, status=status, checkpoints=("last",))
+        r = _infer(client, ended, headers, image)
+        assert r.status_code == 200, r.text
+        assert r.json()["checkpoint"] == "last.pt" and r.json()["model"]["model_name"] == timm_m.model_name
     missing = make_job(app, uid, timm_m, upload=False)
     r = _infer(client, missing, headers, image)
     assert r.status_code == 409 and f"checkpoints/test-jobs/job_{missing}/best.pt" in r.json()["detail"]
@@ -399,7 +405,7 @@ def test_route_cache_skips_the_database_but_not_the_token_and_forgets_deleted_jo
     hits = routes.hits
     again = _infer(client, job, headers, _png())
     assert again.status_code == 200 and routes.hits == hits + 1  # answered from the cache
-    assert again.json()["predictions"] == first.json()["predictions"] and again.json()["checkpoint"] == "best"
+    assert again.json()["predictions"] == first.json()["predictions"] and again.json()["checkpoint"] == "best.pt"
     # the cache is per token: another user's identical request still gets its 404
     assert _infer(client, job, other, _png()).status_code == 404
     # bad input on a cached route: the same 422 as on the full path

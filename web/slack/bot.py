@@ -62,8 +62,9 @@ from tools import slack_links
 from tools import slack_state as store
 from tools.context import ToolContext
 from tools.db.models import ChatMessage, ChatSession, Dataset, Job, User
+from tools.downloads import LINK_PREFIX
 from tools.errors import InvalidInputError, ToolError
-from web.deps import upload_limits
+from web.deps import link_signer, upload_limits
 from web.slack import messages as M
 from web.slack.progress import ProgressFollower, fold_view
 
@@ -167,6 +168,7 @@ class SlackBot:
             storage=self.state.storage,
             work_dir=self.state.work_dir,
             limits=upload_limits(self.state.settings),
+            links=link_signer(self.state),
         )
 
     async def start(self) -> None:
@@ -471,7 +473,10 @@ class SlackBot:
         return [(str(i), str(n)) for i, n in rows]
 
     def _is_private(self, db: Session, user: User, turn: ChatTurn) -> bool:
-        """Whether the answer names one of the user's private datasets (or a job trained on one)."""
+        """Whether the answer names one of the user's private datasets (or a job trained on one), or
+        carries a signed download link (a credential of its user: nobody else in the channel sees it)."""
+        if LINK_PREFIX in (turn.reply or ""):
+            return True
         mine = self._private_datasets(db, user)
         if not mine:
             return False

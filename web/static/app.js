@@ -46,6 +46,7 @@
       images_n: '{n} images',
       refresh: 'Refresh', no_jobs: 'No jobs yet. Ask the agent in the chat to train something.',
       queue_pos: 'queue #{n}', stop: 'Stop', resume: 'Resume', test_it: 'Test', mlflow: 'MLflow run',
+      dl_best: 'best.pt', dl_last: 'last.pt', dl_card: 'Model card', dl_title: 'Download (a link valid for a few minutes)',
       epoch_of: 'epoch {e}/{n}', batch_of: 'batch {b}/{n}', eta: 'ETA {t}', done_pct: '{p}%',
       loss_chart: 'Loss', metrics_chart: 'Validation metrics', no_points: 'no epochs yet',
       per_epoch: 'Per-epoch metrics', epoch: 'Epoch', checkpoint: 'Checkpoint', best: 'best',
@@ -72,7 +73,7 @@
       gallery: 'Gallery', prev: 'Previous', next: 'Next', page_of: '{a}–{b} of {n}',
       delete: 'Delete', really_delete: 'Really delete?', deleted: 'Dataset "{name}" deleted.',
       owner_actions: 'Owner', add_files: 'Add files', no_images: 'No images.', broken: 'broken',
-      trained_job: 'Trained job', no_trained_jobs: 'No completed jobs yet', drop_image: 'Drop an image here, or click to choose one',
+      trained_job: 'Trained job', no_trained_jobs: 'No finished jobs with a checkpoint yet', drop_image: 'Drop an image here, or click to choose one',
       running_inference: 'Running the model…', predicted: 'Prediction', confidence: 'Confidence',
       detections: '{n} detections', inference_ms: 'Inference: {ms} ms', label: 'Label', box: 'Box',
       batch_test: 'Batch test run', dataset: 'Dataset', start_test_run: 'Start test run',
@@ -102,6 +103,7 @@
       images_n: '이미지 {n}장',
       refresh: '새로고침', no_jobs: '아직 작업이 없습니다. 채팅에서 학습을 요청해 보세요.',
       queue_pos: '대기 {n}번째', stop: '중지', resume: '재개', test_it: '테스트', mlflow: 'MLflow 실행',
+      dl_best: 'best.pt', dl_last: 'last.pt', dl_card: '모델 카드', dl_title: '다운로드 (몇 분 동안 유효한 링크)',
       epoch_of: '에폭 {e}/{n}', batch_of: '배치 {b}/{n}', eta: '남은 시간 {t}', done_pct: '{p}%',
       loss_chart: '손실', metrics_chart: '검증 지표', no_points: '아직 에폭이 없습니다',
       per_epoch: '에폭별 지표', epoch: '에폭', checkpoint: '체크포인트', best: '최고',
@@ -128,7 +130,7 @@
       gallery: '갤러리', prev: '이전', next: '다음', page_of: '{a}–{b} / {n}',
       delete: '삭제', really_delete: '정말 삭제할까요?', deleted: '데이터셋 "{name}"을(를) 삭제했습니다.',
       owner_actions: '소유자', add_files: '파일 추가', no_images: '이미지가 없습니다.', broken: '손상됨',
-      trained_job: '학습된 작업', no_trained_jobs: '완료된 작업이 없습니다', drop_image: '이미지를 여기에 끌어다 놓거나 클릭해서 고르세요',
+      trained_job: '학습된 작업', no_trained_jobs: '체크포인트가 있는 끝난 작업이 없습니다', drop_image: '이미지를 여기에 끌어다 놓거나 클릭해서 고르세요',
       running_inference: '모델 실행 중…', predicted: '예측', confidence: '신뢰도',
       detections: '검출 {n}개', inference_ms: '추론: {ms} ms', label: '라벨', box: '박스',
       batch_test: '배치 테스트', dataset: '데이터셋', start_test_run: '테스트 시작',
@@ -474,7 +476,12 @@
     if (s.preset) rows.push([t('summary_preset'), s.preset]);
     if (s.conversion) rows.push([t('summary_conversion'), s.conversion]);
     rows.push([t('summary_snapshot'), t('snapshot_at_launch')]);
-    if (s.estimated_duration_s !== undefined) rows.push([t('summary_estimate'), '~' + fmtDuration(s.estimated_duration_s)]);
+    const est = s.estimate;
+    if (est) {
+      // a range from the measured speed of earlier jobs, and what it is based on
+      const basis = lang === 'ko' ? est.basis_ko : est.basis;
+      rows.push([t('summary_estimate'), `${fmtDuration(est.low_s)} – ${fmtDuration(est.high_s)} (~${fmtDuration(est.expected_s)}; ${basis})`]);
+    } else if (s.estimated_duration_s !== undefined) rows.push([t('summary_estimate'), '~' + fmtDuration(s.estimated_duration_s)]);
     const ko = turn.language === 'ko';
     const actions = h('div', { class: 'confirm-actions' },
       h('button', { type: 'button', class: 'primary small', 'data-testid': 'confirm', text: t('confirm'), onclick: () => sendChat(ko ? '네' : 'yes') }),
@@ -657,6 +664,7 @@
       this.error = null;
       this.raf = 0;
       this.hasLast = false;
+      this.hasBest = false;
     }
 
     get status() { return this.job ? this.job.status : 'queued'; }
@@ -712,6 +720,7 @@
     mergeCheckpoints(list) {
       (list || []).forEach((c) => {
         if (c.name === 'last.pt') this.hasLast = true;
+        if (c.name === 'best.pt') this.hasBest = true;
         if (c.epoch !== null && c.epoch !== undefined) this.addCkpt(Number(c.epoch), c.name);
       });
     }
@@ -720,6 +729,7 @@
     addCkpt(epoch, name) {
       const short = String(name || '').replace(/\.pt$/, '');
       if (short === 'last') this.hasLast = true;
+      if (short === 'best') this.hasBest = true;
       this.ckpt.forEach((names, e) => { if (e !== epoch) { names.delete(short); if (!names.size) this.ckpt.delete(e); } });
       if (!this.ckpt.has(epoch)) this.ckpt.set(epoch, new Set());
       this.ckpt.get(epoch).add(short);
@@ -915,6 +925,12 @@
       this.resumeBtn = h('button', { type: 'button', class: 'small', 'data-testid': 'job-resume', onclick: () => this.act('resume') });
       this.testBtn = h('button', { type: 'button', class: 'small', 'data-testid': 'job-test', onclick: () => openTestFor(model.id) });
       this.mlflow = h('a', { class: 'small', target: '_blank', rel: 'noopener', 'data-testid': 'job-mlflow', hidden: true });
+      // downloads: each click asks for a short-lived signed link and opens it (no token in the URL)
+      const dl = (what, key) => h('button', { type: 'button', class: 'small', 'data-testid': `job-download-${what}`,
+        hidden: true, text: t(key), title: t('dl_title'), onclick: () => downloadLink(model.id, what) });
+      this.dlBest = dl('best', 'dl_best');
+      this.dlLast = dl('last', 'dl_last');
+      this.dlCard = dl('model-card', 'dl_card');
       this.bar = h('div', { class: 'bar' });
       this.barLabel = h('span', { class: 'label', 'data-testid': 'job-progress-label' });
       this.progress = h('div', { class: 'progress', 'data-testid': 'job-progress' }, this.bar, this.barLabel);
@@ -927,7 +943,8 @@
         h('div', { class: 'scroll-x' }, h('table', { class: 'table' }, this.tableHead, this.tableBody)));
       el.append(
         h('div', { class: 'job-head' }, this.title, this.badge, this.queue, this.conn,
-          h('div', { class: 'job-actions' }, this.mlflow, this.testBtn, this.stopBtn, this.resumeBtn)),
+          h('div', { class: 'job-actions' }, this.mlflow, this.dlBest, this.dlLast, this.dlCard, this.testBtn, this.stopBtn,
+            this.resumeBtn)),
         this.progress, this.errorEl, this.charts, this.details);
       this.el = el;
       this.chartKey = '';
@@ -969,7 +986,12 @@
       this.resumeBtn.textContent = t('resume');
       this.resumeBtn.hidden = !(RESUMABLE.has(job.status) && m.hasLast); // resuming needs a stored last.pt
       this.testBtn.textContent = t('test_it');
-      this.testBtn.hidden = job.status !== 'completed';
+      const usable = TERMINAL.has(job.status) && (m.hasBest || m.hasLast); // stopped/failed jobs keep their checkpoints
+      this.testBtn.hidden = !usable;
+      this.dlBest.hidden = !(TERMINAL.has(job.status) && m.hasBest);
+      this.dlLast.hidden = !(TERMINAL.has(job.status) && m.hasLast);
+      this.dlCard.hidden = !usable;
+      [this.dlBest, this.dlLast, this.dlCard].forEach((b, i) => { b.textContent = t(['dl_best', 'dl_last', 'dl_card'][i]); });
       const base = S.config && S.config.mlflow_ui_url;
       this.mlflow.hidden = !(base && job.mlflow_run_id);
       if (base && job.mlflow_run_id) {
@@ -1389,14 +1411,27 @@
     },
   };
 
+  /** Ask for a signed link to one download of a job (best | last | model-card) and open it: the
+   * browser downloads it without the bearer token (the link itself is the short-lived credential). */
+  async function downloadLink(jobId, what) {
+    try {
+      const link = await api('/downloads', { json: { job_id: Number(jobId), object: what } });
+      const a = h('a', { href: link.path, download: link.filename, rel: 'noopener' });
+      document.body.append(a); a.click(); a.remove();
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  }
+
   async function loadTestJobs() {
     const sel = $('#test-job');
     try {
-      const page = await api('/jobs?status=completed&limit=100');
+      const page = await api('/jobs?limit=100');
       const keep = S.testJobId || sel.value;
-      const items = page.items || [];
+      // completed, stopped and failed jobs that uploaded a checkpoint can all be tested
+      const items = (page.items || []).filter((j) => TERMINAL.has(j.status) && (j.checkpoints || []).length);
       sel.replaceChildren(...(items.length ? items.map((j) => h('option', {
-        value: j.id, text: `#${j.id} ${j.model_name} · ${j.dataset_name} (${taskLabel(j.task_type)})`,
+        value: j.id, text: `#${j.id} ${j.model_name} · ${j.dataset_name} (${taskLabel(j.task_type)})${j.status === 'completed' ? '' : ' · ' + statusLabel(j.status)}`,
       })) : [h('option', { value: '', text: t('no_trained_jobs') })]));
       if (keep && items.some((j) => String(j.id) === String(keep))) sel.value = String(keep);
       S.testJobId = sel.value || null;
@@ -1450,7 +1485,7 @@
     }
     const facts = [];
     if (result.inference_time_ms !== undefined) facts.push(t('inference_ms', { ms: fmtNum(result.inference_time_ms) }));
-    if (model.model_name) facts.push(`${model.model_name}${result.checkpoint ? ' · ' + result.checkpoint + '.pt' : ''}${model.device ? ' · ' + model.device : ''}`);
+    if (model.model_name) facts.push(`${model.model_name}${result.checkpoint ? ' · ' + result.checkpoint : ''}${model.device ? ' · ' + model.device : ''}`);
     if (facts.length) box.append(h('p', { class: 'muted', text: facts.join(' · ') }));
     return box;
   }
