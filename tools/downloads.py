@@ -239,36 +239,36 @@ def preprocessing_for(framework: str, model_name: str, task_type: str, size: int
 
 
 def _pretrained(job: Job) -> CardPretrained:
-    """What the job recorded about its initial weights; honest when it recorded nothing."""
-    found: Any = getattr(job, "pretrained", None)
-    for src in (job.config or {}, job.hyperparameters or {}):
-        for k in ("pretrained", "weights", "pretrained_source", "init_weights"):
-            if found is None and src.get(k) is not None:
-                found = src[k]
-    init_from = (job.config or {}).get("init_from_job") or (job.intent or {}).get("init_from_job")
-    if found is None and init_from:
+    """What the job recorded about its initial weights (`Job.init_from` for fine-tuning from an
+    earlier job, `Job.pretrained` for pretrained weights: ``{"source": registry|hub|...|scratch,
+    "detail", "pretraining", "planned"?, "warning"?}``); honest when it recorded nothing."""
+    init_from: Any = getattr(job, "init_from", None)
+    recorded: Any = getattr(job, "pretrained", None)
+    if isinstance(init_from, dict) and init_from.get("job_id"):
+        ckpt = init_from.get("checkpoint") or "a checkpoint"
         return CardPretrained(
             pretrained=True,
-            source=f"fine-tuned from job {init_from}",
+            source=f"fine-tuned from job {init_from['job_id']} ({ckpt}, {init_from.get('model_name') or '?'})",
             recorded=True,
-            detail={"init_from_job": init_from},
+            detail={"init_from": init_from, **({"pretrained": recorded} if isinstance(recorded, dict) else {})},
         )
-    if found is None:
+    if not isinstance(recorded, dict) or not recorded.get("source"):
         return CardPretrained(
             pretrained=None,
-            source="unknown: this job recorded no pretrained source; models here train from scratch "
-            "unless weights were imported",
+            source="unknown: this job recorded no pretrained source (jobs here train from scratch unless "
+            "pretrained weights were available)",
             recorded=False,
         )
-    if isinstance(found, dict):
-        ok = found.get("pretrained")
-        said = str(found.get("source") or found.get("name") or ("from scratch" if ok is False else "recorded"))
-        return CardPretrained(pretrained=None if ok is None else bool(ok), source=said, recorded=True, detail=found)
-    if isinstance(found, bool):
-        return CardPretrained(pretrained=found, source="pretrained" if found else "from scratch", recorded=True)
-    text = str(found)
-    scratch = text.lower() in ("", "none", "scratch", "from scratch")
-    return CardPretrained(pretrained=not scratch, source="from scratch" if scratch else text, recorded=True)
+    source = str(recorded["source"])
+    if source == "scratch":
+        said = "from scratch" + (f": {recorded['warning']}" if recorded.get("warning") else "")
+        return CardPretrained(pretrained=False, source=said, recorded=True, detail=recorded)
+    what = str(recorded.get("detail") or source)
+    on = f"pretrained on {recorded['pretraining']}" if recorded.get("pretraining") else "pretrained"
+    said = f"{on} ({what}, from {source})"
+    if recorded.get("planned"):
+        said += "; planned at launch, the trainer did not confirm it"
+    return CardPretrained(pretrained=True, source=said, recorded=True, detail=recorded)
 
 
 def _class_names(ctx: ToolContext, job: Job) -> tuple[list[str], str]:
