@@ -133,6 +133,10 @@ class CardPreprocessing(BaseModel):
     input_size: int | None = Field(description="square side in pixels")
     input_layout: str = "NCHW float32, RGB"
     resize: str
+    resize_mode: Literal["shorter_side_center_crop", "square", "letterbox"] = Field(
+        description="shorter_side_center_crop: scale the shorter side to input_size, crop the centre; square: "
+        "resize to input_size x input_size; letterbox: scale the longer side, pad with gray 114"
+    )
     scale: str = "pixel values / 255"
     mean: list[float] | None = Field(description="subtracted per channel after scaling; None: not normalised")
     std: list[float] | None
@@ -204,6 +208,7 @@ def preprocessing_for(framework: str, model_name: str, task_type: str, size: int
             return CardPreprocessing(
                 input_size=size,
                 resize=f"resize the shorter side to {s}, centre-crop {s}x{s}",
+                resize_mode="shorter_side_center_crop",
                 mean=None,
                 std=None,
                 onnx_input_name="images",
@@ -212,6 +217,7 @@ def preprocessing_for(framework: str, model_name: str, task_type: str, size: int
         return CardPreprocessing(
             input_size=size,
             resize=f"letterbox to {s}x{s}: scale the longer side to {s}, pad with gray (114) to a square",
+            resize_mode="letterbox",
             mean=None,
             std=None,
             onnx_input_name="images",
@@ -221,6 +227,7 @@ def preprocessing_for(framework: str, model_name: str, task_type: str, size: int
         return CardPreprocessing(
             input_size=size,
             resize=f"resize the shorter side to {s} (bilinear), centre-crop {s}x{s}",
+            resize_mode="shorter_side_center_crop",
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             onnx_input_name="pixel_values",
@@ -231,6 +238,7 @@ def preprocessing_for(framework: str, model_name: str, task_type: str, size: int
     return CardPreprocessing(
         input_size=size,
         resize=f"resize to {s}x{s} (no crop)",
+        resize_mode="square",
         mean=_HALF if vit_like else IMAGENET_MEAN,
         std=_HALF if vit_like else IMAGENET_STD,
         onnx_input_name="pixel_values",
