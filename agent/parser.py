@@ -820,10 +820,43 @@ def _resolve_model(hits: list[_ModelHit], task_word: str | None, fw_word: str | 
     return out
 
 
+def _init_hit(m: re.Match[str]) -> dict[str, Any] | None:
+    job_id = _to_int(m.group("id"), 1, 2**31 - 1)
+    if job_id is None:
+        return None
+    out: dict[str, Any] = {"init_from_job": job_id}
+    groups = m.groupdict()
+    ck = groups.get("ck") or groups.get("ck2")
+    if ck:
+        out["init_checkpoint"] = "last" if ck in lx.INIT_LAST_WORDS else "best"
+    return out
+
+
+def _find_init_job(t: _Text) -> dict[str, Any]:
+    """A fine-tuning source: "starting from job 12", "12번 작업 모델로 이어서 학습" (job id and, when
+    said, best/last checkpoint). The whole phrase is masked (its number is no epoch count)."""
+    candidates: list[re.Match[str]] = []
+    for rx in lx.INIT_JOB_EN_RES:
+        candidates += rx.finditer(t.low)
+    for rx in lx.INIT_JOB_KO_RES:
+        candidates += [m for m in rx.finditer(t.low) if lx.INIT_KO_CONFIRM_RE.search(m.group("rest"))]
+    if not candidates and lx.INIT_TRAIN_CUE_RE.search(t.low):
+        candidates += lx.INIT_JOB_FROM_RE.finditer(t.low)
+    for m in sorted(candidates, key=lambda m: (m.start(), -m.end())):
+        if not t.free(m.start(), m.end()):
+            continue
+        hit = _init_hit(m)
+        if hit is not None:
+            t.mask(m.start(), m.end())
+            return hit
+    return {}
+
+
 def extract_slots(text: str) -> dict[str, Any]:
     """Only the slots `text` gives, as TrainingIntent field names (for merging corrections)."""
     t = _Text(text)
     hits = _find_models(t)
+    init = _find_init_job(t)
     dataset = _find_quoted_dataset(t)
     fw_word = _find_framework(t)
     adv: dict[str, Any] = {}
@@ -851,6 +884,7 @@ def extract_slots(text: str) -> dict[str, Any]:
         slots["advanced_config"] = dict(sorted(adv.items()))
     if classes:
         slots["class_names"] = classes
+    slots.update(init)
     return slots
 
 

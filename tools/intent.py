@@ -19,6 +19,7 @@ TaskType = Literal[
 ]
 Framework = Literal["ultralytics", "timm", "transformers"]
 Preset = Literal["easy", "medium", "advanced"]
+InitCheckpoint = Literal["best", "last"]
 
 
 class TrainingIntent(BaseModel):
@@ -37,3 +38,7 @@ class TrainingIntent(BaseModel):
     preset: Preset | None = None
     advanced_config: dict[str, Any] = Field(default_factory=dict)
     class_names: list[str] = Field(default_factory=list)
+    # Fine-tuning: start from the weights of an earlier job of the user's (its best.pt unless
+    # `init_checkpoint` says "last"); the model may then be left out (it is the source job's).
+    init_from_job: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    init_checkpoint: InitCheckpoint | None = None

@@ -24,7 +24,14 @@ Every function takes `ctx: ToolContext` first and returns JSON-ready dicts. The 
      "snapshot_id", "project_id", "hyperparameters", "config", "epochs", "epochs_completed",
      "best_epoch", "best_metric_name", "best_metric", "metrics", "queue_position", "attempts",
      "error", "created_at", "started_at", "finished_at", "checkpoints": [{"name", "key", "size",
-     "epoch"}], "mlflow_run_id", "stop_requested", "status_message", "conversion", "preset"}
+     "epoch"}], "mlflow_run_id", "stop_requested", "status_message", "conversion", "preset",
+     "init_from": {"job_id", "checkpoint", "model_name", "framework", "dataset_name", "epoch"} | null}
+
+Fine-tuning (`intent.init_from_job`): the job starts from the weights of an earlier job the caller
+may read (best.pt, or last.pt with `init_checkpoint="last"`): same framework and model (the model
+may be left out: it is the source job's), other classes allowed (the trainer rebuilds the head).
+Unknown or hidden source -> NotFoundError; other architecture -> InvalidInputError naming both;
+no such checkpoint -> ConflictError. The spec carries the checkpoint's store key (`init_from`).
 
 `queue_position`: for a queued job its 1-based place in the queue (1 = starts when the next slot
 frees); 0 for a job that is not waiting in the queue.
@@ -53,9 +60,10 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from tools import catalog
+from tools import weights as weights_tools
 from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
 from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent, ModelExport, TestRun
@@ -66,8 +74,9 @@ from tools.projects import get_project
 from trainer_runtime.adapters import get_adapter
 from trainer_runtime.errors import TrainerRuntimeError
 from trainer_runtime.events import JOB_STATUSES, TERMINAL_STATUSES
-from trainer_runtime.spec import Hyperparameters, JobSpec, MlflowSpec, StorageSpec
+from trainer_runtime.spec import Hyperparameters, InitFromSpec, JobSpec, MlflowSpec, StorageSpec
 from trainer_runtime.storage import StorageConfig, checkpoint_key
+from trainer_runtime.weights import WeightsPlan
 
 ACTIVE_STATUSES = ("preparing", "running", "resuming")
 """A trainer process is (or should be) alive."""
@@ -285,7 +294,16 @@ def job_dict(job: Job, *, queue_position: int = 0, checkpoints: list[dict[str, A
         "finished_at": iso_utc(job.finished_at),
         "checkpoints": checkpoints or [],
         "mlflow_run_id": job.mlflow_run_id,
+        "init_from": _init_public(job.init_from),
+        "pretrained": weights_tools.pretrained_field(job),
     }
+
+
+def _init_public(init_from: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the job API shows of a fine-tuning source (the store key stays internal)."""
+    if not init_from:
+        return None
+    return {k: init_from.get(k) for k in ("job_id", "checkpoint", "model_name", "framework", "dataset_name", "epoch")}
 
 
 def _full_dict(ctx: ToolContext, job: Job) -> dict[str, Any]:
@@ -347,6 +365,25 @@ def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool 
         mlflow=MlflowSpec(tracking_uri=runtime.mlflow_tracking_uri),
         work_dir=str(Path(runtime.trainer_dir).resolve()),
         resume=resume,
+        init_from=_init_spec(job.init_from),
+        pretrained=_weights_plan(job),
+    )
+
+
+def _weights_plan(job: Job) -> WeightsPlan | None:
+    """The pretrained weights plan, resolved again at launch (the registry may have gained the
+    model since the job was queued); none for a fine-tuning job (it starts from its checkpoint)."""
+    db = object_session(job)
+    if job.init_from or db is None:
+        return None
+    return weights_tools.plan_for(db, job.framework, job.model_name)
+
+
+def _init_spec(init_from: dict[str, Any] | None) -> InitFromSpec | None:
+    if not init_from:
+        return None
+    return InitFromSpec.model_validate(
+        {k: init_from[k] for k in ("job_id", "checkpoint", "key", "framework", "model_name")}
     )
 
 
@@ -382,6 +419,11 @@ def _plan(
     if project_id is not None:
         get_project(ctx.db, user, int(project_id))
 
+    # fine-tuning: the source job's checkpoint (readable by the caller), same architecture
+    source = _init_source(ctx, intent) if intent.init_from_job is not None else None
+    if source is not None and not intent.model_name:
+        intent = intent.model_copy(update={"model_name": source.model_name, "framework": source.framework})
+
     # model -> framework and task
     if intent.model_name:
         info = catalog.resolve_model(intent.model_name, intent.framework, intent.task_type)
@@ -397,6 +439,8 @@ def _plan(
         assert model is not None
         info = catalog.resolve_model(model)
         model_name, framework, task_type = info.name, info.framework, task
+
+    init_from = _init_from(ctx, intent, source, model_name, framework) if source is not None else None
 
     # compatibility (contract 3)
     compat = check_dataset_compatibility(ctx, ds.id, task_type)
@@ -461,8 +505,64 @@ def _plan(
         "config": config,
         "conversion": compat.get("conversion"),
         "epochs": hp.epochs,
+        "init_from": init_from,
+        "pretrained": None
+        if init_from
+        else weights_tools.planned_field(weights_tools.plan_for(ctx.db, framework, model_name)),
     }
     return ds, compat, fields
+
+
+def _init_source(ctx: ToolContext, intent: TrainingIntent) -> Job:
+    """The job a fine-tuning request starts from: one the caller may read (else NotFoundError)."""
+    try:
+        return _job_row(ctx, int(intent.init_from_job or 0))
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"job {intent.init_from_job} to start from not found",
+            detail={"field": "init_from_job", "job_id": intent.init_from_job},
+        ) from exc
+
+
+def _init_from(
+    ctx: ToolContext, intent: TrainingIntent, source: Job, model_name: str, framework: str
+) -> dict[str, Any]:
+    """Check a fine-tuning source against the requested model; returns `Job.init_from`.
+
+    Same architecture (framework and model name) or InvalidInputError naming both; the checkpoint
+    (best.pt unless `init_checkpoint` is "last") must exist, else ConflictError. Classes may differ:
+    the trainer rebuilds the head."""
+    if (source.framework, source.model_name) != (framework, model_name):
+        raise InvalidInputError(
+            f"job {source.id} trained {source.framework} {source.model_name}, not {framework} {model_name}: "
+            "fine-tuning starts from the same architecture (leave the model out to use the job's)",
+            detail={
+                "field": "init_from_job",
+                "job_id": source.id,
+                "source_model": source.model_name,
+                "source_framework": source.framework,
+                "model_name": model_name,
+                "framework": framework,
+            },
+        )
+    name = f"{intent.init_checkpoint or 'best'}.pt"
+    ckpt = ctx.db.scalar(select(JobCheckpoint).where(JobCheckpoint.job_id == source.id, JobCheckpoint.name == name))
+    if ckpt is None:
+        have = sorted(ctx.db.scalars(select(JobCheckpoint.name).where(JobCheckpoint.job_id == source.id)))
+        raise ConflictError(
+            f"job {source.id} ({source.status}) has no {name} to start from"
+            + (f"; it has {', '.join(have)}" if have else ""),
+            detail={"field": "init_checkpoint", "job_id": source.id, "checkpoint": name, "available": have},
+        )
+    return {
+        "job_id": source.id,
+        "checkpoint": name,
+        "key": ckpt.key,
+        "framework": source.framework,
+        "model_name": source.model_name,
+        "dataset_name": source.dataset_name,
+        "epoch": ckpt.epoch,
+    }
 
 
 def create_job(

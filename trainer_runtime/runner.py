@@ -87,6 +87,8 @@ from trainer_runtime.mlflow_logger import MlflowLogger
 from trainer_runtime.reporting import EventReporter, HttpReporter, make_reporter
 from trainer_runtime.spec import JobSpec, SpecError, load_spec
 from trainer_runtime.storage import DualStorageClient
+from trainer_runtime.weights import WEIGHTS_FIELD, ResolvedWeights, WeightsError
+from trainer_runtime.weights import fetch as fetch_weights
 
 logger = logging.getLogger("trainer_runtime.runner")
 
@@ -489,6 +491,31 @@ class Runner:
         self.log_event(f"fine-tuning: fetched job {init.job_id}'s {init.checkpoint} to initialise the model")
         return dest
 
+    def _fetch_pretrained(self, storage: DualStorageClient) -> ResolvedWeights:
+        """Pretrained weights of the spec's plan (`trainer_runtime.weights`: registry, a download
+        with timeouts, or scratch); one ``log`` event carries ``"weights"`` (the server records it
+        on the job, and a download cached in the registry in its registry table)."""
+        try:
+            got = fetch_weights(
+                self.spec.pretrained,
+                storage,
+                self.paths.job_dir / "pretrained",
+                log=lambda message, level: self.log_event(message, level),
+            )
+        except (WeightsError, ObjectNotFoundError) as exc:
+            raise _Failure(str(exc), "pretrained_weights") from exc
+        if got.source == "scratch":
+            message = f"{self.spec.model_name} starts from scratch (no pretrained weights)"
+            if got.warning:
+                message += f": {got.warning}"
+            self.log_event(message, "warning" if got.warning else "info", **{WEIGHTS_FIELD: got.event_data()})
+        else:
+            pre = f" on {got.pretraining}" if got.pretraining else ""
+            self.log_event(
+                f"pretrained{pre} ({got.detail}, from the {got.source})", "info", **{WEIGHTS_FIELD: got.event_data()}
+            )
+        return got
+
     def _check_dataset_size(self, summary: dict[str, Any]) -> None:
         batch = self.spec.hyperparameters.batch_size
         images = int(summary.get("labeled_images") or summary.get("images") or 0)
@@ -585,6 +612,8 @@ class Runner:
             device = resolve_device(hp.device)
             resume_from = self._locate_resume(storage) if self.resume_requested else None
             init_weights = self._fetch_init_weights(storage) if resume_from is None else None
+            # pretrained weights: only for a fresh start (a resume or a fine-tune brings its own)
+            pretrained = self._fetch_pretrained(storage) if resume_from is None and init_weights is None else None
             if resume_from is not None:
                 self._load_state()
                 self._reported = {int(e) for e in self._state.get("reported_epochs") or []}
@@ -601,7 +630,12 @@ class Runner:
                 raise _StopBeforeTraining()
 
             self.mlflow.start(
-                {"config": resolved_config, "hyperparameters": hp.model_dump(), "device": device},
+                {
+                    "config": resolved_config,
+                    "hyperparameters": hp.model_dump(),
+                    "device": device,
+                    **(pretrained.mlflow_params() if pretrained is not None else {}),
+                },
                 resume=resume_from is not None,
             )
             ctx = TrainContext(
@@ -616,6 +650,7 @@ class Runner:
                 stop_event=self.stop_event,
                 resume_from=resume_from,
                 init_weights=init_weights,
+                pretrained=pretrained,
             )
             self.paths.scratch_dir.mkdir(parents=True, exist_ok=True)
             cb = ctx.callbacks

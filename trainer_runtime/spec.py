@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainer_runtime.errors import TrainerRuntimeError
 from trainer_runtime.formats.schema import TASK_TYPES
 from trainer_runtime.storage import StorageConfig, StoreConfig
+from trainer_runtime.weights import WeightsPlan
 
 SPEC_VERSION: Literal["1"] = "1"
 FRAMEWORKS = ("ultralytics", "timm", "transformers")
@@ -88,6 +89,18 @@ class Hyperparameters(_Strict):
     workers: int = Field(default=0, ge=0)
 
 
+class InitFromSpec(_Strict):
+    """Initial weights from an earlier job's checkpoint (fine-tuning): the trainer downloads `key`
+    from the internal store and loads every tensor whose name and shape match into the freshly
+    built model (a head for other classes is rebuilt). Unlike resume: fresh optimizer, epoch 0."""
+
+    job_id: int = Field(gt=0)
+    checkpoint: Literal["best.pt", "last.pt"]
+    key: str = Field(min_length=1)
+    framework: Literal["ultralytics", "timm", "transformers"]
+    model_name: str = Field(min_length=1)
+
+
 class JobSpec(_Strict):
     spec_version: Literal["1"] = SPEC_VERSION
     job_id: int = Field(gt=0)
@@ -105,7 +118,10 @@ class JobSpec(_Strict):
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)
     work_dir: str = "./data/trainer"
     resume: bool = False
+    init_from: InitFromSpec | None = None
     checkpoint_upload_interval_s: float = Field(default=300.0, ge=0)
+    # pretrained weights the server resolved (registry entry, a download to try, or scratch)
+    pretrained: WeightsPlan | None = None
 
     @field_validator("task_type")
     @classmethod

@@ -61,6 +61,8 @@ def test_chat_turn_shape_and_timing_headers(client: TestClient, alice: dict[str,
         "preset",
         "advanced_config",
         "class_names",
+        "init_from_job",
+        "init_checkpoint",
     }
     ms = float(r.headers["X-Process-Time-Ms"])
     assert 0 < ms < 10_000 and float(r.headers["X-Queue-Time-Ms"]) >= 0

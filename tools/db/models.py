@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -49,6 +50,8 @@ class User(Base):
     hashed_password: Mapped[str] = mapped_column(String(255))
     is_system: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # administrators may add pretrained weights to the registry (`vision-agent users promote`, ADMIN_EMAILS)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -183,6 +186,11 @@ class Job(Base):
     executor: Mapped[str] = mapped_column(String(32), default="local")
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # pid or k8s Job name
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # fine-tuning source: {"job_id", "checkpoint": "best.pt"|"last.pt", "key", "framework", "model_name"}
+    init_from: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # pretrained weights: {"source": registry|hub|ultralytics-assets|scratch, "detail", "pretraining",
+    # "planned": True until the trainer reports what it really got, "warning"?} (tools.weights)
+    pretrained: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     epochs: Mapped[int] = mapped_column(Integer, default=0)
     epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -404,6 +412,31 @@ class SlackJobMessage(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class WeightsEntry(Base):
+    """A registry entry of pretrained weights (`tools.weights`): the files under ``key``
+    (``weights/{framework}/{name}/``) in the internal store, ``files`` ``[{"name", "sha256", "size"}]``,
+    ``sha256``/``size`` of the weights file itself; ``source`` where it came from (``import``,
+    ``upload``, ``hub:{repo}``, ``url:{url}``), ``detail`` what the user is told ("timm
+    resnet50.a1_in1k"), ``pretraining`` the data it was trained on ("ImageNet-1k", "COCO")."""
+
+    __tablename__ = "weights"
+    __table_args__ = (UniqueConstraint("framework", "model_name", name="uq_weights_model"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    framework: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(1024))
+    files: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(1024), default="import")
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    license: Mapped[str] = mapped_column(String(200), default="")
+    pretraining: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class StreamTicket(Base):
     """A short-lived, single-use ticket that opens ONE live stream (`tools.stream_tickets`), so that
     a WebSocket or EventSource URL never carries the bearer token. Only the sha256 of the ticket is
@@ -419,3 +452,35 @@ class StreamTicket(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobThroughput(Base):
+    """How fast one finished job trained, measured from its own events (`tools.estimates`): the
+    kind of job (framework, model, image size and its bucket, device kind), the images it trained
+    and validated per epoch, the steady training and validation speed (images/s over the epochs
+    after the first) and the fixed cost (process start-up, imports, setup, warm-up, final upload:
+    wall time less the epochs at steady speed). One row per completed job; duration estimates of
+    later jobs of the same kind are made from these rows. The job may be deleted later: the speed
+    it measured stays (``job_id`` set to NULL)."""
+
+    __tablename__ = "job_throughput"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, unique=True
+    )
+    framework: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(200))
+    task_type: Mapped[str] = mapped_column(String(64))
+    image_size: Mapped[int] = mapped_column(Integer)
+    size_bucket: Mapped[int] = mapped_column(Integer)
+    device_kind: Mapped[str] = mapped_column(String(32))
+    epochs: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    train_images: Mapped[int] = mapped_column(Integer)
+    val_images: Mapped[int] = mapped_column(Integer)
+    train_ips: Mapped[float] = mapped_column()
+    val_ips: Mapped[float | None] = mapped_column(nullable=True)
+    overhead_s: Mapped[float] = mapped_column()
+    wall_s: Mapped[float] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

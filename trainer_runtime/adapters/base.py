@@ -34,6 +34,7 @@ from trainer_runtime.errors import TrainerRuntimeError
 if TYPE_CHECKING:
     from trainer_runtime.formats.schema import DiceDataset
     from trainer_runtime.spec import JobSpec
+    from trainer_runtime.weights import ResolvedWeights
 
 # Canonical advanced_config keys of the TrainingIntent (DESIGN contract 1).
 CANONICAL_KEYS = (
@@ -132,6 +133,11 @@ class TrainContext:
     callbacks: Callbacks = field(default_factory=Callbacks)
     stop_event: threading.Event = field(default_factory=threading.Event)
     resume_from: Path | None = None
+    # fine-tuning: a local copy of the earlier job's checkpoint (spec.init_from) whose matching
+    # tensors initialise the fresh model; ignored when resuming (last.pt has the weights)
+    init_weights: Path | None = None
+    # pretrained weights resolved by the runner (`trainer_runtime.weights.fetch`); None: scratch
+    pretrained: ResolvedWeights | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from trainer_runtime.adapters import _torch_common as common
+from trainer_runtime.adapters import init_weights, pretrained
 from trainer_runtime.adapters.base import (
     Adapter,
     ConfigError,
@@ -315,11 +316,14 @@ class _TimmLoop(common.EpochLoop):
 
         model = _create_model(self.meta.model_name, self.num_classes, size, float(cfg["drop_rate"]))
         weights = common.find_local_weights(self.meta.model_name, (".safetensors", ".pth", ".pt", ".bin"))
-        if weights is not None:
+        if ctx.pretrained is not None and ctx.pretrained.path is not None:
+            pretrained.load_timm(model, ctx.pretrained, self.log)
+        elif weights is not None:
             loaded, skipped = common.load_partial_state(model, common.read_weights_file(weights))
             self.log(f"local weights {weights.name}: {loaded} tensors loaded, {len(skipped)} skipped (classifier)")
         else:
             self.log(f"{self.meta.model_name} built from its architecture (pretrained=False), trained from scratch")
+        init_weights.init_torch_model(ctx, model, self.log, list(self.meta.class_names))
         self.model = model.to(self.device)
 
         self.optimizer = create_optimizer_v2(

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from trainer_runtime.adapters import _torch_common as common
+from trainer_runtime.adapters import init_weights, pretrained
 from trainer_runtime.adapters.base import (
     Adapter,
     ConfigError,
@@ -54,6 +55,7 @@ from trainer_runtime.adapters.base import (
 )
 from trainer_runtime.adapters.hf_model_config import check_model_config, family_of
 from trainer_runtime.spec import JobSpec
+from trainer_runtime.weights import ResolvedWeights
 
 CLS = "image_classification"
 DET = "object_detection"
@@ -299,17 +301,29 @@ def _timm_available() -> bool:
 
 
 def build_model(
-    model_name: str, task: str, class_names: list[str], image_size: int, cfg: Mapping[str, Any]
+    model_name: str,
+    task: str,
+    class_names: list[str],
+    image_size: int,
+    cfg: Mapping[str, Any],
+    weights: ResolvedWeights | None = None,
 ) -> tuple[Any, str]:
-    """The model (fresh from its config, or from a local weights folder) and a line saying which."""
-    local = local_model_dir(model_name)
+    """The model (fresh from its config, or from pretrained `weights`: a folder with config.json,
+    or a local weights folder) and a line saying which."""
+    local = weights.folder if weights is not None and weights.path is not None else local_model_dir(model_name)
     overrides = model_model_config(model_name, task, cfg.get("model_config"), local)  # (again: defence in depth)
     labels = _labels(class_names)
     if local is not None:
         from transformers import AutoModelForImageClassification, DetrForObjectDetection
 
         loader: Any = DetrForObjectDetection if task == DET else AutoModelForImageClassification
-        model = loader.from_pretrained(str(local), ignore_mismatched_sizes=True, **labels, **overrides)
+        model, info = loader.from_pretrained(
+            str(local), ignore_mismatched_sizes=True, output_loading_info=True, **labels, **overrides
+        )
+        if weights is not None and weights.path is not None:
+            lines: list[str] = []
+            pretrained.report_transformers(info, model, weights, lines.append)
+            return model, lines[0]
         return model, f"{model_name}: weights from {local}"
     if task == CLS:
         from transformers import AutoModelForImageClassification, ResNetConfig, ViTConfig
@@ -457,7 +471,7 @@ class _HFClassificationLoop(_HFLoopMixin):
             self.log(f"{self.data.converted} images labeled by their dominant class")
         if self.data.val_is_train:
             self.log("no image could be held out for validation: validating on the training images", "warning")
-        model, how = build_model(self.meta.model_name, CLS, self.data.class_names, size, cfg)
+        model, how = build_model(self.meta.model_name, CLS, self.data.class_names, size, cfg, ctx.pretrained)
         self.log(how)
         vit_like = getattr(model.config, "model_type", "") in ("vit", "deit")
         mean, std = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) if vit_like else (common.IMAGENET_MEAN, common.IMAGENET_STD)
@@ -486,6 +500,7 @@ class _HFClassificationLoop(_HFLoopMixin):
             workers=workers,
             pin_memory=pin,
         )
+        init_weights.init_torch_model(ctx, model, self.log, list(self.meta.class_names))
         self.model = model.to(self.device)
         self.meta.extra["hf_config"] = _hf_config_dict(model)
         self.optimizer = self.make_optimizer(self.model.parameters())
@@ -676,7 +691,7 @@ class _DetrLoop(_HFLoopMixin):
         self.log(self.split_msg)
         if ctx.conversion:
             self.log(f"boxes derived from the annotations ({ctx.conversion})")
-        model, how = build_model(self.meta.model_name, DET, self.class_names, size, cfg)
+        model, how = build_model(self.meta.model_name, DET, self.class_names, size, cfg, ctx.pretrained)
         self.log(how)
         workers = int(ctx.spec.hyperparameters.workers)
         pin = self.device.type == "cuda"
@@ -698,6 +713,7 @@ class _DetrLoop(_HFLoopMixin):
             collate_fn=_detr_collate,
             pin_memory=pin,
         )
+        init_weights.init_torch_model(ctx, model, self.log, list(self.meta.class_names))
         self.model = model.to(self.device)
         self.meta.extra["hf_config"] = _hf_config_dict(model)
         lr = float(cfg["learning_rate"])

@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainer_runtime.adapters import init_weights, pretrained
 from trainer_runtime.adapters.base import (
     CANONICAL_KEYS,
     Adapter,
@@ -739,9 +740,22 @@ class UltralyticsAdapter(Adapter):
             self._best_epoch = prior_best
         else:
             local = self.weights_dir() / f"{self.info.name}.pt"
-            if local.is_file():
+            if ctx.pretrained is not None and ctx.pretrained.path is not None:
+                local = ctx.pretrained.path  # registry or release asset (`trainer_runtime.weights`)
+            init = init_weights.init_source(ctx)
+            if init is not None:
+                # Ultralytics builds the model for this dataset's classes and copies every tensor
+                # of the checkpoint whose name and shape match (`report_transfer` counts them)
+                model = YOLO(str(init), task=task)
+                source: Any = model.model  # the checkpoint's nn.Module
+                self._init_shapes = {k: tuple(v.shape) for k, v in source.state_dict().items()}
+                model.add_callback("on_pretrain_routine_end", self._report_transfer)
+            elif local.is_file():
                 self._log("info", f"loading local weights {local} (transfer learning)")
                 model = YOLO(str(local), task=task)
+                if ctx.pretrained is not None and ctx.pretrained.path is not None:
+                    report = pretrained.ultralytics_reporter(ctx.pretrained, lambda m: self._log("info", m))
+                    model.add_callback("on_pretrain_routine_end", report)
             else:
                 model = YOLO(f"{self.info.name}.yaml", task=task)
             args = dict(cfg)
@@ -760,7 +774,7 @@ class UltralyticsAdapter(Adapter):
                 plots=False,
                 verbose=False,
                 deterministic=True,
-                pretrained=local.is_file(),
+                pretrained=init is not None or local.is_file(),
                 freeze=int(cfg.get("freeze") or 0) or None,
             )
 
@@ -781,6 +795,14 @@ class UltralyticsAdapter(Adapter):
         result = self._finish(trainer)
         ctx.callbacks.run_callbacks("on_train_end", result=result)
         return result
+
+    def _report_transfer(self, trainer: Any) -> None:
+        """Fine-tuning: log how many tensors of the source checkpoint the built model took."""
+        src = getattr(self, "_init_shapes", None) or {}
+        dst = trainer.model.state_dict()
+        loaded = sum(1 for k, v in dst.items() if src.get(k) == tuple(v.shape))
+        skipped = sorted(k for k, shape in src.items() if k not in dst or tuple(dst[k].shape) != shape)
+        init_weights.report(self.ctx, loaded, skipped, len(dst), lambda m: self._log("info", m))
 
     def _rescue_checkpoints(self, trainer: Any) -> None:
         """After an exception: make sure what Ultralytics wrote is in output_dir (the runner uploads it)."""

@@ -67,6 +67,10 @@ class JobOut(BaseModel):
     finished_at: str | None
     checkpoints: list[CheckpointOut]
     mlflow_run_id: str | None
+    init_from: dict[str, Any] | None = Field(
+        default=None,
+        description='fine-tuned from an earlier job: {"job_id", "checkpoint": "best.pt"|"last.pt", "model_name", ...}',
+    )
 
 
 class JobList(BaseModel):
