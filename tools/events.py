@@ -34,6 +34,10 @@ Side effects (applied in the same transaction):
     done        best_epoch, best_metric(_name), metrics, epochs_completed, checkpoints, and the status
                 in data.status (same rules as ``status``)
     error       job.error = data.message
+    log         with ``data.weights`` (the trainer's pretrained weights report): job.pretrained, and a
+                download it cached in the registry becomes a registry row (`tools.weights`)
+    completed   (a status or done event that completes the job) its measured speed is recorded
+                (`tools.estimates.record_job_throughput`) for the duration estimates of later jobs
     any type    job.mlflow_run_id = data.mlflow_run_id when it is a run id (1-64 of ``[A-Za-z0-9_.-]``;
                 the trainer reports it in a ``log`` event as soon as its MLflow run exists, so the
                 server knows it without sharing the trainer's disk)
@@ -58,7 +62,10 @@ from sqlalchemy.orm import Session
 
 from tools.db.models import Job, JobCheckpoint, JobEvent, User
 from tools.errors import InvalidInputError, NotFoundError
+from tools.estimates import record_job_throughput
+from tools.weights import record_trainer_report
 from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, MLFLOW_RUN_ID_FIELD, TERMINAL_STATUSES, utc_ts
+from trainer_runtime.weights import WEIGHTS_FIELD
 
 if TYPE_CHECKING:
     from tools.eventbus import EventBus
@@ -308,9 +315,14 @@ def _append_locked(
         event_id = uuid.uuid4().hex
     if seen is not None:
         seen.add(event_id)
+    was = job.status
     _apply_side_effects(db, job, type, data, source)
+    ts = ts or utc_ts()
+    if job.status == "completed" and was != "completed":
+        # the measured speed of the finished job, for the duration estimates of later ones
+        record_job_throughput(db, job, ts)
     job.last_seq = (job.last_seq or 0) + 1
-    row = JobEvent(job_id=job.id, seq=job.last_seq, event_id=event_id, ts=ts or utc_ts(), type=type, data=data)
+    row = JobEvent(job_id=job.id, seq=job.last_seq, event_id=event_id, ts=ts, type=type, data=data)
     db.add(row)
     db.flush()
     return event_dict(row)
@@ -419,6 +431,8 @@ def _apply_run_id(job: Job, data: dict[str, Any]) -> None:
 def _apply_side_effects(db: Session, job: Job, type: str, data: dict[str, Any], source: Source) -> None:
     if MLFLOW_RUN_ID_FIELD in data:
         _apply_run_id(job, data)
+    if type == "log" and isinstance(data.get(WEIGHTS_FIELD), dict):
+        record_trainer_report(db, job, data[WEIGHTS_FIELD])
     if type == "status":
         if not _set_status(job, data.get("status"), data, source):
             data["ignored"] = True

@@ -359,12 +359,15 @@ def _env_true(name: str) -> bool:
 
 
 def _hub_download(plan: WeightsPlan, dest: Path, cache_dir: Path) -> dict[str, Path]:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     assert plan.hub_repo is not None
     endpoint = os.environ.get("HF_ENDPOINT") or None
     out: dict[str, Path] = {}
     for f in plan.files:
+        # one metadata request without retries first: hf_hub_download retries an unreachable hub
+        # with back-off for about a minute before it gives up
+        get_hf_file_metadata(hf_hub_url(plan.hub_repo, f.name, endpoint=endpoint), timeout=plan.timeout_s)
         got = hf_hub_download(
             plan.hub_repo,
             f.name,

@@ -5,6 +5,8 @@
     vision-agent train --spec JOB.json [--resume]             (trainer_runtime.runner)
     vision-agent chat --url U --email E --password P [-m MESSAGE ...]  (agent.cli)
     vision-agent slack link|unlink|links ...                  (web.slack.cli, administrators)
+    vision-agent weights list|import|pull ...                  (web.weights_cli: pretrained weights registry)
+    vision-agent users promote EMAIL [--revoke]               (web.weights_cli: administrators)
     vision-agent version
 
 Imports are lazy so that `vision-agent --help` answers at once.
@@ -57,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "slack",
         help="link Slack users to platform users, for administrators (see `vision-agent slack --help`)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "weights",
+        help="list, import or pull pretrained weights of the registry (see `vision-agent weights --help`)",
+        add_help=False,
+    )
+    sub.add_parser(
+        "users",
+        help="make a user an administrator (see `vision-agent users --help`)",
         add_help=False,
     )
     sub.add_parser("version", help="print the version")
@@ -119,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from web.slack.cli import main as slack_main
 
         return int(slack_main(args_list[1:], prog=f"{PROG} slack"))
+    if args_list and args_list[0] in ("weights", "users"):
+        from web.weights_cli import main as weights_main
+
+        return int(weights_main(args_list[1:], prog=f"{PROG} {args_list[0]}"))
     if args_list and args_list[0] == "train":
         from trainer_runtime.runner import main as train_main
 

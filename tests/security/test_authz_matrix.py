@@ -231,7 +231,8 @@ Body = Callable[[World], dict[str, Any]]
 class Expect:
     """What one route is. `owner`: the statuses the owner's call may answer (WS: close codes, or
     200 for a reply frame). `cross`: "404" when the request names the owner's resource (the other
-    user gets 404), "hidden" when it does not (any 2xx/4xx answer, never the owner's data).
+    user gets 404), "hidden" when it does not (any 2xx/4xx answer, never the owner's data), "admin"
+    for an administrators' route (neither user is one: both get 403).
     `body(w)`: request kwargs (json/data/files/params). `use`: path parameter -> key of
     `World.ids` when not the same name. `fresh`: kind of throwaway resource for the owner's call."""
 
@@ -311,6 +312,14 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("GET", f"{A}/datasets/{{dataset_id}}/snapshots/{{snapshot_id}}/annotations"): E(USER),
     ("POST", f"{A}/jobs"): E(USER, 201, body=lambda w: {"json": {"intent": job_intent(w.ids)}}),
     ("GET", f"{A}/jobs"): E(USER, cross="hidden"),
+    ("GET", f"{A}/weights"): E(USER, cross="hidden", why="the registry is shared: no user's data in it"),
+    ("POST", f"{A}/weights"): E(
+        USER,
+        403,
+        cross="admin",
+        body=lambda w: {"data": {"model": "resnet18"}, "files": {"file": ("w.safetensors", b"x" * 16)}},
+        why="administrators only: a signed-in user who is not one gets 403 before the file is read",
+    ),
     ("GET", f"{A}/jobs/{{job_id}}"): E(USER),
     ("POST", f"{A}/jobs/{{job_id}}/stop"): E(USER, fresh="queued_job"),
     ("POST", f"{A}/jobs/{{job_id}}/resume"): E(USER, 409, use=DONE, why="a completed job has nothing to resume"),
@@ -504,7 +513,7 @@ def test_every_route_is_declared(world: World) -> None:
     assert not missing, f"routes without an access declaration in {__name__}.ROUTES: {missing}"
     assert not stale, f"ROUTES entries for routes the app does not serve: {stale}"
     assert all(e.access in (PUBLIC, USER, TRAINER, SLACK, SIGNED) for e in ROUTES.values())
-    assert all(e.cross in ("404", "hidden") for e in ROUTES.values())
+    assert all(e.cross in ("404", "hidden", "admin") for e in ROUTES.values())
 
 
 @pytest.mark.parametrize("key", _ids(PUBLIC))
@@ -537,6 +546,8 @@ def test_other_user_cannot_see_or_touch_the_owners_resource(world: World, key: t
     out = call(world, key, world.other.headers)
     if e.cross == "404":
         assert out.status == (WS_NOT_FOUND if key[0] == "WS" and key[1] != "/ws/chat" else 404), out.text[:500]
+    elif e.cross == "admin":  # neither user is an administrator: both are refused alike
+        assert out.status == 403, out.text[:500]
     else:
         assert out.status < 500 and out.status not in (401, 403), out.text[:500]
     leaked = [s for s in world.secrets if s in out.text]

@@ -1,0 +1,106 @@
+"""Loading pretrained weights (`TrainContext.pretrained`) into a freshly built model.
+
+timm: the state dict of ``model.safetensors`` (or a ``.pth``) goes into the model built for the
+dataset's classes; the classifier named by the model's pretrained config (``fc``, ``head``,
+``head.fc``, ``classifier``) is always left to its fresh initialisation (other classes, other
+meaning), a ViT position embedding for another image size is resampled; every other tensor must
+match by name and shape. transformers: ``from_pretrained(folder, ignore_mismatched_sizes=True)``
+with the dataset's labels (the classifier is rebuilt). Ultralytics: ``YOLO(path)`` and its trainer
+copies every tensor whose name and shape match into the model built for the dataset's classes.
+Each reports "N of M tensors loaded, K skipped" in a log event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from trainer_runtime.weights import ResolvedWeights
+
+
+def _names(skipped: list[str]) -> str:
+    return ", ".join(skipped[:6]) + (", ..." if len(skipped) > 6 else "")
+
+
+def describe(weights: ResolvedWeights) -> str:
+    pre = f" on {weights.pretraining}" if weights.pretraining else ""
+    return f"pretrained{pre} ({weights.detail}, {weights.source})"
+
+
+def timm_classifier_prefixes(model: Any) -> tuple[str, ...]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    classifier = cfg.get("classifier") if isinstance(cfg, Mapping) else None
+    if isinstance(classifier, str):
+        return (classifier,)
+    if isinstance(classifier, list | tuple):
+        return tuple(str(c) for c in classifier)
+    return ()
+
+
+def load_timm(model: Any, weights: ResolvedWeights, log: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Load `weights.path` into a timm `model` except its classifier; returns (loaded, skipped)."""
+    from trainer_runtime.adapters import _torch_common as common
+
+    assert weights.path is not None
+    state = common.read_weights_file(weights.path)
+    heads = timm_classifier_prefixes(model)
+    own = model.state_dict()
+    pos = state.get("pos_embed")
+    if pos is not None and "pos_embed" in own and tuple(pos.shape) != tuple(own["pos_embed"].shape):
+        from timm.layers import resample_abs_pos_embed
+
+        grid = model.patch_embed.grid_size
+        prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 1))
+        state = dict(state)
+        state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(grid), num_prefix_tokens=prefix)
+        log(f"position embedding resampled to a {grid[0]}x{grid[1]} grid")
+    body = {k: v for k, v in state.items() if not any(k == h or k.startswith(h + ".") for h in heads)}
+    loaded, skipped = common.load_partial_state(model, body)
+    replaced = sorted(k for k in state if k not in body)
+    log(
+        f"{describe(weights)}: {loaded} of {len(own)} tensors loaded, {len(skipped)} skipped"
+        + (f" ({_names(skipped)})" if skipped else "")
+        + (f"; classifier {_names(replaced)} replaced for this dataset's classes" if replaced else "")
+    )
+    return loaded, skipped + replaced
+
+
+def report_transformers(
+    info: Mapping[str, Any], model: Any, weights: ResolvedWeights, log: Callable[[str], None]
+) -> None:
+    """Log what ``from_pretrained(..., output_loading_info=True)`` loaded."""
+    total = len(model.state_dict())
+    missing = list(info.get("missing_keys") or [])
+    mismatched = [str(m[0]) if isinstance(m, tuple | list) else str(m) for m in info.get("mismatched_keys") or []]
+    unexpected = list(info.get("unexpected_keys") or [])
+    fresh = sorted(set(missing) | set(mismatched))
+    log(
+        f"{describe(weights)}: {total - len(fresh)} of {total} tensors loaded, {len(fresh) + len(unexpected)} skipped"
+        + (f"; rebuilt for this dataset: {_names(fresh)}" if fresh else "")
+    )
+
+
+def ultralytics_reporter(weights: ResolvedWeights, log: Callable[[str], None]) -> Callable[[Any], None]:
+    """An ``on_pretrain_routine_end`` callback: count the tensors of the pretrained file that the
+    model Ultralytics built for this dataset holds bit for bit."""
+
+    def report(trainer: Any) -> None:
+        import torch
+
+        assert weights.path is not None
+        ckpt = torch.load(weights.path, map_location="cpu", weights_only=False)
+        src_model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+        src = src_model.float().state_dict() if src_model is not None else {}
+        dst = trainer.model.state_dict()
+        loaded = sum(
+            1
+            for k, v in dst.items()
+            if k in src and tuple(src[k].shape) == tuple(v.shape) and torch.equal(src[k].to(v.dtype), v.cpu())
+        )
+        skipped = sorted(k for k in src if k not in dst or tuple(dst[k].shape) != tuple(src[k].shape))
+        log(
+            f"{describe(weights)}: {loaded} of {len(dst)} tensors loaded, {len(skipped)} skipped"
+            + (f" (head for this dataset's classes: {_names(skipped)})" if skipped else "")
+        )
+
+    return report
