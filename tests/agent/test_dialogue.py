@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.chat import ChatTurn, get_session, handle_message, list_sessions
-from agent.dialogue import estimate_duration_s, is_no, is_yes
+from agent.dialogue import is_no, is_yes
 from tests.agent.chat_helpers import fake_trainer_settings, seed_datasets, tool_context
 from tests.conftest import MakeUser
 from tests.live_server import classification_files, upload_dataset
@@ -367,9 +367,3 @@ def test_a_restart_mid_dialogue_continues(settings: Settings, client: TestClient
         assert t.launched and t.language == "ko"
         app2.state.supervisor.kill_all()
     client.__enter__()  # let the fixture's teardown run on a live client
-
-
-def test_estimate_is_documented_and_monotonic() -> None:
-    small = estimate_duration_s(1000, 1, 11.7, 32)
-    assert small < estimate_duration_s(1000, 10, 11.7, 32) < estimate_duration_s(1000, 10, 11.7, 224)
-    assert estimate_duration_s(0, 5, None, 224) == pytest.approx(15.0)
