@@ -45,7 +45,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent import replies as R
-from agent.lexicon import DOWNLOAD_RE, LAST_CHECKPOINT_RE, MODEL_CARD_RE
+from agent.lexicon import DOWNLOAD_RE, LAST_CHECKPOINT_RE, MODEL_CARD_RE, PRETRAINED_Q_RE
 from agent.parser import detect_language, extract_slots, normalise
 from agent.tools import (
     current_inference,
@@ -61,6 +61,7 @@ from agent.tools import (
     test_run_status,
 )
 from tools import catalog, jobs
+from tools import weights as weights_tools
 from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility
 from tools.db.models import ChatSession
@@ -648,6 +649,12 @@ class Dialogue:
             else self.t("confirm_no_preset", values=R.values_line(values)),
         ]
         init = preview.get("init_from")
+        if not init:  # a fine-tuning job starts from its checkpoint (its own line below)
+            summary["pretrained"] = preview.get("pretrained")
+            weights_line = weights_tools.describe_pretrained(
+                preview.get("pretrained"), str(preview["model_name"]), self.lang
+            )
+            lines.insert(3, self.t("confirm_pretrained", text=weights_line))
         if init:
             summary["init_from"] = init
             lines.insert(
@@ -709,6 +716,8 @@ class Dialogue:
         }
         if _HELP.search(low):
             return Turn(self.t("help"), action="help")
+        if PRETRAINED_Q_RE.search(low) and not training and (self.intent.get("model_name") or self.job_ref()):
+            return self.pretrained_answer()
         if _EXPORT.search(low) and not training:
             return self.with_model_job(self.export)
         # "download the best model of job 12" names a job's checkpoint like a fine-tuning request
@@ -743,6 +752,27 @@ class Dialogue:
         if _RESUME.search(low):
             return self.with_job(self.resume, require_explicit=True)
         return None
+
+    def pretrained_answer(self) -> Turn:
+        """ "is it pretrained?": the pending request's plan while one is being set up (unless a job
+        is named), else the job's recorded weights."""
+        named = _JOB_REF.search(self.low)
+        intent = self.intent
+        if intent.get("model_name") and self.s.state in ("collecting", "confirming") and not named:
+            try:
+                text = weights_tools.describe_weights_plan(self.ctx, TrainingIntent(**intent), self.lang)
+            except (InvalidInputError, ValidationError) as exc:
+                return Turn(self.t("conflict", reason=str(exc)), action="pretrained")
+            return Turn(self.t("pretrained_pending", model=intent["model_name"], text=text), action="pretrained")
+
+        def answer(job_id: int) -> Turn:
+            job = jobs.get_job(self.ctx, job_id)
+            text = weights_tools.describe_pretrained(job.get("pretrained"), str(job["model_name"]), self.lang)
+            return Turn(
+                self.t("pretrained_job", job_id=job_id, model=job["model_name"], text=text), action="pretrained"
+            )
+
+        return self.with_job(answer)
 
     def job_ref(self, require_explicit: bool = False) -> int | None:
         m = _JOB_REF.search(self.low)

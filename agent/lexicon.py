@@ -412,6 +412,14 @@ SCHEDULER_NAMES = {
     "리니어": "linear",
 }
 
+# --------------------------------------------------------------------------- pretrained weights
+
+# "is it pretrained?", "from scratch?", "사전학습 됐어?", "프리트레인 가중치 써?"
+PRETRAINED_Q_RE = re.compile(
+    r"(?<![a-z])pre[\s-]?trained(?![a-z])|(?<![a-z])from\s+scratch\s*\?|(?<![a-z])which\s+weights(?![a-z])"
+    r"|사전\s*학습|프리\s*트레(?:인|이닝)|처음부터\s*학습(?:하|해|했|됐|되)\S*\s*\?"
+)
+
 # --------------------------------------------------------------------------- augmentations
 
 AUG_RE = re.compile(

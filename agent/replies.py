@@ -107,6 +107,9 @@ T: dict[str, dict[str, str]] = {
     "confirm_head": {"en": "Ready to train:", "ko": "다음과 같이 학습을 시작할까요?"},
     "confirm_model": {"en": "- model: {model} ({framework})", "ko": "- 모델: {model} ({framework})"},
     "confirm_task": {"en": "- task: {task}", "ko": "- 작업: {task}"},
+    "confirm_pretrained": {"en": "- weights: {text}", "ko": "- 가중치: {text}"},
+    "pretrained_job": {"en": "Job {job_id} ({model}): {text}.", "ko": "{job_id}번 작업 ({model}): {text}."},
+    "pretrained_pending": {"en": "This request ({model}): {text}.", "ko": "이번 요청 ({model}): {text}."},
     "confirm_init_from": {
         "en": "- starting from job {job_id}'s {checkpoint} ({model} on {dataset}); the head is rebuilt for the classes",
         "ko": "- {job_id}번 작업의 {checkpoint}에서 시작 ({model}, {dataset}); 분류 헤드는 클래스에 맞게 새로 만듭니다",
