@@ -93,6 +93,7 @@ def test_finetuning_from_an_earlier_job_beats_training_from_scratch(tmp_path: Pa
     logs = [e["data"]["message"] for e in tuned if e["type"] == "log"]
     transfer = [m for m in logs if m.startswith("initialised from job 1's best.pt")]
     assert transfer, logs
+    assert not any("trained from scratch" in m for m in logs), logs
     # resnet18: every tensor but the 5-class head (fc.weight, fc.bias) is loaded
     assert "2 skipped (rebuilt: fc.bias, fc.weight)" in transfer[0]
     assert not any(

@@ -102,6 +102,8 @@ _SCHEMA: tuple[ConfigField, ...] = (
     ConfigField(
         "patience", "int", 0, "early stop after this many epochs without a better val/accuracy_top1 (0: off)", minimum=0
     ),
+    ConfigField("freeze_backbone", "bool", False, pretrained.FREEZE_FIELD_HELP),
+    ConfigField("backbone_lr_mult", "float", 1.0, pretrained.LR_MULT_HELP, minimum=0.0, maximum=1.0),
 )
 
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -321,13 +323,21 @@ class _TimmLoop(common.EpochLoop):
         elif weights is not None:
             loaded, skipped = common.load_partial_state(model, common.read_weights_file(weights))
             self.log(f"local weights {weights.name}: {loaded} tensors loaded, {len(skipped)} skipped (classifier)")
-        else:
+        elif init_weights.init_source(ctx) is None:
             self.log(f"{self.meta.model_name} built from its architecture (pretrained=False), trained from scratch")
         init_weights.init_torch_model(ctx, model, self.log, list(self.meta.class_names))
         self.model = model.to(self.device)
 
-        self.optimizer = create_optimizer_v2(
+        params = pretrained.backbone_params(
             self.model,
+            pretrained.timm_classifier_prefixes(self.model),
+            freeze=bool(cfg["freeze_backbone"]),
+            lr_mult=float(cfg["backbone_lr_mult"]),
+            lr=float(cfg["lr"]),
+            log=self.log,
+        )
+        self.optimizer = create_optimizer_v2(
+            params,
             opt=str(cfg["opt"]),
             lr=float(cfg["lr"]),
             weight_decay=float(cfg["weight_decay"]),

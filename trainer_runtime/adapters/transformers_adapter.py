@@ -97,6 +97,10 @@ _SCHEMA: tuple[ConfigField, ...] = (
     ConfigField("cutmix_alpha", "float", 0.0, "cutmix alpha (classification; 0: off)", minimum=0.0),
     ConfigField("max_grad_norm", "float", 1.0, "gradient clipping norm (0: off; DETR usually 0.1)", minimum=0.0),
     ConfigField("backbone_lr_factor", "float", 0.1, "DETR: backbone learning rate = learning_rate x this", minimum=0.0),
+    ConfigField("freeze_backbone", "bool", False, "classification: " + pretrained.FREEZE_FIELD_HELP),
+    ConfigField(
+        "backbone_lr_mult", "float", 1.0, "classification: " + pretrained.LR_MULT_HELP, minimum=0.0, maximum=1.0
+    ),
     ConfigField("hflip", "float", 0.5, "horizontal flip probability", minimum=0.0, maximum=1.0),
     ConfigField("amp", "bool", True, "mixed precision on CUDA (ignored on CPU)"),
     ConfigField(
@@ -472,6 +476,8 @@ class _HFClassificationLoop(_HFLoopMixin):
         if self.data.val_is_train:
             self.log("no image could be held out for validation: validating on the training images", "warning")
         model, how = build_model(self.meta.model_name, CLS, self.data.class_names, size, cfg, ctx.pretrained)
+        if init_weights.init_source(ctx) is not None:  # fine-tuning: its own log line follows
+            how = how.replace(", trained from scratch", "")
         self.log(how)
         vit_like = getattr(model.config, "model_type", "") in ("vit", "deit")
         mean, std = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) if vit_like else (common.IMAGENET_MEAN, common.IMAGENET_STD)
@@ -503,7 +509,15 @@ class _HFClassificationLoop(_HFLoopMixin):
         init_weights.init_torch_model(ctx, model, self.log, list(self.meta.class_names))
         self.model = model.to(self.device)
         self.meta.extra["hf_config"] = _hf_config_dict(model)
-        self.optimizer = self.make_optimizer(self.model.parameters())
+        params = pretrained.backbone_params(
+            self.model,
+            ("classifier",),
+            freeze=bool(cfg["freeze_backbone"]),
+            lr_mult=float(cfg["backbone_lr_mult"]),
+            lr=float(cfg["learning_rate"]),
+            log=self.log,
+        )
+        self.optimizer = self.make_optimizer(params.parameters() if params is self.model else params)
         self.scheduler = self.make_scheduler(len(self.train_loader))
         self.scaler = self.make_scaler()
         self.smoothing = float(cfg["label_smoothing_factor"])
@@ -692,6 +706,8 @@ class _DetrLoop(_HFLoopMixin):
         if ctx.conversion:
             self.log(f"boxes derived from the annotations ({ctx.conversion})")
         model, how = build_model(self.meta.model_name, DET, self.class_names, size, cfg, ctx.pretrained)
+        if init_weights.init_source(ctx) is not None:  # fine-tuning: its own log line follows
+            how = how.replace(", trained from scratch", "")
         self.log(how)
         workers = int(ctx.spec.hyperparameters.workers)
         pin = self.device.type == "cuda"
