@@ -420,6 +420,13 @@ PRETRAINED_Q_RE = re.compile(
     r"|사전\s*학습|프리\s*트레(?:인|이닝)|처음부터\s*학습(?:하|해|했|됐|되)\S*\s*\?"
 )
 
+# "freeze the backbone", "backbone frozen", "백본 고정", "백본은 동결해줘" -> advanced_config freeze_backbone
+FREEZE_BACKBONE_RE = re.compile(
+    r"(?<![a-z])(?:freez(?:e|ing)\s+(?:the\s+|its\s+)?backbone|backbone\s+(?:is\s+)?frozen"
+    r"|backbone\s+freez(?:e|ing))(?![a-z])"
+    r"|백본\s*(?:은|는|을|를)?\s*(?:고정|동결|얼려|얼리|프리즈)"
+)
+
 # --------------------------------------------------------------------------- augmentations
 
 AUG_RE = re.compile(

@@ -868,6 +868,8 @@ def extract_slots(text: str) -> dict[str, Any]:
         adv["optimizer"] = opt
     adv.update(_find_augmentations(t))
     adv.update(_find_advanced_numbers(t))
+    if lx.FREEZE_BACKBONE_RE.search(t.low):
+        adv["freeze_backbone"] = True
     slots: dict[str, Any] = _find_core_numbers(t)
     preset = _find_preset(t)
     if dataset is None:

@@ -309,3 +309,48 @@ def test_runner_reports_the_hub_source_and_the_registry_copy(hub_env: Any, tmp_p
     assert w["source"] == "hub" and w["detail"] == "timm resnet18.a1_in1k" and w["pretraining"] == "ImageNet-1k"
     assert w["cached"]["key"] == "weights/timm/resnet18/"
     assert ev["data"]["message"] == "pretrained on ImageNet-1k (timm resnet18.a1_in1k, from the hub)"
+
+
+# ------------------------------------------------------------------------------ backbone options
+
+
+def test_freeze_backbone_and_backbone_lr_in_the_schemas() -> None:
+    from trainer_runtime.adapters.timm_adapter import TimmAdapter
+    from trainer_runtime.adapters.transformers_adapter import TransformersAdapter
+    from trainer_runtime.adapters.ultralytics_adapter import UltralyticsAdapter
+
+    timm_cfg = TimmAdapter.resolve_config(None, {"freeze_backbone": True}, {"epochs": 1})
+    assert timm_cfg["freeze_backbone"] is True and timm_cfg["backbone_lr_mult"] == 1.0
+    tr_cfg = TransformersAdapter.resolve_config(None, {"backbone_lr_mult": 0.1}, {"epochs": 1})
+    assert tr_cfg["backbone_lr_mult"] == 0.1 and tr_cfg["freeze_backbone"] is False
+    ul_cfg = UltralyticsAdapter.resolve_config(None, {"freeze_backbone": True}, {"epochs": 1})
+    assert ul_cfg["freeze"] == 10  # YOLO's backbone layers
+    assert {f.name for f in TimmAdapter.config_schema()} >= {"freeze_backbone", "backbone_lr_mult"}
+
+
+def test_frozen_backbone_does_not_move_and_the_classifier_does() -> None:
+    import timm
+    from timm.optim import create_optimizer_v2
+
+    from trainer_runtime.adapters.pretrained import backbone_params, timm_classifier_prefixes
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    lines: list[str] = []
+    params = backbone_params(model, timm_classifier_prefixes(model), freeze=True, lr_mult=1.0, lr=0.1, log=lines.append)
+    opt = create_optimizer_v2(params, opt="sgd", lr=0.1, weight_decay=0.0)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])
+    for k, v in after.items():
+        if not k.startswith("fc.") and "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, before[k]), k
+    assert lines == ["backbone frozen: 2 of 62 parameter tensors train (the classifier)"]
+
+    other = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    groups = backbone_params(other, ("fc",), freeze=False, lr_mult=0.1, lr=0.01, log=lines.append)
+    assert [g["lr"] for g in groups] == pytest.approx([0.001, 0.01]) and len(groups[1]["params"]) == 2

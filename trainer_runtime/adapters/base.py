@@ -49,6 +49,7 @@ CANONICAL_KEYS = (
     "warmup_epochs",
     "patience",
     "label_smoothing",
+    "freeze_backbone",  # train only the head on top of pretrained weights (Ultralytics: its backbone layers)
 )
 
 

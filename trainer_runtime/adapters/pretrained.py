@@ -8,6 +8,11 @@ match by name and shape. transformers: ``from_pretrained(folder, ignore_mismatch
 with the dataset's labels (the classifier is rebuilt). Ultralytics: ``YOLO(path)`` and its trainer
 copies every tensor whose name and shape match into the model built for the dataset's classes.
 Each reports "N of M tensors loaded, K skipped" in a log event.
+
+Backbone options (advanced config): timm and transformers classification ``freeze_backbone`` (only
+the classifier trains) and ``backbone_lr_mult`` (the backbone's learning rate is the base rate
+times this), `backbone_params`; Ultralytics has its own ``freeze`` (the first N layers), and the
+canonical ``freeze_backbone`` sets it to the backbone's 10 layers.
 """
 
 from __future__ import annotations
@@ -104,3 +109,44 @@ def ultralytics_reporter(weights: ResolvedWeights, log: Callable[[str], None]) -
         )
 
     return report
+
+
+# ------------------------------------------------------------------------------ backbone options
+
+FREEZE_FIELD_HELP = "train only the classifier: the pretrained backbone stays as it is"
+LR_MULT_HELP = "the backbone's learning rate is the base rate times this (the classifier keeps the base rate)"
+ULTRALYTICS_BACKBONE_LAYERS = 10  # YOLOv8 / YOLO11: layers 0-9 are the backbone
+
+
+def is_head(name: str, heads: tuple[str, ...]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in heads)
+
+
+def backbone_params(
+    model: Any,
+    heads: tuple[str, ...],
+    *,
+    freeze: bool,
+    lr_mult: float,
+    lr: float,
+    log: Callable[[str], None],
+) -> Any:
+    """Apply ``freeze_backbone`` / ``backbone_lr_mult`` to `model` (parameters outside `heads`
+    are the backbone). Returns what the optimizer gets: the model itself when nothing changes
+    (or when frozen: frozen parameters do not need a gradient and are left out), else two
+    parameter groups with their own learning rates."""
+    named = list(model.named_parameters())
+    head = [p for n, p in named if is_head(n, heads)]
+    body = [p for n, p in named if not is_head(n, heads)]
+    if not head:
+        log(f"no classifier named {', '.join(heads) or '?'} in the model: backbone options ignored")
+        return model
+    if freeze:
+        for p in body:
+            p.requires_grad_(False)
+        log(f"backbone frozen: {len(head)} of {len(named)} parameter tensors train (the classifier)")
+        return [p for p in head]
+    if lr_mult != 1.0:
+        log(f"backbone learning rate {lr * lr_mult:g} (x{lr_mult:g}), classifier {lr:g}")
+        return [{"params": body, "lr": lr * lr_mult}, {"params": head, "lr": lr}]
+    return model

@@ -362,6 +362,11 @@ def _canonical(key: str, value: Any, cfg: dict[str, Any]) -> None:
         cfg[key] = _number(key, value, f.minimum, f.maximum)
     elif key == "patience":
         cfg["patience"] = _number(key, value, 0, None, integer=True)
+    elif key == "freeze_backbone":
+        if value in (True, "true", "yes", 1):
+            cfg["freeze"] = pretrained.ULTRALYTICS_BACKBONE_LAYERS
+        elif value not in (False, None, "false", "no", 0):
+            raise ConfigError(f"freeze_backbone is true or false, not {value!r}")
     elif key == "label_smoothing":
         if value in (None, False, 0, 0.0):
             return
