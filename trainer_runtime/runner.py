@@ -635,6 +635,8 @@ class Runner:
                     "hyperparameters": hp.model_dump(),
                     "device": device,
                     **(pretrained.mlflow_params() if pretrained is not None else {}),
+                    # fine-tuning source: init_from.job_id / checkpoint / model_name / framework
+                    **({"init_from": spec.init_from.model_dump(exclude={"key"})} if spec.init_from is not None else {}),
                 },
                 resume=resume_from is not None,
             )
