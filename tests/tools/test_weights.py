@@ -310,3 +310,26 @@ def test_cli_imports_lists_and_promotes(tmp_path: Path, db_url: str, monkeypatch
     assert main(["weights", "--data-dir", str(data), "import", str(f), "--model", "resnet18"]) == 1  # exists
     assert main(["users", "--data-dir", str(data), "promote", "nobody@example.com"]) == 1
     assert (data / "storage").exists()
+
+
+def test_cli_pull_fetches_from_the_hub_and_imports(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hf_constants
+
+    from tests.trainer_runtime.hub_server import FileServer
+    from web.cli import main
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the CLI test uses the data dir's SQLite database")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    data = tmp_path / "cli-data"
+    with FileServer() as hub:
+        hub.add_hub_file("timm/resnet18.a1_in1k", "model.safetensors", small_safetensors())
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert main(["weights", "--data-dir", str(data), "pull", "resnet18"]) == 0
+    stored = data / "storage" / "internal" / "training-checkpoints" / "weights" / "timm" / "resnet18"
+    assert (stored / "model.safetensors").read_bytes() == small_safetensors()
+    assert main(["weights", "--data-dir", str(data), "pull", "resnet18"]) == 1  # already there
