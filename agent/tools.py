@@ -440,7 +440,10 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
         return start_test_run(ctx, current_inference().service(), which_job(job_id), dataset, checkpoint)
 
     def export(job_id: int | None = None, checkpoint: str | None = None) -> Any:
-        return export_onnx(ctx, current_inference().service(), which_job(job_id), checkpoint)
+        rec = export_onnx(ctx, current_inference().service(), which_job(job_id), checkpoint)
+        if ctx.links is not None and rec.get("status") == "completed":  # a link that opens in a browser
+            rec["link"] = download_link(ctx, int(rec["job_id"]), "export", int(rec["id"]))
+        return rec
 
     return [
         (
@@ -540,7 +543,8 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
         (
             "export_onnx",
             "Export one of the user's completed jobs to ONNX (only when asked). The export is checked against "
-            "the PyTorch model on one image: parity.max_abs_diff; returns the download_url of the file.",
+            "the PyTorch model on one image: parity.max_abs_diff; give the user link.url (a signed link that "
+            "opens in a browser for a few minutes).",
             CheckpointJobArgs,
             export,
         ),

@@ -246,7 +246,10 @@ def test_llm_tools_use_the_turns_image_and_service(client: TestClient, alice: in
             got = json.loads(tools["predict_image"].invoke({}))  # the newest completed job
             assert got["predicted_label"] == "seven" and got["job_id"] == job
             assert json.loads(tools["predict_image"].invoke({"job_id": 999999}))["error_type"] == "NotFoundError"
-            assert json.loads(tools["export_onnx"].invoke({"job_id": job}))["parity"]["ok"] is True
+            exported = json.loads(tools["export_onnx"].invoke({"job_id": job}))
+            assert exported["parity"]["ok"] is True
+            signed = client.get(exported["link"]["url"])  # what the model is told to give: opens without a token
+            assert signed.status_code == 200 and signed.content == b"onnx" * 100
         with inference_scope(lambda: service):  # type: ignore[arg-type,return-value]
             tools = {t.name: t for t in build_tools(ctx)}
             assert "no image" in json.loads(tools["predict_image"].invoke({"job_id": job}))["error"]

@@ -26,6 +26,7 @@ Every flow ends with no console errors. Screenshots go to test-output/screenshot
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from pathlib import Path
@@ -147,6 +148,20 @@ def test_full_flow_chat_train_watch_live_and_predict(ui: UI, live: LiveServer) -
     assert progress.get_attribute("data-fraction") == "1.000"
     assert page.locator(f"{_card(job_id)} [data-testid=job-stop]").is_hidden()
     ui.shot("04-job-completed")
+
+    # the card's download buttons: each asks for a signed link and the browser downloads it (this
+    # profile does not keep downloads: the same link is fetched again, without any token)
+    with page.expect_download() as best_dl:
+        page.locator(f"{_card(job_id)} [data-testid=job-download-best]").click()
+    assert "/api/v1/dl/" in best_dl.value.url and best_dl.value.suggested_filename == f"job-{job_id}-resnet18-best.pt"
+    with live.client() as anonymous:
+        got = anonymous.get(best_dl.value.url)
+        assert got.status_code == 200 and got.content == client.get(f"{API}/jobs/{job_id}/checkpoints/best").content
+        with page.expect_download() as card_dl:
+            page.locator(f"{_card(job_id)} [data-testid=job-download-model-card]").click()
+        assert card_dl.value.suggested_filename == f"job-{job_id}-resnet18-model-card.json"
+        model_card = json.loads(anonymous.get(card_dl.value.url).content)
+    assert model_card["job_id"] == job_id and model_card["preprocessing"]["input_size"] == 32
 
     # drop a digit image on the trained job
     page.locator(f"{_card(job_id)} [data-testid=job-test]").click()
