@@ -655,6 +655,7 @@ class Dialogue:
                 preview.get("pretrained"), str(preview["model_name"]), self.lang
             )
             lines.insert(3, self.t("confirm_pretrained", text=weights_line))
+            summary["pretrained_text"] = weights_line
         if init:
             summary["init_from"] = init
             lines.insert(

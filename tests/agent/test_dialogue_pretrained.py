@@ -62,6 +62,7 @@ def test_confirmation_says_pretrained_and_the_question_is_answered(client: TestC
         "from scratch if that fails" in t.reply
     )
     assert t.summary is not None and t.summary["pretrained"]["source"] == "hub"
+    assert f"- weights: {t.summary['pretrained_text']}" in t.reply  # the page's confirmation card shows it
 
     q = chat("is it pretrained?")
     assert q.reply.startswith("This request (resnet18): pretrained on ImageNet-1k (timm resnet18.a1_in1k)")

@@ -42,6 +42,8 @@
       summary_model: 'Model', summary_task: 'Task', summary_dataset: 'Dataset', summary_epochs: 'Epochs',
       summary_batch: 'Batch size', summary_image_size: 'Image size', summary_lr: 'Learning rate',
       summary_preset: 'Preset', summary_estimate: 'Estimated time', summary_conversion: 'Conversion',
+      summary_weights: 'Weights', weights_pretrained: 'pretrained on {p} ({d})', weights_pretrained_plain: 'pretrained ({d})',
+      weights_scratch: 'from scratch', weights_job: 'fine-tuned from {d}',
       summary_snapshot: 'Snapshot', snapshot_at_launch: 'taken at launch', default_mark: '(default)',
       images_n: '{n} images',
       refresh: 'Refresh', no_jobs: 'No jobs yet. Ask the agent in the chat to train something.',
@@ -99,6 +101,8 @@
       summary_model: '모델', summary_task: '작업', summary_dataset: '데이터셋', summary_epochs: '에폭',
       summary_batch: '배치 크기', summary_image_size: '이미지 크기', summary_lr: '학습률',
       summary_preset: '프리셋', summary_estimate: '예상 시간', summary_conversion: '변환',
+      summary_weights: '가중치', weights_pretrained: '{p} 사전학습 ({d})', weights_pretrained_plain: '사전학습 ({d})',
+      weights_scratch: '처음부터 학습', weights_job: '{d}에서 이어서 학습',
       summary_snapshot: '스냅샷', snapshot_at_launch: '시작할 때 생성', default_mark: '(기본값)',
       images_n: '이미지 {n}장',
       refresh: '새로고침', no_jobs: '아직 작업이 없습니다. 채팅에서 학습을 요청해 보세요.',
@@ -461,6 +465,14 @@
     })));
   }
 
+  // a job's (or a confirmation's) `pretrained`: {source, detail, pretraining, warning?}
+  function weightsText(p) {
+    if (!p || !p.source) return '';
+    if (p.source === 'scratch') return t('weights_scratch') + (p.warning ? `: ${p.warning}` : '');
+    if (p.source === 'job') return t('weights_job', { d: p.detail || '' });
+    return p.pretraining ? t('weights_pretrained', { p: p.pretraining, d: p.detail || '' }) : t('weights_pretrained_plain', { d: p.detail || '' });
+  }
+
   function confirmCard(turn) {
     const s = turn.summary || {};
     const ds = s.dataset || {};
@@ -475,6 +487,7 @@
     ];
     if (s.preset) rows.push([t('summary_preset'), s.preset]);
     if (s.conversion) rows.push([t('summary_conversion'), s.conversion]);
+    if (s.pretrained) rows.push([t('summary_weights'), s.pretrained_text || weightsText(s.pretrained)]);
     rows.push([t('summary_snapshot'), t('snapshot_at_launch')]);
     const est = s.estimate;
     if (est) {
@@ -921,6 +934,7 @@
       this.badge = h('span', { class: 'badge', 'data-testid': 'job-status' });
       this.queue = h('span', { class: 'badge queued', 'data-testid': 'job-queue', hidden: true });
       this.conn = h('span', { class: 'muted small' });
+      this.weights = h('p', { class: 'muted small', 'data-testid': 'job-weights', hidden: true });
       this.stopBtn = h('button', { type: 'button', class: 'small danger', 'data-testid': 'job-stop', onclick: () => this.act('stop') });
       this.resumeBtn = h('button', { type: 'button', class: 'small', 'data-testid': 'job-resume', onclick: () => this.act('resume') });
       this.testBtn = h('button', { type: 'button', class: 'small', 'data-testid': 'job-test', onclick: () => openTestFor(model.id) });
@@ -945,7 +959,7 @@
         h('div', { class: 'job-head' }, this.title, this.badge, this.queue, this.conn,
           h('div', { class: 'job-actions' }, this.mlflow, this.dlBest, this.dlLast, this.dlCard, this.testBtn, this.stopBtn,
             this.resumeBtn)),
-        this.progress, this.errorEl, this.charts, this.details);
+        this.weights, this.progress, this.errorEl, this.charts, this.details);
       this.el = el;
       this.chartKey = '';
       this.tableKey = '';
@@ -973,6 +987,8 @@
       const job = m.job || { status: 'queued' };
       this.title.textContent = `#${m.id} ${job.model_name || ''}${job.dataset_name ? ' · ' + job.dataset_name : ''}`;
       this.badge.textContent = statusLabel(job.status);
+      this.weights.textContent = weightsText(job.pretrained);
+      this.weights.hidden = !this.weights.textContent;
       this.badge.className = 'badge ' + job.status;
       this.badge.dataset.status = job.status;
       this.el.dataset.status = job.status;
