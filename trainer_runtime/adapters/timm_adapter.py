@@ -2,7 +2,9 @@
 in our epoch loop (`_torch_common.EpochLoop`).
 
 Models are built with ``timm.create_model(name, pretrained=False, num_classes=N)`` (``img_size`` for
-ViT/DeiT when the image size differs from 224): no hub download ever. Local weights are used when
+ViT/DeiT when the image size differs from 224): the adapter never downloads. Pretrained weights
+the runner resolved (`TrainContext.pretrained`: registry or hub, `trainer_runtime.weights`) are
+loaded by `pretrained.load_timm` (all but the classifier); else local weights are used when
 ``$VTA_WEIGHTS_DIR/<name>.safetensors`` (or ``.pth``/``.pt``/``.bin``) exists: loaded non-strictly,
 tensors whose shape differs (the classifier, position embeddings of another size) are skipped.
 

@@ -10,7 +10,8 @@ they fit: models built from their configs (``AutoModelForImageClassification.fro
 ``DetrForObjectDetection(config)``), the model's own losses (DETR's Hungarian-matched loss),
 ``transformers.get_scheduler`` for cosine / linear / constant schedules.
 
-Models (no hub access, ever: HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 are set first):
+Models (the adapter never reaches the hub: HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 are set
+first; pretrained weights the runner fetched, `TrainContext.pretrained`, are a local folder):
 - ``google/vit-base-patch16-224``: ``ViTConfig()`` (ViT-Base/16), ``image_size`` = the training size;
 - ``microsoft/resnet-50``: ``ResNetConfig()`` (bottleneck ResNet-50);
 - ``facebook/detr-resnet-50``: ``DetrConfig()`` — the real architecture: ResNet-50 backbone (timm's
@@ -22,8 +23,9 @@ Models (no hub access, ever: HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 are set
 `hf_model_config` are accepted, with their types and ranges (never loader options such as
 ``trust_remote_code``): checked by `resolve_config` and `validate_spec` (at job creation and in the
 trainer) and again in `build_model`. Image sizes are limited per model (`_MAX_IMAGE_SIZE`: ViT
-1024, ResNet-50 2048, DETR 1333, the usual longest side of DETR). Local weights: a folder
-``$VTA_WEIGHTS_DIR/<hub id with / -> __>/`` (``config.json`` + weights) is loaded with
+1024, ResNet-50 2048, DETR 1333, the usual longest side of DETR). Pretrained weights: the folder
+of `TrainContext.pretrained` (registry or hub: ``config.json`` + ``model.safetensors``), else a folder
+``$VTA_WEIGHTS_DIR/<hub id with / -> __>/`` (``config.json`` + weights), is loaded with
 ``from_pretrained(local_path)`` (classifier resized to the dataset's classes); a hub id that the
 catalog does not know is accepted only when such a folder exists.
 

@@ -6,9 +6,11 @@ made it safe offline (no DNS probe, no font or weight download, no auto-install,
 MLflow/W&B/... loggers off).
 
 Models are built from their architecture yaml (``YOLO("yolo11n-seg.yaml", task="segment")``) and
-trained from scratch. When ``<weights dir>/<model name>.pt`` exists it is loaded instead (transfer
-learning); the weights dir is ``$VTA_WEIGHTS_DIR``, else ``<ctx.work_dir>/../weights``. Nothing is
-ever downloaded.
+trained from scratch. Pretrained weights the runner resolved (`TrainContext.pretrained`: registry
+or release asset, `trainer_runtime.weights`) are loaded instead (transfer learning: Ultralytics
+copies every tensor that fits, `pretrained.ultralytics_reporter` counts them), else
+``<weights dir>/<model name>.pt`` when it exists; the weights dir is ``$VTA_WEIGHTS_DIR``, else
+``<ctx.work_dir>/../weights``. The adapter itself never downloads.
 
 How Ultralytics 8.4's trainer is mapped (checked against the installed source and by the tests):
 
