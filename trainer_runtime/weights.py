@@ -222,18 +222,45 @@ def scratch(reason: str | None = None) -> ResolvedWeights:
 # -------------------------------------------------------------------------- format inspection
 
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
-_PICKLE_MODULES = (
-    "torch",
+# What a checkpoint's pickle may import (torch.save of state dicts, Ultralytics checkpoints, numpy
+# scalars): module prefixes, plus single names of `torch` and `builtins`. Anything else (os.system,
+# builtins.eval/getattr, torch.hub, subprocess...) is refused before any file is loaded.
+_PICKLE_MODULE_PREFIXES = (
     "collections",
-    "numpy",
-    "_codecs",
-    "ultralytics",
-    "types",
-    "argparse",
-    "pathlib",
-    "datetime",
+    "torch._utils",
+    "torch.nn.modules",
+    "torch.nn.parameter",
+    "ultralytics.nn",
+    "ultralytics.utils",
+    "numpy.core.multiarray",
+    "numpy._core.multiarray",
+    "numpy.dtype",
 )
-_PICKLE_BUILTINS = frozenset({"set", "frozenset", "slice", "dict", "list", "tuple", "bytearray", "complex", "getattr"})
+_PICKLE_NAMES = frozenset(
+    {
+        "_codecs.encode",
+        "numpy.dtype",
+        "numpy.ndarray",
+        "types.SimpleNamespace",
+        "argparse.Namespace",
+        "pathlib.PosixPath",
+        "pathlib.WindowsPath",
+        "datetime.datetime",
+        "torch.Size",
+        "torch.device",
+    }
+)
+_TORCH_NAME = re.compile(r"^torch\.(?:[A-Za-z]*Storage|u?int\d+|float\d*|bfloat16|half|double|bool|long)$")
+_PICKLE_BUILTINS = frozenset({"set", "frozenset", "slice", "dict", "list", "tuple", "bytearray", "complex"})
+
+
+def _import_allowed(imp: str) -> bool:
+    module, _, attr = imp.rpartition(".")
+    if module in ("builtins", "__builtin__"):
+        return attr in _PICKLE_BUILTINS
+    if imp in _PICKLE_NAMES or _TORCH_NAME.match(imp):
+        return True
+    return any(module == p or module.startswith(p + ".") for p in _PICKLE_MODULE_PREFIXES)
 
 
 def _inspect_safetensors(path: Path, size: int) -> dict[str, Any]:
@@ -295,11 +322,7 @@ def _scan_pickle(data: bytes, name: str) -> dict[str, Any]:
     if first_object not in ("EMPTY_DICT", "DICT", "GLOBAL", "STACK_GLOBAL", "SHORT_BINUNICODE", "MARK"):
         raise WeightsError(f"{name}: the checkpoint does not hold a dict of tensors")
     for imp in sorted(imports):
-        module, _, attr = imp.rpartition(".")
-        if module == "builtins" or module == "__builtin__":
-            if attr not in _PICKLE_BUILTINS:
-                raise WeightsError(f"{name}: the checkpoint imports {imp}, which a weights file never needs")
-        elif module.split(".")[0] not in _PICKLE_MODULES:
+        if not _import_allowed(imp):
             raise WeightsError(f"{name}: the checkpoint imports {imp}, which a weights file never needs")
     return {"format": "pytorch", "imports": len(imports)}
 

@@ -84,6 +84,11 @@ def test_format_checks_accept_real_formats_and_name_what_is_wrong(tmp_path: Path
     evil.write_bytes(torch_zip(pickle.dumps({"x": _Evil()}, protocol=2)))
     with pytest.raises(WeightsError, match=r"imports (posix|os)\.system"):
         inspect_weights_file(evil)
+    gadget = tmp_path / "gadget.pt"
+    for gadget_fn in (getattr, eval):  # the usual pickle gadgets
+        gadget.write_bytes(torch_zip(pickle.dumps({"x": gadget_fn}, protocol=2)))
+        with pytest.raises(WeightsError, match=rf"imports __builtin__\.{gadget_fn.__name__}"):
+            inspect_weights_file(gadget)
     two = tmp_path / "two.pt"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
