@@ -466,9 +466,7 @@ class JobThroughput(Base):
     __tablename__ = "job_throughput"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[int | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, unique=True
-    )
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, unique=True)
     framework: Mapped[str] = mapped_column(String(32))
     model_name: Mapped[str] = mapped_column(String(200))
     task_type: Mapped[str] = mapped_column(String(64))

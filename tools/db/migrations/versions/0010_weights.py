@@ -37,15 +37,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("framework", "model_name", name="uq_weights_model"),
         sqlite_autoincrement=True,
     )
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("pretrained", sa.JSON(), nullable=True))
+    # plain ADD COLUMN: a batch (copy-and-move) rebuild on SQLite would drop the tables'
+    # AUTOINCREMENT (ids never reused, 0007)
+    op.add_column("users", sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("jobs", sa.Column("pretrained", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
+    with op.batch_alter_table("jobs", schema=None, table_kwargs={"sqlite_autoincrement": True}) as batch_op:
         batch_op.drop_column("pretrained")
-    with op.batch_alter_table("users", schema=None) as batch_op:
+    with op.batch_alter_table("users", schema=None, table_kwargs={"sqlite_autoincrement": True}) as batch_op:
         batch_op.drop_column("is_admin")
     op.drop_table("weights")
