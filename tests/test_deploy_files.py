@@ -441,6 +441,7 @@ PROVIDED_BY = {
     "s3transfer": "boto3",
     "msgspec": "msgspec",
     "mlflow": "mlflow-skinny",
+    "huggingface_hub": "huggingface_hub",  # pretrained weights from the hub (trainer_runtime.weights)
 }
 # imported only where they are optional (inference, export, fonts, type checking) or by one framework
 OPTIONAL = {"onnxruntime", "onnx", "onnxslim", "matplotlib", "mypy_boto3_s3", "safetensors"}
