@@ -99,7 +99,7 @@ EXIT_STOPPED = 130
 
 BATCH_EVENT_INTERVAL_S = 0.5
 STATE_FILE = "runner_state.json"
-MLFLOW_RUN_ID_WAIT_S = 5.0
+MLFLOW_RUN_ID_WAIT_S = 20.0
 """At the end of a run, how long to wait for the MLflow run id when it was not reported yet (the
 logger process runs at idle priority and may only get CPU once training is over)."""
 
