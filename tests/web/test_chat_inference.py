@@ -6,6 +6,7 @@ another user's job is refused, no image gets the instructions."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,12 @@ def test_chat_runs_inference_test_runs_and_export(
     rec = e["summary"]["export"]
     assert rec["status"] == "completed", rec
     assert rec["parity"]["max_abs_diff"] <= rec["parity"]["tolerance"] and "최대 절대 오차" in e["reply"]
-    assert rec["download_url"] in e["reply"]
-    assert client.get(rec["download_url"], headers=headers).status_code == 200
+    # the reply's link is a signed one: it opens without a bearer token and gives the same file
+    link = re.search(r"(/api/v1/dl/\S+)", e["reply"])
+    assert link is not None, e["reply"]
+    signed = client.get(link.group(1))
+    assert signed.status_code == 200
+    assert signed.content == client.get(rec["download_url"], headers=headers).content
 
     status = chat(client, headers, "how is the test going?", sid).json()
     assert f"Test run {run_id}" in status["reply"]

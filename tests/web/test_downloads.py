@@ -236,8 +236,15 @@ def test_signed_link_token_never_reaches_a_log_line(
     token = url.removeprefix("/api/v1/dl/")
     line = f'127.0.0.1:5000 - "GET {url} HTTP/1.1" 200'
     assert token not in redact(line) and "/api/v1/dl/[REDACTED] HTTP/1.1" in redact(line)
-    with caplog.at_level(logging.INFO):
-        logging.getLogger("uvicorn.access").info('%s - "GET %s HTTP/1.1" %d', "127.0.0.1", url, 200)
+    # uvicorn's own log config (a live-server test earlier in the run) stops "uvicorn.access" from
+    # propagating to the root logger, so the capture handler is attached to that logger itself
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            access.info('%s - "GET %s HTTP/1.1" %d', "127.0.0.1", url, 200)
+    finally:
+        access.removeHandler(caplog.handler)
     assert token not in caplog.text and "/api/v1/dl/[REDACTED]" in caplog.text
 
 
