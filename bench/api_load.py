@@ -37,10 +37,7 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -52,29 +49,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import psutil
+from _server import API, PASSWORD, ROOT, free_port, percentile, stop_server
+from _server import start_server as _start
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-" + "x" * 48
-PASSWORD = "correct horse battery staple"
-API = "/api/v1"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MiB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 # ------------------------------------------------------------------------------------ databases
@@ -112,45 +91,7 @@ class PgSchema:
 
 
 def start_server(root: Path, data_dir: Path, port: int, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "VTA_DATA_DIR": str(data_dir),
-            "SECRET_KEY": SECRET,
-            "CREATE_DEMO_DATASETS": "true",
-            "VTA_CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
-            "LLM_BASE_URL": "",
-            "PYTHONPATH": str(root),
-        }
-    )
-    for key in ("DATABASE_URL", "REDIS_URL"):
-        env.pop(key, None)
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "web.main:app_factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=root, env=env)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the server did not become healthy in 180 s")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    return _start(data_dir, port, root=root, database_url=database_url)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -394,7 +335,7 @@ def summarize(tally: Tally, wall: float, rss: tuple[int, int, int], cpu: float) 
 
 def run_one(db: str, args: argparse.Namespace) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"vta-api-load-{db}-"))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     schema = PgSchema(args.pg_url) if db == "postgresql" else None
     out: dict[str, Any] = {}

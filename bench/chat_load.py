@@ -30,21 +30,14 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-" + "x" * 48
-PASSWORD = "correct horse battery staple"
+from _server import PASSWORD, cpu_seconds, free_port, percentile, start_server, stop_server
 
 TURNS_EN = [
     ("train a cat/dog classifier", "collecting"),
@@ -60,71 +53,6 @@ TURNS_KO = [
     ("3", "confirming"),
     ("아니", "idle"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "VTA_DATA_DIR": str(data_dir),
-            "SECRET_KEY": SECRET,
-            "CREATE_DEMO_DATASETS": "true",
-            "VTA_CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
-            "LLM_BASE_URL": "",
-        }
-    )
-    env.pop("DATABASE_URL", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "web.main:app_factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the server did not become healthy in 120 s")
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 async def sign_in_users(base: str, n: int) -> list[str]:
@@ -197,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     data_dir = Path(tempfile.mkdtemp(prefix="vta-chat-load-"))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = start_server(data_dir, port)
     try:
@@ -210,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         srv1, cli1 = cpu_seconds(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
         load1 = os.getloadavg()[0]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
 
     s, q, c = result["server"], result["server_total"], result["client"]

@@ -27,9 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -37,11 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-" + "x" * 48
-PASSWORD = "correct horse battery staple"
-API = "/api/v1"
+from _server import API, free_port, sign_in, start_server, stop_server
 
 CASES: dict[str, list[tuple[str, str]]] = {
     # (message, kind label)
@@ -60,41 +53,6 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("train yolov8n on shapes-demo for 2 epochs, image size 64", "ultralytics yolov8n shapes 64 px"),
     ],
 }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "VTA_DATA_DIR": str(data_dir),
-            "SECRET_KEY": SECRET,
-            "CREATE_DEMO_DATASETS": "true",
-            "VTA_CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
-            "LLM_BASE_URL": "",
-        }
-    )
-    env.pop("DATABASE_URL", None)
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "web.main:app_factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the server did not become healthy in 120 s")
 
 
 def _ts(value: str) -> float:
@@ -137,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown case {c!r}; one of {', '.join(CASES)}")
 
     data_dir = Path(tempfile.mkdtemp(prefix="vta-estimate-"))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     print(f"load average before: {os.getloadavg()}, cpus: {os.cpu_count()}", flush=True)
     t_start = time.monotonic()
@@ -145,12 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     try:
         with httpx.Client(base_url=base, timeout=120) as client:
-            email = "bench@example.com"
-            r = client.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
-            assert r.status_code in (201, 409), r.text
-            tok = client.post(f"{API}/auth/token", data={"username": email, "password": PASSWORD})
-            tok.raise_for_status()
-            client.headers["Authorization"] = f"Bearer {tok.json()['access_token']}"
+            sign_in(client)
             seen: dict[str, int] = {}
             for case in cases:
                 for message, kind in CASES[case]:
@@ -178,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
     later = [r for r in results if r["nth"] > 1]
     first = [r for r in results if r["nth"] == 1]
