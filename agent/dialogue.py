@@ -45,7 +45,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent import replies as R
-from agent.lexicon import DOWNLOAD_RE, LAST_CHECKPOINT_RE, MODEL_CARD_RE, PRETRAINED_Q_RE
+from agent.lexicon import (
+    DOWNLOAD_RE,
+    LAST_CHECKPOINT_RE,
+    MODEL_CARD_RE,
+    MY_WEIGHTS_EN_RE,
+    MY_WEIGHTS_KO_RE,
+    PRETRAINED_Q_RE,
+)
 from agent.parser import detect_language, extract_slots, normalise
 from agent.tools import (
     current_inference,
@@ -60,7 +67,7 @@ from agent.tools import (
     start_test_run,
     test_run_status,
 )
-from tools import catalog, jobs
+from tools import catalog, jobs, user_weights
 from tools import weights as weights_tools
 from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility
@@ -122,7 +129,32 @@ _STOP = re.compile(
     r"|멈춰|멈추|중지|중단해|그만해|그만 해|스톱"
 )
 _RESUME = re.compile(r"\bresume\b|\bcontinue (?:job|training|it)\b|재개|이어서|다시 시작")
-_EXPORT = re.compile(r"\bonnx\b|\bexport\b|내보내|익스포트")
+_EXPORT = re.compile(r"\bonnx\b|\bexport\b|내보내|익스포트|torch\s?script|토치\s?스크립트|open\s?vino|오픈\s?비노")
+# the export format a message names ("export to torchscript", "openvino로 변환"): a format this server
+# does not make (tflite, TensorRT, ...) is passed on, so the user hears why not; default onnx
+_EXPORT_FORMAT = (
+    ("torchscript", re.compile(r"torch\s?script|토치\s?스크립트|\bjit\b")),
+    ("openvino", re.compile(r"open\s?vino|오픈\s?비노")),
+    ("onnx", re.compile(r"onnx")),
+    ("tflite", re.compile(r"tf\s?lite|tensorflow lite|텐서플로\s?라이트")),
+    ("litert", re.compile(r"lite\s?rt")),
+    ("saved_model", re.compile(r"saved_?model|tensorflow|텐서플로")),
+    ("engine", re.compile(r"tensor\s?rt|텐서\s?rt")),
+    ("coreml", re.compile(r"core\s?ml|코어\s?ml")),
+    ("ncnn", re.compile(r"\bncnn")),
+    ("mnn", re.compile(r"\bmnn\b")),
+    ("paddle", re.compile(r"paddle")),
+)
+
+
+FORMAT_NAMES = {"onnx": "ONNX", "torchscript": "TorchScript", "openvino": "OpenVINO"}
+
+
+def export_format(low: str) -> str:
+    """The export format the (lower-cased) message names, else onnx."""
+    return next((fmt for fmt, rx in _EXPORT_FORMAT if rx.search(low)), "onnx")
+
+
 _TEST_WORD = re.compile(r"\btest(?:ing)?\b|\bevaluat|\bbenchmark|테스트|평가")
 _TEST_SET = re.compile(
     r"\bdata ?sets?\b|\btest ?sets?\b|\btest ?runs?\b|\brun (?:a |the )?(?:batch )?test|\bbatch\b"
@@ -135,6 +167,8 @@ _TEST_STATUS = re.compile(
 )
 _TEST_WORDS_AS_NAMES = {"test", "tests", "테스트", "평가", "the test", "test set", "testset"}
 _TRAIN = re.compile(r"\btrain|\bfine-?tune|학습|훈련|트레이닝|\bfit\b")
+_WEIGHTS_LISTQ = re.compile(r"\bwhat\b|\blist\b|\bshow\b|\bdo i have\b|목록|뭐|무엇|어떤|보여|있어|있나|있니|알려")
+_WEIGHTS_REF = re.compile(r"#\s*(\d+)")
 
 
 @dataclass
@@ -283,6 +317,7 @@ class Dialogue:
             "task": self.t("ask_dataset") if not self.intent.get("dataset") else self.task_question_short(),
             "model": "model?" if self.lang == "en" else "모델?",
             "epochs": "epochs?" if self.lang == "en" else "에폭?",
+            "init_weights": "which weights?" if self.lang == "en" else "어떤 가중치?",
         }.get(self.s.pending or "", self.t("help_short"))
 
     def task_question_short(self) -> str:
@@ -317,6 +352,11 @@ class Dialogue:
                 out.update(self.model_slots(pick))
             elif accepted and offered:
                 out.update(self.model_slots(offered[0]))
+        elif pending == "init_weights" and not isinstance(out.get("init_weights"), int):
+            picked = self.pick_user_weights(choice)
+            if picked is not None:
+                out = {k: v for k, v in out.items() if k not in ("epochs", "init_weights")}
+                out["init_weights"] = picked
         elif pending == "epochs" and "epochs" not in out:
             bare = _BARE_INT.match(self.low)
             if bare and int(bare.group(1)) > 0:
@@ -325,6 +365,25 @@ class Dialogue:
                 out["epochs"] = int(self.ctxmem().get("default_epochs") or catalog.default_epochs(None))
                 self.default_epochs_taken = True
         return out
+
+    def pick_user_weights(self, choice: re.Match[str] | None) -> int | None:
+        """The answer to "which of your weights?": its number in the list, "#id", or its file name."""
+        ids = [int(i) for i in self.ctxmem().get("weights_offered") or []]
+        names = [str(n).lower() for n in self.ctxmem().get("weights_names") or []]
+        ref = _WEIGHTS_REF.search(self.low)
+        if ref and int(ref.group(1)) in ids:
+            return int(ref.group(1))
+        if choice:
+            n = int(choice.group(1))
+            if 0 < n <= len(ids):
+                return ids[n - 1]
+        bare = _BARE_INT.match(self.low)
+        if bare and int(bare.group(1)) in ids:
+            return int(bare.group(1))
+        for i, name in zip(ids, names, strict=False):
+            if name and name in self.low:
+                return i
+        return None
 
     @staticmethod
     def model_slots(name: str) -> dict[str, Any]:
@@ -395,6 +454,10 @@ class Dialogue:
             turn = self.take_init_model(intent)
             if turn is not None:
                 return turn
+        if intent.get("init_weights") is not None:
+            turn = self.take_user_weights(intent)
+            if turn is not None:
+                return turn
 
         task = intent.get("task_type")
         if not task and intent.get("model_name"):
@@ -447,6 +510,75 @@ class Dialogue:
         intent.update(model_name=source["model_name"], framework=source["framework"], task_type=source["task_type"])
         self.set_intent(intent)
         return None
+
+    def take_user_weights(self, intent: dict[str, Any]) -> Turn | None:
+        """ "use my weights": the user's one upload for the model (its model when none is named);
+        several -> ask which (listing them); none -> say how to upload and go on without."""
+        ref = intent["init_weights"]
+        model = intent.get("model_name")
+        try:
+            row = user_weights.resolve_for_job(
+                self.ctx,
+                ref,
+                model_name=model,
+                framework=intent.get("framework"),
+                task_type=None if model else intent.get("task_type"),
+            )
+        except NotFoundError:
+            self.notes.append(self.t("user_weights_not_found", id=ref))
+            intent.pop("init_weights", None)
+            self.set_intent(intent)
+            return None
+        except InvalidInputError as exc:
+            if exc.detail.get("field") != "init_weights":
+                return None  # an unknown model: the confirmation step says so
+            if model:
+                what = str(model)
+            elif intent.get("task_type"):
+                what = self.task(str(intent["task_type"]))
+            else:
+                what = "this request" if self.lang == "en" else "이 요청"
+            choices = list(exc.detail.get("choices") or [])
+            if not choices:
+                self.notes.append(self.t("user_weights_none", what=what, hint=user_weights.UPLOAD_HINT))
+                intent.pop("init_weights", None)
+                self.set_intent(intent)
+                return None
+            lines = "\n".join(self.user_weights_line(n, c) for n, c in enumerate(choices, 1))
+            return self.ask(
+                "init_weights",
+                self.t("ask_user_weights", count=len(choices), what=what, lines=lines),
+                [f"#{c['id']} {c['name']}" for c in choices],
+                weights_offered=[c["id"] for c in choices],
+                weights_names=[c["name"] for c in choices],
+            )
+        if ref != row.id:
+            self.notes.append(self.t("user_weights_taken", name=row.name, id=row.id, model=row.model_name))
+        intent["init_weights"] = row.id
+        if not model:
+            intent.update(self.model_slots(row.model_name))
+        self.set_intent(intent)
+        self.remember(weights_offered=None, weights_names=None)
+        return None
+
+    def user_weights_line(self, n: int, c: dict[str, Any]) -> str:
+        created = str(c.get("created_at") or "")[:16].replace("T", " ")
+        return self.t(
+            "user_weights_line",
+            n=n,
+            id=c["id"],
+            name=c["name"],
+            model=c["model_name"],
+            sha=str(c.get("sha256") or "")[:12],
+            created=created,
+        )
+
+    def list_user_weights(self) -> Turn:
+        items = user_weights.list_user_weights(self.ctx)
+        if not items:
+            return Turn(self.t("user_weights_list_none", hint=user_weights.UPLOAD_HINT), action="list_weights")
+        lines = "\n".join(self.user_weights_line(n, c) for n, c in enumerate(items[:20], 1))
+        return Turn(self.t("user_weights_list", lines=lines, model=items[0]["model_name"]), action="list_weights")
 
     def dataset_named_in_text(self) -> str | None:
         """A dataset the user can see whose exact name is a word of this message (the parser may not
@@ -549,19 +681,46 @@ class Dialogue:
     def ask_epochs(self, preset: str | None, framework: str | None, model: str | None) -> Turn:
         epochs = catalog.default_epochs(preset)
         why = self.t("epochs_why_preset", preset=preset) if preset else self.t("epochs_why_none")
+        chosen = None if preset else self.data_epochs()
+        if chosen is not None:  # no preset: epochs that fit the dataset (tools.defaults)
+            epochs, why = int(chosen["value"]), str(chosen["why_ko" if self.lang == "ko" else "why"])
         if framework is None and model:
             info = catalog.find_model(model)
             framework = info.framework if info else None
         values = self.preset_values(framework, preset)
         note = self.t("preset_note", preset=preset, values=R.values_line(values)) if values else ""
         text = self.t("ask_epochs", epochs=epochs, why=why, preset_note=note)
-        return self.ask("epochs", text, list(dict.fromkeys([str(epochs), "10", "30", "50"])), default_epochs=epochs)
+        return self.ask(
+            "epochs",
+            text,
+            list(dict.fromkeys([str(epochs), "10", "30", "50"])),
+            default_epochs=epochs,
+            default_epochs_why=chosen,
+        )
+
+    def data_epochs(self) -> dict[str, Any] | None:
+        """The epochs `tools.defaults` picks for the request as it stands ({"value", "why",
+        "why_ko"}), or None when the request cannot be planned yet (the confirmation says why)."""
+        try:
+            preview = jobs.create_job(self.ctx, TrainingIntent(**self.intent), launch=False)
+        except (ValidationError, InvalidInputError, NotFoundError, ConflictError):
+            return None
+        chosen = (preview.get("defaults") or {}).get("epochs")
+        return dict(chosen) if isinstance(chosen, dict) else None
 
     # ------------------------------------------------------------------ confirmation and launch
     def plan_error(self, exc: ToolError) -> Turn:
         """A create_job refusal: point back at the slot it names."""
         field_name = str(exc.detail.get("field") or "")
         intent = self.intent
+        if field_name == "init_weights":
+            # the upload is gone, for another model, or named together with a job to start from
+            self.notes.append(self.t("invalid_request", reason=exc.message))
+            intent.pop("init_weights", None)
+            self.set_intent(intent)
+            self.s.state = "collecting"
+            self.s.pending = "fix"
+            return Turn(self.join(self.t("help_short")), action="invalid")
         if field_name in ("init_from_job", "init_checkpoint"):
             # the job to start from is unknown, another architecture, or lacks that checkpoint
             self.notes.append(self.t("invalid_request", reason=exc.message))
@@ -626,6 +785,7 @@ class Dialogue:
             "advanced_config": dict(hp.get("advanced_config") or {}),
             "estimated_duration_s": est.expected_s,
             "estimate": est.model_dump(),
+            "defaults": self.chosen_defaults(preview),
         }
         conv = self.t("confirm_conversion", conversion=preview["conversion"]) if preview.get("conversion") else ""
         lines = [
@@ -644,6 +804,7 @@ class Dialogue:
                 size=hp.get("image_size"),
                 lr=R.number(hp.get("learning_rate")),
             ),
+            self.defaults_line(summary),
             self.t("confirm_preset", preset=preset, values=R.values_line(values))
             if preset
             else self.t("confirm_no_preset", values=R.values_line(values)),
@@ -668,6 +829,7 @@ class Dialogue:
                     dataset=init.get("dataset_name") or "?",
                 ),
             )
+        lines = [ln for ln in lines if ln]
         if summary["advanced_config"]:
             lines.append(self.t("confirm_advanced", values=R.values_line(summary["advanced_config"])))
         lines += [R.estimate_line(est, self.lang), self.t("confirm_question")]
@@ -676,6 +838,25 @@ class Dialogue:
         self.remember(offered=None)
         yes_no = ["네", "아니오"] if self.lang == "ko" else ["yes", "no"]
         return Turn(self.join("\n".join(lines)), suggestions=yes_no, summary=summary, action="confirm")
+
+    def chosen_defaults(self, preview: dict[str, Any]) -> dict[str, Any]:
+        """The settings the server chose for this request, with why (`tools.defaults`); epochs
+        the person took as the offered default keep the reason they were offered with."""
+        chosen = dict(preview.get("defaults") or {})
+        taken = self.ctxmem().get("default_epochs_why")
+        if "epochs" not in chosen and self.ctxmem().get("epochs_default") and isinstance(taken, dict):
+            chosen["epochs"] = taken
+        return chosen
+
+    def defaults_line(self, summary: dict[str, Any]) -> str:
+        chosen = summary.get("defaults") or {}
+        names = {"image_size": "image_size_label", "batch_size": "batch_size_label", "epochs": "epochs_label"}
+        parts = [
+            f"{self.t(label)} {c['value']}: {c['why_ko' if self.lang == 'ko' else 'why']}"
+            for key, label in names.items()
+            if isinstance(c := chosen.get(key), dict)
+        ]
+        return self.t("confirm_defaults", items="; ".join(parts)) if parts else ""
 
     def launch(self) -> Turn:
         intent = self.intent
@@ -713,10 +894,19 @@ class Dialogue:
     def command(self, given: dict[str, Any]) -> Turn | None:
         low = self.low
         training = {
-            k for k in given if k in ("model_name", "dataset", "epochs", "batch_size", "image_size", "init_from_job")
+            k
+            for k in given
+            if k in ("model_name", "dataset", "epochs", "batch_size", "image_size", "init_from_job", "init_weights")
         }
         if _HELP.search(low):
             return Turn(self.t("help"), action="help")
+        if (
+            (MY_WEIGHTS_EN_RE.search(low) or MY_WEIGHTS_KO_RE.search(low))
+            and _WEIGHTS_LISTQ.search(low)
+            and not _TRAIN.search(low)
+            and not training - {"init_weights"}
+        ):
+            return self.list_user_weights()
         if PRETRAINED_Q_RE.search(low) and not training and (self.intent.get("model_name") or self.job_ref()):
             return self.pretrained_answer()
         if _EXPORT.search(low) and not training:
@@ -934,14 +1124,21 @@ class Dialogue:
         return Turn(text, summary={"download": link, "model_card": card}, job_id=job_id, action="download")
 
     def export(self, job_id: int) -> Turn:
-        rec = export_onnx(self.ctx, current_inference().service(), job_id)
+        fmt = export_format(self.low)
+        rec = export_onnx(self.ctx, current_inference().service(), job_id, fmt=fmt)
         if rec.get("status") != "completed":
-            text = self.t("export_failed", job_id=job_id, error=rec.get("error") or rec.get("status"))
+            text = self.t(
+                "export_failed",
+                job_id=job_id,
+                fmt=FORMAT_NAMES.get(fmt, fmt),
+                error=rec.get("error") or rec.get("status"),
+            )
             return Turn(text, summary={"export": rec}, job_id=job_id, action="export_failed")
         parity = dict(rec.get("parity") or {})
         text = self.t(
             "export_done",
             job_id=job_id,
+            fmt=FORMAT_NAMES.get(fmt, fmt),
             checkpoint=rec.get("checkpoint"),
             size=R.size_text(rec.get("size")),
             diff=f"{float(parity['max_abs_diff']):.3g}" if parity.get("max_abs_diff") is not None else "?",

@@ -114,6 +114,40 @@ T: dict[str, dict[str, str]] = {
         "en": "- starting from job {job_id}'s {checkpoint} ({model} on {dataset}); the head is rebuilt for the classes",
         "ko": "- {job_id}번 작업의 {checkpoint}에서 시작 ({model}, {dataset}); 분류 헤드는 클래스에 맞게 새로 만듭니다",
     },
+    # ------------------------------------------------------------------ the user's own weights
+    "ask_user_weights": {
+        "en": "You have {count} weights files for {what}. Which one should the job start from?\n{lines}\n"
+        "Answer with its number.",
+        "ko": "{what} 가중치 파일이 {count}개 있습니다. 어떤 것으로 시작할까요?\n{lines}\n번호로 답해 주세요.",
+    },
+    "user_weights_line": {
+        "en": "{n}. #{id} {name} ({model}, sha {sha}, uploaded {created})",
+        "ko": "{n}. #{id} {name} ({model}, sha {sha}, {created} 업로드)",
+    },
+    "user_weights_taken": {
+        "en": "Using your weights {name} (#{id}, {model}).",
+        "ko": "내가 올린 가중치 {name} (#{id}, {model}) 을(를) 사용합니다.",
+    },
+    "user_weights_none": {
+        "en": "You have not uploaded weights for {what}, so I left that out. Upload a .safetensors or .pt "
+        "file in 'My weights' on the page (or {hint}), then ask again.",
+        "ko": "{what} 에 올린 가중치가 없어 그 부분은 뺐습니다. 페이지의 '내 가중치'에서 .safetensors 또는 .pt "
+        "파일을 올린 뒤 (또는 {hint}) 다시 요청해 주세요.",
+    },
+    "user_weights_not_found": {
+        "en": "Your weights #{id} were not found (only your own uploads can be used).",
+        "ko": "가중치 #{id} 을(를) 찾을 수 없습니다 (내가 올린 가중치만 쓸 수 있습니다).",
+    },
+    "user_weights_list": {
+        "en": 'Your uploaded weights:\n{lines}\nSay e.g. "train {model} on DATASET with my weights".',
+        "ko": '내가 올린 가중치:\n{lines}\n예: "DATASET 으로 {model} 학습, 내 가중치로"',
+    },
+    "user_weights_list_none": {
+        "en": "You have not uploaded any weights. Upload a .safetensors or .pt file in 'My weights' on the page "
+        "(or {hint}).",
+        "ko": "올린 가중치가 없습니다. 페이지의 '내 가중치'에서 .safetensors 또는 .pt 파일을 올려 주세요 "
+        "(또는 {hint}).",
+    },
     "init_job_not_found": {
         "en": "Job {job_id} to start from was not found (only your own jobs can be fine-tuned).",
         "ko": "시작할 {job_id}번 작업을 찾을 수 없습니다 (내 작업에서만 이어서 학습할 수 있습니다).",
@@ -129,6 +163,10 @@ T: dict[str, dict[str, str]] = {
         "en": "- batch size {batch}, image size {size}, learning rate {lr}",
         "ko": "- 배치 크기 {batch}, 이미지 크기 {size}, 학습률 {lr}",
     },
+    "confirm_defaults": {"en": "- chosen for your data: {items}", "ko": "- 데이터에 맞춘 설정: {items}"},
+    "image_size_label": {"en": "image size", "ko": "이미지 크기"},
+    "batch_size_label": {"en": "batch", "ko": "배치"},
+    "epochs_label": {"en": "epochs", "ko": "에폭"},
     "confirm_preset": {"en": "- preset {preset}: {values}", "ko": "- 프리셋 {preset}: {values}"},
     "confirm_no_preset": {"en": "- settings (no preset): {values}", "ko": "- 설정 (프리셋 없음): {values}"},
     "confirm_advanced": {"en": "- your settings: {values}", "ko": "- 지정한 설정: {values}"},
@@ -346,11 +384,11 @@ T: dict[str, dict[str, str]] = {
     },
     "export_done": {
         "en": (
-            "Exported job {job_id} ({checkpoint} checkpoint) to ONNX, {size}. Parity with PyTorch: max abs diff "
+            "Exported job {job_id} ({checkpoint} checkpoint) to {fmt}, {size}. Parity with PyTorch: max abs diff "
             "{diff} (tolerance {tol}, {verdict}). Download: {url}"
         ),
         "ko": (
-            "{job_id}번 작업({checkpoint} 체크포인트)을 ONNX로 내보냈습니다, {size}. PyTorch 대비 최대 절대 오차 "
+            "{job_id}번 작업({checkpoint} 체크포인트)을 {fmt}로 내보냈습니다, {size}. PyTorch 대비 최대 절대 오차 "
             "{diff} (허용 {tol}, {verdict}). 다운로드: {url}"
         ),
     },
@@ -376,8 +414,8 @@ T: dict[str, dict[str, str]] = {
         "를 쓰세요.",
     },
     "export_failed": {
-        "en": "Exporting job {job_id} to ONNX failed: {error}",
-        "ko": "{job_id}번 작업을 ONNX로 내보내지 못했습니다: {error}",
+        "en": "Exporting job {job_id} to {fmt} failed: {error}",
+        "ko": "{job_id}번 작업을 {fmt}로 내보내지 못했습니다: {error}",
     },
     "parity_ok": {"en": "ok", "ko": "통과"},
     "parity_bad": {"en": "over the tolerance", "ko": "허용치 초과"},

@@ -15,10 +15,10 @@ confirmation summary (`agent.dialogue`). `preview_training_job` shows what would
 
 Inference (`tools.inference`, run by the app's `InferenceService` worker processes; this process
 never imports torch): `predict_image` (the image attached to the current chat turn),
-`start_test_run` / `test_run_status` and `export_onnx`. The service and the attached image are
-bound per turn with `inference_scope(service_getter, image)` (`agent.chat.handle_message` does
-it), so `build_tools(ctx)` called inside the turn picks them up; outside a scope these tools
-answer that inference is not available.
+`start_test_run` / `test_run_status` and `export_onnx` (ONNX, TorchScript or OpenVINO). The service
+and the attached image are bound per turn with `inference_scope(service_getter, image)`
+(`agent.chat.handle_message` does it), so `build_tools(ctx)` called inside the turn picks them up;
+outside a scope these tools answer that inference is not available.
 """
 
 from __future__ import annotations
@@ -315,13 +315,13 @@ def test_run_status(ctx: ToolContext, run_id: int) -> dict[str, Any]:
 
 
 def export_onnx(
-    ctx: ToolContext, service: InferenceService, job_id: int, checkpoint: str | None = None
+    ctx: ToolContext, service: InferenceService, job_id: int, checkpoint: str | None = None, fmt: str = "onnx"
 ) -> dict[str, Any]:
-    """Export the user's job to ONNX (checked against PyTorch: `parity.max_abs_diff`) and return
-    the export record with its `download_url`."""
+    """Export the user's job to `fmt` (onnx, torchscript, openvino; checked against PyTorch:
+    `parity.max_abs_diff`) and return the export record with its `download_url`."""
     from tools.inference import create_export
 
-    return create_export(ctx, service, job_id, "onnx", checkpoint)
+    return create_export(ctx, service, job_id, fmt, checkpoint)
 
 
 def download_link(ctx: ToolContext, job_id: int, what: str = "best", export_id: int | None = None) -> dict[str, Any]:
@@ -371,6 +371,12 @@ class CheckpointJobArgs(BaseModel):
     )
     checkpoint: Literal["best", "last"] | None = Field(
         default=None, description="which checkpoint: best (default) or last"
+    )
+
+
+class ExportArgs(CheckpointJobArgs):
+    format: Literal["onnx", "torchscript", "openvino"] = Field(
+        default="onnx", description="onnx (default), torchscript, or openvino (a zipped folder)"
     )
 
 
@@ -439,8 +445,8 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
     def test_run(job_id: int | None = None, checkpoint: str | None = None, dataset: str | None = None) -> Any:
         return start_test_run(ctx, current_inference().service(), which_job(job_id), dataset, checkpoint)
 
-    def export(job_id: int | None = None, checkpoint: str | None = None) -> Any:
-        rec = export_onnx(ctx, current_inference().service(), which_job(job_id), checkpoint)
+    def export(job_id: int | None = None, checkpoint: str | None = None, format: str = "onnx") -> Any:
+        rec = export_onnx(ctx, current_inference().service(), which_job(job_id), checkpoint, format)
         if ctx.links is not None and rec.get("status") == "completed":  # a link that opens in a browser
             rec["link"] = download_link(ctx, int(rec["job_id"]), "export", int(rec["id"]))
         return rec
@@ -542,10 +548,10 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
         ),
         (
             "export_onnx",
-            "Export one of the user's completed jobs to ONNX (only when asked). The export is checked against "
-            "the PyTorch model on one image: parity.max_abs_diff; give the user link.url (a signed link that "
-            "opens in a browser for a few minutes).",
-            CheckpointJobArgs,
+            "Export one of the user's completed jobs to ONNX, TorchScript or OpenVINO (format; only when asked). "
+            "The export is checked against the PyTorch model on a few images: parity.max_abs_diff; give the user "
+            "link.url (a signed link that opens in a browser for a few minutes).",
+            ExportArgs,
             export,
         ),
     ]

@@ -79,6 +79,12 @@ from tools.errors import (
 )
 from tools.jobs import add_job_listener, remove_job_listener
 from trainer_runtime.errors import ObjectNotFoundError, StorageError
+from trainer_runtime.inference.export import (
+    EXPORT_FORMATS,
+    FORMAT_CONTENT_TYPE,
+    FORMAT_SUFFIX,
+    unsupported_reason,
+)
 from trainer_runtime.inference.protocol import ProtocolError, WorkerError, read_frame, write_frame
 from trainer_runtime.storage import (
     DualStorageClient,
@@ -95,7 +101,6 @@ CHECKPOINTS = ("best", "last")
 # and on error too): they can be tested and exported like a completed job's
 USABLE_STATUSES = ("completed", "stopped", "failed")
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "MPO"})
-EXPORT_FORMATS = ("onnx",)
 MAX_STORED_BATCH_EVENTS = 200
 
 
@@ -490,9 +495,15 @@ class InferenceService:
         return list(reply.get("results") or []), reply
 
     def export(
-        self, framework: str, model_key: str, path: Path, dest: Path, sample: bytes | None = None
+        self,
+        framework: str,
+        model_key: str,
+        path: Path,
+        dest: Path,
+        sample: bytes | None = None,
+        fmt: str = "onnx",
     ) -> dict[str, Any]:
-        msg = {"op": "export", "framework": framework, "path": str(path), "dest": str(dest)}
+        msg = {"op": "export", "format": fmt, "framework": framework, "path": str(path), "dest": str(dest)}
         reply, _ = self.client(framework, model_key).request(
             msg, [sample] if sample else [], timeout=self.config.export_timeout_s
         )
@@ -892,7 +903,8 @@ def _dataset_image_bytes(ctx: ToolContext, image_id: int) -> bytes:
 
 
 def export_key(job_id: int, export_id: int, fmt: str = "onnx") -> str:
-    return f"results/exports/{job_id}/{export_id}.{fmt}"
+    """``results/exports/<job>/<export>.onnx`` (``.torchscript``, ``_openvino_model.zip``)."""
+    return f"results/exports/{job_id}/{export_id}{FORMAT_SUFFIX.get(fmt, '.' + fmt)}"
 
 
 def export_dict(row: ModelExport) -> dict[str, Any]:
@@ -924,11 +936,16 @@ def create_export(
 ) -> dict[str, Any]:
     """Export the job's checkpoint (runs now, in the worker) and store it; an identical completed
     export of the same checkpoint file is returned instead of being made again."""
-    fmt = (fmt or "onnx").lower()
-    if fmt not in EXPORT_FORMATS:
-        raise InvalidInputError(f"export format must be one of {', '.join(EXPORT_FORMATS)}", detail={"field": "format"})
+    fmt = (fmt or "onnx").strip().lower()
+    supported = list(EXPORT_FORMATS)
+    reason = unsupported_reason(fmt)
+    if reason:
+        raise InvalidInputError(reason, detail={"field": "format", "supported": supported})
     user = require_user(ctx)
     job, ckpt, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
+    reason = unsupported_reason(fmt, job.framework)
+    if reason:
+        raise InvalidInputError(reason, detail={"field": "format", "supported": supported})
     tag = ckpt.sha256 or str(ckpt.size)
     if sample is None:
         existing = ctx.db.scalars(
@@ -952,9 +969,9 @@ def create_export(
     ctx.db.commit()
     tmp_dir = Path(tempfile.mkdtemp(prefix=f"export-{row.id}-", dir=_mkdir(service.config.cache_dir / "tmp")))
     try:
-        dest = tmp_dir / f"model.{fmt}"
+        dest = tmp_dir / f"model{FORMAT_SUFFIX[fmt]}"
         try:
-            report = service.export(job.framework, model_key(job, ckpt), path, dest, sample)
+            report = service.export(job.framework, model_key(job, ckpt), path, dest, sample, fmt)
         except WorkerError as exc:
             row.status = "failed"
             row.error = exc.message
@@ -963,7 +980,7 @@ def create_export(
             ctx.db.commit()
             return export_dict(row)
         key = export_key(job.id, row.id, fmt)
-        info = ctx.storage.internal.put_file(key, dest, content_type="application/octet-stream")
+        info = ctx.storage.internal.put_file(key, dest, content_type=FORMAT_CONTENT_TYPE[fmt])
         report.pop("path", None)
         row.key, row.size, row.sha256 = key, info.size, info.sha256 or report.get("sha256")
         row.report = report
@@ -1026,7 +1043,9 @@ def export_file(ctx: ToolContext, job_id: Any, export_id: Any) -> ResultFile:
         raise ConflictError(f"export {row.id} is {row.status}: nothing to download", detail={"status": row.status})
     if not ctx.storage.internal.exists(row.key):
         raise ConflictError(f"export file {row.key} is missing from storage", detail={"key": row.key})
-    return ResultFile(row.key, "application/octet-stream", row.size, f"job-{row.job_id}-{row.checkpoint}.{row.format}")
+    content_type = FORMAT_CONTENT_TYPE.get(row.format, "application/octet-stream")
+    filename = f"job-{row.job_id}-{row.checkpoint}{FORMAT_SUFFIX.get(row.format, '.' + row.format)}"
+    return ResultFile(row.key, content_type, row.size, filename)
 
 
 # -------------------------------------------------------------------------------- test runs

@@ -78,6 +78,7 @@ class FakeService:
         self.images: list[bytes] = []
         self.submitted: list[int] = []
         self.exports = 0
+        self.formats: list[str] = []
 
     def checkpoint_path(self, job: Any, ckpt: Any) -> Path:
         p = self.tmp / f"job{job.id}-{ckpt.name}"
@@ -88,9 +89,12 @@ class FakeService:
         self.images.extend(images)
         return [dict(self.result)], {"model": {"framework": framework, "model_name": "resnet18"}}
 
-    def export(self, framework: str, key: str, path: Path, dest: Path, sample: Any) -> dict[str, Any]:
+    def export(
+        self, framework: str, key: str, path: Path, dest: Path, sample: Any, fmt: str = "onnx"
+    ) -> dict[str, Any]:
         self.exports += 1
-        dest.write_bytes(b"onnx" * 100)
+        self.formats.append(fmt)
+        dest.write_bytes(fmt.encode() * 100)
         return {"parity": {"max_abs_diff": 2.5e-6, "tolerance": 1e-3, "ok": True}, "outputs": ["logits"]}
 
     def submit_test_run(self, run_id: int) -> None:
@@ -229,6 +233,40 @@ def test_test_run_and_export(client: TestClient, make_user: MakeUser, tmp_path: 
     assert got.headers["content-disposition"] == f'attachment; filename="job-{job}-{rec["checkpoint"]}.onnx"'
     ko_e = chat("ONNX로 내보내줘")
     assert "ONNX로 내보냈습니다" in ko_e.reply and service.exports == 1  # the same checkpoint: reused
+
+
+def test_chat_exports_torchscript_and_openvino_and_explains_other_formats(
+    client: TestClient, make_user: MakeUser, tmp_path: Path
+) -> None:
+    app: Any = client.app
+    user, _ = make_user()
+    uid = int(user["id"])
+    job = make_job(app, uid)
+    service = FakeService(tmp_path, CLASSIFY)
+    chat = Chat(app, uid, service)
+
+    ts = chat(f"export job {job} to torchscript")
+    rec = ts.summary["export"] if ts.summary else {}
+    assert rec["format"] == "torchscript" and rec["status"] == "completed" and service.formats == ["torchscript"]
+    assert "to TorchScript" in ts.reply and "max abs diff 2.5e-06" in ts.reply
+    got = client.get(rec["link"]["url"])
+    assert got.status_code == 200 and got.content == b"torchscript" * 100
+    assert got.headers["content-disposition"] == f'attachment; filename="job-{job}-{rec["checkpoint"]}.torchscript"'
+
+    ko = chat(f"{job}번 작업 토치스크립트로 내보내기")
+    assert "TorchScript로 내보냈습니다" in ko.reply and service.formats == ["torchscript"]  # reused
+
+    ov = chat(f"job {job} openvino로 변환해줘")
+    rec = ov.summary["export"] if ov.summary else {}
+    assert rec["format"] == "openvino" and service.formats == ["torchscript", "openvino"]
+    assert "OpenVINO로 내보냈습니다" in ov.reply
+    got = client.get(rec["link"]["url"])
+    assert got.headers["content-type"] == "application/zip"
+    assert got.headers["content-disposition"].endswith(f'job-{job}-{rec["checkpoint"]}_openvino_model.zip"')
+
+    bad = chat(f"export job {job} to tflite")
+    assert "'tflite'" in bad.reply and "onnx, torchscript, openvino" in bad.reply
+    assert service.formats == ["torchscript", "openvino"]  # nothing was exported
 
 
 def test_llm_tools_use_the_turns_image_and_service(client: TestClient, alice: int, tmp_path: Path) -> None:

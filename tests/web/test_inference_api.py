@@ -388,7 +388,48 @@ def test_onnx_export_and_download(client: TestClient, app: FastAPI, make_user: M
     again = client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "onnx"}).json()
     assert again["id"] == rec["id"]  # the same checkpoint is not exported twice
     assert [e["id"] for e in client.get(f"{API}/jobs/{job}/exports", headers=headers).json()] == [rec["id"]]
-    assert client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "tflite"}).status_code == 422
+    bad = client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "tflite"})
+    assert bad.status_code == 422 and bad.json()["location"]["field"] == "format"
+    assert bad.json()["supported"] == ["onnx", "torchscript", "openvino"] and "'tflite'" in bad.json()["detail"]
+    engine = client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "engine"}).json()
+    assert "NVIDIA GPU" in engine["detail"] and "onnx, torchscript, openvino" in engine["detail"]
+    unknown = client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "x" * 33})
+    assert unknown.status_code == 422 and "format" in unknown.text
+
+
+def test_torchscript_and_openvino_exports_download_with_their_parity(
+    client: TestClient, app: FastAPI, make_user: MakeUser, timm_m: TrainedModel
+) -> None:
+    pytest.importorskip("openvino")
+    user, headers = make_user()
+    job = make_job(app, _user_id(user), timm_m)
+    ts = client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "TorchScript"})
+    assert ts.status_code == 201, ts.text
+    rec = ts.json()
+    assert rec["format"] == "torchscript" and rec["status"] == "completed"
+    assert rec["parity"]["ok"] and rec["parity"]["max_abs_diff"] < 1e-3 and rec["parity"]["images"] == 3
+    assert rec["report"]["runtime"] == "torch.jit" and rec["key"].endswith(".torchscript")
+    data = client.get(rec["download_url"], headers=headers)
+    assert data.status_code == 200 and len(data.content) == rec["size"]
+    assert data.headers["content-disposition"] == f'attachment; filename="job-{job}-best.torchscript"'
+    import torch
+
+    module = torch.jit.load(io.BytesIO(data.content))  # the downloaded file is a TorchScript archive
+    assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+    ov = client.post(f"{API}/jobs/{job}/export", headers=headers, json={"format": "openvino"}).json()
+    assert ov["status"] == "completed" and ov["parity"]["ok"] and ov["report"]["runtime"] == "openvino"
+    # through a signed link (what the page and the chat open): a zip with the OpenVINO folder
+    link = client.post(
+        f"{API}/downloads", headers=headers, json={"job_id": job, "object": "export", "export_id": ov["id"]}
+    ).json()
+    got = client.get(link["path"])
+    assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
+    assert got.headers["content-disposition"].endswith(f'filename="job-{job}-best_openvino_model.zip"')
+    names = zipfile.ZipFile(io.BytesIO(got.content)).namelist()
+    assert any(n.endswith("/model.xml") for n in names) and any(n.endswith("/model.bin") for n in names)
+    listed = client.get(f"{API}/jobs/{job}/exports", headers=headers).json()
+    assert [(e["format"], e["parity"]["ok"]) for e in listed] == [("torchscript", True), ("openvino", True)]
 
 
 def test_route_cache_skips_the_database_but_not_the_token_and_forgets_deleted_jobs(

@@ -15,7 +15,8 @@ Ops (request fields -> response fields):
              conf, iou, max_det, max_pixels        forward_batch (images in the forward it joined)
              + image blobs
     load     framework, model_key, path         -> model {info}, memory_bytes
-    export   framework, path, dest, tolerance   -> report (export.export_onnx); optional sample blob
+    export   format, framework, path, dest,     -> report (export.export_model); optional sample blob
+             tolerance
     _sleep   seconds (<= 60)                    -> slept (tests: a request that stays in flight)
 
 Cache: an LRU of loaded predictors keyed by ``model_key`` (the server makes it from job,
@@ -394,7 +395,7 @@ class Worker:
             self.ok(r.id, results=results[start : start + count], model=info, forward_batch=len(images), **extra)
 
     def _export(self, req: Request) -> None:
-        from trainer_runtime.inference.export import ExportError, export_onnx
+        from trainer_runtime.inference.export import ExportError, export_model
         from trainer_runtime.inference.predictors import InvalidImageError, decode_image
 
         msg = req.msg
@@ -406,7 +407,8 @@ class Worker:
                 self.fail(req.id, "invalid_image", str(exc))
                 return
         try:
-            report = export_onnx(
+            report = export_model(
+                str(msg.get("format") or "onnx"),
                 str(msg.get("framework") or self.framework),
                 str(msg["path"]),
                 str(msg["dest"]),

@@ -1,9 +1,11 @@
-"""Inference REST: single images, ONNX exports, batch test runs (`tools.inference`).
+"""Inference REST: single images, exports (ONNX, TorchScript, OpenVINO), batch test runs (`tools.inference`).
 
     POST /jobs/{id}/inference          multipart `file` or form `dataset_image_id`; form `conf`, `iou`,
                                        `checkpoint` (best|last); `?render=true` -> PNG with the
                                        predictions drawn, else the InferenceResult JSON
-    POST /jobs/{id}/export             {"format": "onnx", "checkpoint"?} -> 201 export record
+    POST /jobs/{id}/export             {"format": "onnx"|"torchscript"|"openvino", "checkpoint"?} -> 201
+                                       export record with its parity report (422 naming `format`
+                                       for another format, with the reason)
     GET  /jobs/{id}/exports            the job's exports
     GET  /jobs/{id}/exports/{eid}      one record;  .../download -> the file
     POST /test-runs                    {"job_id", "dataset_id" | "snapshot_id", "checkpoint"?, "conf"?,
@@ -263,7 +265,12 @@ def _within_limit(data: bytes, limit: int) -> bytes:
 
 
 class ExportRequest(BaseModel):
-    format: str = Field(default="onnx", description="only onnx")
+    format: str = Field(
+        default="onnx",
+        max_length=32,
+        description="onnx, torchscript or openvino (a zipped folder); every export is checked against the "
+        "PyTorch model on a few images (parity.max_abs_diff, parity.ok)",
+    )
     checkpoint: str | None = Field(default=None, pattern="^(best|last)$")
 
 
