@@ -28,7 +28,8 @@ class UploadLimits:
     max_zip_uncompressed_bytes: int = 8 * 1024**3
     max_zip_ratio: float = 200.0  # uncompressed/compressed, for one entry and for the whole archive
     max_image_pixels: int = 100_000_000
-    user_storage_quota_bytes: int = 0  # bytes one user's datasets may hold in all; 0 = no quota
+    user_storage_quota_bytes: int = 0  # bytes one user's datasets and weights may hold in all; 0 = no quota
+    max_user_weights_bytes: int = 2 * 1024**3  # one weights file a user uploads (tools.user_weights)
     formats: FormatLimits = field(default_factory=FormatLimits)  # what dataset files may contain
 
 

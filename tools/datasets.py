@@ -525,9 +525,12 @@ def _annotation_index(ann: DiceDataset) -> dict[str, tuple[int, int]]:
 
 
 def storage_used(db: Session, owner_id: int) -> int:
-    """Bytes of images the user's datasets hold (the sum of their ``total_bytes``)."""
+    """Bytes of images the user's datasets hold (the sum of their ``total_bytes``) and of the
+    weights files they uploaded (`tools.user_weights`)."""
+    from tools.user_weights import storage_bytes
+
     used = db.scalar(select(func.coalesce(func.sum(Dataset.total_bytes), 0)).where(Dataset.owner_id == owner_id))
-    return int(used or 0)
+    return int(used or 0) + storage_bytes(db, owner_id)
 
 
 def _check_quota(ctx: ToolContext, owner_id: int, adding: int) -> None:

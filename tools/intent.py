@@ -6,7 +6,7 @@ It lives in `tools` because jobs are created from it; `agent.parse_intent` produ
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ TaskType = Literal[
 Framework = Literal["ultralytics", "timm", "transformers"]
 Preset = Literal["easy", "medium", "advanced"]
 InitCheckpoint = Literal["best", "last"]
+WeightsId = Annotated[int, Field(gt=0, le=2**31 - 1)]
 
 
 class TrainingIntent(BaseModel):
@@ -42,3 +43,9 @@ class TrainingIntent(BaseModel):
     # `init_checkpoint` says "last"); the model may then be left out (it is the source job's).
     init_from_job: int | None = Field(default=None, gt=0, le=2**31 - 1)
     init_checkpoint: InitCheckpoint | None = None
+    # "Use my weights": start from a weights file the user uploaded (`tools.user_weights`): its id,
+    # or "mine" for the user's only upload of the model (several: the dialogue asks which). They
+    # win over the registry's pretrained weights; the model may be left out (it is the upload's).
+    init_weights: WeightsId | Literal["mine"] | None = Field(
+        default=None, description="the id of your uploaded weights, or 'mine'"
+    )

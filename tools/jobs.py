@@ -62,7 +62,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
 
-from tools import catalog
+from tools import catalog, user_weights
 from tools import weights as weights_tools
 from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
@@ -372,10 +372,14 @@ def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool 
 
 def _weights_plan(job: Job) -> WeightsPlan | None:
     """The pretrained weights plan, resolved again at launch (the registry may have gained the
-    model since the job was queued); none for a fine-tuning job (it starts from its checkpoint)."""
+    model since the job was queued); none for a fine-tuning job (it starts from its checkpoint);
+    the user's own upload when the job names one (it wins over the registry)."""
     db = object_session(job)
     if job.init_from or db is None:
         return None
+    own = user_weights.plan_for_job(db, job)
+    if own is not None:
+        return own
     return weights_tools.plan_for(db, job.framework, job.model_name)
 
 
@@ -419,10 +423,20 @@ def _plan(
     if project_id is not None:
         get_project(ctx.db, user, int(project_id))
 
+    if intent.init_from_job is not None and intent.init_weights is not None:
+        raise InvalidInputError(
+            "start from an earlier job (init_from_job) or from your uploaded weights (init_weights), not both",
+            detail={"field": "init_weights"},
+        )
     # fine-tuning: the source job's checkpoint (readable by the caller), same architecture
     source = _init_source(ctx, intent) if intent.init_from_job is not None else None
     if source is not None and not intent.model_name:
         intent = intent.model_copy(update={"model_name": source.model_name, "framework": source.framework})
+
+    # the user's own uploaded weights ("use my weights"): they name the model when none is given
+    own = _own_weights(ctx, intent) if intent.init_weights is not None else None
+    if own is not None and not intent.model_name:
+        intent = intent.model_copy(update={"model_name": own.model_name, "framework": own.framework})
 
     # model -> framework and task
     if intent.model_name:
@@ -441,6 +455,8 @@ def _plan(
         model_name, framework, task_type = info.name, info.framework, task
 
     init_from = _init_from(ctx, intent, source, model_name, framework) if source is not None else None
+    if own is not None:
+        user_weights.check_model(own, framework, model_name)
 
     # compatibility (contract 3)
     compat = check_dataset_compatibility(ctx, ds.id, task_type)
@@ -506,11 +522,25 @@ def _plan(
         "conversion": compat.get("conversion"),
         "epochs": hp.epochs,
         "init_from": init_from,
-        "pretrained": None
+        "pretrained": user_weights.planned_field(own)
+        if own is not None
+        else None
         if init_from
         else weights_tools.planned_field(weights_tools.plan_for(ctx.db, framework, model_name)),
     }
     return ds, compat, fields
+
+
+def _own_weights(ctx: ToolContext, intent: TrainingIntent) -> Any:
+    """The user's upload a request names (`TrainingIntent.init_weights`; `tools.user_weights`)."""
+    assert intent.init_weights is not None
+    return user_weights.resolve_for_job(
+        ctx,
+        intent.init_weights,
+        model_name=intent.model_name,
+        framework=intent.framework,
+        task_type=intent.task_type,
+    )
 
 
 def _init_source(ctx: ToolContext, intent: TrainingIntent) -> Job:

@@ -43,6 +43,7 @@ from tools.intent import TrainingIntent
 from trainer_runtime.storage import DualStorageClient
 from trainer_runtime.weights import (
     DEFAULT_ULTRALYTICS_ASSETS_URL,
+    USER_UPLOAD,
     WeightsError,
     WeightsPlan,
     default_source,
@@ -346,8 +347,9 @@ def record_trainer_report(db: Session, job: Job, report: dict[str, Any]) -> None
     """The trainer's ``weights`` report: what the job really started from, and a download it
     cached in the registry (the row is added when the registry has none for the model yet)."""
     source = report.get("source")
-    if source not in ("registry", "hub", "ultralytics-assets", "scratch"):
+    if source not in ("registry", "hub", "ultralytics-assets", "scratch", USER_UPLOAD):
         return
+    before = dict(job.pretrained or {})
     job.pretrained = {
         "source": source,
         "detail": str(report.get("detail") or "")[:300],
@@ -355,6 +357,13 @@ def record_trainer_report(db: Session, job: Job, report: dict[str, Any]) -> None
         "planned": False,
         **({"warning": str(report["warning"])[:1000]} if report.get("warning") else {}),
     }
+    if source == USER_UPLOAD:
+        # the user's own file: its name and sha256 as the trainer got it, and which upload it was
+        job.pretrained.update(
+            file=str(report.get("file") or before.get("file") or "")[:200],
+            sha256=str(report.get("sha256") or before.get("sha256") or "")[:64],
+            user_weights_id=before.get("user_weights_id"),
+        )
     cached = report.get("cached")
     if not isinstance(cached, dict) or source not in ("hub", "ultralytics-assets"):
         return
@@ -403,6 +412,7 @@ _TEXT = {
         ),
         "scratch_warning": "from scratch: {warning}",
         "no_model": "no model chosen yet, so no weights either",
+        "user": "from your weights {name} (sha {sha})",
     },
     "ko": {
         "pretrained": "{pretraining} 사전학습 가중치 사용 ({detail})",
@@ -415,6 +425,7 @@ _TEXT = {
         ),
         "scratch_warning": "처음부터 학습: {warning}",
         "no_model": "아직 모델이 정해지지 않아 가중치도 정해지지 않았습니다",
+        "user": "내가 올린 가중치 {name} 사용 (sha {sha})",
     },
 }
 
@@ -424,6 +435,8 @@ def describe_pretrained(pretrained: dict[str, Any] | None, model_name: str = "MO
     t = _TEXT["ko" if lang == "ko" else "en"]
     p = pretrained or {}
     source = p.get("source") or "scratch"
+    if source == USER_UPLOAD:
+        return t["user"].format(name=p.get("file") or p.get("detail") or "?", sha=str(p.get("sha256") or "?")[:12])
     if source == "scratch":
         if p.get("warning"):
             return t["scratch_warning"].format(warning=p["warning"])
@@ -447,5 +460,15 @@ def describe_weights_plan(ctx: ToolContext, intent: TrainingIntent, lang: str | 
     if model is None:
         return _TEXT["ko" if lang == "ko" else "en"]["no_model"]
     resolved_framework, model_name = _model_of(model, framework)
+    if intent.init_weights is not None:
+        from tools import user_weights
+
+        try:
+            row = user_weights.resolve_for_job(
+                ctx, intent.init_weights, model_name=model_name, framework=resolved_framework
+            )
+        except (InvalidInputError, NotFoundError) as exc:
+            return str(exc.message)
+        return describe_pretrained(user_weights.planned_field(row), model_name, lang)
     plan = plan_for(ctx.db, resolved_framework, model_name)
     return describe_pretrained(planned_field(plan), model_name, lang)

@@ -87,7 +87,7 @@ from trainer_runtime.mlflow_logger import MlflowLogger
 from trainer_runtime.reporting import EventReporter, HttpReporter, make_reporter
 from trainer_runtime.spec import JobSpec, SpecError, load_spec
 from trainer_runtime.storage import DualStorageClient
-from trainer_runtime.weights import WEIGHTS_FIELD, ResolvedWeights, WeightsError
+from trainer_runtime.weights import USER_UPLOAD, WEIGHTS_FIELD, ResolvedWeights, WeightsError
 from trainer_runtime.weights import fetch as fetch_weights
 
 logger = logging.getLogger("trainer_runtime.runner")
@@ -509,6 +509,12 @@ class Runner:
             if got.warning:
                 message += f": {got.warning}"
             self.log_event(message, "warning" if got.warning else "info", **{WEIGHTS_FIELD: got.event_data()})
+        elif got.source == USER_UPLOAD:
+            self.log_event(
+                f"starting from {got.detail} (user upload, sha256 {got.sha256 or '?'})",
+                "info",
+                **{WEIGHTS_FIELD: got.event_data()},
+            )
         else:
             pre = f" on {got.pretraining}" if got.pretraining else ""
             self.log_event(

@@ -47,10 +47,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainer_runtime.errors import TrainerRuntimeError
+from trainer_runtime.errors import ObjectNotFoundError, TrainerRuntimeError
 
 DOWNLOAD_POLICIES = ("auto", "on", "off")
-SOURCES = ("registry", "hub", "ultralytics-assets", "scratch")
+SOURCES = ("user upload", "registry", "hub", "ultralytics-assets", "scratch")
+USER_UPLOAD = "user upload"  # the source of weights a user uploaded for their own jobs (`user_prefix`)
 DEFAULT_ULTRALYTICS_ASSETS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
 WEIGHTS_FIELD = "weights"  # the key of a log event that reports the resolved weights
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -140,6 +141,11 @@ def default_source(framework: str, model: str, *, assets_url: str | None = None)
     return None
 
 
+def user_prefix(owner_id: int, weights_id: int) -> str:
+    """``weights/user/{owner_id}/{weights_id}/``: where a user's own upload lives (internal store)."""
+    return f"weights/user/{int(owner_id)}/{int(weights_id)}/"
+
+
 def registry_prefix(framework: str, model: str) -> str:
     """``weights/{framework}/{name}/`` (a hub id's ``/`` becomes ``__``)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", model.replace("/", "__"))
@@ -157,13 +163,15 @@ class WeightsFile(BaseModel):
 
 
 class WeightsPlan(BaseModel):
-    """What the server resolved for a job (in its spec): a registry entry, a download, or scratch."""
+    """What the server resolved for a job (in its spec): the user's own upload, a registry entry,
+    a download, or scratch."""
 
     model_config = ConfigDict(extra="forbid")
-    source: Literal["registry", "hub", "ultralytics-assets", "scratch"]
+    source: Literal["user upload", "registry", "hub", "ultralytics-assets", "scratch"]
     detail: str = ""
     pretraining: str | None = None
-    registry_key: str | None = None  # registry: ``weights/{framework}/{name}/``
+    # registry: ``weights/{framework}/{name}/``; user upload: ``weights/user/{owner}/{id}/``
+    registry_key: str | None = None
     files: list[WeightsFile] = Field(default_factory=list)
     download: Literal["auto", "on", "off"] = "off"
     hub_repo: str | None = None
@@ -178,12 +186,13 @@ class WeightsPlan(BaseModel):
 class ResolvedWeights:
     """What the trainer got: local files (empty for scratch) and what to tell the user."""
 
-    source: str  # registry | hub | ultralytics-assets | scratch
+    source: str  # user upload | registry | hub | ultralytics-assets | scratch
     detail: str
     pretraining: str | None
     files: dict[str, Path] = field(default_factory=dict)
     cached: dict[str, Any] | None = None  # a download stored in the registry: key, files
     warning: str | None = None
+    hashes: dict[str, str] = field(default_factory=dict)  # file name -> the sha256 the plan promised
 
     @property
     def path(self) -> Path | None:
@@ -198,14 +207,22 @@ class ResolvedWeights:
         p = self.path
         return p.parent if p is not None else None
 
+    @property
+    def sha256(self) -> str | None:
+        """The weights file's sha256 when the plan named it (registry, user upload)."""
+        return self.hashes.get(self.path.name) if self.path is not None else None
+
     def event_data(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
             "detail": self.detail,
             "pretraining": self.pretraining,
             "cached": self.cached,
             "warning": self.warning,
         }
+        if self.source == USER_UPLOAD and self.path is not None:
+            out.update(file=self.path.name, sha256=self.sha256)
+        return out
 
     def mlflow_params(self) -> dict[str, Any]:
         return {
@@ -466,16 +483,28 @@ def fetch(
     if plan is None or plan.source == "scratch":
         return scratch()
     dest.mkdir(parents=True, exist_ok=True)
-    if plan.source == "registry":
+    if plan.source in ("registry", USER_UPLOAD):
         assert plan.registry_key is not None
         files: dict[str, Path] = {}
+        hashes: dict[str, str] = {}
         for f in plan.files:
             target = dest / f.name
-            storage.internal.get_file(plan.registry_key + f.name, target)
+            try:
+                storage.internal.get_file(plan.registry_key + f.name, target)
+            except ObjectNotFoundError as exc:
+                if plan.source != USER_UPLOAD:
+                    raise
+                raise WeightsError(
+                    f"your weights file {f.name} ({plan.detail}) is gone from storage: it was deleted after the "
+                    "job was queued; upload it again"
+                ) from exc
             if f.sha256 and sha256_of(target) != f.sha256:
-                raise WeightsError(f"registry object {plan.registry_key}{f.name} does not match its sha256")
+                what = f"your weights file {f.name}" if plan.source == USER_UPLOAD else "registry object"
+                raise WeightsError(f"{what} {plan.registry_key}{f.name} does not match its sha256")
             files[f.name] = target
-        return ResolvedWeights("registry", plan.detail, plan.pretraining, files)
+            if f.sha256:
+                hashes[f.name] = f.sha256
+        return ResolvedWeights(plan.source, plan.detail, plan.pretraining, files, hashes=hashes)
 
     what = plan.hub_repo or plan.asset_url or plan.detail
     if plan.download == "off":

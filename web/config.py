@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     weights_download_timeout_s: float = Field(default=5.0, gt=0, le=600)
     weights_download_max_s: float = Field(default=120.0, gt=0, le=86_400)
     weights_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # A weights file a user uploads for their own jobs (POST /api/v1/weights/mine; 413 beyond); it
+    # counts toward USER_STORAGE_QUOTA_BYTES.
+    user_weights_max_bytes: int = Field(default=2 * 1024**3, gt=0)
     ultralytics_assets_url: str = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
     admin_emails: str = ""
 

@@ -156,6 +156,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
         max_zip_uncompressed_bytes=settings.max_zip_uncompressed_bytes,
         max_zip_ratio=settings.max_zip_ratio,
         user_storage_quota_bytes=settings.user_storage_quota_bytes,
+        max_user_weights_bytes=settings.user_weights_max_bytes,
         formats=FormatLimits(
             max_label_chars=settings.max_label_chars,
             max_categories=settings.max_categories,

@@ -55,6 +55,7 @@ from web.routes import inference as inference_routes
 from web.routes import internal as internal_routes
 from web.routes import slack as slack_routes
 from web.routes import ui as ui_routes
+from web.routes import user_weights as user_weights_routes
 from web.routes import weights as weights_routes
 from web.slack import start_slack, stop_slack
 
@@ -285,6 +286,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_events.router, prefix=API_PREFIX)
     app.include_router(stream_tickets.router, prefix=API_PREFIX)  # POST /stream-tickets
     app.include_router(weights_routes.router, prefix=API_PREFIX)  # GET (users), POST (administrators)
+    app.include_router(user_weights_routes.router, prefix=API_PREFIX)  # /weights/mine: a user's own uploads
     app.include_router(download_routes.router, prefix=API_PREFIX)  # checkpoints, model cards, /dl/<signed>
     app.include_router(internal_routes.router)
     app.include_router(ws.router)

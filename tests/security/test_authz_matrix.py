@@ -118,6 +118,8 @@ class World:
             return {"job_id": r.json()["id"]}
         if kind == "finished_job":
             return {"job_id": db_job(self, self.owner.id, status="completed")[0]}
+        if kind == "user_weights":
+            return {"weights_id": upload_weights(c, h, self.unique("tmp") + ".safetensors")}
         if kind == "link":
             from tools.db.models import SlackLink
 
@@ -138,6 +140,20 @@ def db_job(w: World, owner_id: int, **fields: Any) -> tuple[int, str]:
         fields.setdefault("dataset_id", w.ids.get("dataset_id"))
         fields.setdefault("dataset_name", w.ids.get("dataset_name", ""))
     return make_job(w.app.state.session_factory, owner_id, **fields)
+
+
+def upload_weights(client: TestClient, headers: dict[str, str], name: str) -> int:
+    """One of the user's own weights files (`POST /weights/mine`); returns its id."""
+    from tests.tools.test_weights import small_safetensors
+
+    r = client.post(
+        f"{API}/weights/mine",
+        data={"model": "resnet18"},
+        files={"file": (name, small_safetensors(), "application/octet-stream")},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
 
 
 def job_intent(ids: Ids) -> dict[str, Any]:
@@ -190,6 +206,8 @@ def world(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             )
             assert job.status_code == 201, job.text
             ids["job_id"] = job.json()["id"]
+            weights_name = f"ownerweights-{tag}.safetensors"
+            ids["weights_id"] = upload_weights(client, h, weights_name)
             chat_text = f"ownerchat-{tag} train resnet18 on {ds_name} for 1 epoch, image size 32"
             turn = client.post(f"{API}/chat", json={"message": chat_text}, headers=h)
             assert turn.status_code == 200, turn.text
@@ -200,7 +218,7 @@ def world(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 owner,
                 other,
                 ids,
-                [owner.email, ds_name, *classes, project_name, f"ownerchat-{tag}"],
+                [owner.email, ds_name, *classes, project_name, f"ownerchat-{tag}", weights_name],
                 "",
                 "",
             )
@@ -259,6 +277,12 @@ def _register(w: World) -> dict[str, Any]:
 
 def _token(w: World) -> dict[str, Any]:
     return {"data": {"username": w.other.email, "password": "correct horse battery staple"}}
+
+
+def _small_safetensors() -> bytes:
+    from tests.tools.test_weights import small_safetensors
+
+    return small_safetensors()
 
 
 DONE = {"job_id": "done_job"}
@@ -320,6 +344,19 @@ ROUTES: dict[tuple[str, str], Expect] = {
         body=lambda w: {"data": {"model": "resnet18"}, "files": {"file": ("w.safetensors", b"x" * 16)}},
         why="administrators only: a signed-in user who is not one gets 403 before the file is read",
     ),
+    ("GET", f"{A}/weights/mine"): E(USER, cross="hidden", why="lists the caller's own uploads only"),
+    ("POST", f"{A}/weights/mine"): E(
+        USER,
+        201,
+        cross="hidden",
+        body=lambda w: {
+            "data": {"model": "resnet18"},
+            "files": {"file": (w.unique("w") + ".safetensors", _small_safetensors())},
+        },
+        why="any signed-in user stores weights for their own jobs",
+    ),
+    ("GET", f"{A}/weights/mine/{{weights_id}}"): E(USER),
+    ("DELETE", f"{A}/weights/mine/{{weights_id}}"): E(USER, 204, fresh="user_weights"),
     ("GET", f"{A}/jobs/{{job_id}}"): E(USER),
     ("POST", f"{A}/jobs/{{job_id}}/stop"): E(USER, fresh="queued_job"),
     ("POST", f"{A}/jobs/{{job_id}}/resume"): E(USER, 409, use=DONE, why="a completed job has nothing to resume"),

@@ -62,7 +62,18 @@ def ingest(client: Any, job_id: int, job_token: str, events: list[dict[str, Any]
 def test_ids_of_deleted_rows_are_never_given_again(engine: Any, session_factory: Any) -> None:
     """Every table whose integer id is in a URL or a token: delete the newest row, insert one
     more: the new row gets a new id (on SQLite a plain rowid gives the deleted id again)."""
-    from tools.db.models import Dataset, DatasetImage, Job, ModelExport, Project, SlackLink, TestRun, User, new_id
+    from tools.db.models import (
+        Dataset,
+        DatasetImage,
+        Job,
+        ModelExport,
+        Project,
+        SlackLink,
+        TestRun,
+        User,
+        UserWeights,
+        new_id,
+    )
 
     owner = make_owner(session_factory)
     with session_factory() as db:
@@ -82,6 +93,9 @@ def test_ids_of_deleted_rows_are_never_given_again(engine: Any, session_factory:
         TestRun: lambda i: TestRun(owner_id=owner, job_id=job_id),
         ModelExport: lambda i: ModelExport(owner_id=owner, job_id=job_id),
         SlackLink: lambda i: SlackLink(slack_user_id=f"U{i}{time.monotonic_ns()}", user_id=owner),
+        UserWeights: lambda i: UserWeights(
+            owner_id=owner, framework="timm", model_name="resnet18", name=f"w{i}", key="k", sha256="0", size=1
+        ),
     }
     for model, make in makers.items():
         with session_factory() as db:

@@ -52,6 +52,12 @@ UPLOAD_ROUTES = {
         f"multipart/form-data; boundary={BOUNDARY}",
         _multipart_head("files", "d/images/a.png"),
     ),
+    "user_weights": (
+        f"{API}/weights/mine",
+        f"multipart/form-data; boundary={BOUNDARY}",
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="model"\r\n\r\nresnet18\r\n'.encode()
+        + _multipart_head("file", "w.safetensors"),
+    ),
     "chat_image": (f"{API}/chat", "application/json", b'{"message": "test it on this image", "image_base64": "'),
     "create_project": (f"{API}/projects", "application/json", b'{"name": "p", "description": "'),
 }

@@ -437,6 +437,29 @@ class WeightsEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class UserWeights(Base):
+    """A weights file a user uploaded for one catalog model (`tools.user_weights`), private to its
+    owner: the files under ``key`` (``weights/user/{owner_id}/{id}/``) in the internal store,
+    ``files`` ``[{"name", "sha256", "size"}]`` (transformers: ``config.json`` too), ``name`` the
+    weights file's name as uploaded (cleaned), ``sha256``/``size`` of that file. A job that names it
+    (`TrainingIntent.init_weights`) starts from it instead of the registry. Its size counts toward
+    the owner's storage quota. Ids are never reused (they appear in URLs and in job records)."""
+
+    __tablename__ = "user_weights"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    framework: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(1024))
+    files: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class StreamTicket(Base):
     """A short-lived, single-use ticket that opens ONE live stream (`tools.stream_tickets`), so that
     a WebSocket or EventSource URL never carries the bearer token. Only the sha256 of the ticket is

@@ -7,7 +7,9 @@ meaning), a ViT position embedding for another image size is resampled; every ot
 match by name and shape. transformers: ``from_pretrained(folder, ignore_mismatched_sizes=True)``
 with the dataset's labels (the classifier is rebuilt). Ultralytics: ``YOLO(path)`` and its trainer
 copies every tensor whose name and shape match into the model built for the dataset's classes.
-Each reports "N of M tensors loaded, K skipped" in a log event.
+Each reports "N of M tensors loaded, K skipped" in a log event. A file none of whose tensors fits
+the model (another architecture: a user's upload for the wrong model) fails the job with
+`ConfigError` naming the file (`no_tensor_fits`), never a silent run from scratch.
 
 Backbone options (advanced config): timm and transformers classification ``freeze_backbone`` (only
 the classifier trains) and ``backbone_lr_mult`` (the backbone's learning rate is the base rate
@@ -20,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from trainer_runtime.weights import ResolvedWeights
+from trainer_runtime.adapters.base import ConfigError
+from trainer_runtime.weights import USER_UPLOAD, ResolvedWeights
 
 
 def _names(skipped: list[str]) -> str:
@@ -28,8 +31,20 @@ def _names(skipped: list[str]) -> str:
 
 
 def describe(weights: ResolvedWeights) -> str:
+    if weights.source == USER_UPLOAD:
+        return f"{weights.detail} (user upload)"
     pre = f" on {weights.pretraining}" if weights.pretraining else ""
     return f"pretrained{pre} ({weights.detail}, {weights.source})"
+
+
+def no_tensor_fits(weights: ResolvedWeights, model_name: str, tensors: int) -> ConfigError:
+    """The failure when not one tensor of the weights file fits the model."""
+    name = weights.path.name if weights.path is not None else weights.detail
+    whose = "your weights file" if weights.source == USER_UPLOAD else "the weights file"
+    return ConfigError(
+        f"{whose} {name} ({weights.detail}) does not fit {model_name}: none of its {tensors} tensors matches "
+        "the model's by name and shape (weights of another architecture?); upload weights of this model"
+    )
 
 
 def timm_classifier_prefixes(model: Any) -> tuple[str, ...]:
@@ -61,6 +76,10 @@ def load_timm(model: Any, weights: ResolvedWeights, log: Callable[[str], None]) 
         log(f"position embedding resampled to a {grid[0]}x{grid[1]} grid")
     body = {k: v for k, v in state.items() if not any(k == h or k.startswith(h + ".") for h in heads)}
     loaded, skipped = common.load_partial_state(model, body)
+    if loaded == 0:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        arch = cfg.get("architecture") if isinstance(cfg, Mapping) else None
+        raise no_tensor_fits(weights, str(arch or type(model).__name__), len(state))
     replaced = sorted(k for k in state if k not in body)
     log(
         f"{describe(weights)}: {loaded} of {len(own)} tensors loaded, {len(skipped)} skipped"
@@ -79,10 +98,29 @@ def report_transformers(
     mismatched = [str(m[0]) if isinstance(m, tuple | list) else str(m) for m in info.get("mismatched_keys") or []]
     unexpected = list(info.get("unexpected_keys") or [])
     fresh = sorted(set(missing) | set(mismatched))
+    if total - len(fresh) <= 0:
+        raise no_tensor_fits(weights, type(model).__name__, len(unexpected) + len(mismatched))
     log(
         f"{describe(weights)}: {total - len(fresh)} of {total} tensors loaded, {len(fresh) + len(unexpected)} skipped"
         + (f"; rebuilt for this dataset: {_names(fresh)}" if fresh else "")
     )
+
+
+def check_ultralytics_architecture(model: Any, model_name: str, task: str, weights: ResolvedWeights) -> None:
+    """A user's Ultralytics checkpoint must hold the requested model: Ultralytics would otherwise
+    train the checkpoint's own architecture (it builds the model from the checkpoint's yaml).
+    Compares the layers (backbone, head) and the scale with ``{model_name}.yaml``."""
+    from ultralytics import YOLO
+
+    want = dict(getattr(YOLO(f"{model_name}.yaml", task=task).model, "yaml", None) or {})
+    got = dict(getattr(model.model, "yaml", None) or {})
+    if any(got.get(k) != want.get(k) for k in ("backbone", "head", "scale")):
+        name = weights.path.name if weights.path is not None else weights.detail
+        holds = str(got.get("yaml_file") or "another architecture").removesuffix(".yaml")
+        raise ConfigError(
+            f"your weights file {name} ({weights.detail}) holds {holds}, not {model_name}: "
+            "upload weights of this model, or train the model they were saved from"
+        )
 
 
 def ultralytics_reporter(weights: ResolvedWeights, log: Callable[[str], None]) -> Callable[[Any], None]:
@@ -103,6 +141,8 @@ def ultralytics_reporter(weights: ResolvedWeights, log: Callable[[str], None]) -
             if k in src and tuple(src[k].shape) == tuple(v.shape) and torch.equal(src[k].to(v.dtype), v.cpu())
         )
         skipped = sorted(k for k in src if k not in dst or tuple(dst[k].shape) != tuple(src[k].shape))
+        if loaded == 0:
+            raise no_tensor_fits(weights, type(trainer.model).__name__, len(src))
         log(
             f"{describe(weights)}: {loaded} of {len(dst)} tensors loaded, {len(skipped)} skipped"
             + (f" (head for this dataset's classes: {_names(skipped)})" if skipped else "")

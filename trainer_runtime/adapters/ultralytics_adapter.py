@@ -66,6 +66,7 @@ from trainer_runtime.adapters.base import (
     unknown_key_error,
 )
 from trainer_runtime.errors import IncompatibleDatasetError
+from trainer_runtime.weights import USER_UPLOAD
 
 if TYPE_CHECKING:
     from trainer_runtime.spec import JobSpec
@@ -760,6 +761,8 @@ class UltralyticsAdapter(Adapter):
             elif local.is_file():
                 self._log("info", f"loading local weights {local} (transfer learning)")
                 model = YOLO(str(local), task=task)
+                if ctx.pretrained is not None and ctx.pretrained.source == USER_UPLOAD:
+                    pretrained.check_ultralytics_architecture(model, self.info.name, task, ctx.pretrained)
                 if ctx.pretrained is not None and ctx.pretrained.path is not None:
                     report = pretrained.ultralytics_reporter(ctx.pretrained, lambda m: self._log("info", m))
                     model.add_callback("on_pretrain_routine_end", report)

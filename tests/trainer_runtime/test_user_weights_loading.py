@@ -1,0 +1,83 @@
+"""A user's own weights in the trainer: fetched from the internal store by the plan the server
+wrote (sha256 checked), loaded by the registry's loading path (every backbone tensor bit-equal,
+the classifier rebuilt for the dataset's classes), and a file none of whose tensors fits the model
+fails naming the file instead of training from scratch."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.trainer_runtime.test_pretrained_loading import storage_at, timm_safetensors
+from trainer_runtime.adapters.base import ConfigError
+from trainer_runtime.weights import USER_UPLOAD, WeightsError, WeightsPlan, fetch, user_prefix
+
+torch = pytest.importorskip("torch")
+
+
+def user_plan(data: bytes, name: str = "my-r18.safetensors", weights_id: int = 7, **kw: Any) -> WeightsPlan:
+    values: dict[str, Any] = {
+        "source": USER_UPLOAD,
+        "detail": f"your weights {name}",
+        "registry_key": user_prefix(3, weights_id),
+        "files": [{"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}],
+    }
+    values.update(kw)
+    return WeightsPlan.model_validate(values)
+
+
+def test_users_weights_are_fetched_checked_and_loaded_bit_equal_except_the_classifier(tmp_path: Path) -> None:
+    import timm
+
+    from trainer_runtime.adapters.pretrained import load_timm
+
+    data, source_state = timm_safetensors("resnet18", num_classes=5)  # the user's own 5-class model
+    storage = storage_at(tmp_path / "storage")
+    storage.internal.put_bytes("weights/user/3/7/my-r18.safetensors", data)
+    got = fetch(user_plan(data), storage, tmp_path / "w")
+    assert got.source == USER_UPLOAD and got.detail == "your weights my-r18.safetensors"
+    assert got.path is not None and got.path.name == "my-r18.safetensors" and got.path.read_bytes() == data
+    assert got.event_data()["file"] == "my-r18.safetensors"
+    assert got.event_data()["sha256"] == hashlib.sha256(data).hexdigest()
+
+    torch.manual_seed(42)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    lines: list[str] = []
+    loaded, skipped = load_timm(model, got, lines.append)
+    own = model.state_dict()
+    assert loaded == len(own) - 2 and set(skipped) == {"fc.weight", "fc.bias"}
+    for k, v in own.items():
+        if k.startswith("fc."):
+            assert v.shape[0] == 3  # rebuilt for this dataset's classes
+        else:
+            assert torch.equal(v, source_state[k]), k
+    assert lines[0].startswith("your weights my-r18.safetensors (user upload): ")
+    assert f"{loaded} of {len(own)} tensors loaded" in lines[0] and "fc.bias, fc.weight replaced" in lines[0]
+
+
+def test_a_deleted_or_altered_upload_fails_naming_the_file(tmp_path: Path) -> None:
+    data, _ = timm_safetensors("resnet18")
+    storage = storage_at(tmp_path / "storage")
+    with pytest.raises(WeightsError, match=r"your weights file my-r18\.safetensors .*gone"):
+        fetch(user_plan(data), storage, tmp_path / "w")
+    storage.internal.put_bytes("weights/user/3/7/my-r18.safetensors", data[:-4] + b"\0\0\0\0")
+    with pytest.raises(WeightsError, match=r"your weights file .*my-r18\.safetensors does not match its sha256"):
+        fetch(user_plan(data), storage, tmp_path / "w2")
+
+
+def test_weights_of_another_architecture_fail_instead_of_training_from_scratch(tmp_path: Path) -> None:
+    import timm
+    from safetensors.torch import save
+
+    from trainer_runtime.adapters.pretrained import load_timm
+
+    data = save({"encoder.layer.0.attention.weight": torch.ones(4, 4), "pooler.dense.bias": torch.zeros(4)})
+    storage = storage_at(tmp_path / "storage")
+    storage.internal.put_bytes("weights/user/3/7/bert.safetensors", data)
+    got = fetch(user_plan(data, name="bert.safetensors"), storage, tmp_path / "w")
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    with pytest.raises(ConfigError, match=r"your weights file bert\.safetensors .* does not fit resnet18"):
+        load_timm(model, got, lambda _m: None)
