@@ -1185,3 +1185,21 @@ DOWNLOAD_RE = re.compile(
 # which file: the model card, else last.pt when named, else best.pt
 MODEL_CARD_RE = re.compile(r"(?<![a-z])model[\s_-]*card|모델\s*카드")
 LAST_CHECKPOINT_RE = re.compile(r"(?<![a-z])(?:last|latest|final)(?![a-z])|마지막|최종")
+
+# ------------------------------------------------------------ the user's own uploaded weights
+
+# "use my weights", "with my own weights", "start from my uploaded weights", "my weights #3",
+# "my weights file 3"; "내 가중치로", "제 가중치로 학습", "내가 올린 가중치 3번으로", "업로드한 웨이트로".
+# -> TrainingIntent.init_weights: the number when one is said (the upload's id), else "mine".
+# Group `id` is the number.
+_MY_WEIGHTS_ID_EN = r"(?:\s+(?:file\s+)?(?:#|no\.?|number|id)?\s*(?P<id>\d+)(?![\d.]))?"
+MY_WEIGHTS_EN_RE = re.compile(
+    r"(?<![a-z])(?:(?:my|our)\s+(?:own\s+)?(?:uploaded\s+|custom\s+)?"
+    r"(?:weights?(?:\s+file)?|weight\s+file|\.?safetensors(?:\s+file)?)|the\s+weights\s+i\s+uploaded)"
+    rf"{_MY_WEIGHTS_ID_EN}(?![a-z])"
+)
+MY_WEIGHTS_KO_RE = re.compile(
+    r"(?:내|제|나의|저의|내가\s*(?:올린|업로드한)|제가\s*(?:올린|업로드한)|(?<![가-힣])업로드한)\s*"
+    r"(?:가중치|웨이트|weights?)(?:\s*파일)?"
+    r"(?:\s*(?:#|번호)?\s*(?P<id>\d+)(?![\d.])\s*번?)?"
+)

@@ -852,11 +852,26 @@ def _find_init_job(t: _Text) -> dict[str, Any]:
     return {}
 
 
+def _find_my_weights(t: _Text) -> dict[str, Any]:
+    """ "use my weights" / "내 가중치로" -> ``init_weights``: "mine", or the upload's id when a
+    number follows ("my weights #3", "내 가중치 3번"); the phrase is masked (its number is no epoch
+    count)."""
+    for rx in (lx.MY_WEIGHTS_EN_RE, lx.MY_WEIGHTS_KO_RE):
+        for m in rx.finditer(t.low):
+            if not t.free(m.start(), m.end()):
+                continue
+            t.mask(m.start(), m.end())
+            ident = _to_int(m.group("id"), 1, 2**31 - 1) if m.group("id") else None
+            return {"init_weights": ident if ident is not None else "mine"}
+    return {}
+
+
 def extract_slots(text: str) -> dict[str, Any]:
     """Only the slots `text` gives, as TrainingIntent field names (for merging corrections)."""
     t = _Text(text)
     hits = _find_models(t)
     init = _find_init_job(t)
+    init.update(_find_my_weights(t))
     dataset = _find_quoted_dataset(t)
     fw_word = _find_framework(t)
     adv: dict[str, Any] = {}
