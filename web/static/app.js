@@ -80,6 +80,11 @@
       detections: '{n} detections', inference_ms: 'Inference: {ms} ms', label: 'Label', box: 'Box',
       batch_test: 'Batch test run', dataset: 'Dataset', start_test_run: 'Start test run',
       test_run_n: 'Test run #{id}', report: 'Report', choose_job: 'Choose a trained job first.',
+      export_title: 'Export the model', export_format: 'Format', export_start: 'Export',
+      export_hint: 'Each export is run with its own runtime on a few images and compared with the PyTorch model.',
+      exporting: 'Exporting and checking against PyTorch…', no_exports: 'No exports yet.',
+      export_parity: 'Parity with PyTorch', export_diff: 'max abs diff {d} (tolerance {t}, {n} images)',
+      export_ok: 'parity ok', export_bad: 'over the tolerance', export_download: 'Download',
       close: 'Close', slack_title: 'Link Slack', slack_intro: 'Send this code to the bot in Slack:',
       slack_expires: 'Expires {at}.', slack_unavailable: 'Slack linking is not available on this server yet.',
       error: 'Error', network_error: 'The server could not be reached.',
@@ -139,6 +144,11 @@
       detections: '검출 {n}개', inference_ms: '추론: {ms} ms', label: '라벨', box: '박스',
       batch_test: '배치 테스트', dataset: '데이터셋', start_test_run: '테스트 시작',
       test_run_n: '테스트 #{id}', report: '리포트', choose_job: '먼저 학습된 작업을 고르세요.',
+      export_title: '모델 내보내기', export_format: '형식', export_start: '내보내기',
+      export_hint: '내보낸 모델은 각 형식의 런타임으로 이미지 몇 장에서 실행해 PyTorch 모델과 비교합니다.',
+      exporting: '내보내고 PyTorch와 비교하는 중…', no_exports: '아직 내보낸 모델이 없습니다.',
+      export_parity: 'PyTorch 대비 일치도', export_diff: '최대 절대 오차 {d} (허용 {t}, 이미지 {n}장)',
+      export_ok: '일치 확인', export_bad: '허용치 초과', export_download: '다운로드',
       close: '닫기', slack_title: 'Slack 연결', slack_intro: 'Slack에서 봇에게 이 코드를 보내세요:',
       slack_expires: '{at}에 만료됩니다.', slack_unavailable: '이 서버에서는 아직 Slack 연결을 사용할 수 없습니다.',
       error: '오류', network_error: '서버에 연결할 수 없습니다.',
@@ -1429,9 +1439,11 @@
 
   /** Ask for a signed link to one download of a job (best | last | model-card) and open it: the
    * browser downloads it without the bearer token (the link itself is the short-lived credential). */
-  async function downloadLink(jobId, what) {
+  async function downloadLink(jobId, what, exportId) {
     try {
-      const link = await api('/downloads', { json: { job_id: Number(jobId), object: what } });
+      const req = { job_id: Number(jobId), object: what };
+      if (exportId !== undefined) req.export_id = Number(exportId);
+      const link = await api('/downloads', { json: req });
       const a = h('a', { href: link.path, download: link.filename, rel: 'noopener' });
       document.body.append(a); a.click(); a.remove();
     } catch (e) {
@@ -1446,6 +1458,7 @@
       const keep = S.testJobId || sel.value;
       // completed, stopped and failed jobs that uploaded a checkpoint can all be tested
       const items = (page.items || []).filter((j) => TERMINAL.has(j.status) && (j.checkpoints || []).length);
+      S.testJobs = Object.fromEntries(items.map((j) => [String(j.id), j]));
       sel.replaceChildren(...(items.length ? items.map((j) => h('option', {
         value: j.id, text: `#${j.id} ${j.model_name} · ${j.dataset_name} (${taskLabel(j.task_type)})${j.status === 'completed' ? '' : ' · ' + statusLabel(j.status)}`,
       })) : [h('option', { value: '', text: t('no_trained_jobs') })]));
@@ -1471,6 +1484,71 @@
   async function refreshTestPanel() {
     await Promise.all([loadTestJobs(), loadTestDatasets()]);
     loadRunsOfJob();
+    loadExports();
+  }
+
+  // ----------------------------------------------------------------------------------- exports
+  // the formats the server makes per framework (tools.inference / trainer_runtime.inference.export)
+  const EXPORT_FORMATS = {
+    ultralytics: ['onnx', 'torchscript', 'openvino'],
+    timm: ['onnx', 'torchscript', 'openvino'],
+    transformers: ['onnx', 'torchscript', 'openvino'],
+  };
+  const FORMAT_LABEL = { onnx: 'ONNX', torchscript: 'TorchScript', openvino: 'OpenVINO (zip)' };
+
+  function fillExportFormats() {
+    const sel = $('#export-format');
+    const job = (S.testJobs || {})[$('#test-job').value];
+    const fmts = EXPORT_FORMATS[job && job.framework] || ['onnx'];
+    const keep = sel.value;
+    sel.replaceChildren(...fmts.map((f) => h('option', { value: f, text: FORMAT_LABEL[f] || f })));
+    if (fmts.includes(keep)) sel.value = keep;
+  }
+
+  function exportRow(rec) {
+    const p = rec.parity || {};
+    const done = rec.status === 'completed';
+    const hasDiff = p.max_abs_diff !== undefined && p.max_abs_diff !== null;
+    return h('div', { class: 'export-row', 'data-testid': 'export-row', 'data-export-id': rec.id, 'data-format': rec.format, 'data-status': rec.status },
+      h('strong', { text: `${FORMAT_LABEL[rec.format] || rec.format} · ${rec.checkpoint}` }),
+      h('span', { class: `badge ${done && p.ok ? 'completed' : 'failed'}`, 'data-testid': 'export-verdict', 'data-ok': String(Boolean(done && p.ok)),
+        text: done ? t(p.ok ? 'export_ok' : 'export_bad') : statusLabel(rec.status) || rec.status }),
+      hasDiff ? h('span', { class: 'muted small', 'data-testid': 'export-parity',
+        text: `${t('export_parity')}: ${t('export_diff', { d: Number(p.max_abs_diff).toExponential(2), t: p.tolerance, n: p.images || 1 })}` }) : '',
+      rec.size ? h('span', { class: 'muted small', text: fmtBytes(rec.size) }) : '',
+      done ? h('button', { type: 'button', class: 'small', 'data-testid': 'export-download', text: t('export_download'),
+        title: t('dl_title'), onclick: () => downloadLink(rec.job_id, 'export', rec.id) }) : '',
+      rec.error ? h('p', { class: 'error', text: rec.error }) : '');
+  }
+
+  async function loadExports() {
+    const jobId = $('#test-job').value;
+    const list = $('#exports');
+    fillExportFormats();
+    if (!jobId) { list.replaceChildren(); return; }
+    try {
+      const recs = await api(`/jobs/${jobId}/exports`);
+      if ($('#test-job').value !== jobId) return;
+      list.replaceChildren(...(recs.length ? recs.slice().reverse().map(exportRow) : [h('p', { class: 'muted', text: t('no_exports') })]));
+    } catch (e) { list.replaceChildren(); }
+  }
+
+  async function startExport() {
+    const jobId = $('#test-job').value;
+    if (!jobId) { toast(t('choose_job'), 'error'); return; }
+    const b = $('#export-start');
+    b.disabled = true;
+    const busy = h('p', { class: 'muted', 'data-testid': 'export-running', text: t('exporting') });
+    $('#exports').prepend(busy);
+    try {
+      await api(`/jobs/${jobId}/export`, { json: { format: $('#export-format').value || 'onnx' } });
+    } catch (e) {
+      toast(e.message, 'error');
+    } finally {
+      b.disabled = false;
+      busy.remove();
+      loadExports();
+    }
   }
 
   function openTestFor(jobId) {
@@ -1748,7 +1826,8 @@
       if (f) runInference(f);
     });
     fileInput.addEventListener('change', () => { if (fileInput.files[0]) runInference(fileInput.files[0]); fileInput.value = ''; });
-    $('#test-job').addEventListener('change', () => { S.testJobId = $('#test-job').value; $('#test-result').replaceChildren(); loadRunsOfJob(); });
+    $('#test-job').addEventListener('change', () => { S.testJobId = $('#test-job').value; $('#test-result').replaceChildren(); loadRunsOfJob(); loadExports(); });
+    $('#export-start').addEventListener('click', startExport);
     $('#test-run-start').addEventListener('click', startTestRun);
   }
 

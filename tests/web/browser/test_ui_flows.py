@@ -186,6 +186,20 @@ def test_full_flow_chat_train_watch_live_and_predict(ui: UI, live: LiveServer) -
     page.wait_for_selector("[data-testid=test-run-status][data-status=completed]", timeout=300_000)
     assert "accuracy_top1" in page.inner_text("[data-testid=test-run]")
     ui.shot("06-test-run")
+
+    # export it as TorchScript from the page: the record shows its parity with PyTorch and downloads
+    formats = page.locator("[data-testid=export-format] option").all_inner_texts()
+    assert formats == ["ONNX", "TorchScript", "OpenVINO (zip)"]
+    page.select_option("[data-testid=export-format]", value="torchscript")
+    page.click("[data-testid=export-start]")
+    row = "[data-testid=export-row][data-format=torchscript][data-status=completed]"
+    page.wait_for_selector(row, timeout=180_000)
+    assert page.get_attribute(f"{row} [data-testid=export-verdict]", "data-ok") == "true"
+    assert "max abs diff" in page.inner_text(f"{row} [data-testid=export-parity]")
+    with page.expect_download() as ts_dl:
+        page.click(f"{row} [data-testid=export-download]")
+    assert "/api/v1/dl/" in ts_dl.value.url and ts_dl.value.suggested_filename == f"job-{job_id}-best.torchscript"
+    ui.shot("07-export")
     client.close()
     ui.assert_no_console_errors()
 
