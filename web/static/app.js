@@ -44,6 +44,11 @@
       summary_preset: 'Preset', summary_estimate: 'Estimated time', summary_conversion: 'Conversion',
       summary_weights: 'Weights', weights_pretrained: 'pretrained on {p} ({d})', weights_pretrained_plain: 'pretrained ({d})',
       weights_scratch: 'from scratch', weights_job: 'fine-tuned from {d}',
+      weights_user: 'from your weights {f} (sha {s})',
+      mw_title: 'My weights', mw_model: 'Model', mw_upload: 'Upload', mw_delete: 'Delete',
+      mw_hint: 'Your own .safetensors or .pt file for one model (Ultralytics: .pt). Then say "use my weights" in the chat.',
+      mw_none: 'You have not uploaded any weights.', mw_need: 'Name the model and choose a file.',
+      mw_done: 'Uploaded {name} (#{id}).',
       summary_snapshot: 'Snapshot', snapshot_at_launch: 'taken at launch', default_mark: '(default)',
       images_n: '{n} images',
       refresh: 'Refresh', no_jobs: 'No jobs yet. Ask the agent in the chat to train something.',
@@ -108,6 +113,11 @@
       summary_preset: '프리셋', summary_estimate: '예상 시간', summary_conversion: '변환',
       summary_weights: '가중치', weights_pretrained: '{p} 사전학습 ({d})', weights_pretrained_plain: '사전학습 ({d})',
       weights_scratch: '처음부터 학습', weights_job: '{d}에서 이어서 학습',
+      weights_user: '내가 올린 가중치 {f} 사용 (sha {s})',
+      mw_title: '내 가중치', mw_model: '모델', mw_upload: '올리기', mw_delete: '삭제',
+      mw_hint: '모델 하나에 쓸 내 .safetensors 또는 .pt 파일 (Ultralytics: .pt). 올린 뒤 채팅에서 "내 가중치로" 라고 말하세요.',
+      mw_none: '올린 가중치가 없습니다.', mw_need: '모델 이름을 쓰고 파일을 고르세요.',
+      mw_done: '{name} (#{id}) 을(를) 올렸습니다.',
       summary_snapshot: '스냅샷', snapshot_at_launch: '시작할 때 생성', default_mark: '(기본값)',
       images_n: '이미지 {n}장',
       refresh: '새로고침', no_jobs: '아직 작업이 없습니다. 채팅에서 학습을 요청해 보세요.',
@@ -448,6 +458,7 @@
     if (location.hash !== '#' + name) history.replaceState(null, '', '#' + name);
     if (name === 'test') refreshTestPanel();
     if (name === 'datasets' && !DS.loaded) loadDatasets();
+    if (name === 'datasets') loadMyWeights();
   }
 
   // -------------------------------------------------------------------------------------- chat
@@ -480,6 +491,7 @@
     if (!p || !p.source) return '';
     if (p.source === 'scratch') return t('weights_scratch') + (p.warning ? `: ${p.warning}` : '');
     if (p.source === 'job') return t('weights_job', { d: p.detail || '' });
+    if (p.source === 'user upload') return t('weights_user', { f: p.file || p.detail || '', s: String(p.sha256 || '').slice(0, 12) });
     return p.pretraining ? t('weights_pretrained', { p: p.pretraining, d: p.detail || '' }) : t('weights_pretrained_plain', { d: p.detail || '' });
   }
 
@@ -1106,6 +1118,49 @@
   // ---------------------------------------------------------------------------------- datasets
   const DS = { items: [], total: 0, q: '', sort: '-updated_at', mine: false, open: new Set(), pages: new Map(), newId: null, loaded: false, seq: 0 };
   const blobUrls = new Map(); // dataset id -> [object URLs] of its gallery
+
+  // ------------------------------------------------------------------------- my weights
+  // the user's own weights files (POST/GET/DELETE /weights/mine): a job starts from one when the
+  // chat hears "use my weights" (or the intent names init_weights)
+  async function loadMyWeights() {
+    const list = $('#mw-list');
+    try {
+      const items = (await api('/weights/mine')) || [];
+      list.replaceChildren(...(items.length ? items.map((w) => h('div', { class: 'row mw-item', 'data-testid': 'mw-item' },
+        h('span', { text: `#${w.id} ${w.name} · ${w.model_name} · ${fmtBytes(w.size)} · sha ${String(w.sha256).slice(0, 12)}` }),
+        h('button', { type: 'button', class: 'ghost small', text: t('mw_delete'), onclick: () => deleteMyWeights(w.id) }),
+      )) : [h('p', { class: 'muted small', text: t('mw_none') })]));
+    } catch (err) {
+      list.replaceChildren(h('p', { class: 'error', text: err.message }));
+    }
+  }
+
+  async function deleteMyWeights(id) {
+    try { await api(`/weights/mine/${Number(id)}`, { method: 'DELETE' }); } catch (err) { toast(err.message, 'error'); }
+    loadMyWeights();
+  }
+
+  async function submitMyWeights(e) {
+    e.preventDefault();
+    const file = $('#mw-file').files[0];
+    const model = $('#mw-model').value.trim();
+    $('#mw-error').textContent = '';
+    if (!model || !file) { $('#mw-error').textContent = t('mw_need'); return; }
+    const form = new FormData();
+    form.append('model', model);
+    form.append('file', file);
+    $('#mw-submit').disabled = true;
+    try {
+      const w = await api('/weights/mine', { form });
+      toast(t('mw_done', { name: w.name, id: w.id }));
+      $('#mw-file').value = '';
+      loadMyWeights();
+    } catch (err) {
+      $('#mw-error').textContent = err.message;
+    } finally {
+      $('#mw-submit').disabled = false;
+    }
+  }
 
   async function loadDatasets() {
     const mySeq = ++DS.seq;
@@ -1805,6 +1860,7 @@
       $('#ds-zip').hidden = !zip;
     }));
     $('#ds-create').addEventListener('submit', submitCreate);
+    $('#mw-form').addEventListener('submit', submitMyWeights);
     const cp = progressBar();
     cp.el.id = 'ds-progress';
     cp.el.dataset.testid = 'ds-progress';
