@@ -274,6 +274,8 @@ def _pretrained(job: Job) -> CardPretrained:
     what = str(recorded.get("detail") or source)
     on = f"pretrained on {recorded['pretraining']}" if recorded.get("pretraining") else "pretrained"
     said = f"{on} ({what}, from {source})"
+    if source == "user upload":  # the owner's own file (tools.user_weights)
+        said = f"started from the owner's weights {recorded.get('file') or what} (sha256 {recorded.get('sha256')})"
     if recorded.get("planned"):
         said += "; planned at launch, the trainer did not confirm it"
     return CardPretrained(pretrained=True, source=said, recorded=True, detail=recorded)

@@ -322,3 +322,22 @@ def test_trainer_report_keeps_the_file_and_sha256(session_factory: Any) -> None:
             "sha256": "cd" * 32,
             "user_weights_id": 5,
         }
+
+
+def test_the_model_card_says_the_job_started_from_the_owners_weights() -> None:
+    from tests.tools.test_downloads import _job
+    from tools.downloads import _pretrained
+
+    card = _pretrained(
+        _job(
+            pretrained={
+                "source": "user upload",
+                "detail": "your weights a.safetensors",
+                "file": "a.safetensors",
+                "sha256": "ab" * 32,
+                "planned": False,
+            }
+        )
+    )
+    assert card.pretrained is True and card.recorded is True
+    assert card.source == f"started from the owner's weights a.safetensors (sha256 {'ab' * 32})"
