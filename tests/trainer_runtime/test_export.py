@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.inference_models import models_root, trained_model
+from tests.trainer_runtime._demo_fixtures import demo_datasets_root, demo_shapes_dir  # noqa: F401
 from trainer_runtime.inference.export import (
     FORMAT_SUFFIX,
     ExportError,
@@ -186,3 +187,33 @@ def test_formats_that_are_not_made_here_say_why(tmp_path: Path, request: pytest.
     with pytest.raises(ExportError, match="NVIDIA GPU"):
         export_model("engine", "ultralytics", m.best, tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_detr_exports_keep_boxes_and_logits(
+    demo_shapes_dir: Path,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+) -> None:
+    """transformers detection (DETR, timm ResNet-50 backbone, few queries): every format carries
+    both outputs, checked against PyTorch."""
+    from tests.trainer_runtime._demo_fixtures import dice_subset
+    from tests.trainer_runtime.test_transformers_adapter import DETR, TINY_DETR, Recorder, make_ctx, make_spec
+    from trainer_runtime.adapters.transformers_adapter import TransformersAdapter
+
+    data = dice_subset(demo_shapes_dir, tmp_path_factory.mktemp("detr-shapes"), 8)
+    spec = make_spec(DETR, "object_detection", batch_size=4, image_size=64, epochs=1)
+    cfg = TransformersAdapter.resolve_config("easy", {}, {"model_config": TINY_DETR})
+    TransformersAdapter(make_ctx(data, tmp_path, spec, cfg, Recorder())).train()
+    fmts = ["onnx", "torchscript"]
+    try:
+        import openvino  # noqa: F401
+
+        fmts.append("openvino")
+    except ImportError:
+        pass
+    for fmt in fmts:
+        dest = tmp_path / f"detr{FORMAT_SUFFIX[fmt]}"
+        report = export_model(fmt, "transformers", tmp_path / "best.pt", dest)
+        parity = report["parity"]
+        assert report["outputs"] == ["logits", "pred_boxes"], report
+        assert parity["ok"] and set(parity["per_output"]) == {"logits", "pred_boxes"} and parity["batch"] == 3, parity
