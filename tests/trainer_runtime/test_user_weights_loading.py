@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.trainer_runtime._demo_fixtures import demo_datasets_root, demo_shapes_dir  # noqa: F401  (pytest fixtures)
 from tests.trainer_runtime.test_pretrained_loading import storage_at, timm_safetensors
 from trainer_runtime.adapters.base import ConfigError
 from trainer_runtime.weights import USER_UPLOAD, WeightsError, WeightsPlan, fetch, user_prefix
@@ -81,3 +82,42 @@ def test_weights_of_another_architecture_fail_instead_of_training_from_scratch(t
     model = timm.create_model("resnet18", pretrained=False, num_classes=3)
     with pytest.raises(ConfigError, match=r"your weights file bert\.safetensors .* does not fit resnet18"):
         load_timm(model, got, lambda _m: None)
+
+
+def test_an_ultralytics_checkpoint_of_another_model_is_refused_before_training(tmp_path: Path) -> None:
+    """Ultralytics would train the checkpoint's own architecture: a user's yolo11s.pt named as
+    yolo11n fails naming the file; a yolo11n.pt passes."""
+    pytest.importorskip("ultralytics")
+    from trainer_runtime.adapters._ultralytics_env import prepare_ultralytics
+
+    prepare_ultralytics()
+    from ultralytics import YOLO
+
+    from trainer_runtime.adapters.pretrained import check_ultralytics_architecture
+    from trainer_runtime.weights import ResolvedWeights
+
+    for name in ("yolo11n", "yolo11s"):
+        YOLO(f"{name}.yaml").save(str(tmp_path / f"{name}.pt"))
+    small = ResolvedWeights(USER_UPLOAD, "your weights mine.pt", None, {"mine.pt": tmp_path / "yolo11s.pt"})
+    with pytest.raises(ConfigError, match=r"your weights file yolo11s\.pt .* holds yolo11s, not yolo11n"):
+        check_ultralytics_architecture(YOLO(str(tmp_path / "yolo11s.pt")), "yolo11n", "detect", small)
+    same = ResolvedWeights(USER_UPLOAD, "your weights mine.pt", None, {"mine.pt": tmp_path / "yolo11n.pt"})
+    check_ultralytics_architecture(YOLO(str(tmp_path / "yolo11n.pt")), "yolo11n", "detect", same)
+
+
+@pytest.mark.slow
+def test_ultralytics_training_starts_from_the_users_checkpoint(tmp_path: Path, demo_shapes_dir: Path) -> None:  # noqa: F811
+    pytest.importorskip("ultralytics")
+    from tests.trainer_runtime.test_pretrained_loading import saved_yolo
+    from tests.trainer_runtime.test_ultralytics_adapter import make_ctx
+    from trainer_runtime.adapters.ultralytics_adapter import UltralyticsAdapter
+    from trainer_runtime.weights import ResolvedWeights
+
+    pt = saved_yolo(tmp_path / "my-yolo.pt")
+    ctx, rec = make_ctx(tmp_path / "run", demo_shapes_dir, "yolo11n", "object_detection", n_images=8, epochs=1)
+    ctx.pretrained = ResolvedWeights(USER_UPLOAD, "your weights my-yolo.pt", None, {"my-yolo.pt": pt})
+    UltralyticsAdapter(ctx).train()
+    [line] = [kw["message"] for kw in rec.of("on_log") if "tensors loaded" in kw.get("message", "")]
+    assert line.startswith("your weights my-yolo.pt (user upload): ")
+    loaded, total = (int(x) for x in line.split(": ", 1)[1].split(" tensors")[0].split(" of "))
+    assert total - loaded <= 6 and loaded > 0.9 * total, line
