@@ -341,3 +341,36 @@ def test_the_model_card_says_the_job_started_from_the_owners_weights() -> None:
     )
     assert card.pretrained is True and card.recorded is True
     assert card.source == f"started from the owner's weights a.safetensors (sha256 {'ab' * 32})"
+
+
+def test_transformers_uploads_keep_their_config_under_the_names_from_pretrained_reads(
+    client: TestClient, make_user: MakeUser
+) -> None:
+    _, h = make_user()
+    config = json.dumps({"model_type": "vit", "image_size": 32}).encode()
+    r = client.post(
+        MINE,
+        data={"model": "google/vit-base-patch16-224"},
+        files={
+            "file": ("vit-mine.safetensors", small_safetensors(), "application/octet-stream"),
+            "config": ("config.json", config, "application/json"),
+        },
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    w = r.json()
+    assert w["framework"] == "transformers" and w["name"] == "vit-mine.safetensors"
+    assert [f["name"] for f in w["files"]] == ["config.json", "model.safetensors"]
+    assert w["size"] == len(small_safetensors()) and w["sha256"] == hashlib.sha256(small_safetensors()).hexdigest()
+    assert len(user_objects(client)) == 2
+    # a config for a framework that takes none is refused
+    r = client.post(
+        MINE,
+        data={"model": "resnet18"},
+        files={
+            "file": ("r.safetensors", small_safetensors(), "application/octet-stream"),
+            "config": ("config.json", config, "application/json"),
+        },
+        headers=h,
+    )
+    assert r.status_code == 422 and field_of(r) == "config"

@@ -121,3 +121,44 @@ def test_ultralytics_training_starts_from_the_users_checkpoint(tmp_path: Path, d
     assert line.startswith("your weights my-yolo.pt (user upload): ")
     loaded, total = (int(x) for x in line.split(": ", 1)[1].split(" tensors")[0].split(" of "))
     assert total - loaded <= 6 and loaded > 0.9 * total, line
+
+
+def test_transformers_user_weights_load_with_their_config(tmp_path: Path) -> None:
+    """transformers: the upload's config.json and weights (stored as the names from_pretrained reads)
+    build the model, every tensor but the classifier bit-equal."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from trainer_runtime.adapters.transformers_adapter import CLS, build_model
+
+    cfg = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    cfg.num_labels = 4
+    torch.manual_seed(11)
+    src = ViTForImageClassification(cfg)
+    saved = tmp_path / "saved"
+    src.save_pretrained(saved, safe_serialization=True)
+    source_state = {k: v.detach().clone() for k, v in src.state_dict().items()}
+    storage = storage_at(tmp_path / "storage")
+    files = []
+    for name in ("config.json", "model.safetensors"):
+        data = (saved / name).read_bytes()
+        storage.internal.put_bytes(f"weights/user/3/9/{name}", data)
+        files.append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+    plan = WeightsPlan.model_validate(
+        {
+            "source": USER_UPLOAD,
+            "detail": "your weights vit-mine.safetensors",
+            "registry_key": user_prefix(3, 9),
+            "files": files,
+        }
+    )
+    got = fetch(plan, storage, tmp_path / "w")
+    model, how = build_model("google/vit-base-patch16-224", CLS, ["cat", "dog"], 32, {}, got)
+    own = model.state_dict()
+    assert model.config.num_labels == 2
+    for k, v in own.items():
+        if not k.startswith("classifier."):
+            assert torch.equal(v, source_state[k]), k
+    assert how.startswith("your weights vit-mine.safetensors (user upload): ")
+    assert f"{len(own) - 2} of {len(own)} tensors loaded" in how
