@@ -374,3 +374,31 @@ def test_transformers_uploads_keep_their_config_under_the_names_from_pretrained_
         headers=h,
     )
     assert r.status_code == 422 and field_of(r) == "config"
+
+
+def test_a_store_that_fails_half_way_leaves_no_row_and_no_object(
+    client: TestClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer_runtime.errors import StorageError
+
+    _, h = make_user()
+    internal = client.app.state.storage.internal  # type: ignore[attr-defined]
+    real_put = internal.put_file
+
+    def flaky_put(key: str, path: Any, **kw: Any) -> Any:
+        if key.endswith("model.safetensors"):  # the second file: config.json is already stored
+            raise StorageError("the store went away")
+        return real_put(key, path, **kw)
+
+    monkeypatch.setattr(internal, "put_file", flaky_put)
+    r = client.post(
+        MINE,
+        data={"model": "google/vit-base-patch16-224"},
+        files={
+            "file": ("vit.safetensors", small_safetensors(), "application/octet-stream"),
+            "config": ("config.json", b'{"model_type": "vit"}', "application/json"),
+        },
+        headers=h,
+    )
+    assert r.status_code == 502, r.text
+    assert rows(client) == [] and user_objects(client) == []
