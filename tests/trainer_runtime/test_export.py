@@ -61,9 +61,14 @@ FORMAT_KINDS = ["yolo-detect", "yolo-segment", "yolo-classify", "timm-digits", "
 
 @pytest.mark.parametrize("fmt", ["torchscript", "openvino"])
 @pytest.mark.parametrize("kind", FORMAT_KINDS)
-def test_torchscript_and_openvino_parity(kind: str, fmt: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_torchscript_and_openvino_parity(
+    kind: str, fmt: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if fmt == "openvino":
         pytest.importorskip("openvino")
+    home = tmp_path / "home"  # OpenVINO's telemetry keeps its client id and stats under ~/intel
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     import zipfile
 
     import torch
@@ -95,6 +100,7 @@ def test_torchscript_and_openvino_parity(kind: str, fmt: str, tmp_path: Path, re
         assert {f"{top}/model.xml", f"{top}/model.bin"} <= set(names), names
         if m.framework == "ultralytics":
             assert f"{top}/metadata.yaml" in names  # YOLO("<unzipped folder>") loads it
+        assert not (home / "intel").exists(), "OpenVINO's telemetry was on (it would call Google Analytics)"
 
 
 def test_a_changed_export_fails_its_parity_check(

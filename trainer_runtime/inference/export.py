@@ -254,11 +254,26 @@ def _torchscript_runner(path: Path) -> _Runner:
     return _Runner(name, [], [], run, torch.__version__)
 
 
-def _openvino_runner(folder: Path) -> _Runner:
+def _openvino() -> Any:
+    """The openvino module, with its usage telemetry off in this process: ``openvino.convert_model``
+    (also inside Ultralytics' export) sends events to Google Analytics unless a consent file in the
+    home folder says no; a self-hosted server (and its tests) must not call out."""
+    try:
+        from openvino_telemetry.utils import opt_in_checker
+
+        declined = opt_in_checker.ConsentCheckResult.DECLINED
+        opt_in_checker.OptInChecker.check = lambda self, *a, **k: declined
+    except Exception:  # no telemetry package: nothing to turn off
+        pass
     try:
         import openvino as ov
     except ImportError as exc:
         raise ExportError(f"openvino is not installed in this environment: {exc}") from None
+    return ov
+
+
+def _openvino_runner(folder: Path) -> _Runner:
+    ov = _openvino()
     xml = next(iter(sorted(folder.rglob("*.xml"))), None)
     if xml is None:
         raise ExportError(f"the OpenVINO export has no .xml model in {folder.name}")
@@ -400,10 +415,7 @@ def _produce_ultralytics(fmt: str, ckpt: Path, dest: Path) -> None:
     from ultralytics import YOLO
 
     if fmt == "openvino":
-        try:
-            import openvino  # noqa: F401
-        except ImportError as exc:
-            raise ExportError(f"openvino is not installed in this environment: {exc}") from None
+        _openvino()
     with tempfile.TemporaryDirectory(prefix="vta-export-") as tmp:
         local = Path(tmp) / "model.pt"
         shutil.copyfile(ckpt, local)
@@ -469,10 +481,7 @@ def _produce_torch(fmt: str, ref: _Reference, dest: Path) -> None:
         except Exception as exc:
             raise ExportError(f"torch.jit.trace failed: {exc}") from exc
     else:
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise ExportError(f"openvino is not installed in this environment: {exc}") from None
+        ov = _openvino()
         with tempfile.TemporaryDirectory(prefix="vta-export-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             _torch_onnx(ref, onnx_path)
