@@ -1799,7 +1799,7 @@
       if (DS.loaded) renderDatasets();
       $$('#messages [data-testid="welcome"]').forEach((w) => w.remove());
       if (!$('#messages').children.length && S.token) showWelcome();
-      if (S.tab === 'test' && S.token) loadTestJobs();
+      if (S.tab === 'test' && S.token) { loadTestJobs(); loadExports(); }
     });
     $('#user-button').addEventListener('click', (e) => {
       e.stopPropagation();
