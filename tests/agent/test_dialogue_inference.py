@@ -288,6 +288,9 @@ def test_llm_tools_use_the_turns_image_and_service(client: TestClient, alice: in
             assert exported["parity"]["ok"] is True
             signed = client.get(exported["link"]["url"])  # what the model is told to give: opens without a token
             assert signed.status_code == 200 and signed.content == b"onnx" * 100
+            ts = json.loads(tools["export_onnx"].invoke({"job_id": job, "format": "torchscript"}))
+            assert ts["format"] == "torchscript" and service.formats == ["onnx", "torchscript"]
+            assert client.get(ts["link"]["url"]).content == b"torchscript" * 100
         with inference_scope(lambda: service):  # type: ignore[arg-type,return-value]
             tools = {t.name: t for t in build_tools(ctx)}
             assert "no image" in json.loads(tools["predict_image"].invoke({"job_id": job}))["error"]
