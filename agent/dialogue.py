@@ -782,7 +782,8 @@ class Dialogue:
             "learning_rate": hp.get("learning_rate"),
             "preset": preset,
             "preset_values": values,
-            "advanced_config": dict(hp.get("advanced_config") or {}),
+            # the person's own settings (what the server chose for the data is in "defaults")
+            "advanced_config": dict(intent.get("advanced_config") or {}),
             "estimated_duration_s": est.expected_s,
             "estimate": est.model_dump(),
             "defaults": self.chosen_defaults(preview),
@@ -850,7 +851,13 @@ class Dialogue:
 
     def defaults_line(self, summary: dict[str, Any]) -> str:
         chosen = summary.get("defaults") or {}
-        names = {"image_size": "image_size_label", "batch_size": "batch_size_label", "epochs": "epochs_label"}
+        names = {
+            "image_size": "image_size_label",
+            "batch_size": "batch_size_label",
+            "epochs": "epochs_label",
+            "nbs": "nbs_label",
+            "optimizer": "optimizer_label",
+        }
         parts = [
             f"{self.t(label)} {c['value']}: {c['why_ko' if self.lang == 'ko' else 'why']}"
             for key, label in names.items()

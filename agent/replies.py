@@ -167,6 +167,8 @@ T: dict[str, dict[str, str]] = {
     "image_size_label": {"en": "image size", "ko": "이미지 크기"},
     "batch_size_label": {"en": "batch", "ko": "배치"},
     "epochs_label": {"en": "epochs", "ko": "에폭"},
+    "nbs_label": {"en": "nominal batch", "ko": "명목 배치"},
+    "optimizer_label": {"en": "optimizer", "ko": "옵티마이저"},
     "confirm_preset": {"en": "- preset {preset}: {values}", "ko": "- 프리셋 {preset}: {values}"},
     "confirm_no_preset": {"en": "- settings (no preset): {values}", "ko": "- 설정 (프리셋 없음): {values}"},
     "confirm_advanced": {"en": "- your settings: {values}", "ko": "- 지정한 설정: {values}"},

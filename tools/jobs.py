@@ -62,11 +62,20 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
 
-from tools import catalog, user_weights
+from tools import catalog, defaults, user_weights
 from tools import weights as weights_tools
 from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
-from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, JobEvent, ModelExport, TestRun
+from tools.db.models import (
+    Dataset,
+    DatasetImage,
+    Job,
+    JobCheckpoint,
+    JobEvent,
+    JobThroughput,
+    ModelExport,
+    TestRun,
+)
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from tools.events import append_event
 from tools.intent import TrainingIntent
@@ -86,6 +95,8 @@ SPEC_FILE = "spec.json"
 DELETED_EVENT_TYPE = "deleted"
 """A bus notice (no seq, never stored) that a job or test run was deleted: its streams end."""
 RESULTS_PREFIX = "results/"
+STATS_SAMPLE = 2000  # images read for a dataset's typical image size (tools.defaults)
+GPU_MEMORY_MB_GUESS = 16 * 1024.0  # a GPU's memory when nothing measured it (batch-size defaults)
 """Internal-store prefix of what inference makes from a job (`tools.inference`: exports, test runs)."""
 
 
@@ -333,6 +344,44 @@ def _dataset_summary(ctx: ToolContext, ds: Dataset) -> dict[str, Any]:
     return {"name": ds.name, "counts": counts, **counts, "tasks": dict(ds.capabilities or {})}
 
 
+def _dataset_stats(ctx: ToolContext, ds: Dataset, summary: dict[str, Any]) -> defaults.DatasetStats:
+    """Training images and the typical (median) longer side of the dataset's images (a sample of
+    at most `STATS_SAMPLE` images, labelled ones first)."""
+    rows = ctx.db.execute(
+        select(DatasetImage.width, DatasetImage.height)
+        .where(DatasetImage.dataset_id == ds.id)
+        .order_by(DatasetImage.num_annotations == 0, DatasetImage.id)
+        .limit(STATS_SAMPLE)
+    ).all()
+    sides = sorted(max(int(w or 0), int(h or 0)) for w, h in rows if (w or 0) > 0 and (h or 0) > 0)
+    typical = sides[len(sides) // 2] if sides else None
+    return defaults.DatasetStats(
+        train_images=_train_images(summary, 0.2), typical_side=typical, images=int(summary.get("images") or 0)
+    )
+
+
+def _device_info(ctx: ToolContext) -> defaults.DeviceInfo:
+    """Where the next job most likely trains: the device of the latest measured job (else this
+    machine's CPU), with this machine's memory for a CPU and `GPU_MEMORY_MB_GUESS` for a GPU."""
+    kind = ctx.db.scalar(select(JobThroughput.device_kind).order_by(JobThroughput.id.desc()).limit(1)) or "cpu"
+    if kind == "cpu":
+        try:
+            memory_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError):
+            memory_mb = 4096.0
+    else:
+        memory_mb = GPU_MEMORY_MB_GUESS
+    return defaults.DeviceInfo(kind=kind, memory_mb=float(memory_mb))
+
+
+def _start_kind(plan: WeightsPlan | None) -> defaults.Start:
+    """pretrained: weights that are here (registry, the user's file, an earlier job: plan None);
+    download: weights the trainer will try to fetch; scratch: none."""
+    if plan is None or plan.source in ("registry", "user upload"):
+        return "pretrained"
+    return "scratch" if plan.source == "scratch" else "download"
+
+
 def _train_images(summary: dict[str, Any], val_fraction: float) -> int | None:
     n = summary.get("labeled_images") or summary.get("images")
     if not isinstance(n, int) or n <= 0:
@@ -466,28 +515,49 @@ def _plan(
             reason, detail={"field": "dataset", "reason": reason, "task_type": task_type, "dataset_id": ds.id}
         )
 
-    # hyper-parameters: explicit values, else documented defaults
+    # hyper-parameters: explicit values, else chosen from the data and the machine (tools.defaults)
     adapter = get_adapter(framework)
     summary = _dataset_summary(ctx, ds)
     preset = intent.preset
-    epochs = intent.epochs or catalog.default_epochs(preset)
-    image_size = intent.image_size or info.default_image_size
-    batch_size = intent.batch_size
-    if batch_size is None:
-        batch_size = catalog.DEFAULT_BATCH_SIZE.get(framework, 16)
-        fit = _train_images(summary, 0.2)
-        if fit is not None:
-            batch_size = max(1, min(batch_size, fit))
+    weights_plan = None if (own is not None or init_from) else weights_tools.plan_for(ctx.db, framework, model_name)
+    stats = _dataset_stats(ctx, ds, summary)
+    chosen, choices = defaults.choose(
+        framework=framework,
+        model_name=model_name,
+        task_type=task_type,
+        default_size=info.default_image_size,
+        params_m=info.params_m,
+        framework_batch=catalog.DEFAULT_BATCH_SIZE.get(framework, 16),
+        stats=stats,
+        device=_device_info(ctx),
+        start=_start_kind(weights_plan),
+        given={"image_size": intent.image_size, "batch_size": intent.batch_size, "epochs": intent.epochs},
+        preset_epochs=catalog.default_epochs(preset) if preset else None,
+    )
     values: dict[str, Any] = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "image_size": image_size,
+        **chosen,
         "learning_rate": intent.learning_rate,
         "preset": preset,
         "advanced_config": dict(intent.advanced_config or {}),
     }
     try:
         hp = Hyperparameters.model_validate(values)
+        if framework == "ultralytics":  # small datasets: nominal batch, the optimizer 'auto' picks
+            extra, why = defaults.ultralytics_settings(
+                adapter.resolve_config(preset, dict(hp.advanced_config), {}),
+                train_images=stats.train_images,
+                batch=int(hp.batch_size or 16),
+                epochs=hp.epochs,
+                num_classes=len(ds.class_names or []),
+                user_keys=set(intent.advanced_config or {}),
+                lr_given=hp.learning_rate is not None,
+            )
+            lr = extra.pop("learning_rate", None)
+            hp = hp.model_copy(
+                update={"advanced_config": {**hp.advanced_config, **extra}}
+                | ({"learning_rate": lr} if lr is not None else {})
+            )
+            choices.extra.update(why)
         explicit = hp.model_dump(exclude={"preset", "advanced_config"}, exclude_none=True)
         config = adapter.resolve_config(preset, dict(hp.advanced_config), explicit)
         if hp.learning_rate is None:
@@ -526,7 +596,8 @@ def _plan(
         if own is not None
         else None
         if init_from
-        else weights_tools.planned_field(weights_tools.plan_for(ctx.db, framework, model_name)),
+        else weights_tools.planned_field(weights_plan or weights_tools.plan_for(ctx.db, framework, model_name)),
+        "defaults": choices.public(),
     }
     return ds, compat, fields
 
@@ -620,6 +691,7 @@ def create_job(
     user = require_user(ctx, "training jobs")
     supervisor = supervisor or supervisor_for(ctx.db)
     ds, _compat, fields = _plan(ctx, intent, project_id)
+    chosen = fields.pop("defaults")
     if not launch:
         preview = Job(
             owner_id=user.id,
@@ -635,7 +707,7 @@ def create_job(
             metrics={},
             **fields,
         )
-        return job_dict(preview)
+        return job_dict(preview) | {"defaults": chosen}
 
     snap = create_snapshot(ctx, ds.id, name="auto: training launch", require_owner=False)
     if snap.get("status") == "broken":
@@ -661,7 +733,7 @@ def create_job(
     if supervisor is not None:
         supervisor.submit(job.id)
     ctx.db.refresh(job)
-    return _full_dict(ctx, job)
+    return _full_dict(ctx, job) | {"defaults": chosen}
 
 
 # -------------------------------------------------------------------------------- read, list

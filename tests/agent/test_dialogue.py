@@ -187,7 +187,9 @@ def test_one_question_at_a_time_in_order_dataset_model_epochs(client: TestClient
     assert t.suggestions[0] == "resnet18"
     t = chat("yes")
     assert t.intent["model_name"] == "resnet18" and t.pending == "epochs"
-    assert "default is 10" in t.reply and t.suggestions[0] == "10"
+    # the offered default fits the dataset and says why (tools.defaults)
+    offered = int(t.suggestions[0])
+    assert f"default is {offered} (" in t.reply and "training images" in t.reply and 10 <= offered <= 100
     t = chat("4")
     assert t.state == "confirming" and t.intent["epochs"] == 4
 
@@ -196,9 +198,14 @@ def test_default_epochs_accepted_and_marked_as_default(client: TestClient, alice
     chat = Chat(client.app, alice)
     chat("resnet18 모델로 pets 학습")
     t = chat("기본값으로")
-    assert t.state == "confirming" and t.intent["epochs"] == 10 and t.intent["preset"] is None
     assert t.summary is not None and t.summary["epochs_default"] is True
+    chosen = t.summary["defaults"]
+    assert t.state == "confirming" and t.intent["epochs"] == chosen["epochs"]["value"] and t.intent["preset"] is None
     assert "(기본값)" in t.reply
+    # the confirmation says why each chosen value fits the data, in the user's language
+    line = next(ln for ln in t.reply.splitlines() if ln.startswith("- 데이터에 맞춘 설정"))
+    assert "학습 이미지" in line and f"에폭 {chosen['epochs']['value']}" in line
+    assert f"이미지 크기 {chosen['image_size']['value']}" in line and f"배치 {chosen['batch_size']['value']}" in line
 
 
 def test_task_question_when_the_dataset_serves_several_tasks(client: TestClient, alice: int) -> None:

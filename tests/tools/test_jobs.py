@@ -25,7 +25,7 @@ from tests.live_server import classification_files, detection_files, wait_for, w
 from tools import catalog, jobs
 from tools import datasets as ds_svc
 from tools.context import ToolContext
-from tools.db.models import DatasetSnapshot, Job, JobCheckpoint, JobEvent, Project, User
+from tools.db.models import DatasetImage, DatasetSnapshot, Job, JobCheckpoint, JobEvent, Project, User
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from tools.events import append_event
 from tools.executors import LocalExecutor
@@ -143,7 +143,11 @@ def test_create_pins_an_automatic_snapshot_and_stores_the_resolved_preset(alice:
     assert snap is not None and snap.dataset_id == job["dataset_id"] and snap.name.startswith("auto")
     hp = job["hyperparameters"]
     assert hp["epochs"] == 2 and hp["image_size"] == 32 and hp["preset"] == "medium"
-    assert hp["batch_size"] == 16  # timm default 32, capped at the 16 training images of 20
+    # chosen (tools.defaults): 16 training images of 20 are too few for 8 steps an epoch, and a
+    # batch stays at 8 or more for batch-norm's sake
+    assert hp["batch_size"] == 8 and job["defaults"]["batch_size"]["value"] == 8
+    assert "16 training images" in job["defaults"]["batch_size"]["why"]
+    assert set(job["defaults"]) == {"batch_size"}  # epochs and image size were given
     assert hp["learning_rate"] == pytest.approx(0.001)  # the medium preset's rate, made explicit
     assert job["config"]["opt"] == "adamw" and job["config"]["mixup_alpha"] == pytest.approx(0.2)
     assert job["config"]["smoothing"] == pytest.approx(0.1)
@@ -154,15 +158,36 @@ def test_create_pins_an_automatic_snapshot_and_stores_the_resolved_preset(alice:
     assert row is not None and len(row.token_hash) == 64 and row.intent["model_name"] == "resnet18"
 
 
+def _typical_side(ctx: ToolContext, dataset_id: str) -> int:
+    sides = sorted(
+        max(w, h)
+        for w, h in ctx.db.execute(
+            select(DatasetImage.width, DatasetImage.height).where(DatasetImage.dataset_id == dataset_id)
+        )
+    )
+    return int(sides[len(sides) // 2])
+
+
 def test_defaults_fill_what_the_request_leaves_out(alice: ToolContext) -> None:
     cls = jobs.create_job(alice, intent(), launch=False)
     assert (cls["model_name"], cls["task_type"]) == ("resnet18", "image_classification")
-    assert cls["hyperparameters"]["epochs"] == catalog.DEFAULT_EPOCHS[None]
-    assert cls["hyperparameters"]["image_size"] == 224 and cls["status"] == "preview" and cls["id"] is None
+    assert cls["status"] == "preview" and cls["id"] is None
+    # image size, batch and epochs come from the data (tools.defaults), each with its reason
+    side = _typical_side(alice, cls["dataset_id"])
+    chosen = cls["defaults"]
+    assert set(chosen) == {"image_size", "batch_size", "epochs"}
+    assert cls["hyperparameters"]["image_size"] == chosen["image_size"]["value"] == max(32, -(-side // 32) * 32)
+    assert f"about {side} px" in chosen["image_size"]["why"] and "px" in chosen["image_size"]["why_ko"]
+    assert cls["hyperparameters"]["epochs"] == chosen["epochs"]["value"]
+    assert 10 <= chosen["epochs"]["value"] <= 100 and "training images" in chosen["epochs"]["why"]
     adv = jobs.create_job(alice, intent(preset="advanced"), launch=False)
     assert adv["hyperparameters"]["epochs"] == 50 and adv["config"]["model_ema"] is True
+    assert "epochs" not in adv["defaults"]  # a named preset keeps its epochs
     yolo = jobs.create_job(alice, intent(framework="ultralytics"), launch=False)
-    assert yolo["model_name"] == "yolo11n-cls" and yolo["hyperparameters"]["image_size"] == 224
+    assert yolo["model_name"] == "yolo11n-cls"
+    assert yolo["hyperparameters"]["image_size"] == cls["hyperparameters"]["image_size"]
+    given = jobs.create_job(alice, intent(epochs=3, batch_size=4, image_size=64), launch=False)
+    assert given["defaults"] == {} and given["hyperparameters"]["image_size"] == 64
     det = jobs.create_job(alice, intent(dataset="boxes"), launch=False)
     assert (det["model_name"], det["task_type"]) == ("yolo11n", "object_detection")
     assert det["config"]["lr0"] == det["hyperparameters"]["learning_rate"]
@@ -550,3 +575,23 @@ def test_the_mlflow_run_id_from_the_trainers_events_needs_no_shared_disk(
     out.mkdir(parents=True, exist_ok=True)
     (out / "mlflow_run_id").write_text("def456\n")
     assert harness.wait_status(job2["id"], "completed").mlflow_run_id == "def456"
+
+
+def test_small_detection_jobs_get_one_step_per_batch_and_the_auto_optimizer(alice: ToolContext) -> None:
+    det = jobs.create_job(alice, intent(dataset="boxes"), launch=False)
+    hp, chosen = det["hyperparameters"], det["defaults"]
+    assert set(chosen) >= {"image_size", "batch_size", "epochs", "nbs", "optimizer"}
+    # what the trainer gets (it resolves the config again from the hyper-parameters)
+    assert hp["advanced_config"]["nbs"] == hp["batch_size"] and hp["advanced_config"]["optimizer"] == "AdamW"
+    assert det["config"]["optimizer"] == "AdamW" and det["config"]["nbs"] == hp["batch_size"]
+    assert (
+        det["config"]["lr0"] == hp["learning_rate"]
+        and f"AdamW at {hp['learning_rate']:g}" in chosen["optimizer"]["why"]
+    )
+    assert det["config"]["warmup_bias_lr"] == 0.0
+    # the person's own optimizer and learning rate are kept
+    own = jobs.create_job(
+        alice, intent(dataset="boxes", learning_rate=0.02, advanced_config={"optimizer": "sgd"}), launch=False
+    )
+    assert "optimizer" not in own["defaults"] and own["config"]["optimizer"] == "SGD" and own["config"]["lr0"] == 0.02
+    assert own["config"]["nbs"] == own["hyperparameters"]["batch_size"]

@@ -178,6 +178,12 @@ CONFIG_SCHEMA: tuple[ConfigField, ...] = (
     _f("momentum", 0.937, "SGD momentum / Adam beta1", 0.0, 1.0),
     _f("weight_decay", 0.0005, "Weight decay (L2)", 0.0, 1.0),
     _f("warmup_epochs", 3.0, "Warm-up epochs (fractions allowed)", 0.0),
+    _f(
+        "warmup_bias_lr",
+        0.1,
+        "Bias learning rate at the start of the warm-up (0 with AdamW: what optimizer auto sets)",
+        0.0,
+    ),
     ConfigField("patience", "int", 100, "Stop early after this many epochs without validation improvement", minimum=0),
     _f("mosaic", 1.0, "Mosaic augmentation probability (detect/segment/pose/obb)", 0.0, 1.0),
     _f("mixup", 0.0, "MixUp augmentation probability", 0.0, 1.0),
@@ -198,6 +204,14 @@ CONFIG_SCHEMA: tuple[ConfigField, ...] = (
     _f("dropout", 0.0, "Dropout of the classification head (classify only)", 0.0, 1.0),
     ConfigField("freeze", "int", 0, "Freeze the first N layers (useful with local pretrained weights)", minimum=0),
     ConfigField("amp", "bool", True, "Mixed precision on CUDA (always off on CPU)"),
+    ConfigField(
+        "nbs",
+        "int",
+        64,
+        "Nominal batch size: gradients of smaller batches add up to this many images before each "
+        "optimiser step (set it to the batch size for one step per batch on small datasets)",
+        minimum=1,
+    ),
     ConfigField("workers", "int", 0, "Data-loader worker processes (Ultralytics uses 0 on CPU)", minimum=0),
 )
 _SCHEMA_BY_NAME = {f.name: f for f in CONFIG_SCHEMA}

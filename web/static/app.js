@@ -41,6 +41,7 @@
       change_hint: 'Say what to change, e.g. "epochs 5", "batch size 16", "use resnet34"',
       summary_model: 'Model', summary_task: 'Task', summary_dataset: 'Dataset', summary_epochs: 'Epochs',
       summary_batch: 'Batch size', summary_image_size: 'Image size', summary_lr: 'Learning rate',
+      summary_optimizer: 'Optimizer', summary_nbs: 'Nominal batch',
       summary_preset: 'Preset', summary_estimate: 'Estimated time', summary_conversion: 'Conversion',
       summary_weights: 'Weights', weights_pretrained: 'pretrained on {p} ({d})', weights_pretrained_plain: 'pretrained ({d})',
       weights_scratch: 'from scratch', weights_job: 'fine-tuned from {d}',
@@ -110,6 +111,7 @@
       change_hint: '바꿀 내용을 말씀하세요. 예: "에폭은 5로", "배치 16", "resnet34로 바꿔줘"',
       summary_model: '모델', summary_task: '작업', summary_dataset: '데이터셋', summary_epochs: '에폭',
       summary_batch: '배치 크기', summary_image_size: '이미지 크기', summary_lr: '학습률',
+      summary_optimizer: '옵티마이저', summary_nbs: '명목 배치',
       summary_preset: '프리셋', summary_estimate: '예상 시간', summary_conversion: '변환',
       summary_weights: '가중치', weights_pretrained: '{p} 사전학습 ({d})', weights_pretrained_plain: '사전학습 ({d})',
       weights_scratch: '처음부터 학습', weights_job: '{d}에서 이어서 학습',
@@ -498,15 +500,24 @@
   function confirmCard(turn) {
     const s = turn.summary || {};
     const ds = s.dataset || {};
+    // settings the server chose from the data (tools.defaults) carry their reason
+    const why = (key) => {
+      const c = (s.defaults || {})[key];
+      return c ? ` — ${lang === 'ko' ? c.why_ko : c.why}` : '';
+    };
     const rows = [
       [t('summary_model'), `${s.model_name || '-'}${s.framework ? ` (${s.framework})` : ''}`],
       [t('summary_task'), taskLabel(s.task_type)],
       [t('summary_dataset'), `${ds.name || '-'}${ds.num_images !== undefined ? ` · ${t('images_n', { n: ds.num_images })}` : ''}`],
-      [t('summary_epochs'), `${fmtNum(s.epochs)}${s.epochs_default ? ' ' + t('default_mark') : ''}`],
-      [t('summary_batch'), fmtNum(s.batch_size)],
-      [t('summary_image_size'), fmtNum(s.image_size)],
+      [t('summary_epochs'), `${fmtNum(s.epochs)}${s.epochs_default ? ' ' + t('default_mark') : ''}${why('epochs')}`],
+      [t('summary_batch'), fmtNum(s.batch_size) + why('batch_size')],
+      [t('summary_image_size'), fmtNum(s.image_size) + why('image_size')],
       [t('summary_lr'), fmtNum(s.learning_rate)],
     ];
+    for (const [key, label] of [['optimizer', 'summary_optimizer'], ['nbs', 'summary_nbs']]) {
+      const c = (s.defaults || {})[key];
+      if (c) rows.push([t(label), String(c.value) + why(key)]);
+    }
     if (s.preset) rows.push([t('summary_preset'), s.preset]);
     if (s.conversion) rows.push([t('summary_conversion'), s.conversion]);
     if (s.pretrained) rows.push([t('summary_weights'), s.pretrained_text || weightsText(s.pretrained)]);

@@ -77,6 +77,9 @@ def test_full_flow_chat_train_watch_live_and_predict(ui: UI, live: LiveServer) -
     card.wait_for()
     text = card.inner_text()
     assert "resnet18" in text and "digits" in text and "Classification" in text
+    # what the request left out is chosen from the data, with the reason (32 px digits: not 224)
+    assert "Image size\t32 — images are about 32 px" in text, text
+    assert "Batch size\t64 — at most 64 on a CPU" in text, text
     # Change: the input is focused with a hint, the correction is typed, a new summary comes
     card.locator("[data-testid=change]").click()
     assert page.evaluate("document.activeElement.dataset.testid") == "chat-input"
