@@ -6,9 +6,10 @@
 A fresh server (`bench/_server.py`: fresh data dir, SQLite, built-in demo datasets, rules mode,
 trainers are this venv's Python, MLflow on as by default, WEIGHTS_DOWNLOAD as in the environment:
 offline here, so models start from scratch unless the registry has weights). For each case one new
-user writes one message that leaves every setting to the server, reads the confirmation (the
-chosen image size, batch size and epochs with the reasons it gives), answers "yes" and polls the
-job until it ends. Reported per case: wall time from the request to the finished job, the job's
+user writes one message that leaves every setting to the server, takes the default the agent
+offers for anything it asks (answers "yes" to "how many epochs? the default is N (why)"), reads
+the confirmation (the chosen image size, batch size and epochs with the reasons it gives), answers
+"yes" and polls the job until it ends. Reported per case: wall time from the request to the finished job, the job's
 best validation metric (classification: top-1 accuracy; detection: mAP50 of the best epoch), the
 settings chosen, and whether the goal holds.
 
@@ -45,6 +46,14 @@ def run_case(client: httpx.Client, message: str, metric: str, timeout_s: float) 
     r = client.post(f"{API}/chat", json={"message": message})
     r.raise_for_status()
     turn = r.json()
+    questions: list[str] = []
+    for _ in range(3):  # the agent asks for what it needs (e.g. epochs): take each offered default
+        if turn["state"] != "collecting" or not turn.get("suggestions"):
+            break
+        questions.append(turn["reply"])
+        r = client.post(f"{API}/chat", json={"message": "yes", "session_id": turn["session_id"]})
+        r.raise_for_status()
+        turn = r.json()
     if turn["state"] != "confirming":
         raise RuntimeError(f"{message!r}: no confirmation: {turn['reply'][:400]}")
     summary = turn.get("summary") or {}
@@ -78,6 +87,7 @@ def run_case(client: httpx.Client, message: str, metric: str, timeout_s: float) 
         "batch_size": hp.get("batch_size"),
         "image_size": hp.get("image_size"),
         "pretrained": (job.get("pretrained") or {}).get("source"),
+        "questions": questions,
         "confirmation": turn["reply"],
         "defaults": summary.get("defaults"),
     }
@@ -125,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             and res["wall_s"] <= goal_s,
         }
         results.append(res)
-        print(f"\n== {name}: {message!r}\n{res['confirmation']}", flush=True)
+        asked = "".join(f"(asked) {q}\n(answered) yes\n" for q in res["questions"])
+        print(f"\n== {name}: {message!r}\n{asked}{res['confirmation']}", flush=True)
         print(
             f"-> job {res['job_id']} {res['status']} {res['model']} epochs {res['epochs_completed']}/{res['epochs']} "
             f"batch {res['batch_size']} size {res['image_size']} pretrained={res['pretrained']}: "

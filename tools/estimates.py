@@ -37,8 +37,11 @@ Estimating a job (N images, E epochs, image size S) picks the closest evidence, 
    times the ratio measured/prior of the jobs that did run on this device (any framework);
    range / 3 .. * 3.
 5. ``prior``: nothing measured here at all: the prior times a quick probe of this machine (a
-   float32 matrix product in numpy, ~0.1 s, at most every 5 minutes, against `REFERENCE_CPU_GFLOPS`
-   for which the priors were set); a GPU gets `GPU_SPEEDUP` instead; range / 3 .. * 3.
+   float32 matrix product in numpy on one thread, times the cores this process may use, ~0.1 s, at
+   most every 5 minutes, against `REFERENCE_CPU_GFLOPS` for which the priors were set); a GPU gets
+   `GPU_SPEEDUP` instead; range / 3 .. * 3. One thread because a multi-threaded BLAS product on a
+   busy machine measured anything from 2 to 77 GFLOP/s within a minute here (its threads wait on
+   each other), while one thread stayed within 50-61.
 
 The estimate covers the trainer's run (start-up to completion), not the wait in the queue.
 """
@@ -63,7 +66,8 @@ Basis = Literal["same", "size", "model", "calibrated", "prior"]
 
 SIZE_BUCKETS = (32, 64, 128, 224, 320, 480, 640, 960, 1280)
 RECENT_ROWS = 10
-REFERENCE_CPU_GFLOPS = 40.0  # numpy float32 matmul on the 2-core machine the priors were set on
+# the probe on the 2-core machine the priors were set on (2 cores x ~55 GFLOP/s single-threaded)
+REFERENCE_CPU_GFLOPS = 110.0
 GPU_SPEEDUP = 25.0  # a GPU against that CPU, for the priors only (measured jobs replace it)
 PROBE_SECONDS = 0.03
 PROBE_MAX_AGE_S = 300.0
@@ -182,6 +186,20 @@ def cpu_probe_gflops() -> float:
 
 
 def _measure_gflops() -> float:
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        one = _measure_one_thread()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return one * max(1, cores)
+
+
+def _measure_one_thread() -> float:
     import numpy as np
 
     n = 256

@@ -71,6 +71,12 @@ class JobOut(BaseModel):
         default=None,
         description='fine-tuned from an earlier job: {"job_id", "checkpoint": "best.pt"|"last.pt", "model_name", ...}',
     )
+    defaults: dict[str, Any] | None = Field(
+        default=None,
+        description="in the answer to POST only: the settings the request left out and the server chose from the "
+        'data and the machine, each {"value", "why", "why_ko"} (image_size, batch_size, epochs; Ultralytics: nbs, '
+        "optimizer)",
+    )
 
 
 class JobList(BaseModel):
