@@ -39,7 +39,8 @@ Estimating a job (N images, E epochs, image size S) picks the closest evidence, 
 5. ``prior``: nothing measured here at all: the prior times a quick probe of this machine (a
    float32 matrix product in numpy on one thread, times the cores this process may use, ~0.1 s, at
    most every 5 minutes, against `REFERENCE_CPU_GFLOPS` for which the priors were set); a GPU gets
-   `GPU_SPEEDUP` instead; range / 3 .. * 3. One thread because a multi-threaded BLAS product on a
+   `GPU_SPEEDUP` instead, times the share of the CPUs that is free (cores / load average, at
+   most 1); range / 3 .. * 3. One thread because a multi-threaded BLAS product on a
    busy machine measured anything from 2 to 77 GFLOP/s within a minute here (its threads wait on
    each other), while one thread stayed within 50-61.
 
@@ -183,6 +184,19 @@ def cpu_probe_gflops() -> float:
     value = _measure_gflops()
     _probe_cache[:] = [(now, value)]
     return value
+
+
+def cpu_share() -> float:
+    """The share of this machine's CPUs a new trainer can expect: cores / 1-minute load average,
+    at most 1 (a one-thread probe does not see other processes; a trainer shares the cores)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1.0
+    return min(1.0, cores / load) if load > 0 else 1.0
 
 
 def _measure_gflops() -> float:
@@ -439,9 +453,12 @@ def estimate_duration(
         )
 
     if device == "cpu":
-        speed = cpu_probe_gflops() / REFERENCE_CPU_GFLOPS
-        how_en = f"a quick speed probe of this CPU ({cpu_probe_gflops():.0f} GFLOP/s)"
-        how_ko = f"이 CPU 속도 측정({cpu_probe_gflops():.0f} GFLOP/s)"
+        gflops, share = cpu_probe_gflops(), cpu_share()
+        speed = gflops * share / REFERENCE_CPU_GFLOPS
+        busy_en = f", {share:.0%} of it free" if share < 1 else ""
+        busy_ko = f", 여유 {share:.0%}" if share < 1 else ""
+        how_en = f"a quick speed probe of this CPU ({gflops:.0f} GFLOP/s{busy_en})"
+        how_ko = f"이 CPU 속도 측정({gflops:.0f} GFLOP/s{busy_ko})"
     else:
         speed = GPU_SPEEDUP
         how_en, how_ko = f"an assumed {dev_en} speed", f"{dev_ko} 속도 가정"

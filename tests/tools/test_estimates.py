@@ -254,3 +254,17 @@ def test_the_trainer_reports_each_epochs_measured_times_and_its_process_age() ->
     assert _epoch_timing(None, 18.0, 20.0, 5) == {}
     age = _process_age_s()
     assert age is not None and 0.0 <= age < 24 * 3600
+
+
+def test_cpu_probe_is_one_thread_times_cores_and_the_load_takes_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from tools import estimates
+
+    monkeypatch.setattr(estimates, "_measure_one_thread", lambda: 50.0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert estimates._measure_gflops() == 100.0
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 1.0, 1.0))
+    assert estimates.cpu_share() == 0.5
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert estimates.cpu_share() == 1.0
