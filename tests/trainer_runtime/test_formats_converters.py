@@ -15,6 +15,7 @@ import yaml
 
 from trainer_runtime.errors import IncompatibleDatasetError, UnsafePathError
 from trainer_runtime.formats import converters as conv
+from trainer_runtime.formats import yolo_rows
 from trainer_runtime.formats.schema import DiceDataset
 from trainer_runtime.formats.split import SplitResult
 
@@ -127,7 +128,7 @@ def test_segmentation_single_and_box_fallback(tmp_path: Path) -> None:
 def test_multi_polygon_merge_hand_checked() -> None:
     a = np.array([[0, 0], [4, 0], [4, 4], [0, 4]], float)
     b = np.array([[10, 0], [14, 0], [14, 4], [10, 4]], float)
-    merged = conv.merge_polygons([a, b])
+    merged = yolo_rows.merge_polygons([a, b])
     # closest points: a[1]=(4,0) and b[0]=(10,0); a rolled to start at (4,0) and closed, then b
     expected = [[4, 0], [4, 4], [0, 4], [0, 0], [4, 0], [10, 0], [14, 0], [14, 4], [10, 4], [10, 0]]
     assert merged.tolist() == expected
@@ -144,7 +145,7 @@ def test_merge_matches_ultralytics() -> None:
             for _ in range(rng.randint(2, 5))
         ]
         ref = np.concatenate(merge_multi_segment(polys), axis=0)
-        ours = conv.merge_polygons([np.array(p, float).reshape(-1, 2) for p in polys])
+        ours = yolo_rows.merge_polygons([np.array(p, float).reshape(-1, 2) for p in polys])
         assert ours.tolist() == ref.tolist()
 
 

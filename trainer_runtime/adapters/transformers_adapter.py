@@ -592,8 +592,8 @@ class DetectionItem:
 
 
 def build_detection_items(ctx: TrainContext) -> tuple[list[str], list[DetectionItem], list[DetectionItem], str]:
-    from trainer_runtime.formats.converters import annotation_box
     from trainer_runtime.formats.split import stratified_split
+    from trainer_runtime.formats.yolo_rows import annotation_box
 
     ds = ctx.dataset
     cats = sorted(ds.categories, key=lambda c: c.id)

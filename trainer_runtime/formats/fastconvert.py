@@ -17,11 +17,11 @@ This module produces *byte-identical* label files straight from ``annotations.js
   other batch.
 
 The semantics (which annotations become which rows) are exactly those of
-`trainer_runtime.formats.converters.yolo_rows` (the reference) and therefore of Ultralytics'
+`trainer_runtime.formats.yolo_rows.yolo_rows` (the reference) and therefore of Ultralytics'
 ``convert_coco(use_segments=True, cls91to80=False)`` when category ids are 1..N in order; see
-`converters` for the rules and the intended differences. Anything the fast path does not handle
-(an annotation without ``bbox``, keypoints or rotated-box tasks) raises `FastPathUnsupported` and
-the caller uses the reference path.
+`yolo_rows` for the rules and `converters` for the intended differences. Anything the fast path
+does not handle (an annotation without ``bbox``, keypoints or rotated-box tasks) raises
+`FastPathUnsupported` and the caller uses the reference path.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import msgspec
 import numpy as np
 
 from trainer_runtime.errors import DatasetFormatError
-from trainer_runtime.formats.converters import label_relpath, merge_indices, valid_polygons
 from trainer_runtime.formats.paths import safe_relpath
+from trainer_runtime.formats.yolo_rows import label_relpath, merge_indices, valid_polygons
 
 FAST_TASKS = ("object_detection", "instance_segmentation")
 
