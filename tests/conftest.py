@@ -37,6 +37,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+# Ultralytics sets OMP_NUM_THREADS=1 in os.environ when it is imported and the variable is unset.
+# A test that trains Ultralytics in-process would then hand one thread to every trainer process
+# the tests start later (same seed, other numbers). Fixing it to this machine's cores up front keeps
+# every process of the suite on the same thread count, whatever the order the tests run in.
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
