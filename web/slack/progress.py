@@ -29,7 +29,7 @@ import contextlib
 import functools
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 from starlette.concurrency import run_in_threadpool
@@ -45,7 +45,10 @@ from web.slack import messages as M
 from web.slack.chart import metric_chart
 
 if TYPE_CHECKING:
-    from web.slack.bot import SlackBot
+    from slack_sdk import WebClient
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from tools.context import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,29 @@ WORKSPACE_UPDATES_PER_MINUTE = 45
 the progress messages of every job followed at once."""
 
 
+class ProgressHost(Protocol):
+    """What `ProgressFollower` uses of the bot (`web.slack.bot.SlackBot` is one). A Protocol, so that
+    this module does not import `bot`, which imports it. `where` values are the bot's `Where`."""
+
+    state: Any
+    client: WebClient
+
+    @property
+    def session_factory(self) -> sessionmaker[Session]: ...
+
+    def tool_context(self, db: Session, user: User) -> ToolContext: ...
+
+    def where_of(self, info: dict[str, Any]) -> Any: ...
+
+    def upload(self, where: Any, data: bytes, filename: str, title: str, comment: str) -> bool: ...
+
+    def post(
+        self, where: Any, text: str, blocks: list[dict[str, Any]] | None = None, *, private: bool = False
+    ) -> str | None: ...
+
+
 class ProgressFollower:
-    def __init__(self, bot: SlackBot, interval_s: float = 1.0) -> None:
+    def __init__(self, bot: ProgressHost, interval_s: float = 1.0) -> None:
         self.bot = bot
         self.interval_s = interval_s
         self.tasks: dict[int, asyncio.Task[None]] = {}
