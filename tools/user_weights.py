@@ -159,7 +159,8 @@ def upload_user_weights(
     """Store a weights file of the caller's for one catalog model (module doc). Errors: 422
     naming ``file`` / ``model`` / ``config``; 413 over the size limit or the storage quota.
     Returns the new upload (`weights_dict`)."""
-    from tools.datasets import _check_quota, _lock_for
+    from tools.datasets.locks import _lock_for
+    from tools.datasets.quota import _check_quota
 
     user = require_user(ctx, "your weights")
     suffix = Path(filename or "").suffix.lower()
