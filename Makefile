@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
 
-.PHONY: setup run test lint typecheck pytest browser clean
+.PHONY: setup run test test-fast lint typecheck pytest browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -41,6 +42,11 @@ browser:
 
 ## Everything CI checks: lint, types, the whole test suite (slow tests included).
 test: lint typecheck pytest
+
+## The quick loop while working: the tests not marked slow, in parallel (pytest-xdist, one worker
+## per core; a test module stays on one worker, so its module-scoped servers start once).
+test-fast: $(STAMP) browser
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
