@@ -181,7 +181,9 @@ def test_signal_stops_after_the_batch_and_uploads(setup: Setup, sig: signal.Sign
 
 @pytest.mark.slow
 def test_kill_9_then_resume_reports_every_epoch_once(setup: Setup) -> None:
-    seed = random.randrange(1_000_000)
+    # a fixed seed, so that a failure reruns the same kill moments; KILL_SEED tries others
+    seed = int(os.environ.get("KILL_SEED", "16"))
+    print(f"kill moments: KILL_SEED={seed}")  # shown with the failure
     rng = random.Random(seed)
     epochs = 8
     for attempt in range(2):
