@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from trainer_runtime.errors import DatasetFormatError, UnsafePathError
 from trainer_runtime.formats.limits import DEFAULT_LIMITS, FormatLimits, check_category_count, check_label, load_json
 from trainer_runtime.formats.paths import safe_relpath
-from trainer_runtime.formats.schema import SUPPORTED_VERSIONS, DiceDataset
+from trainer_runtime.formats.schema import SUPPORTED_VERSIONS, Annotation, DiceDataset
 
 TOLERANCE_PX = 1.0
 """Coordinates may lie this far outside the image (float rounding of converted datasets)."""
@@ -201,25 +201,8 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def validate_dataset(
-    ds: DiceDataset,
-    *,
-    available_files: Set[str] | None = None,
-    image_sizes: Mapping[str, tuple[int, int]] | None = None,
-    file: str = "annotations.json",
-    max_errors: int = 50,
-) -> ValidationReport:
-    """Cross-record checks of a parsed dataset; collects up to `max_errors` errors.
-
-    `available_files`: relative names of the files under ``images/``; every image's file_name must
-    be one of them. `image_sizes`: actual decoded (width, height) keyed by file_name; declared sizes
-    must match. Tolerance for coordinates outside the image: `TOLERANCE_PX`.
-    """
-    out = _Collector(file, max_errors)
-    warnings: list[str] = []
-    tol = TOLERANCE_PX
-
-    # ---- categories
+def _check_categories(ds: DiceDataset, out: _Collector, warnings: list[str]) -> dict[int, int | None]:
+    """Category ids, names and skeletons; returns the keypoint count of each category id."""
     cat_kpts: dict[int, int | None] = {}
     cat_index: dict[int, int] = {}
     names: dict[str, int] = {}
@@ -249,22 +232,36 @@ def validate_dataset(
                             f"category {cid}: skeleton edge {edge} must be two keypoint numbers in 1..{k}"
                             " (1-based as in COCO)",
                         )
+    return cat_kpts
 
-    # ---- images
-    img_index: dict[int, int] = {}
-    img_wh: dict[int, tuple[int, int]] = {}
+
+@dataclass
+class _Images:
+    index: dict[int, int] = field(default_factory=dict)
+    """image id -> position in ``images``"""
+    wh: dict[int, tuple[int, int]] = field(default_factory=dict)
+    missing_files: int = 0
+
+
+def _check_images(
+    ds: DiceDataset,
+    out: _Collector,
+    available_files: Set[str] | None,
+    image_sizes: Mapping[str, tuple[int, int]] | None,
+) -> _Images:
+    """Image ids, file names (safe, unique, present) and declared sizes."""
+    seen = _Images()
     seen_names: dict[str, int] = {}
-    missing_files = 0
     for i, img in enumerate(ds.images):
         iid = img.id
-        if iid in img_index:
+        if iid in seen.index:
             out.add(
                 f"images[{i}].id",
-                f"image {iid}: duplicate image id {iid} (first at images[{img_index[iid]}])",
+                f"image {iid}: duplicate image id {iid} (first at images[{seen.index[iid]}])",
             )
             continue
-        img_index[iid] = i
-        img_wh[iid] = (img.width, img.height)
+        seen.index[iid] = i
+        seen.wh[iid] = (img.width, img.height)
         fname = img.file_name
         try:
             rel = safe_relpath(fname)
@@ -279,7 +276,7 @@ def validate_dataset(
             continue
         seen_names[rel] = iid
         if available_files is not None and rel not in available_files and fname not in available_files:
-            missing_files += 1
+            seen.missing_files += 1
             out.add(f"images[{i}].file_name", f"image {iid} {fname!r} has no file in images/")
             continue
         if image_sizes is not None:
@@ -289,8 +286,114 @@ def validate_dataset(
                     f"images[{i}].width",
                     f"image {iid} {fname!r} declares {img.width}x{img.height} but the file is {actual[0]}x{actual[1]}",
                 )
+    return seen
 
-    # ---- annotations
+
+def _check_bbox(out: _Collector, where: str, ann: Annotation, W: float, H: float) -> None:
+    bbox, aid, tol = ann.bbox, ann.id, TOLERANCE_PX
+    if bbox is None:
+        return
+    if len(bbox) != 4:
+        out.add(f"{where}.bbox", f"annotation {aid}: bbox must be 4 numbers [x, y, w, h], got {len(bbox)}")
+        return
+    x, y, w, h = bbox
+    if not (w > 0 and h > 0) or not math.isfinite(x + y + w + h):
+        out.add(
+            f"{where}.bbox",
+            f"annotation {aid}: bbox width and height must be > 0, got w={_fmt(w)} h={_fmt(h)}",
+        )
+    elif x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
+        out.add(
+            f"{where}.bbox",
+            f"annotation {aid}: bbox [{_fmt(x)}, {_fmt(y)}, {_fmt(w)}, {_fmt(h)}] lies outside"
+            f" image {ann.image_id} ({W}x{H})",
+        )
+
+
+def _check_segmentation(out: _Collector, where: str, ann: Annotation, W: float, H: float) -> None:
+    aid, tol = ann.id, TOLERANCE_PX
+    for j, poly in enumerate(ann.segmentation or []):
+        n = len(poly)
+        if n % 2:
+            out.add(
+                f"{where}.segmentation[{j}]",
+                f"annotation {aid}: polygon has an odd number of coordinates ({n})",
+            )
+            continue
+        if n < 6:
+            out.add(
+                f"{where}.segmentation[{j}]",
+                f"annotation {aid}: polygon has {n // 2} points; at least 3 are needed",
+            )
+            continue
+        xs = poly[0::2]
+        ys = poly[1::2]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        if not math.isfinite(x0 + x1 + y0 + y1):
+            out.add(f"{where}.segmentation[{j}]", f"annotation {aid}: polygon has non-finite coordinates")
+        elif x0 < -tol or y0 < -tol or x1 > W + tol or y1 > H + tol:
+            out.add(
+                f"{where}.segmentation[{j}]",
+                f"annotation {aid}: polygon coordinates lie outside image {ann.image_id} ({W}x{H})",
+            )
+
+
+def _check_keypoints(
+    out: _Collector, where: str, ann: Annotation, cat_kpts: dict[int, int | None], W: float, H: float
+) -> None:
+    kps, aid, cid, tol = ann.keypoints, ann.id, ann.category_id, TOLERANCE_PX
+    if kps is None:
+        return
+    k = cat_kpts.get(cid)
+    if cid in cat_kpts and not k:
+        out.add(
+            f"{where}.keypoints",
+            f"annotation {aid}: has keypoints but category {cid} declares no keypoint names",
+        )
+    elif k and len(kps) != 3 * k:
+        out.add(
+            f"{where}.keypoints",
+            f"annotation {aid}: keypoints must be 3*{k} = {3 * k} numbers (x, y, v for each of"
+            f" category {cid}'s {k} keypoints), got {len(kps)}",
+        )
+    elif k:
+        vis = kps[2::3]
+        if any(v not in (0, 1, 2) for v in vis):
+            out.add(f"{where}.keypoints", f"annotation {aid}: keypoint visibility must be 0, 1 or 2")
+            return
+        for t in range(k):
+            if vis[t] and not (-tol <= kps[3 * t] <= W + tol and -tol <= kps[3 * t + 1] <= H + tol):
+                out.add(
+                    f"{where}.keypoints",
+                    f"annotation {aid}: keypoint {t + 1}"
+                    f" ({_fmt(kps[3 * t])}, {_fmt(kps[3 * t + 1])}) lies outside image"
+                    f" {ann.image_id} ({W}x{H})",
+                )
+                break
+    elif cid not in cat_kpts and len(kps) % 3:
+        out.add(f"{where}.keypoints", f"annotation {aid}: keypoints must be x, y, v triples")
+
+
+def _check_rotated_bbox(out: _Collector, where: str, ann: Annotation) -> None:
+    rb, aid = ann.rotated_bbox, ann.id
+    if rb is None:
+        return
+    if len(rb) != 5:
+        out.add(
+            f"{where}.rotated_bbox",
+            f"annotation {aid}: rotated_bbox must be 5 numbers [cx, cy, w, h, angle], got {len(rb)}",
+        )
+    elif not (rb[2] > 0 and rb[3] > 0) or not math.isfinite(sum(rb)):
+        out.add(
+            f"{where}.rotated_bbox",
+            f"annotation {aid}: rotated_bbox width and height must be > 0, got w={_fmt(rb[2])} h={_fmt(rb[3])}",
+        )
+
+
+def _check_annotations(
+    ds: DiceDataset, out: _Collector, cat_kpts: dict[int, int | None], img_wh: dict[int, tuple[int, int]]
+) -> tuple[set[int], set[int]]:
+    """Every annotation's ids and geometry; returns the labelled image ids and the used category ids."""
     ann_index: dict[int, int] = {}
     labeled: set[int] = set()
     used_cats: set[int] = set()
@@ -315,105 +418,42 @@ def validate_dataset(
         else:
             used_cats.add(cid)
         W, H = wh if wh is not None else (math.inf, math.inf)
-
-        bbox = ann.bbox
-        if bbox is not None:
-            if len(bbox) != 4:
-                out.add(f"{where}.bbox", f"annotation {aid}: bbox must be 4 numbers [x, y, w, h], got {len(bbox)}")
-            else:
-                x, y, w, h = bbox
-                if not (w > 0 and h > 0) or not math.isfinite(x + y + w + h):
-                    out.add(
-                        f"{where}.bbox",
-                        f"annotation {aid}: bbox width and height must be > 0, got w={_fmt(w)} h={_fmt(h)}",
-                    )
-                elif x < -tol or y < -tol or x + w > W + tol or y + h > H + tol:
-                    out.add(
-                        f"{where}.bbox",
-                        f"annotation {aid}: bbox [{_fmt(x)}, {_fmt(y)}, {_fmt(w)}, {_fmt(h)}] lies outside"
-                        f" image {ann.image_id} ({W}x{H})",
-                    )
-
-        seg = ann.segmentation
-        if seg:
-            for j, poly in enumerate(seg):
-                n = len(poly)
-                if n % 2:
-                    out.add(
-                        f"{where}.segmentation[{j}]",
-                        f"annotation {aid}: polygon has an odd number of coordinates ({n})",
-                    )
-                    continue
-                if n < 6:
-                    out.add(
-                        f"{where}.segmentation[{j}]",
-                        f"annotation {aid}: polygon has {n // 2} points; at least 3 are needed",
-                    )
-                    continue
-                xs = poly[0::2]
-                ys = poly[1::2]
-                x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-                if not math.isfinite(x0 + x1 + y0 + y1):
-                    out.add(f"{where}.segmentation[{j}]", f"annotation {aid}: polygon has non-finite coordinates")
-                elif x0 < -tol or y0 < -tol or x1 > W + tol or y1 > H + tol:
-                    out.add(
-                        f"{where}.segmentation[{j}]",
-                        f"annotation {aid}: polygon coordinates lie outside image {ann.image_id} ({W}x{H})",
-                    )
-
-        kps = ann.keypoints
-        if kps is not None:
-            k = cat_kpts.get(cid)
-            if cid in cat_kpts and not k:
-                out.add(
-                    f"{where}.keypoints",
-                    f"annotation {aid}: has keypoints but category {cid} declares no keypoint names",
-                )
-            elif k and len(kps) != 3 * k:
-                out.add(
-                    f"{where}.keypoints",
-                    f"annotation {aid}: keypoints must be 3*{k} = {3 * k} numbers (x, y, v for each of"
-                    f" category {cid}'s {k} keypoints), got {len(kps)}",
-                )
-            elif k:
-                vis = kps[2::3]
-                if any(v not in (0, 1, 2) for v in vis):
-                    out.add(f"{where}.keypoints", f"annotation {aid}: keypoint visibility must be 0, 1 or 2")
-                else:
-                    for t in range(k):
-                        if vis[t] and not (-tol <= kps[3 * t] <= W + tol and -tol <= kps[3 * t + 1] <= H + tol):
-                            out.add(
-                                f"{where}.keypoints",
-                                f"annotation {aid}: keypoint {t + 1}"
-                                f" ({_fmt(kps[3 * t])}, {_fmt(kps[3 * t + 1])}) lies outside image"
-                                f" {ann.image_id} ({W}x{H})",
-                            )
-                            break
-            elif cid not in cat_kpts and len(kps) % 3:
-                out.add(f"{where}.keypoints", f"annotation {aid}: keypoints must be x, y, v triples")
-
-        rb = ann.rotated_bbox
-        if rb is not None:
-            if len(rb) != 5:
-                out.add(
-                    f"{where}.rotated_bbox",
-                    f"annotation {aid}: rotated_bbox must be 5 numbers [cx, cy, w, h, angle], got {len(rb)}",
-                )
-            elif not (rb[2] > 0 and rb[3] > 0) or not math.isfinite(sum(rb)):
-                out.add(
-                    f"{where}.rotated_bbox",
-                    f"annotation {aid}: rotated_bbox width and height must be > 0, got w={_fmt(rb[2])} h={_fmt(rb[3])}",
-                )
+        _check_bbox(out, where, ann, W, H)
+        _check_segmentation(out, where, ann, W, H)
+        _check_keypoints(out, where, ann, cat_kpts, W, H)
+        _check_rotated_bbox(out, where, ann)
         if ann.area is not None and not ann.area >= 0:
             out.add(f"{where}.area", f"annotation {aid}: area must be >= 0, got {_fmt(ann.area)}")
+    return labeled, used_cats
+
+
+def validate_dataset(
+    ds: DiceDataset,
+    *,
+    available_files: Set[str] | None = None,
+    image_sizes: Mapping[str, tuple[int, int]] | None = None,
+    file: str = "annotations.json",
+    max_errors: int = 50,
+) -> ValidationReport:
+    """Cross-record checks of a parsed dataset; collects up to `max_errors` errors.
+
+    `available_files`: relative names of the files under ``images/``; every image's file_name must
+    be one of them. `image_sizes`: actual decoded (width, height) keyed by file_name; declared sizes
+    must match. Tolerance for coordinates outside the image: `TOLERANCE_PX`.
+    """
+    out = _Collector(file, max_errors)
+    warnings: list[str] = []
+    cat_kpts = _check_categories(ds, out, warnings)
+    images = _check_images(ds, out, available_files, image_sizes)
+    labeled, used_cats = _check_annotations(ds, out, cat_kpts, images.wh)
 
     unused = [c.name for c in ds.categories if c.id not in used_cats]
     if unused and ds.annotations:
         shown = ", ".join(unused[:10]) + (", …" if len(unused) > 10 else "")
         warnings.append(f"{len(unused)} categories have no annotations: {shown}")
-    unlabeled = len(img_index) - len(labeled)
+    unlabeled = len(images.index) - len(labeled)
     if unlabeled and ds.annotations:
-        warnings.append(f"{unlabeled} of {len(img_index)} images have no annotations")
+        warnings.append(f"{unlabeled} of {len(images.index)} images have no annotations")
 
     stats: dict[str, Any] = {
         "images": len(ds.images),
@@ -421,7 +461,7 @@ def validate_dataset(
         "categories": len(ds.categories),
         "labeled_images": len(labeled),
         "unlabeled_images": unlabeled,
-        "missing_files": missing_files,
+        "missing_files": images.missing_files,
         "errors": out.count,
     }
     return ValidationReport(errors=out.errors, warnings=warnings, stats=stats, error_count=out.count)
