@@ -9,11 +9,17 @@
     ├── InvalidInputError      the request's content is wrong (-> 422); wraps the
     │                          `trainer_runtime.errors.DatasetFormatError` location when there is one
     ├── PayloadTooLargeError   over an upload limit (-> 413)
-    └── RetryLaterError        try again after `retry_after_s` seconds (`Retry-After` header)
-        ├── TooManyRequestsError   a rate limit or login throttle hit (-> 429)
-        └── ServiceBusyError       the server is at a capacity bound (-> 503)
+    ├── RetryLaterError        try again after `retry_after_s` seconds (`Retry-After` header)
+    │   ├── TooManyRequestsError   a rate limit or login throttle hit (-> 429)
+    │   └── ServiceBusyError       the server is at a capacity bound (-> 503)
+    ├── InferenceUnavailableError  an inference worker crashed, hung past its timeout (and was
+    │                          killed) or cannot start; the next request starts a new one (-> 503)
+    └── InferenceFailedError   an inference worker answered with an internal error (-> 500 naming
+                               the reason); a bad image is InvalidInputError, an unloadable
+                               checkpoint ConflictError
 
-`web.errors` maps each class to its HTTP status (and WebSocket close code) in one place.
+`web.errors` maps each class to its HTTP status (and WebSocket close code) in one place; any
+other exception is a 500 whose body carries an `error_id` that is also logged.
 """
 
 from __future__ import annotations
@@ -68,3 +74,11 @@ class TooManyRequestsError(RetryLaterError):
 
 class ServiceBusyError(RetryLaterError):
     """A capacity bound (e.g. concurrent password hashing) is full; nothing was done."""
+
+
+class InferenceUnavailableError(ToolError):
+    """The inference worker crashed, hung past the timeout, or cannot start (HTTP 503)."""
+
+
+class InferenceFailedError(ToolError):
+    """The inference worker answered with an internal error (HTTP 500 with the reason)."""

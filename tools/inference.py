@@ -72,6 +72,8 @@ from tools.db.models import (
 )
 from tools.errors import (
     ConflictError,
+    InferenceFailedError,
+    InferenceUnavailableError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -102,14 +104,6 @@ CHECKPOINTS = ("best", "last")
 USABLE_STATUSES = ("completed", "stopped", "failed")
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "MPO"})
 MAX_STORED_BATCH_EVENTS = 200
-
-
-class InferenceUnavailableError(ToolError):
-    """The worker crashed, hung past the timeout, or cannot start (HTTP 503)."""
-
-
-class InferenceFailedError(ToolError):
-    """The worker answered with an internal error (HTTP 500 with the reason)."""
 
 
 # ------------------------------------------------------------------------------------ config

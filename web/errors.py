@@ -6,13 +6,16 @@ Body of every mapped error::
 
 `location` is present when the error names a place (a dataset file/line/field, a request field);
 extra keys come from `ToolError.detail` (they never overwrite `detail`, `error` or `location`).
-`RequestValidationError` keeps FastAPI's own 422 shape (`{"detail": [...]}`).
+`RequestValidationError` keeps FastAPI's own 422 shape (`{"detail": [...]}`). Any other exception
+is a 500 ``{"detail": "Internal server error", "error": "InternalServerError", "error_id"}``; the
+traceback is logged with the same `error_id`. Routes never map errors by hand: they raise.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +27,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from tools.errors import (
     AuthenticationError,
     ConflictError,
+    InferenceFailedError,
+    InferenceUnavailableError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -54,6 +59,8 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (PayloadTooLargeError, 413),
     (TooManyRequestsError, 429),
     (ServiceBusyError, 503),
+    (InferenceUnavailableError, 503),
+    (InferenceFailedError, 500),
     (DatasetFormatError, 422),  # UnsafePathError included
     (IncompatibleDatasetError, 422),
     (StorageUnavailableError, 503),
@@ -168,8 +175,11 @@ async def _domain_error_handler(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": "Internal server error", "error": "InternalServerError"}, status_code=500)
+    """A 500 for anything unmapped; its `error_id` finds the logged traceback."""
+    error_id = uuid.uuid4().hex[:16]
+    log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    body = {"detail": "Internal server error", "error": "InternalServerError", "error_id": error_id}
+    return JSONResponse(body, status_code=500)
 
 
 def _finite(value: Any) -> Any:

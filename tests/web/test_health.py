@@ -198,6 +198,8 @@ ERROR_CASES: list[tuple[BaseException, int, int]] = [
     (re_.IncompatibleDatasetError("no boxes", task_type="object_detection"), 422, 1003),
     (re_.StorageUnavailableError("store down"), 503, 1011),
     (re_.ObjectNotFoundError("external", "datasets/x"), 404, 1003),
+    (te.InferenceUnavailableError("the worker died", detail={"framework": "timm"}), 503, 1011),
+    (te.InferenceFailedError("inference failed: out of memory"), 500, 1011),
     (RuntimeError("boom"), 500, 1011),
 ]
 
@@ -230,12 +232,29 @@ def test_error_mapping(error_client: TestClient, i: int) -> None:
     assert resp.status_code == status
     body = resp.json()
     assert isinstance(body["detail"], str) and body["detail"]
-    if status == 500:
+    if not isinstance(exc, te.ToolError | re_.TrainerRuntimeError):
+        error_id = body.pop("error_id")
+        assert isinstance(error_id, str) and len(error_id) == 16
         assert body == {"detail": "Internal server error", "error": "InternalServerError"}
     else:
         assert body["error"] == type(exc).__name__
     if status == 401:
         assert resp.headers["www-authenticate"] == "Bearer"
+
+
+def test_unmapped_error_is_500_with_logged_id(error_client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """An exception no table entry maps is a 500 whose id is in the log with the traceback, never
+    a 200 or a bare text page."""
+    boom = next(i for i, c in enumerate(ERROR_CASES) if type(c[0]) is RuntimeError)
+    with caplog.at_level("ERROR", logger="web.errors"):
+        first = error_client.get(f"/raise/{boom}")
+        second = error_client.get(f"/raise/{boom}")
+    assert first.status_code == second.status_code == 500
+    ids = [first.json()["error_id"], second.json()["error_id"]]
+    assert ids[0] != ids[1]
+    for error_id in ids:
+        [record] = [r for r in caplog.records if error_id in r.getMessage()]
+        assert record.exc_info is not None and record.exc_info[0] is RuntimeError
 
 
 def test_error_body_details() -> None:

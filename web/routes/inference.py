@@ -19,8 +19,9 @@
     GET  /test-runs/{id}/report        the report JSON (download); .../predictions -> JSON lines
 
 The service (worker pools) is created on first use and kept on `app.state.inference`; the app's
-lifespan closes it. A worker crash or timeout answers 503, an internal inference error 500, both
-with the reason.
+lifespan closes it. Errors are raised, never mapped here: `web.errors` answers a worker crash or
+timeout (`InferenceUnavailableError`) 503, an internal inference error (`InferenceFailedError`)
+500, both with the reason.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -39,13 +39,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tools.auth import decode_access_token
-from tools.errors import PayloadTooLargeError, ToolError
+from tools.errors import InferenceFailedError, InferenceUnavailableError, PayloadTooLargeError, ToolError
 from tools.inference import (
     InferenceConfig,
-    InferenceFailedError,
     InferenceOutcome,
     InferenceService,
-    InferenceUnavailableError,
     ResultFile,
     create_export,
     create_test_run,
@@ -70,14 +68,12 @@ from web.deps import (
     get_tool_context,
     oauth2_scheme,
 )
-from web.errors import error_body
 from web.params import MAX_ID, AfterSeq, IdPath, IdQuery
 from web.routes.job_events import StreamRequestDep, authorize_test_run_sync, read_test_run_page, sse_response
 
 router = APIRouter(tags=["inference"])
 
 _service_lock = threading.Lock()
-T = TypeVar("T")
 
 
 def get_inference_service(request: Request) -> InferenceService:
@@ -108,15 +104,6 @@ def close_inference_service(app_state: Any) -> None:
     if service is not None:
         service.close()
         app_state.inference = None
-
-
-def _guard(fn: Callable[[], T]) -> T | JSONResponse:
-    try:
-        return fn()
-    except InferenceUnavailableError as exc:
-        return JSONResponse(error_body(exc), status_code=503)
-    except InferenceFailedError as exc:
-        return JSONResponse(error_body(exc), status_code=500)
 
 
 def _stream(storage: Any, f: ResultFile, *, attachment: bool = True) -> StreamingResponse:
@@ -237,10 +224,8 @@ async def _infer(request: Request, job_id: int, token: str | None, file: Any, fo
             decode_access_token(token or "", get_secret_key(request))
             image = _within_limit(await file.read(limit + 1), limit)  # Starlette reads a spooled file off the loop
             outcome = await predict_route_async(service, route, image, conf=form.conf, iou=form.iou)
-    except InferenceUnavailableError as exc:
-        return JSONResponse(error_body(exc), status_code=503)
-    except InferenceFailedError as exc:
-        return JSONResponse(error_body(exc), status_code=500)
+    except (InferenceUnavailableError, InferenceFailedError):
+        raise  # the worker's fault, not the route's: the cached route stays (web.errors maps these)
     except ToolError:
         if route is not None:
             service.routes.invalidate_job(job_id)  # the next request re-checks everything
@@ -277,7 +262,7 @@ class ExportRequest(BaseModel):
 @router.post("/jobs/{job_id}/export", status_code=201, response_model=None)
 def export(job_id: IdPath, body: ExportRequest, request: Request, ctx: ToolContextDep) -> Any:
     service = get_inference_service(request)
-    return _guard(lambda: create_export(ctx, service, job_id, body.format, body.checkpoint))
+    return create_export(ctx, service, job_id, body.format, body.checkpoint)
 
 
 @router.get("/jobs/{job_id}/exports")
