@@ -272,145 +272,168 @@ def _result(status: str, conversion: str | None, reason: str) -> dict[str, Any]:
     return {"status": status, "conversion": conversion, "reason": reason}
 
 
-def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
-    counts: Mapping[str, Any] = summary.get("counts") or summary
-    with_: Mapping[str, Any] = summary.get("images_with") or {}
+class _Tally:
+    """The counts `_decide` reads from a `summarize` result (also one stored before a key existed)."""
 
-    def c(k: str) -> int:
-        return int(counts.get(k, 0) or 0)
+    def __init__(self, summary: Mapping[str, Any]) -> None:
+        self.counts: Mapping[str, Any] = summary.get("counts") or summary
+        self.with_: Mapping[str, Any] = summary.get("images_with") or {}
+        self.kp_cats: list[Any] = summary.get("keypoint_categories") or []
+        self.images = self.c("images")
+        self.boxes, self.plain, self.polys, self.kps, self.rots, self.labels = (
+            self.c("boxes"),
+            self.c("standalone_boxes"),
+            self.c("polygons"),
+            self.c("keypoints"),
+            self.c("rotated_boxes"),
+            self.c("image_labels"),
+        )
+        if "standalone_boxes" not in self.counts:  # a summary from before the key existed
+            self.plain = self.boxes if not (self.polys or self.rots) else 0
 
-    def on(k: str) -> str:
-        n = int(with_.get(k, 0) or 0)
+    def c(self, k: str) -> int:
+        return int(self.counts.get(k, 0) or 0)
+
+    def on(self, k: str) -> str:
+        n = int(self.with_.get(k, 0) or 0)
         return f" on {_n(n, 'image')}" if n else ""
 
-    images = c("images")
-    boxes, plain, polys, kps, rots, labels = (
-        c("boxes"),
-        c("standalone_boxes"),
-        c("polygons"),
-        c("keypoints"),
-        c("rotated_boxes"),
-        c("image_labels"),
-    )
-    if "standalone_boxes" not in counts:  # a summary from before the key existed
-        plain = boxes if not (polys or rots) else 0
-    if c("annotations") == 0:
-        return _result(INCOMPATIBLE, None, f"{name} has {_n(images, 'image')} and no annotations; label it first.")
 
-    if task == "image_classification":
-        if labels:
-            return _result(NATIVE, None, f"{name} has {_n(labels, 'image-level label')}{on('image_labels')}.")
-        parts = []
-        if polys:
-            parts.append(_n(polys, "polygon"))
-        if rots:
-            parts.append(_n(rots, "rotated box", "rotated boxes"))
-        if plain:
-            parts.append(_n(plain, "box", "boxes"))
-        if kps and not plain:
-            parts.append(_n(kps, "keypoint instance"))
-        what = " and ".join(parts) if parts else _n(c("annotations"), "annotation")
+def _decide_classification(t: _Tally, name: str) -> dict[str, Any]:
+    if t.labels:
+        return _result(NATIVE, None, f"{name} has {_n(t.labels, 'image-level label')}{t.on('image_labels')}.")
+    parts = []
+    if t.polys:
+        parts.append(_n(t.polys, "polygon"))
+    if t.rots:
+        parts.append(_n(t.rots, "rotated box", "rotated boxes"))
+    if t.plain:
+        parts.append(_n(t.plain, "box", "boxes"))
+    if t.kps and not t.plain:
+        parts.append(_n(t.kps, "keypoint instance"))
+    what = " and ".join(parts) if parts else _n(t.c("annotations"), "annotation")
+    return _result(
+        CONVERTIBLE,
+        DOMINANT_CLASS,
+        f"{name} has {what} on {_n(t.c('labeled_images'), 'image')} but no image-level labels; each image"
+        " is labeled with its dominant class (the class with the largest total area).",
+    )
+
+
+def _decide_detection(t: _Tally, name: str) -> dict[str, Any]:
+    if t.plain:
+        return _result(
+            NATIVE,
+            None,
+            f"{name} has {_n(t.plain, 'bounding box', 'bounding boxes')}{t.on('standalone_boxes')}.",
+        )
+    if t.rots:
         return _result(
             CONVERTIBLE,
-            DOMINANT_CLASS,
-            f"{name} has {what} on {_n(c('labeled_images'), 'image')} but no image-level labels; each image"
-            " is labeled with its dominant class (the class with the largest total area).",
+            ROTATED_TO_BOX,
+            f"{name} has {_n(t.rots, 'rotated box', 'rotated boxes')}{t.on('rotated_boxes')}; each becomes"
+            " the axis-aligned box around it for detection.",
         )
+    if t.polys:
+        return _result(
+            CONVERTIBLE,
+            POLYGON_TO_BOX,
+            f"{name} has {_n(t.polys, 'polygon')}{t.on('polygons')}; each polygon becomes its bounding box"
+            " for detection.",
+        )
+    if t.kps:
+        return _result(
+            CONVERTIBLE,
+            KEYPOINTS_TO_BOX,
+            f"{name} has {_n(t.kps, 'keypoint instance')}{t.on('keypoints')} without boxes; each becomes"
+            " the box around its visible keypoints.",
+        )
+    if t.boxes:  # boxes that travel with polygons/rotated boxes but nothing above matched
+        return _result(NATIVE, None, f"{name} has {_n(t.boxes, 'bounding box', 'bounding boxes')}{t.on('boxes')}.")
+    return _result(
+        INCOMPATIBLE,
+        None,
+        f"{name} has only image-level labels ({_n(t.labels, 'label')}); image-level labels have no object"
+        " locations, so it cannot train detection. Draw boxes first.",
+    )
 
-    if task == "object_detection":
-        if plain:
-            return _result(
-                NATIVE,
-                None,
-                f"{name} has {_n(plain, 'bounding box', 'bounding boxes')}{on('standalone_boxes')}.",
-            )
-        if rots:
-            return _result(
-                CONVERTIBLE,
-                ROTATED_TO_BOX,
-                f"{name} has {_n(rots, 'rotated box', 'rotated boxes')}{on('rotated_boxes')}; each becomes"
-                " the axis-aligned box around it for detection.",
-            )
-        if polys:
-            return _result(
-                CONVERTIBLE,
-                POLYGON_TO_BOX,
-                f"{name} has {_n(polys, 'polygon')}{on('polygons')}; each polygon becomes its bounding box"
-                " for detection.",
-            )
-        if kps:
-            return _result(
-                CONVERTIBLE,
-                KEYPOINTS_TO_BOX,
-                f"{name} has {_n(kps, 'keypoint instance')}{on('keypoints')} without boxes; each becomes"
-                " the box around its visible keypoints.",
-            )
-        if boxes:  # boxes that travel with polygons/rotated boxes but nothing above matched
-            return _result(NATIVE, None, f"{name} has {_n(boxes, 'bounding box', 'bounding boxes')}{on('boxes')}.")
+
+def _decide_segmentation(t: _Tally, name: str) -> dict[str, Any]:
+    if t.polys:
+        return _result(NATIVE, None, f"{name} has {_n(t.polys, 'polygon')}{t.on('polygons')}.")
+    if t.boxes or t.rots:
+        what = _n(t.boxes, "box", "boxes") if t.boxes else _n(t.rots, "rotated box", "rotated boxes")
         return _result(
             INCOMPATIBLE,
             None,
-            f"{name} has only image-level labels ({_n(labels, 'label')}); image-level labels have no object"
-            " locations, so it cannot train detection. Draw boxes first.",
+            f"{name} has {what} but no polygons; boxes do not give object masks, so it cannot train"
+            " instance segmentation. Draw polygons first.",
         )
+    return _result(
+        INCOMPATIBLE,
+        None,
+        f"{name} has no polygons; instance segmentation needs a polygon outline for each object.",
+    )
 
-    if task == "instance_segmentation":
-        if polys:
-            return _result(NATIVE, None, f"{name} has {_n(polys, 'polygon')}{on('polygons')}.")
-        if boxes or rots:
-            what = _n(boxes, "box", "boxes") if boxes else _n(rots, "rotated box", "rotated boxes")
-            return _result(
-                INCOMPATIBLE,
-                None,
-                f"{name} has {what} but no polygons; boxes do not give object masks, so it cannot train"
-                " instance segmentation. Draw polygons first.",
-            )
+
+def _decide_oriented(t: _Tally, name: str) -> dict[str, Any]:
+    if t.rots:
+        return _result(NATIVE, None, f"{name} has {_n(t.rots, 'rotated box', 'rotated boxes')}{t.on('rotated_boxes')}.")
+    if t.polys:
+        return _result(
+            CONVERTIBLE,
+            POLYGON_TO_ROTATED_BOX,
+            f"{name} has {_n(t.polys, 'polygon')}{t.on('polygons')}; each polygon becomes its minimum-area"
+            " rotated rectangle for oriented detection.",
+        )
+    if t.boxes:
         return _result(
             INCOMPATIBLE,
             None,
-            f"{name} has no polygons; instance segmentation needs a polygon outline for each object.",
+            f"{name} has {_n(t.boxes, 'axis-aligned box', 'axis-aligned boxes')} but no rotated boxes or"
+            " polygons; axis-aligned boxes carry no orientation.",
         )
+    return _result(
+        INCOMPATIBLE,
+        None,
+        f"{name} has no rotated boxes or polygons; oriented detection needs the orientation of each object.",
+    )
 
-    if task == "oriented_object_detection":
-        if rots:
-            return _result(NATIVE, None, f"{name} has {_n(rots, 'rotated box', 'rotated boxes')}{on('rotated_boxes')}.")
-        if polys:
-            return _result(
-                CONVERTIBLE,
-                POLYGON_TO_ROTATED_BOX,
-                f"{name} has {_n(polys, 'polygon')}{on('polygons')}; each polygon becomes its minimum-area"
-                " rotated rectangle for oriented detection.",
-            )
-        if boxes:
-            return _result(
-                INCOMPATIBLE,
-                None,
-                f"{name} has {_n(boxes, 'axis-aligned box', 'axis-aligned boxes')} but no rotated boxes or"
-                " polygons; axis-aligned boxes carry no orientation.",
-            )
+
+def _decide_pose(t: _Tally, name: str) -> dict[str, Any]:
+    if t.kps:
+        names = ", ".join(str(k.get("name")) for k in t.kp_cats if isinstance(k, Mapping)) or "its categories"
+        return _result(NATIVE, None, f"{name} has {_n(t.kps, 'keypoint instance')}{t.on('keypoints')} ({names}).")
+    if t.kp_cats:
         return _result(
             INCOMPATIBLE,
             None,
-            f"{name} has no rotated boxes or polygons; oriented detection needs the orientation of each object.",
+            f"{name} declares keypoint names but has no keypoint annotations; label keypoints first.",
         )
+    return _result(
+        INCOMPATIBLE,
+        None,
+        f"{name} has no keypoints; pose estimation needs categories with keypoint names and keypoint annotations.",
+    )
 
-    if task == "pose_estimation":
-        kp_cats = summary.get("keypoint_categories") or []
-        if kps:
-            names = ", ".join(str(k.get("name")) for k in kp_cats if isinstance(k, Mapping)) or "its categories"
-            return _result(NATIVE, None, f"{name} has {_n(kps, 'keypoint instance')}{on('keypoints')} ({names}).")
-        if kp_cats:
-            return _result(
-                INCOMPATIBLE,
-                None,
-                f"{name} declares keypoint names but has no keypoint annotations; label keypoints first.",
-            )
-        return _result(
-            INCOMPATIBLE,
-            None,
-            f"{name} has no keypoints; pose estimation needs categories with keypoint names and keypoint annotations.",
-        )
-    raise ValueError(f"unknown task type {task!r}; valid: {', '.join(TASK_TYPES)}")  # pragma: no cover
+
+_DECIDERS = {
+    "image_classification": _decide_classification,
+    "object_detection": _decide_detection,
+    "instance_segmentation": _decide_segmentation,
+    "oriented_object_detection": _decide_oriented,
+    "pose_estimation": _decide_pose,
+}
+
+
+def _decide(summary: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
+    t = _Tally(summary)
+    if t.c("annotations") == 0:
+        return _result(INCOMPATIBLE, None, f"{name} has {_n(t.images, 'image')} and no annotations; label it first.")
+    decide = _DECIDERS.get(task)
+    if decide is None:
+        raise ValueError(f"unknown task type {task!r}; valid: {', '.join(TASK_TYPES)}")  # pragma: no cover
+    return decide(t, name)
 
 
 def check_compatibility(
