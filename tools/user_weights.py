@@ -159,7 +159,7 @@ def upload_user_weights(
     """Store a weights file of the caller's for one catalog model (module doc). Errors: 422
     naming ``file`` / ``model`` / ``config``; 413 over the size limit or the storage quota.
     Returns the new upload (`weights_dict`)."""
-    from tools.datasets.locks import _lock_for
+    from tools.datasets.locks import user_quota_lock
     from tools.datasets.quota import _check_quota
 
     user = require_user(ctx, "your weights")
@@ -210,7 +210,7 @@ def upload_user_weights(
         else:
             files.append((name, target))
         sizes = {n: p.stat().st_size for n, p in files}
-        with _lock_for(f"user:{user.id}"):
+        with user_quota_lock(user.id):
             _check_quota(ctx, user.id, sum(sizes.values()))
             return _store(ctx, user.id, fw, model_name, name, files, sizes)
 

@@ -383,3 +383,29 @@ def test_annotations_can_reference_existing_images(ctx_for: Ctx, users: dict[str
     assert res["added"] == 1 and res["dataset"]["labeled"] and res["dataset"]["num_images"] == 2
     page = svc.list_images(a, did)
     assert [i["num_annotations"] for i in page["items"]] == [1, 1]
+
+
+def test_write_locks_are_not_kept_for_every_dataset_touched(
+    session_factory: sessionmaker[Session], users: dict[str, int], storage: DualStorageClient, tmp_path: Path
+) -> None:
+    """The in-process writer locks (per dataset, per user for the quota) are dropped once released:
+    touching many datasets leaves no entries behind."""
+    from tools.context import UploadLimits
+    from tools.datasets.locks import DATASET_LOCKS, USER_LOCKS
+
+    with session_factory() as db:
+        user = db.get(User, users["alice"])
+        ctx = ToolContext(
+            db=db,
+            user=user,
+            storage=storage,
+            work_dir=tmp_path / "work",
+            limits=UploadLimits(user_storage_quota_bytes=10**9),
+        )
+        ids = [svc.create_dataset(ctx, f"many-{i}")["id"] for i in range(25)]
+        for i, did in enumerate(ids):
+            assert upload(ctx, did, {"images/a.png": png(color=(i, 2, 3))})["added"] == 1
+        for did in ids[:5]:
+            svc.delete_dataset(ctx, did)
+    assert len(DATASET_LOCKS) == 0
+    assert len(USER_LOCKS) == 0

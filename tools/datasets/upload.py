@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tools.context import ToolContext, require_user
 from tools.datasets.common import LABELED_CONFLICT, _delete_objects, _owned_row, _sha256_file, dataset_dict
-from tools.datasets.locks import _lock_for, dataset_write_lock
+from tools.datasets.locks import dataset_write_lock, user_quota_lock
 from tools.datasets.quota import _check_quota
 from tools.db.models import DatasetImage, User, utcnow
 from tools.errors import ConflictError, InvalidInputError
@@ -109,7 +109,7 @@ def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[s
     if not ctx.limits.user_storage_quota_bytes:
         return _commit_upload_locked(ctx, dataset_id, prep)
     user = require_user(ctx, "datasets")
-    with _lock_for(f"user:{user.id}"):
+    with user_quota_lock(user.id):
         return _commit_upload_locked(ctx, dataset_id, prep)
 
 
