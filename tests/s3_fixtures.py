@@ -24,9 +24,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from trainer_runtime.storage import StorageConfig, StoreConfig
 
 _SERVER_SCRIPT = r"""
 import sys
@@ -155,3 +158,23 @@ def s3_env(moto_external: MotoS3, moto_internal: MotoS3) -> dict[str, str]:
         "INTERNAL_BUCKET_CHECKPOINTS": unique_bucket("checkpoints"),
         "AWS_REGION": REGION,
     }
+
+
+def s3_storage_config(env: dict[str, str], local_root: Path) -> StorageConfig:
+    """The stores `s3_env` names, as a StorageConfig (each side's own variables; the server's
+    EXTERNAL_* / INTERNAL_* mapping with its legacy fallbacks is tested in tests/web/test_config.py)."""
+
+    def side(prefix: str, bucket_var: str) -> StoreConfig:
+        return StoreConfig(
+            endpoint=env[f"{prefix}_STORAGE_ENDPOINT"],
+            access_key=env[f"{prefix}_STORAGE_ACCESS_KEY"],
+            secret_key=env[f"{prefix}_STORAGE_SECRET_KEY"],
+            bucket=env[bucket_var],
+            region=env.get("AWS_REGION", "us-east-1"),
+        )
+
+    return StorageConfig(
+        external=side("EXTERNAL", "EXTERNAL_BUCKET_DATASETS"),
+        internal=side("INTERNAL", "INTERNAL_BUCKET_CHECKPOINTS"),
+        local_root=local_root,
+    )

@@ -83,7 +83,7 @@ from tools.projects import get_project
 from trainer_runtime.adapters import get_adapter
 from trainer_runtime.errors import TrainerRuntimeError
 from trainer_runtime.events import JOB_STATUSES, TERMINAL_STATUSES
-from trainer_runtime.spec import Hyperparameters, InitFromSpec, JobSpec, MlflowSpec, StorageSpec
+from trainer_runtime.spec import Hyperparameters, InitFromSpec, JobSpec, MlflowSpec
 from trainer_runtime.storage import StorageConfig, checkpoint_key
 from trainer_runtime.weights import WeightsPlan
 
@@ -395,10 +395,7 @@ def _train_images(summary: dict[str, Any], val_fraction: float) -> int | None:
 def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool = False) -> JobSpec:
     """The job spec (contract 4) a trainer runs from: ids, model, task, dataset snapshot, the stored
     hyper-parameters, storage settings, callback URL + token, MLflow, work folder."""
-    storage = runtime.storage
-    storage = StorageConfig(
-        external=storage.external, internal=storage.internal, local_root=Path(storage.local_root).resolve()
-    )
+    storage = runtime.storage.model_copy(update={"local_root": Path(runtime.storage.local_root).resolve()})
     return JobSpec(
         job_id=job.id,
         project_id=job.project_id,
@@ -408,7 +405,7 @@ def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool 
         dataset_id=job.dataset_id or "",
         snapshot_id=job.snapshot_id,
         hyperparameters=Hyperparameters.model_validate(job.hyperparameters),
-        storage=StorageSpec.from_config(storage),
+        storage=storage,
         callback_url=runtime.callback_url(job.id),
         callback_token=token,
         mlflow=MlflowSpec(tracking_uri=runtime.mlflow_tracking_uri),

@@ -443,7 +443,7 @@ class Runner:
     # steps --------------------------------------------------------------------------------------
     def _storage_client(self) -> DualStorageClient:
         if self._storage is None:
-            self._storage = DualStorageClient.from_config(self.spec.storage.to_config())
+            self._storage = DualStorageClient.from_config(self.spec.storage)
         return self._storage
 
     def _prepare_output_dir(self) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainer_runtime.errors import TrainerRuntimeError
 from trainer_runtime.formats.schema import TASK_TYPES
-from trainer_runtime.storage import StorageConfig, StoreConfig
+from trainer_runtime.storage import StorageConfig
 from trainer_runtime.weights import WeightsPlan
 
 SPEC_VERSION: Literal["1"] = "1"
@@ -27,47 +27,6 @@ class SpecError(TrainerRuntimeError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class StoreSpec(_Strict):
-    endpoint: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
-    bucket: str
-    region: str = "us-east-1"
-
-
-class StorageSpec(_Strict):
-    external: StoreSpec = Field(default_factory=lambda: StoreSpec(bucket="training-datasets"))
-    internal: StoreSpec = Field(default_factory=lambda: StoreSpec(bucket="training-checkpoints"))
-    local_root: str = "./data/storage"
-
-    def to_config(self) -> StorageConfig:
-        def conv(s: StoreSpec) -> StoreConfig:
-            return StoreConfig(
-                endpoint=s.endpoint,
-                access_key=s.access_key,
-                secret_key=s.secret_key,
-                bucket=s.bucket,
-                region=s.region,
-            )
-
-        return StorageConfig(
-            external=conv(self.external), internal=conv(self.internal), local_root=Path(self.local_root)
-        )
-
-    @classmethod
-    def from_config(cls, cfg: StorageConfig) -> StorageSpec:
-        def conv(s: StoreConfig) -> StoreSpec:
-            return StoreSpec(
-                endpoint=s.endpoint,
-                access_key=s.access_key,
-                secret_key=s.secret_key,
-                bucket=s.bucket,
-                region=s.region,
-            )
-
-        return cls(external=conv(cfg.external), internal=conv(cfg.internal), local_root=str(cfg.local_root))
 
 
 class MlflowSpec(_Strict):
@@ -112,7 +71,7 @@ class JobSpec(_Strict):
     snapshot_id: str | None = None
     class_names: list[str] | None = None
     hyperparameters: Hyperparameters
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    storage: StorageConfig = Field(default_factory=StorageConfig)  # the stores' model itself (extra fields refused)
     callback_url: str | None = None
     callback_token: str | None = None
     mlflow: MlflowSpec = Field(default_factory=MlflowSpec)

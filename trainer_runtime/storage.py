@@ -32,12 +32,14 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainer_runtime.errors import (
     ObjectNotFoundError,
@@ -954,19 +956,16 @@ class S3ObjectStore(ObjectStore):
 # configuration
 
 
-def _env_value(env: Mapping[str, str], *names: str) -> str | None:
-    for name in names:
-        value = env.get(name)
-        if value is not None and value.strip():
-            return value.strip()
-    return None
+class StoreConfig(BaseModel):
+    """One store: S3/MinIO at `endpoint`, or a local folder when `endpoint` is None. It is both
+    the server's setting (``web.config.Settings.storage``) and the job spec's ``storage.external``
+    / ``storage.internal`` object (same JSON fields), so no converter sits between them."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-@dataclass(frozen=True)
-class StoreConfig:
-    endpoint: str | None
-    access_key: str | None
-    secret_key: str | None
+    endpoint: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
     bucket: str
     region: str = "us-east-1"
 
@@ -977,39 +976,18 @@ class StoreConfig:
             f"region={self.region!r})"
         )
 
+    __str__ = __repr__
 
-@dataclass(frozen=True)
-class StorageConfig:
+
+class StorageConfig(BaseModel):
     """Both stores' settings. A store whose endpoint is None is a local folder:
-    ``<local_root>/{external,internal}/<bucket>/<key>``."""
+    ``<local_root>/{external,internal}/<bucket>/<key>``. The job spec's ``storage`` object."""
 
-    external: StoreConfig
-    internal: StoreConfig
-    local_root: Path
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None) -> StorageConfig:
-        """Read the DESIGN variables; the legacy ``S3_ENDPOINT``/``AWS_ACCESS_KEY_ID``/
-        ``AWS_SECRET_ACCESS_KEY`` fill in whatever a side does not set itself."""
-        env = os.environ if env is None else env
-        region = _env_value(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
-
-        def side(prefix: str, bucket_var: str, default_bucket: str) -> StoreConfig:
-            return StoreConfig(
-                endpoint=_env_value(env, f"{prefix}_STORAGE_ENDPOINT", "S3_ENDPOINT"),
-                access_key=_env_value(env, f"{prefix}_STORAGE_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
-                secret_key=_env_value(env, f"{prefix}_STORAGE_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
-                bucket=_env_value(env, bucket_var) or default_bucket,
-                region=region,
-            )
-
-        if data_dir is None:
-            data_dir = Path(_env_value(env, "VTA_DATA_DIR") or "./data")
-        return cls(
-            external=side("EXTERNAL", "EXTERNAL_BUCKET_DATASETS", DEFAULT_DATASETS_BUCKET),
-            internal=side("INTERNAL", "INTERNAL_BUCKET_CHECKPOINTS", DEFAULT_CHECKPOINTS_BUCKET),
-            local_root=Path(data_dir) / "storage",
-        )
+    external: StoreConfig = Field(default_factory=lambda: StoreConfig(bucket=DEFAULT_DATASETS_BUCKET))
+    internal: StoreConfig = Field(default_factory=lambda: StoreConfig(bucket=DEFAULT_CHECKPOINTS_BUCKET))
+    local_root: Path = Path("./data/storage")
 
 
 def make_store(cfg: StoreConfig, name: str, local_root: Path, **s3_kwargs: Any) -> ObjectStore:
@@ -1036,10 +1014,6 @@ class DualStorageClient:
             make_store(cfg.external, "external", cfg.local_root, **s3_kwargs),
             make_store(cfg.internal, "internal", cfg.local_root, **s3_kwargs),
         )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None) -> DualStorageClient:
-        return cls.from_config(StorageConfig.from_env(env, data_dir=data_dir))
 
     def describe(self) -> dict[str, Any]:
         return {"external": self.external.describe(), "internal": self.internal.describe()}

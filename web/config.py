@@ -5,12 +5,41 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trainer_runtime.storage import StorageConfig, StoreConfig
+
+
+def _vta_inference(name: str) -> Any:
+    """A field read from VTA_INFERENCE_<NAME> (or `inference_<name>=` in code), unset by default."""
+    return Field(default=None, validation_alias=AliasChoices(f"VTA_INFERENCE_{name.upper()}", f"inference_{name}"))
+
+
+# Settings field -> the type its VTA_INFERENCE_* value must parse as (else it is ignored).
+INFERENCE_FIELDS: dict[str, Callable[[str], Any]] = {
+    "inference_cache_dir": Path,
+    "inference_workers_per_framework": int,
+    "inference_device": str,
+    "inference_max_models": int,
+    "inference_max_memory_mb": float,
+    "inference_batch_window_ms": float,
+    "inference_batch_wait": str,
+    "inference_max_batch": int,
+    "inference_max_pixels": int,
+    "inference_max_image_bytes": int,
+    "inference_request_timeout_s": float,
+    "inference_export_timeout_s": float,
+    "inference_threads": int,
+    "inference_test_run_batch": int,
+    "inference_test_run_workers": int,
+    "inference_route_cache_ttl_s": float,
+}
 
 
 class Settings(BaseSettings):
@@ -142,6 +171,42 @@ class Settings(BaseSettings):
     ultralytics_assets_url: str = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
     admin_emails: str = ""
 
+    # Inference workers (tools.inference.InferenceConfig reads these first): VTA_INFERENCE_*. Unset
+    # (None), empty or unreadable: InferenceConfig's own default, as when they were read from os.environ.
+    inference_cache_dir: Path | None = _vta_inference("cache_dir")
+    inference_workers_per_framework: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VTA_INFERENCE_WORKERS_PER_FRAMEWORK", "inference_workers_per_framework"),
+    )
+    inference_device: str | None = _vta_inference("device")
+    inference_max_models: int | None = _vta_inference("max_models")
+    inference_max_memory_mb: float | None = _vta_inference("max_memory_mb")
+    inference_batch_window_ms: float | None = _vta_inference("batch_window_ms")
+    inference_batch_wait: str | None = _vta_inference("batch_wait")
+    inference_max_batch: int | None = _vta_inference("max_batch")
+    inference_max_pixels: int | None = _vta_inference("max_pixels")
+    inference_max_image_bytes: int | None = _vta_inference("max_image_bytes")
+    inference_request_timeout_s: float | None = _vta_inference("request_timeout_s")
+    inference_export_timeout_s: float | None = _vta_inference("export_timeout_s")
+    inference_threads: int | None = _vta_inference("threads")
+    inference_test_run_batch: int | None = _vta_inference("test_run_batch")
+    inference_test_run_workers: int | None = _vta_inference("test_run_workers")
+    inference_route_cache_ttl_s: float | None = _vta_inference("route_cache_ttl_s")
+
+    @field_validator(*INFERENCE_FIELDS, mode="before")
+    @classmethod
+    def _lenient_inference(cls, value: Any, info: ValidationInfo) -> Any:
+        """An empty or unreadable VTA_INFERENCE_* means the default (never a start-up error)."""
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            cast = INFERENCE_FIELDS[info.field_name or ""]
+            try:
+                cast(value)
+            except ValueError:
+                return None
+        return value
+
     # Where trainers run (tools.executors): `local` subprocesses, or `kubernetes`: one batch/v1 Job
     # per attempt (tools.executors.kubernetes, needs the `k8s` extra). K8S_* only matter then; see
     # docs/configuration.md and docs/deploy.md.
@@ -187,6 +252,27 @@ class Settings(BaseSettings):
     slack_api_base_url: str | None = None
     slack_progress_interval_s: float = Field(default=1.0, ge=0.1)  # at most one chat.update per message per this
     slack_link_code_ttl_s: int = Field(default=600, ge=30, le=86400)
+
+    @property
+    def storage(self) -> StorageConfig:
+        """The two stores (EXTERNAL_* / INTERNAL_*, each falling back to S3_ENDPOINT / AWS_* for what
+        it leaves empty); no endpoint means local folders under `data_dir/storage/{external,internal}`.
+        The same model is the job spec's `storage` object."""
+        external = StoreConfig(
+            endpoint=self.external_storage_endpoint or self.s3_endpoint,
+            access_key=self.external_storage_access_key or self.aws_access_key_id,
+            secret_key=self.external_storage_secret_key or self.aws_secret_access_key,
+            bucket=self.external_bucket_datasets,
+            region=self.aws_region,
+        )
+        internal = StoreConfig(
+            endpoint=self.internal_storage_endpoint or self.s3_endpoint,
+            access_key=self.internal_storage_access_key or self.aws_access_key_id,
+            secret_key=self.internal_storage_secret_key or self.aws_secret_access_key,
+            bucket=self.internal_bucket_checkpoints,
+            region=self.aws_region,
+        )
+        return StorageConfig(external=external, internal=internal, local_root=self.data_dir / "storage")
 
     @property
     def resolved_database_url(self) -> str:

@@ -41,7 +41,7 @@ from tools.inference import InferenceConfig, register_deleted_job_cleanup
 from tools.jobs import JobRuntimeConfig
 from tools.supervisor import Supervisor, SupervisorConfig
 from tools.telemetry import Telemetry
-from trainer_runtime.storage import DualStorageClient, StorageConfig, StoreConfig
+from trainer_runtime.storage import DualStorageClient, StorageConfig
 from web.bodylimit import BodyGuardMiddleware
 from web.config import Settings, get_settings, gpu_count
 from web.errors import install_error_handlers
@@ -65,25 +65,8 @@ API_PREFIX = "/api/v1"
 
 
 def storage_config_from_settings(settings: Settings) -> StorageConfig:
-    """Map EXTERNAL_* / INTERNAL_* (falling back to S3_ENDPOINT / AWS_*) onto a StorageConfig.
-
-    An empty endpoint means local folders under `data_dir/storage/{external,internal}`.
-    """
-    external = StoreConfig(
-        endpoint=settings.external_storage_endpoint or settings.s3_endpoint,
-        access_key=settings.external_storage_access_key or settings.aws_access_key_id,
-        secret_key=settings.external_storage_secret_key or settings.aws_secret_access_key,
-        bucket=settings.external_bucket_datasets,
-        region=settings.aws_region,
-    )
-    internal = StoreConfig(
-        endpoint=settings.internal_storage_endpoint or settings.s3_endpoint,
-        access_key=settings.internal_storage_access_key or settings.aws_access_key_id,
-        secret_key=settings.internal_storage_secret_key or settings.aws_secret_access_key,
-        bucket=settings.internal_bucket_checkpoints,
-        region=settings.aws_region,
-    )
-    return StorageConfig(external=external, internal=internal, local_root=settings.data_dir / "storage")
+    """`settings.storage` (kept for callers of this name)."""
+    return settings.storage
 
 
 def kubernetes_config_from_settings(settings: Settings) -> KubernetesConfig:
@@ -133,7 +116,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     )
     migrate(engine)
     session_factory = make_session_factory(engine)
-    storage = DualStorageClient.from_config(storage_config_from_settings(settings))
+    storage = DualStorageClient.from_config(settings.storage)
     work_dir = settings.data_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -171,7 +154,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
     on the app's event bus. `reconcile()` takes over what a previous server process left."""
     runtime = JobRuntimeConfig(
         trainer_dir=(settings.data_dir / "trainer").resolve(),
-        storage=storage_config_from_settings(settings),
+        storage=settings.storage,
         callback_base_url=settings.callback_base_url,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
     )

@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "vision-agent weights") 
     from trainer_runtime.storage import DualStorageClient
     from trainer_runtime.weights import WeightsError
     from web.config import get_settings
-    from web.main import storage_config_from_settings, weights_policy_from_settings
+    from web.main import weights_policy_from_settings
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "vision-agent weights") 
     engine = create_engine_for_url(settings.resolved_database_url)
     try:
         migrate(engine)
-        storage = DualStorageClient.from_config(storage_config_from_settings(settings))
+        storage = DualStorageClient.from_config(settings.storage)
         with make_session_factory(engine)() as db:
             try:
                 if users:

@@ -323,8 +323,8 @@ def test_build_spec_and_write_spec(alice: ToolContext, tmp_path: Path) -> None:
     runtime = jobs.JobRuntimeConfig(
         trainer_dir=tmp_path / "data" / "trainer",
         storage=StorageConfig(
-            external=StoreConfig(None, None, None, "training-datasets"),
-            internal=StoreConfig(None, None, None, "training-checkpoints"),
+            external=StoreConfig(bucket="training-datasets"),
+            internal=StoreConfig(bucket="training-checkpoints"),
             local_root=Path("relative/storage"),
         ),
         callback_base_url="http://127.0.0.1:9999/",
@@ -365,8 +365,8 @@ class Harness:
             runtime=jobs.JobRuntimeConfig(
                 trainer_dir=self.tmp / "trainer",
                 storage=StorageConfig(
-                    external=StoreConfig(None, None, None, "training-datasets"),
-                    internal=StoreConfig(None, None, None, "training-checkpoints"),
+                    external=StoreConfig(bucket="training-datasets"),
+                    internal=StoreConfig(bucket="training-checkpoints"),
                     local_root=self.tmp / "storage",
                 ),
             ),

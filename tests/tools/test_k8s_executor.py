@@ -39,8 +39,12 @@ from trainer_runtime.storage import StorageConfig, StoreConfig
 
 NS = "vta-test"
 S3 = StorageConfig(
-    external=StoreConfig("http://minio-datasets:9000", "ak", "sk", "training-datasets"),
-    internal=StoreConfig("http://minio-results:9000", "ak2", "sk2", "training-checkpoints"),
+    external=StoreConfig(
+        endpoint="http://minio-datasets:9000", access_key="ak", secret_key="sk", bucket="training-datasets"
+    ),
+    internal=StoreConfig(
+        endpoint="http://minio-results:9000", access_key="ak2", secret_key="sk2", bucket="training-checkpoints"
+    ),
     local_root=Path("/nonexistent/storage"),
 )
 
@@ -212,7 +216,7 @@ def test_start_creates_a_job_and_its_spec_secret_per_the_official_schema(api: Fa
     assert (owner.kind, owner.name, owner.uid) == ("Job", h.external_id, api.jobs[h.external_id]["metadata"]["uid"])
     pod_spec = load_spec(secret.string_data["spec.json"])
     assert pod_spec.work_dir == "/var/lib/vta/trainer" and pod_spec.callback_token == "tok-secret"
-    assert pod_spec.storage.local_root == "/var/lib/vta/storage" and pod_spec.job_id == 7
+    assert pod_spec.storage.local_root == Path("/var/lib/vta/storage") and pod_spec.job_id == 7
 
 
 SERVER_SECRETS = {

@@ -113,9 +113,9 @@ def storage(tmp_path: Path) -> Any:
 
     return DualStorageClient.from_config(
         StorageConfig(
-            StoreConfig(None, None, None, "training-datasets"),
-            StoreConfig(None, None, None, "training-checkpoints"),
-            tmp_path / "storage",
+            external=StoreConfig(bucket="training-datasets"),
+            internal=StoreConfig(bucket="training-checkpoints"),
+            local_root=tmp_path / "storage",
         )
     )
 

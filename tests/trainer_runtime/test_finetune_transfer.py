@@ -91,7 +91,7 @@ def _accuracy(events: list[dict[str, Any]]) -> float:
 
 def test_finetuning_from_an_earlier_job_beats_training_from_scratch(tmp_path: Path, demo_digits_dir: Path) -> None:  # noqa: F811
     spec0 = _spec(tmp_path, 1, "digits-0-4", SOURCE_EPOCHS)
-    storage = DualStorageClient.from_config(load_spec(spec0).storage.to_config())
+    storage = DualStorageClient.from_config(load_spec(spec0).storage)
     _publish_subset(storage, demo_digits_dir, "digits-0-4", {0, 1, 2, 3, 4}, SOURCE_IMAGES)
     _publish_subset(storage, demo_digits_dir, "digits-5-9", {5, 6, 7, 8, 9}, TARGET_IMAGES)
 

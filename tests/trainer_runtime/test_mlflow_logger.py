@@ -66,7 +66,7 @@ class Job:
         self.uri = f"sqlite:///{tmp / 'mlflow.db'}"
 
     def publish(self) -> None:
-        storage = DualStorageClient.from_config(load_spec(make_spec(self.work, self.storage_root)).storage.to_config())
+        storage = DualStorageClient.from_config(load_spec(make_spec(self.work, self.storage_root)).storage)
         publish_dataset(storage, "ds1", tmp_dir=self.tmp / "blobs")
 
     def spec(self, **kw: Any) -> dict[str, Any]:

@@ -37,8 +37,8 @@ HANG_GUARD_S = 30.0  # far above the plans' deadlines: only a hang fails it
 def storage_at(root: Path) -> DualStorageClient:
     return DualStorageClient.from_config(
         StorageConfig(
-            external=StoreConfig(None, None, None, "training-datasets"),
-            internal=StoreConfig(None, None, None, "training-checkpoints"),
+            external=StoreConfig(bucket="training-datasets"),
+            internal=StoreConfig(bucket="training-checkpoints"),
             local_root=root,
         )
     )
@@ -280,7 +280,7 @@ def run_fake(tmp_path: Path, pretrained: dict[str, Any]) -> list[dict[str, Any]]
     spec = make_spec(work, root, epochs=1)
     spec["pretrained"] = pretrained
     loaded = load_spec(spec)
-    storage = DualStorageClient.from_config(loaded.storage.to_config())
+    storage = DualStorageClient.from_config(loaded.storage)
     publish_dataset(storage, "ds1", tmp_dir=tmp_path / "blobs")
     out = io.StringIO()
     code = Runner(loaded, stream=out, adapter_resolver=lambda _f: FakeAdapter).run()
@@ -372,7 +372,7 @@ def test_the_mlflow_run_records_the_pretrained_source(
     spec["mlflow"] = {"enabled": True, "tracking_uri": uri, "experiment_name": "unit"}
     spec["pretrained"] = hub_plan("timm", "resnet18", timeout_s=1.0, max_s=3.0).model_dump()
     loaded = load_spec(spec)
-    storage = DualStorageClient.from_config(loaded.storage.to_config())
+    storage = DualStorageClient.from_config(loaded.storage)
     publish_dataset(storage, "ds1", tmp_dir=tmp_path / "blobs")
     assert Runner(loaded, stream=io.StringIO(), adapter_resolver=lambda _f: FakeAdapter).run() == 0
     run = wait_for_run(uri, JobPaths.for_job(work, 7).output_dir, "FINISHED")

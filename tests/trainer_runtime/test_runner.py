@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.s3_fixtures import moto_external, moto_internal, s3_env  # noqa: F401
+from tests.s3_fixtures import moto_external, moto_internal, s3_env, s3_storage_config  # noqa: F401
 from tests.trainer_runtime.fake_adapter import FakeAdapter, dataset_dict, make_spec, publish_dataset
 from tests.trainer_runtime.test_mlflow_logger import wait_for_run
 from trainer_runtime.errors import StorageError
@@ -23,7 +23,7 @@ from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, ProgressEvent
 from trainer_runtime.mlflow_logger import PRIORITY_ENV
 from trainer_runtime.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, JobPaths, Runner
 from trainer_runtime.spec import load_spec
-from trainer_runtime.storage import DualStorageClient, LocalObjectStore, ObjectInfo, StorageConfig, checkpoint_key
+from trainer_runtime.storage import DualStorageClient, LocalObjectStore, ObjectInfo, checkpoint_key
 
 EVENT_KEYS = {"job_id", "seq", "ts", "type", "data", "event_id"}
 
@@ -37,7 +37,7 @@ class Env:
         publish_dataset(self.storage, "ds1", tmp_dir=tmp_path / "blobs")
 
     def client(self) -> DualStorageClient:
-        return DualStorageClient.from_config(load_spec(make_spec(self.work, self.storage_root)).storage.to_config())
+        return DualStorageClient.from_config(load_spec(make_spec(self.work, self.storage_root)).storage)
 
     def spec(self, **kw: Any) -> dict[str, Any]:
         return make_spec(self.work, self.storage_root, **kw)
@@ -323,7 +323,7 @@ def test_unreachable_storage_is_an_error_event(env: Env) -> None:
 
 
 def test_dataset_from_and_checkpoints_to_s3(env: Env, s3_env: dict[str, str]) -> None:  # noqa: F811
-    cfg = StorageConfig.from_env(s3_env, data_dir=env.tmp)
+    cfg = s3_storage_config(s3_env, env.tmp / "storage")
     storage = DualStorageClient.from_config(cfg)
     publish_dataset(storage, "ds1", dataset_dict(12), tmp_dir=env.tmp / "s3blobs")
 

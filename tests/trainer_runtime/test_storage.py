@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.s3_fixtures import MotoS3, moto_external, moto_internal, s3_env, unique_bucket
+from tests.s3_fixtures import MotoS3, moto_external, moto_internal, s3_env, s3_storage_config, unique_bucket
 from trainer_runtime.errors import ObjectNotFoundError, StorageError, StorageUnavailableError
 from trainer_runtime.storage import (
     DualStorageClient,
@@ -396,57 +396,40 @@ def test_key_functions() -> None:
 # configuration
 
 
-def test_config_defaults(tmp_path: Path) -> None:
-    cfg = StorageConfig.from_env({}, data_dir=tmp_path)
-    assert cfg.external == StoreConfig(None, None, None, "training-datasets", "us-east-1")
-    assert cfg.internal == StoreConfig(None, None, None, "training-checkpoints", "us-east-1")
-    assert cfg.local_root == tmp_path / "storage"
-    assert StorageConfig.from_env({"VTA_DATA_DIR": str(tmp_path / "d")}).local_root == tmp_path / "d" / "storage"
-    assert StorageConfig.from_env({}).local_root == Path("./data") / "storage"
+def _local(data_dir: Path) -> DualStorageClient:
+    return DualStorageClient.from_config(StorageConfig(local_root=data_dir / "storage"))
 
 
-def test_config_each_variable() -> None:
-    env = {
-        "EXTERNAL_STORAGE_ENDPOINT": "http://ext:9000",
-        "EXTERNAL_STORAGE_ACCESS_KEY": "ek",
-        "EXTERNAL_STORAGE_SECRET_KEY": "ext-secret-value",
-        "EXTERNAL_BUCKET_DATASETS": "my-datasets",
-        "INTERNAL_STORAGE_ENDPOINT": "http://int:9000",
-        "INTERNAL_STORAGE_ACCESS_KEY": "ik",
-        "INTERNAL_STORAGE_SECRET_KEY": "is",
-        "INTERNAL_BUCKET_CHECKPOINTS": "my-ckpts",
-        "AWS_REGION": "eu-west-1",
-        # legacy values must not override a side's own settings
-        "S3_ENDPOINT": "http://legacy:9000",
-        "AWS_ACCESS_KEY_ID": "lk",
-        "AWS_SECRET_ACCESS_KEY": "ls",
+def test_store_config_hides_secrets_and_round_trips_as_the_spec_json() -> None:
+    store = StoreConfig(endpoint="http://ext:9000", access_key="ek", secret_key="ext-secret-value", bucket="b")
+    assert "ext-secret-value" not in repr(store) and "ext-secret-value" not in str(store) and "***" in repr(store)
+    cfg = StorageConfig(external=store, local_root=Path("/x/storage"))
+    assert "ext-secret-value" not in repr(cfg)
+    doc = json.loads(cfg.model_dump_json())
+    assert doc == {
+        "external": {
+            "endpoint": "http://ext:9000",
+            "access_key": "ek",
+            "secret_key": "ext-secret-value",
+            "bucket": "b",
+            "region": "us-east-1",
+        },
+        "internal": {
+            "endpoint": None,
+            "access_key": None,
+            "secret_key": None,
+            "bucket": "training-checkpoints",
+            "region": "us-east-1",
+        },
+        "local_root": "/x/storage",
     }
-    cfg = StorageConfig.from_env(env, data_dir=Path("/x"))
-    assert cfg.external == StoreConfig("http://ext:9000", "ek", "ext-secret-value", "my-datasets", "eu-west-1")
-    assert cfg.internal == StoreConfig("http://int:9000", "ik", "is", "my-ckpts", "eu-west-1")
-    assert "ext-secret-value" not in repr(cfg.external) and "***" in repr(cfg.external)
+    assert StorageConfig.model_validate(doc) == cfg
+    with pytest.raises(ValueError, match="extra"):
+        StorageConfig.model_validate({**doc, "externl": {}})
 
 
-def test_config_legacy_fallback() -> None:
-    legacy = {"S3_ENDPOINT": "http://minio:9000", "AWS_ACCESS_KEY_ID": "lk", "AWS_SECRET_ACCESS_KEY": "ls"}
-    cfg = StorageConfig.from_env(legacy)
-    assert cfg.external == StoreConfig("http://minio:9000", "lk", "ls", "training-datasets")
-    assert cfg.internal == StoreConfig("http://minio:9000", "lk", "ls", "training-checkpoints")
-    # one side configured on its own, the other falls back per variable
-    mixed = {
-        **legacy,
-        "EXTERNAL_STORAGE_ENDPOINT": "http://ext:9000",
-        "EXTERNAL_STORAGE_ACCESS_KEY": "ek",
-        "INTERNAL_STORAGE_SECRET_KEY": "is",
-        "INTERNAL_STORAGE_ENDPOINT": "",  # empty means unset
-    }
-    cfg = StorageConfig.from_env(mixed)
-    assert cfg.external == StoreConfig("http://ext:9000", "ek", "ls", "training-datasets")
-    assert cfg.internal == StoreConfig("http://minio:9000", "lk", "is", "training-checkpoints")
-
-
-def test_dual_from_env_local(tmp_path: Path) -> None:
-    client = DualStorageClient.from_env({}, data_dir=tmp_path)
+def test_dual_from_config_local(tmp_path: Path) -> None:
+    client = _local(tmp_path)
     assert isinstance(client.external, LocalObjectStore) and isinstance(client.internal, LocalObjectStore)
     desc = client.describe()
     assert desc["external"]["kind"] == "local" and desc["external"]["bucket"] == "training-datasets"
@@ -456,8 +439,8 @@ def test_dual_from_env_local(tmp_path: Path) -> None:
     assert (tmp_path / "storage/external/training-datasets/datasets/1/annotations.json").read_bytes() == b"{}"
 
 
-def test_dual_from_env_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
-    client = DualStorageClient.from_env(s3_env, data_dir=tmp_path)
+def test_dual_from_config_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
+    client = DualStorageClient.from_config(s3_storage_config(s3_env, tmp_path / "storage"))
     assert isinstance(client.external, S3ObjectStore) and isinstance(client.internal, S3ObjectStore)
     desc = client.describe()
     assert desc["external"] == {
@@ -489,7 +472,7 @@ def _make_images(root: Path) -> dict[str, bytes]:
 
 
 def test_routing_s3(s3_env: dict[str, str], moto_external: MotoS3, moto_internal: MotoS3, tmp_path: Path) -> None:
-    client = DualStorageClient.from_env(s3_env)
+    client = DualStorageClient.from_config(s3_storage_config(s3_env, tmp_path / "storage"))
     ext_bucket, int_bucket = s3_env["EXTERNAL_BUCKET_DATASETS"], s3_env["INTERNAL_BUCKET_CHECKPOINTS"]
     files = _make_images(tmp_path / "src")
     for rel in files:
@@ -520,7 +503,7 @@ def test_routing_s3(s3_env: dict[str, str], moto_external: MotoS3, moto_internal
 
 
 def test_routing_local(tmp_path: Path) -> None:
-    client = DualStorageClient.from_env({}, data_dir=tmp_path / "data")
+    client = _local(tmp_path / "data")
     files = _make_images(tmp_path / "src")
     for rel in files:
         client.upload_dataset_file("1", rel, tmp_path / "src" / rel)
@@ -540,9 +523,9 @@ def test_routing_local(tmp_path: Path) -> None:
 @pytest.fixture(params=["local", "s3"])
 def dual(request: pytest.FixtureRequest, tmp_path: Path) -> DualStorageClient:
     if request.param == "local":
-        return DualStorageClient.from_env({}, data_dir=tmp_path / "data")
+        return _local(tmp_path / "data")
     env = request.getfixturevalue("s3_env")
-    return DualStorageClient.from_env(env)
+    return DualStorageClient.from_config(s3_storage_config(env, tmp_path / "data" / "storage"))
 
 
 def _count_get_file(client: DualStorageClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -80,7 +80,7 @@ class Setup:
         self.tmp = tmp_path
         self.work = tmp_path / "work"
         self.root = tmp_path / "storage"
-        self.storage = DualStorageClient.from_config(load_spec(make_spec(self.work, self.root)).storage.to_config())
+        self.storage = DualStorageClient.from_config(load_spec(make_spec(self.work, self.root)).storage)
         publish_dataset(self.storage, "ds1", dataset_dict(40), tmp_dir=tmp_path / "blobs")
 
     def spec_file(self, name: str = "job.json", **kw: Any) -> Path:
@@ -244,7 +244,7 @@ def test_timm_adapter_kill_9_then_resume(tmp_path: Path) -> None:
     except ImportError:
         pytest.skip("timm adapter not available")
     work, root = tmp_path / "work", tmp_path / "storage"
-    storage = DualStorageClient.from_config(load_spec(make_spec(work, root)).storage.to_config())
+    storage = DualStorageClient.from_config(load_spec(make_spec(work, root)).storage)
     data = dataset_dict(24, classes=2)
     publish_png_dataset(storage, data, tmp_path / "png")
     spec = make_spec(

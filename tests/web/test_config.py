@@ -1,0 +1,132 @@
+"""web.config.Settings: the one place settings are read (environment + .env), and its nested views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer_runtime.storage import StoreConfig
+from web.config import Settings
+
+STORAGE_VARS = (
+    "VTA_DATA_DIR",
+    "EXTERNAL_STORAGE_ENDPOINT",
+    "EXTERNAL_STORAGE_ACCESS_KEY",
+    "EXTERNAL_STORAGE_SECRET_KEY",
+    "EXTERNAL_BUCKET_DATASETS",
+    "INTERNAL_STORAGE_ENDPOINT",
+    "INTERNAL_STORAGE_ACCESS_KEY",
+    "INTERNAL_STORAGE_SECRET_KEY",
+    "INTERNAL_BUCKET_CHECKPOINTS",
+    "S3_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A clean environment for the storage variables (the settings come from the environment only)."""
+    for name in STORAGE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def settings_from(env: pytest.MonkeyPatch, values: dict[str, str]) -> Settings:
+    for name, value in values.items():
+        env.setenv(name, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_storage_defaults(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = settings_from(env, {"VTA_DATA_DIR": str(tmp_path)}).storage
+    assert cfg.external == StoreConfig(bucket="training-datasets", region="us-east-1")
+    assert cfg.internal == StoreConfig(bucket="training-checkpoints", region="us-east-1")
+    assert cfg.local_root == tmp_path / "storage"
+    env.delenv("VTA_DATA_DIR")
+    assert Settings(_env_file=None).storage.local_root == Path("./data") / "storage"  # type: ignore[call-arg]
+
+
+def test_storage_each_variable(env: pytest.MonkeyPatch) -> None:
+    cfg = settings_from(
+        env,
+        {
+            "EXTERNAL_STORAGE_ENDPOINT": "http://ext:9000",
+            "EXTERNAL_STORAGE_ACCESS_KEY": "ek",
+            "EXTERNAL_STORAGE_SECRET_KEY": "ext-secret-value",
+            "EXTERNAL_BUCKET_DATASETS": "my-datasets",
+            "INTERNAL_STORAGE_ENDPOINT": "http://int:9000",
+            "INTERNAL_STORAGE_ACCESS_KEY": "ik",
+            "INTERNAL_STORAGE_SECRET_KEY": "is",
+            "INTERNAL_BUCKET_CHECKPOINTS": "my-ckpts",
+            "AWS_REGION": "eu-west-1",
+            # legacy values must not override a side's own settings
+            "S3_ENDPOINT": "http://legacy:9000",
+            "AWS_ACCESS_KEY_ID": "lk",
+            "AWS_SECRET_ACCESS_KEY": "ls",
+        },
+    ).storage
+    assert cfg.external == StoreConfig(
+        endpoint="http://ext:9000",
+        access_key="ek",
+        secret_key="ext-secret-value",
+        bucket="my-datasets",
+        region="eu-west-1",
+    )
+    assert cfg.internal == StoreConfig(
+        endpoint="http://int:9000", access_key="ik", secret_key="is", bucket="my-ckpts", region="eu-west-1"
+    )
+    assert "ext-secret-value" not in repr(cfg) and "***" in repr(cfg.external)
+
+
+def test_storage_legacy_fallback(env: pytest.MonkeyPatch) -> None:
+    legacy = {"S3_ENDPOINT": "http://minio:9000", "AWS_ACCESS_KEY_ID": "lk", "AWS_SECRET_ACCESS_KEY": "ls"}
+    cfg = settings_from(env, legacy).storage
+    assert cfg.external == StoreConfig(
+        endpoint="http://minio:9000", access_key="lk", secret_key="ls", bucket="training-datasets"
+    )
+    assert cfg.internal == StoreConfig(
+        endpoint="http://minio:9000", access_key="lk", secret_key="ls", bucket="training-checkpoints"
+    )
+    # one side configured on its own, the other falls back per variable
+    mixed = {
+        "EXTERNAL_STORAGE_ENDPOINT": "http://ext:9000",
+        "EXTERNAL_STORAGE_ACCESS_KEY": "ek",
+        "INTERNAL_STORAGE_SECRET_KEY": "is",
+        "INTERNAL_STORAGE_ENDPOINT": "",  # empty means unset
+    }
+    cfg = settings_from(env, mixed).storage
+    assert cfg.external == StoreConfig(
+        endpoint="http://ext:9000", access_key="ek", secret_key="ls", bucket="training-datasets"
+    )
+    assert cfg.internal == StoreConfig(
+        endpoint="http://minio:9000", access_key="lk", secret_key="is", bucket="training-checkpoints"
+    )
+
+
+def test_every_inference_variable_is_a_setting_read_leniently(env: pytest.MonkeyPatch) -> None:
+    """VTA_INFERENCE_* are Settings fields (tools.inference reads them first); an empty or unreadable
+    value means InferenceConfig's default, as when it read os.environ itself."""
+    from tools.inference import InferenceConfig
+
+    names = {f for f in InferenceConfig.__dataclass_fields__ if f != "python"}
+    assert {f"inference_{n}" for n in names} <= set(Settings.model_fields)
+    s = settings_from(
+        env,
+        {
+            "VTA_INFERENCE_THREADS": "3",
+            "VTA_INFERENCE_MAX_BATCH": "",
+            "VTA_INFERENCE_DEVICE": "cpu",
+            "VTA_INFERENCE_MAX_PIXELS": "lots",
+        },
+    )
+    assert (s.inference_threads, s.inference_max_batch, s.inference_device, s.inference_max_pixels) == (
+        3,
+        None,
+        "cpu",
+        None,
+    )
+    cfg = InferenceConfig.from_settings(s)
+    assert (cfg.threads, cfg.max_batch, cfg.device, cfg.max_pixels) == (3, 32, "cpu", 40_000_000)
