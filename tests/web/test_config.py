@@ -106,6 +106,48 @@ def test_storage_legacy_fallback(env: pytest.MonkeyPatch) -> None:
     )
 
 
+# ------------------------------------------------------------------------- docs/configuration.md
+
+
+def test_configuration_page_is_generated_from_settings() -> None:
+    """docs/configuration.md is what `python -m web.config_docs` writes from Settings."""
+    from web import config_docs
+
+    assert config_docs.problems(config_docs.SECTIONS) == []
+    current = config_docs.DOC_PATH.read_text()
+    generated = config_docs.render()
+    if current != generated:
+        import difflib
+
+        diff = "\n".join(difflib.unified_diff(current.splitlines(), generated.splitlines(), "docs", "generated"))
+        pytest.fail(f"docs/configuration.md is out of date: run `{config_docs.COMMAND}`\n{diff}")
+
+
+def test_the_page_check_finds_an_undocumented_setting_a_stray_row_and_a_wrong_default() -> None:
+    from web.config_docs import SECTIONS, Row, Section, problems
+
+    without_first = tuple(
+        Section(s.title, s.rows[1:] if i == 0 else s.rows, s.intro, s.outro, s.settings) for i, s in enumerate(SECTIONS)
+    )
+    first = SECTIONS[0].rows[0].names[0]
+    assert f"{first} is a setting but not documented in web/config_docs.py" in problems(without_first)
+    stray = (*SECTIONS, Section("Extra", (Row(("NOT_A_SETTING",), "x"), Row(("DB_POOL_SIZE",), "x", "`11`"))))
+    found = problems(stray)
+    assert any("NOT_A_SETTING" in p and "not a field" in p for p in found)
+    assert any("DB_POOL_SIZE is documented twice" in p for p in found)
+    assert any("DB_POOL_SIZE: the documented default '`11`' does not name the real one `10`" in p for p in found)
+
+
+def test_the_page_command_checks_and_writes(tmp_path: Path) -> None:
+    from web.config_docs import main, render
+
+    out = tmp_path / "configuration.md"
+    out.write_text("stale\n")
+    assert main(["--check", "--output", str(out)]) == 1 and out.read_text() == "stale\n"
+    assert main(["--output", str(out)]) == 0 and out.read_text() == render()
+    assert main(["--check", "--output", str(out)]) == 0
+
+
 def test_every_inference_variable_is_a_setting_read_leniently(env: pytest.MonkeyPatch) -> None:
     """VTA_INFERENCE_* are Settings fields (tools.inference reads them first); an empty or unreadable
     value means InferenceConfig's default, as when it read os.environ itself."""
