@@ -160,7 +160,7 @@ def upload_user_weights(
     naming ``file`` / ``model`` / ``config``; 413 over the size limit or the storage quota.
     Returns the new upload (`weights_dict`)."""
     from tools.datasets.locks import user_quota_lock
-    from tools.datasets.quota import _check_quota
+    from tools.datasets.quota import check_quota
 
     user = require_user(ctx, "your weights")
     suffix = Path(filename or "").suffix.lower()
@@ -179,7 +179,7 @@ def upload_user_weights(
         raise InvalidInputError(
             "transformers weights need their config.json (send it as the `config` file)", detail={"field": "config"}
         )
-    _check_quota(ctx, user.id, 0)
+    check_quota(ctx, user.id, 0)
     limit = ctx.limits.max_user_weights_bytes
     name = _clean_name(filename, suffix)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def upload_user_weights(
             files.append((name, target))
         sizes = {n: p.stat().st_size for n, p in files}
         with user_quota_lock(user.id):
-            _check_quota(ctx, user.id, sum(sizes.values()))
+            check_quota(ctx, user.id, sum(sizes.values()))
             return _store(ctx, user.id, fw, model_name, name, files, sizes)
 
 

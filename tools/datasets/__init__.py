@@ -46,7 +46,7 @@ from tools.datasets.images import (
     thumbnail_key,
 )
 from tools.datasets.locks import dataset_write_lock
-from tools.datasets.quota import storage_used
+from tools.datasets.quota import check_quota, storage_used
 from tools.datasets.snapshots import create_snapshot, get_snapshot, list_snapshots, snapshot_dict
 from tools.datasets.upload import check_can_upload, upload_path, upload_staged
 
@@ -64,6 +64,7 @@ __all__ = [
     "annotations_file",
     "check_can_upload",
     "check_dataset_compatibility",
+    "check_quota",
     "class_names_preview",
     "create_dataset",
     "create_snapshot",

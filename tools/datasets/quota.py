@@ -21,7 +21,7 @@ def storage_used(db: Session, owner_id: int) -> int:
     return int(used or 0) + storage_bytes(db, owner_id)
 
 
-def _check_quota(ctx: ToolContext, owner_id: int, adding: int) -> None:
+def check_quota(ctx: ToolContext, owner_id: int, adding: int) -> None:
     """PayloadTooLargeError (413) when `adding` bytes would take the user over their storage quota
     (``limits.user_storage_quota_bytes``; 0 = none). `adding` 0 asks whether the user is already full."""
     quota = ctx.limits.user_storage_quota_bytes

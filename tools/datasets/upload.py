@@ -16,7 +16,7 @@ from sqlalchemy import select
 from tools.context import ToolContext, require_user
 from tools.datasets.common import LABELED_CONFLICT, _delete_objects, _owned_row, _sha256_file, dataset_dict
 from tools.datasets.locks import dataset_write_lock, user_quota_lock
-from tools.datasets.quota import _check_quota
+from tools.datasets.quota import check_quota
 from tools.db.models import DatasetImage, User, utcnow
 from tools.errors import ConflictError, InvalidInputError
 from tools.uploads import (
@@ -171,7 +171,7 @@ def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) ->
         if ctx.limits.user_storage_quota_bytes and new:
             if ctx.db.get_bind().dialect.name != "sqlite":
                 ctx.db.execute(select(User.id).where(User.id == ds.owner_id).with_for_update())
-            _check_quota(ctx, ds.owner_id, sum(info.size_bytes for info in new.values()))
+            check_quota(ctx, ds.owner_id, sum(info.size_bytes for info in new.values()))
         written: list[str] = []
         try:
             for rel in sorted(new):
@@ -227,7 +227,7 @@ def check_can_upload(ctx: ToolContext, dataset_id: str) -> None:
     """Raise unless the caller may upload to the dataset (404 hidden / 403 not the owner; 413 when
     the owner's datasets already fill their storage quota), before any body is read."""
     ds = _owned_row(ctx, dataset_id, "upload to")
-    _check_quota(ctx, ds.owner_id, 0)
+    check_quota(ctx, ds.owner_id, 0)
 
 
 def upload_staged(ctx: ToolContext, dataset_id: str, staging: Staging, format: str = "auto") -> dict[str, Any]:
