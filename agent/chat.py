@@ -14,8 +14,8 @@ never goes to the model, nor does a message with an image attached (the rules ru
 
 Inference: `inference` is a getter of the app's `tools.inference.InferenceService` (called only
 when a turn needs it) and `image` the bytes attached to the message (`decode_image` reads the
-routes' `image_base64`); both are bound for the turn with `agent.tools.inference_scope`, so the
-dialogue and the LLM's tools use them as the chat's user. The image itself is not stored: the
+routes' `image_base64`); both travel with the turn as an `agent.toolkit.InferenceScope` passed to
+the dialogue and to the LLM's tools, which use them as the chat's user. The image itself is not stored: the
 user message's data records its name and size.
 """
 
@@ -34,7 +34,7 @@ from agent import replies as R
 from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
 from agent.llm import LLMFailure, LLMPlanner
 from agent.parser import detect_language, normalise
-from agent.tools import inference_scope
+from agent.toolkit import InferenceScope
 from tools.context import ToolContext, iso_utc
 from tools.db.models import ChatMessage, ChatSession, User, new_id
 from tools.errors import AuthenticationError, InvalidInputError, NotFoundError
@@ -122,8 +122,8 @@ def handle_message(
     inference: Callable[[], InferenceService] | None = None,
 ) -> ChatTurn:
     """Answer one chat message as the context's user (see the module doc)."""
-    with inference_scope(inference, image, image_name):
-        return _handle(ctx, session_id, message, llm=llm, image=image, image_name=image_name)
+    scope = InferenceScope(inference, image, image_name)
+    return _handle(ctx, session_id, message, llm=llm, scope=scope)
 
 
 def _handle(
@@ -132,9 +132,9 @@ def _handle(
     message: str,
     *,
     llm: LLMPlanner | None,
-    image: bytes | None,
-    image_name: str | None,
+    scope: InferenceScope,
 ) -> ChatTurn:
+    image, image_name = scope.image, scope.image_name
     user = _user(ctx)
     if not isinstance(message, str) or not message.strip():
         raise InvalidInputError("message must not be empty", detail={"field": "message"})
@@ -169,7 +169,7 @@ def _handle(
     bypass = image is not None or (session.state == "confirming" and (is_yes(low) or is_no(low)))
     with ctx.db.no_autoflush:  # reads do not flush the session's changes (see above)
         if llm is None or bypass:
-            turn = respond(ctx, session, message)
+            turn = respond(ctx, session, message, scope=scope)
         else:
             try:
                 plan = llm.plan(
@@ -180,16 +180,17 @@ def _handle(
                     intent=dict(session.intent or {}),
                     job_ids=list(session.job_ids or []),
                     history=history,
+                    scope=scope,
                 )
             except LLMFailure as exc:
                 mode = "llm_fallback"
-                turn = respond(ctx, session, message)
+                turn = respond(ctx, session, message, scope=scope)
                 note = R.say(detect_language(message), "llm_fallback", why=exc.reason)
                 turn.reply = f"{note}\n{turn.reply}"
             else:
                 mode = "llm"
                 if plan.slots is not None:
-                    turn = respond(ctx, session, message, slots=plan.slots)
+                    turn = respond(ctx, session, message, slots=plan.slots, scope=scope)
                 else:
                     session.language = detect_language(message)
                     turn = Turn(plan.text or "", action="llm_answer")

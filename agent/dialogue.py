@@ -54,8 +54,8 @@ from agent.lexicon import (
     PRETRAINED_Q_RE,
 )
 from agent.parser import detect_language, extract_slots, normalise
-from agent.tools import (
-    current_inference,
+from agent.toolkit import (
+    InferenceScope,
     dataset_info,
     datasets_for,
     download_link,
@@ -219,9 +219,10 @@ def intent_dict(intent: dict[str, Any]) -> dict[str, Any]:
 class Dialogue:
     """One turn over `session` (mutated in place; the caller commits)."""
 
-    def __init__(self, ctx: ToolContext, session: ChatSession, text: str) -> None:
+    def __init__(self, ctx: ToolContext, session: ChatSession, text: str, scope: InferenceScope | None = None) -> None:
         self.ctx = ctx
-        self.image = current_inference().image
+        self.scope = scope or InferenceScope()
+        self.image = self.scope.image
         self.s = session
         self.text = text
         self.low = normalise(text).lower()
@@ -1027,7 +1028,7 @@ class Dialogue:
         return turn
 
     def predict(self, job_id: int) -> Turn:
-        scope = current_inference()
+        scope = self.scope
         assert scope.image is not None
         result = predict_image(self.ctx, scope.service(), job_id, scope.image)
         model = dict(result.get("model") or {})
@@ -1052,7 +1053,7 @@ class Dialogue:
             if not job.get("dataset_id"):
                 return Turn(self.t("test_run_which_dataset", job_id=job_id), job_id=job_id, action="test_run_dataset")
         try:
-            run = start_test_run(self.ctx, current_inference().service(), job_id, str(name) if name else None)
+            run = start_test_run(self.ctx, self.scope.service(), job_id, str(name) if name else None)
         except NotFoundError as exc:
             if name and "job" not in exc.message:
                 close = [str(x) for x in (exc.detail.get("suggestions") or [])]
@@ -1132,7 +1133,7 @@ class Dialogue:
 
     def export(self, job_id: int) -> Turn:
         fmt = export_format(self.low)
-        rec = export_onnx(self.ctx, current_inference().service(), job_id, fmt=fmt)
+        rec = export_onnx(self.ctx, self.scope.service(), job_id, fmt=fmt)
         if rec.get("status") != "completed":
             text = self.t(
                 "export_failed",
@@ -1307,6 +1308,14 @@ class Dialogue:
         return Turn(text, job_id=job_id, action="inference")
 
 
-def respond(ctx: ToolContext, session: ChatSession, text: str, *, slots: dict[str, Any] | None = None) -> Turn:
-    """Run one deterministic turn over `session` (mutated; the caller commits)."""
-    return Dialogue(ctx, session, text).respond(slots)
+def respond(
+    ctx: ToolContext,
+    session: ChatSession,
+    text: str,
+    *,
+    slots: dict[str, Any] | None = None,
+    scope: InferenceScope | None = None,
+) -> Turn:
+    """Run one deterministic turn over `session` (mutated; the caller commits). `scope`: the turn's
+    inference service and attached image (None: no inference, no image)."""
+    return Dialogue(ctx, session, text, scope).respond(slots)

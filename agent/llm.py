@@ -3,7 +3,7 @@
 When `LLM_BASE_URL` (+ `LLM_API_KEY`, `LLM_MODEL`) is set, `agent.chat.handle_message` asks an
 `LLMPlanner` first. The planner runs a short tool-calling loop with `ChatOpenAI`:
 
-* the model may call the `agent.tools` StructuredTools (list datasets, check compatibility, list
+* the model may call the `agent.toolkit` StructuredTools (list datasets, check compatibility, list
   models, preview a job, job progress/metrics, stop/resume) — always executed as the chat's user;
 * it finishes either by calling `submit_training_intent` whose arguments are the TrainingIntent
   (validated by pydantic; the dialogue then asks for what is missing and confirms exactly as in
@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.tools import build_tools
+from agent.toolkit import InferenceScope, build_tools
 from tools.context import ToolContext
 from tools.intent import TrainingIntent
 
@@ -125,11 +125,13 @@ class LLMPlanner:
         intent: dict[str, Any] | None = None,
         job_ids: list[int] | None = None,
         history: list[tuple[str, str]] | None = None,
+        scope: InferenceScope | None = None,
     ) -> Plan:
-        """Run the loop for one user message; raises LLMFailure."""
+        """Run the loop for one user message; raises LLMFailure. `scope`: the turn's inference
+        service and attached image for the inference tools (None: none)."""
         from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-        tools = build_tools(ctx)
+        tools = build_tools(ctx, scope)
         by_name = {t.name: t for t in tools}
         bound = self.chat_model.bind_tools([*tools, _intent_tool_spec()])
         system = SYSTEM_PROMPT.format(

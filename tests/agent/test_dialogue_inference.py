@@ -17,7 +17,7 @@ from PIL import Image
 
 from agent import replies as R
 from agent.chat import ChatTurn, decode_image, handle_message
-from agent.tools import build_tools, inference_scope, tool_names
+from agent.toolkit import InferenceScope, build_tools, tool_names
 from tests.agent.chat_helpers import fake_trainer_settings, seed_datasets, tool_context
 from tests.conftest import MakeUser
 from tools.db.models import ChatMessage, Job, JobCheckpoint
@@ -279,21 +279,21 @@ def test_llm_tools_use_the_turns_image_and_service(client: TestClient, alice: in
         assert [t for t in names if t not in tools] == []
         outside = json.loads(tools["export_onnx"].invoke({"job_id": job}))
         assert "not available" in outside["error"]
-        with inference_scope(lambda: service, png()):  # type: ignore[arg-type,return-value]
-            tools = {t.name: t for t in build_tools(ctx)}
-            got = json.loads(tools["predict_image"].invoke({}))  # the newest completed job
-            assert got["predicted_label"] == "seven" and got["job_id"] == job
-            assert json.loads(tools["predict_image"].invoke({"job_id": 999999}))["error_type"] == "NotFoundError"
-            exported = json.loads(tools["export_onnx"].invoke({"job_id": job}))
-            assert exported["parity"]["ok"] is True
-            signed = client.get(exported["link"]["url"])  # what the model is told to give: opens without a token
-            assert signed.status_code == 200 and signed.content == b"onnx" * 100
-            ts = json.loads(tools["export_onnx"].invoke({"job_id": job, "format": "torchscript"}))
-            assert ts["format"] == "torchscript" and service.formats == ["onnx", "torchscript"]
-            assert client.get(ts["link"]["url"]).content == b"torchscript" * 100
-        with inference_scope(lambda: service):  # type: ignore[arg-type,return-value]
-            tools = {t.name: t for t in build_tools(ctx)}
-            assert "no image" in json.loads(tools["predict_image"].invoke({"job_id": job}))["error"]
+        scope = InferenceScope(lambda: service, png())  # type: ignore[arg-type,return-value]
+        tools = {t.name: t for t in build_tools(ctx, scope)}  # the turn's image and service, passed explicitly
+        got = json.loads(tools["predict_image"].invoke({}))  # the newest completed job
+        assert got["predicted_label"] == "seven" and got["job_id"] == job
+        assert json.loads(tools["predict_image"].invoke({"job_id": 999999}))["error_type"] == "NotFoundError"
+        exported = json.loads(tools["export_onnx"].invoke({"job_id": job}))
+        assert exported["parity"]["ok"] is True
+        signed = client.get(exported["link"]["url"])  # what the model is told to give: opens without a token
+        assert signed.status_code == 200 and signed.content == b"onnx" * 100
+        ts = json.loads(tools["export_onnx"].invoke({"job_id": job, "format": "torchscript"}))
+        assert ts["format"] == "torchscript" and service.formats == ["onnx", "torchscript"]
+        assert client.get(ts["link"]["url"]).content == b"torchscript" * 100
+        no_image = InferenceScope(lambda: service)  # type: ignore[arg-type,return-value]
+        tools = {t.name: t for t in build_tools(ctx, no_image)}
+        assert "no image" in json.loads(tools["predict_image"].invoke({"job_id": job}))["error"]
 
 
 def test_decode_image_and_reply_helpers() -> None:

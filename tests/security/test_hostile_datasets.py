@@ -256,7 +256,7 @@ def test_lists_show_50_class_names_and_a_count(client: TestClient, owner: dict[s
     assert len(client.get(f"{API}/{did}", headers=owner).content) < 100_000
 
     # the agent's listing ("what datasets do I have?") and its dataset info
-    from agent.tools import dataset_info, list_visible_datasets
+    from agent.toolkit import dataset_info, list_visible_datasets
     from tools.context import ToolContext
 
     with app.state.session_factory() as db:

@@ -1,4 +1,7 @@
-"""The `tools` operations the agent uses, as plain functions and as LangChain `StructuredTool`s.
+"""The agent's toolkit: the `tools` operations as plain functions and as LangChain `StructuredTool`s.
+
+(Named `toolkit`, not `tools`, so that it is not confused with the top-level `tools` package whose
+functions it wraps.)
 
 Every operation takes the chat's `ToolContext` and calls the same `tools` function the REST API
 calls, so it sees and does exactly what the user may (a private dataset of someone else is "not
@@ -16,17 +19,15 @@ confirmation summary (`agent.dialogue`). `preview_training_job` shows what would
 Inference (`tools.inference`, run by the app's `InferenceService` worker processes; this process
 never imports torch): `predict_image` (the image attached to the current chat turn),
 `start_test_run` / `test_run_status` and `export_onnx` (ONNX, TorchScript or OpenVINO). The service
-and the attached image are bound per turn with `inference_scope(service_getter, image)`
-(`agent.chat.handle_message` does it), so `build_tools(ctx)` called inside the turn picks them up;
-outside a scope these tools answer that inference is not available.
+and the attached image travel explicitly as an `InferenceScope` made per turn
+(`agent.chat.handle_message` makes it and passes it to the dialogue and to `build_tools(ctx, scope)`);
+without one (an empty scope) these tools answer that inference is not available.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,12 +57,10 @@ __all__ = [
     "InferenceScope",
     "build_tools",
     "compact_dataset",
-    "current_inference",
     "dataset_info",
     "datasets_for",
     "download_link",
     "export_onnx",
-    "inference_scope",
     "job_progress",
     "latest_completed_job",
     "list_visible_datasets",
@@ -246,27 +245,6 @@ class InferenceScope:
         return self.get()
 
 
-_SCOPE: ContextVar[InferenceScope | None] = ContextVar("agent_inference_scope", default=None)
-
-
-@contextlib.contextmanager
-def inference_scope(
-    get: Callable[[], InferenceService] | None, image: bytes | None = None, image_name: str | None = None
-) -> Iterator[InferenceScope]:
-    """Bind the inference service getter and the turn's attached image for the code inside."""
-    scope = InferenceScope(get, image, image_name)
-    token = _SCOPE.set(scope)
-    try:
-        yield scope
-    finally:
-        _SCOPE.reset(token)
-
-
-def current_inference() -> InferenceScope:
-    """The scope bound by `inference_scope` (an empty one outside any)."""
-    return _SCOPE.get() or InferenceScope()
-
-
 def latest_completed_job(ctx: ToolContext) -> int | None:
     """The user's newest completed job (the model to use when the chat names none)."""
     items = jobs.list_jobs(ctx, status="completed", limit=1)["items"]
@@ -414,7 +392,7 @@ def _safe(fn: Callable[..., Any]) -> Callable[..., str]:
     return run
 
 
-def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[..., Any]]]:
+def _specs(ctx: ToolContext, scope: InferenceScope) -> list[tuple[str, str, type[BaseModel], Callable[..., Any]]]:
     def list_ds(
         query: str | None = None, mine: bool = False, task_type: str | None = None, class_names: list[str] | None = None
     ) -> Any:
@@ -437,16 +415,15 @@ def _specs(ctx: ToolContext) -> list[tuple[str, str, type[BaseModel], Callable[.
         return found
 
     def predict(job_id: int | None = None, checkpoint: str | None = None) -> Any:
-        scope = current_inference()
         if scope.image is None:
             raise InvalidInputError("no image is attached to this message: ask the user to attach one")
         return predict_image(ctx, scope.service(), which_job(job_id), scope.image, checkpoint)
 
     def test_run(job_id: int | None = None, checkpoint: str | None = None, dataset: str | None = None) -> Any:
-        return start_test_run(ctx, current_inference().service(), which_job(job_id), dataset, checkpoint)
+        return start_test_run(ctx, scope.service(), which_job(job_id), dataset, checkpoint)
 
     def export(job_id: int | None = None, checkpoint: str | None = None, format: str = "onnx") -> Any:
-        rec = export_onnx(ctx, current_inference().service(), which_job(job_id), checkpoint, format)
+        rec = export_onnx(ctx, scope.service(), which_job(job_id), checkpoint, format)
         if ctx.links is not None and rec.get("status") == "completed":  # a link that opens in a browser
             rec["link"] = download_link(ctx, int(rec["job_id"]), "export", int(rec["id"]))
         return rec
@@ -577,11 +554,12 @@ def tool_names() -> list[str]:
     ]
 
 
-def build_tools(ctx: ToolContext) -> list[StructuredTool]:
-    """The operations as LangChain StructuredTools bound to `ctx` (the chat's user)."""
+def build_tools(ctx: ToolContext, scope: InferenceScope | None = None) -> list[StructuredTool]:
+    """The operations as LangChain StructuredTools bound to `ctx` (the chat's user) and to the turn's
+    inference `scope` (service getter and attached image; None: no inference here)."""
     from langchain_core.tools import StructuredTool
 
     return [
         StructuredTool.from_function(func=_safe(fn), name=name, description=desc, args_schema=schema)
-        for name, desc, schema, fn in _specs(ctx)
+        for name, desc, schema, fn in _specs(ctx, scope or InferenceScope())
     ]
