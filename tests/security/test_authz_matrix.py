@@ -457,7 +457,7 @@ class Outcome:
 
 def _url(w: World, key: tuple[str, str], ids: Ids) -> str:
     values = {**ids, **{p: ids[k] for p, k in ROUTES[key].use.items()}}
-    return key[1].replace("{name:path}", "app.js").format(**values)
+    return key[1].replace("{name:path}", "js/main.js").format(**values)
 
 
 def call(w: World, key: tuple[str, str], headers: dict[str, str], ids: Ids | None = None) -> Outcome:
