@@ -8,12 +8,15 @@ import subprocess
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trainer_runtime.storage import StorageConfig, StoreConfig
+
+if TYPE_CHECKING:
+    from tools.executors.kubernetes import KubernetesConfig
 
 
 def _vta_inference(name: str) -> Any:
@@ -273,6 +276,48 @@ class Settings(BaseSettings):
             region=self.aws_region,
         )
         return StorageConfig(external=external, internal=internal, local_root=self.data_dir / "storage")
+
+    @property
+    def kubernetes(self) -> KubernetesConfig:
+        """EXECUTOR=kubernetes's K8S_* settings as the executor's config (empty strings: unset)."""
+        from tools.executors.kubernetes import (
+            KubernetesConfig,
+            parse_node_selector,
+            parse_tolerations,
+            split_list,
+        )
+
+        return KubernetesConfig(
+            namespace=self.k8s_namespace or None,
+            in_cluster=self.k8s_in_cluster,
+            context=self.k8s_context or None,
+            images={
+                "ultralytics": self.k8s_image_ultralytics,
+                "timm": self.k8s_image_timm,
+                "transformers": self.k8s_image_transformers,
+            },
+            image_pull_policy=self.k8s_image_pull_policy,
+            image_pull_secrets=split_list(self.k8s_image_pull_secrets),
+            service_account=self.k8s_service_account or None,
+            cpu_request=self.k8s_cpu_request or None,
+            memory_request=self.k8s_memory_request or None,
+            cpu_limit=self.k8s_cpu_limit or None,
+            memory_limit=self.k8s_memory_limit or None,
+            gpus_per_job=self.k8s_gpus_per_job,
+            gpu_resource=self.k8s_gpu_resource,
+            node_selector=parse_node_selector(self.k8s_node_selector),
+            tolerations=parse_tolerations(self.k8s_tolerations),
+            backoff_limit=self.k8s_backoff_limit,
+            active_deadline_s=self.k8s_active_deadline_s or None,
+            ttl_after_finished_s=self.k8s_ttl_after_finished_s,
+            termination_grace_s=max(1, round(self.stop_grace_period_s)),
+            work_pvc=self.k8s_work_pvc or None,
+            shm_size=self.k8s_shm_size or None,
+            poll_interval_s=self.k8s_poll_interval_s,
+            stream_logs=self.k8s_stream_logs,
+            stop_propagation=self.k8s_stop_propagation,
+            start_timeout_s=self.k8s_start_timeout_s,
+        )
 
     @property
     def resolved_database_url(self) -> str:

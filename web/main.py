@@ -33,9 +33,6 @@ from tools.executors.kubernetes import (
     KubernetesConfig,
     KubernetesExecutor,
     make_event_log_sink,
-    parse_node_selector,
-    parse_tolerations,
-    split_list,
 )
 from tools.inference import InferenceConfig, register_deleted_job_cleanup
 from tools.jobs import JobRuntimeConfig
@@ -70,38 +67,8 @@ def storage_config_from_settings(settings: Settings) -> StorageConfig:
 
 
 def kubernetes_config_from_settings(settings: Settings) -> KubernetesConfig:
-    """Map EXECUTOR=kubernetes's K8S_* settings onto a KubernetesConfig (empty strings: unset)."""
-    return KubernetesConfig(
-        namespace=settings.k8s_namespace or None,
-        in_cluster=settings.k8s_in_cluster,
-        context=settings.k8s_context or None,
-        images={
-            "ultralytics": settings.k8s_image_ultralytics,
-            "timm": settings.k8s_image_timm,
-            "transformers": settings.k8s_image_transformers,
-        },
-        image_pull_policy=settings.k8s_image_pull_policy,
-        image_pull_secrets=split_list(settings.k8s_image_pull_secrets),
-        service_account=settings.k8s_service_account or None,
-        cpu_request=settings.k8s_cpu_request or None,
-        memory_request=settings.k8s_memory_request or None,
-        cpu_limit=settings.k8s_cpu_limit or None,
-        memory_limit=settings.k8s_memory_limit or None,
-        gpus_per_job=settings.k8s_gpus_per_job,
-        gpu_resource=settings.k8s_gpu_resource,
-        node_selector=parse_node_selector(settings.k8s_node_selector),
-        tolerations=parse_tolerations(settings.k8s_tolerations),
-        backoff_limit=settings.k8s_backoff_limit,
-        active_deadline_s=settings.k8s_active_deadline_s or None,
-        ttl_after_finished_s=settings.k8s_ttl_after_finished_s,
-        termination_grace_s=max(1, round(settings.stop_grace_period_s)),
-        work_pvc=settings.k8s_work_pvc or None,
-        shm_size=settings.k8s_shm_size or None,
-        poll_interval_s=settings.k8s_poll_interval_s,
-        stream_logs=settings.k8s_stream_logs,
-        stop_propagation=settings.k8s_stop_propagation,
-        start_timeout_s=settings.k8s_start_timeout_s,
-    )
+    """`settings.kubernetes` (kept for callers of this name)."""
+    return settings.kubernetes
 
 
 def _startup(app: FastAPI, settings: Settings) -> None:
@@ -167,7 +134,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
     executor: Executor
     if settings.executor == "kubernetes":
         executor = KubernetesExecutor(
-            kubernetes_config_from_settings(settings),
+            settings.kubernetes,
             log_sink=make_event_log_sink(app.state.session_factory, publish),
         )
     else:
