@@ -1,14 +1,60 @@
 """Vocabularies and precompiled patterns for the deterministic request parser.
 
-Everything here is data: words in English and Korean (with common spellings and typos), the
-canonical model names of DESIGN contract 1, and the regular expressions built from them. The
-patterns run on *normalised* text (see `agent.parser.normalise`): NFKC, lower case, a space
-between Hangul and Latin letters/digits, so "yolo11n으로50에폭" reads "yolo11n 으로 50 에폭".
+Words in English and Korean (with common spellings and typos), the canonical model names of DESIGN
+contract 1, and the regular expressions built from them. The patterns run on *normalised* text (see
+`agent.parser.normalise`): NFKC, lower case, a space between Hangul and Latin letters/digits, so
+"yolo11n으로50에폭" reads "yolo11n 으로 50 에폭".
+
+The word tables themselves (stop words, aliases, size and name maps) are package data under
+`agent/lexicon_data/`: `lexicon.json` (small tables, by lower-case constant name) and one-word-a-line
+`dataset_stop.txt` / `class_stop.txt`. They are read once (`functools.cache`) when this module is
+imported and exposed under the same names and types as before (dict, frozenset, tuple); the
+regular expressions, which are code, stay here.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+from importlib import resources
+from typing import Any
+
+# --------------------------------------------------------------------------- word tables (agent/lexicon_data)
+
+
+@functools.cache
+def _data_text(name: str) -> str:
+    return resources.files("agent").joinpath("lexicon_data").joinpath(name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _tables() -> dict[str, Any]:
+    tables: dict[str, Any] = json.loads(_data_text("lexicon.json"))
+    return tables
+
+
+def _table(name: str) -> dict[str, Any]:
+    """A mapping from `agent/lexicon_data/lexicon.json` (in the file's order)."""
+    return dict(_tables()[name])
+
+
+def _words(name: str) -> frozenset[str]:
+    """A word set from `agent/lexicon_data/lexicon.json`."""
+    return frozenset(_tables()[name])
+
+
+def _tuple(name: str) -> tuple[str, ...]:
+    """An ordered word list from `agent/lexicon_data/lexicon.json` (for `str.startswith`)."""
+    return tuple(_tables()[name])
+
+
+@functools.cache
+def words_file(name: str) -> frozenset[str]:
+    """The words of `agent/lexicon_data/<name>`: one a line; blank lines and lines starting with # skipped."""
+    lines = (line.strip() for line in _data_text(name).splitlines())
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
 
 # --------------------------------------------------------------------------- numbers
 
@@ -17,40 +63,9 @@ NUM = r"(?:(?:\d+(?:\.\d+)?|\.\d+)(?:\s*[x×*]\s*10\s*\^\s*[-+]?\d+|e[-+]?\d+)?|
 # Not glued to a word, a dash or a slash on its left ("yolo11", "flowers-5", "vit-b/16", "top-5").
 NUM_START = r"(?<![\w.\-/^])"
 
-WORD_UNITS = {
-    "zero": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-}
-WORD_TENS = {
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fourty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-WORD_SCALES = {"hundred": 100, "thousand": 1000}
+WORD_UNITS: dict[str, int] = _table("word_units")
+WORD_TENS: dict[str, int] = _table("word_tens")
+WORD_SCALES: dict[str, int] = _table("word_scales")
 _NUMWORD = "|".join(sorted([*WORD_UNITS, *WORD_TENS, *WORD_SCALES], key=len, reverse=True))
 # "fifty", "twenty-five", "one hundred", "a hundred", "two hundred and fifty"
 NUMBER_WORDS_RE = re.compile(
@@ -59,31 +74,7 @@ NUMBER_WORDS_RE = re.compile(
 
 # --------------------------------------------------------------------------- models
 
-YOLO_SIZES = {
-    "n": "n",
-    "nano": "n",
-    "나노": "n",
-    "s": "s",
-    "small": "s",
-    "스몰": "s",
-    "m": "m",
-    "medium": "m",
-    "mid": "m",
-    "미디엄": "m",
-    "미디움": "m",
-    "l": "l",
-    "large": "l",
-    "라지": "l",
-    "x": "x",
-    "xl": "x",
-    "xlarge": "x",
-    "x-large": "x",
-    "extra large": "x",
-    "extra-large": "x",
-    "extralarge": "x",
-    "huge": "x",
-    "엑스라지": "x",
-}
+YOLO_SIZES: dict[str, str] = _table("yolo_sizes")
 _YOLO_SIZE_ALT = (
     r"x-?large|extra[\s-]*large|xl|huge|nano|small|medium|mid|large|엑스라지|나노|스몰|미디엄|미디움|라지|[nsmlx]"
 )
@@ -132,50 +123,11 @@ DETR_RE = re.compile(
 # A Hugging Face hub id: org/name where name has a digit or a separator ("cat/dog" is a class list).
 HUB_RE = re.compile(r"(?<![\w/.\-])([a-z0-9][a-z0-9_.\-]{1,40})/([a-z0-9][a-z0-9_.\-]*[a-z0-9])(?![\w/\-])")
 
-VIT_SIZES = {
-    "b": "base",
-    "base": "base",
-    "베이스": "base",
-    "s": "small",
-    "small": "small",
-    "스몰": "small",
-    "t": "tiny",
-    "tiny": "tiny",
-    "l": "large",
-    "large": "large",
-    "h": "huge",
-    "huge": "huge",
-}
-CONVNEXT_SIZES = {
-    "t": "tiny",
-    "tiny": "tiny",
-    "타이니": "tiny",
-    "s": "small",
-    "small": "small",
-    "스몰": "small",
-    "b": "base",
-    "base": "base",
-    "베이스": "base",
-    "l": "large",
-    "large": "large",
-}
+VIT_SIZES: dict[str, str] = _table("vit_sizes")
+CONVNEXT_SIZES: dict[str, str] = _table("convnext_sizes")
 
 # timm name -> Hugging Face hub id, used when the user asks for Hugging Face / transformers.
-HUB_IDS = {
-    "vit_base_patch16_224": "google/vit-base-patch16-224",
-    "vit_large_patch16_224": "google/vit-large-patch16-224",
-    "resnet18": "microsoft/resnet-18",
-    "resnet34": "microsoft/resnet-34",
-    "resnet50": "microsoft/resnet-50",
-    "resnet101": "microsoft/resnet-101",
-    "resnet152": "microsoft/resnet-152",
-    "deit_small_patch16_224": "facebook/deit-small-patch16-224",
-    "convnext_tiny": "facebook/convnext-tiny-224",
-    "efficientnet_b0": "google/efficientnet-b0",
-    "efficientnet_b1": "google/efficientnet-b1",
-    "efficientnet_b2": "google/efficientnet-b2",
-    "efficientnet_b3": "google/efficientnet-b3",
-}
+HUB_IDS: dict[str, str] = _table("hub_ids")
 DETR_HUB_ID = "facebook/detr-resnet-50"
 
 HUB_TASK_WORDS = [
@@ -237,19 +189,8 @@ TASK_RES = [
         re.compile(rf"{_B}(?:classif\w*|categori[sz]\w*){_E}|분류|클래시피케이션|클래시파이|판별"),
     ),
 ]
-YOLO_TASK_SUFFIX = {
-    "instance_segmentation": "-seg",
-    "pose_estimation": "-pose",
-    "image_classification": "-cls",
-    "oriented_object_detection": "-obb",
-    "object_detection": "",
-}
-SUFFIX_TASK = {
-    "seg": "instance_segmentation",
-    "pose": "pose_estimation",
-    "cls": "image_classification",
-    "obb": "oriented_object_detection",
-}
+YOLO_TASK_SUFFIX: dict[str, str] = _table("yolo_task_suffix")
+SUFFIX_TASK: dict[str, str] = _table("suffix_task")
 
 # --------------------------------------------------------------------------- presets
 
@@ -400,17 +341,7 @@ SCHEDULER_KEY_RE = re.compile(
     r"(?:lr[\s_-]*)?(?:scheduler|schedule|스케줄러|스케쥴러|스케줄|스케쥴)\s*(?:은|는|을|를|[:=]|to|is)?\s*"
     r"(?P<name>cosine|코사인|step|스텝|plateau|플래토|linear|선형|리니어)"
 )
-SCHEDULER_NAMES = {
-    "cosine": "cosine",
-    "코사인": "cosine",
-    "step": "step",
-    "스텝": "step",
-    "plateau": "plateau",
-    "플래토": "plateau",
-    "linear": "linear",
-    "선형": "linear",
-    "리니어": "linear",
-}
+SCHEDULER_NAMES: dict[str, str] = _table("scheduler_names")
 
 # --------------------------------------------------------------------------- pretrained weights
 
@@ -472,212 +403,8 @@ DS_FOLLOWED_BY_NOUN_RE = re.compile(
     r"\s*(?:images?|photos?|pictures?|pics?|videos?|footage|frames?|gpus?|cpus?)(?![a-z])"
 )
 QUOTED_RE = re.compile(r"([\"'`])([^\"'`\x00]{1,80}?)\1")
-KNOWN_DATASETS = {
-    "digits",
-    "shapes-demo",
-    "poses-demo",
-    "mnist",
-    "fashion-mnist",
-    "cifar10",
-    "cifar-10",
-    "cifar100",
-    "cifar-100",
-    "coco",
-    "coco8",
-    "coco128",
-    "imagenet",
-    "imagenette",
-    "voc",
-    "dota8",
-}
-DATASET_STOP = {
-    "the",
-    "a",
-    "an",
-    "my",
-    "our",
-    "your",
-    "this",
-    "that",
-    "it",
-    "them",
-    "me",
-    "top",
-    "gpu",
-    "gpus",
-    "cpu",
-    "cuda",
-    "images",
-    "image",
-    "photos",
-    "photo",
-    "pictures",
-    "data",
-    "dataset",
-    "datasets",
-    "mode",
-    "level",
-    "difficulty",
-    "default",
-    "custom",
-    "own",
-    "new",
-    "public",
-    "private",
-    "same",
-    "and",
-    "or",
-    "with",
-    "for",
-    "to",
-    "of",
-    "in",
-    "on",
-    "at",
-    "by",
-    "from",
-    "using",
-    "is",
-    "named",
-    "called",
-    "id",
-    "name",
-    "train",
-    "training",
-    "classification",
-    "detection",
-    "segmentation",
-    "pose",
-    "model",
-    "models",
-    "batch",
-    "epochs",
-    "epoch",
-    "average",
-    "time",
-    "top-1",
-    "top-5",
-    "both",
-    "all",
-    "each",
-    "every",
-    "one",
-    "multiple",
-    "some",
-    "device",
-    "local",
-    "disk",
-    "server",
-    "which",
-    "what",
-    "any",
-    "please",
-    "instead",
-    "do",
-    "does",
-    "i",
-    "you",
-    "we",
-    "have",
-    "are",
-    "there",
-    "can",
-    "should",
-    "list",
-    "show",
-    "use",
-    "pick",
-    "choose",
-    "select",
-    "load",
-    "try",
-    "run",
-    "want",
-    "need",
-    "make",
-    "create",
-    "upload",
-    "delete",
-    "open",
-    "see",
-    "check",
-    "내",
-    "제",
-    "나의",
-    "우리",
-    "새",
-    "이",
-    "그",
-    "저",
-    "해당",
-    "기본",
-    "공개",
-    "로",
-    "으로",
-    "를",
-    "을",
-    "은",
-    "는",
-    "이름",
-    "학습",
-    "훈련",
-    "모델",
-    "데이터",
-    "사용",
-    "에서",
-    "에",
-    "의",
-    "새로운",
-    "커스텀",
-    # Korean words around 데이터셋 that are never its name ("내 데이터셋 보여줘", "어떤 데이터셋이 있어?")
-    "보여줘",
-    "보여",
-    "보여주세요",
-    "목록",
-    "리스트",
-    "뭐",
-    "뭐가",
-    "무엇",
-    "어떤",
-    "무슨",
-    "알려줘",
-    "알려주세요",
-    "있어",
-    "있니",
-    "있나요",
-    "좀",
-    "전부",
-    "전체",
-    "모두",
-    "모든",
-    "몇",
-    "몇개",
-    "정보",
-    "확인",
-    "조회",
-    "검색",
-    "추천",
-    "종류",
-    "개수",
-    "파일",
-    "이미지",
-    "사진",
-    "폴더",
-    "버전",
-    "스냅샷",
-    "상태",
-    "내용",
-    "크기",
-    "비공개",
-    "다른",
-    "기존",
-    "현재",
-    "지금",
-    "업로드",
-    "삭제",
-    "생성",
-    "추가",
-}
+KNOWN_DATASETS: frozenset[str] = _words("known_datasets")
+DATASET_STOP: frozenset[str] = words_file("dataset_stop.txt")
 HYPHEN_STOP = re.compile(
     r"^(?:fine-?tun\w*|pre-?train\w*|re-?train\w*|state-of-the-art|real-time|multi-\w+|early-stop\w*|step-by-step"
     r"|x-large|extra-large|cross-\w+|one-cycle|warm-up|mixed-precision|half-precision|\w+-supervised"
@@ -690,432 +417,21 @@ HYPHEN_STOP = re.compile(
 
 # --------------------------------------------------------------------------- class names
 
-CLASS_STOP = {
-    # English function words and generic nouns
-    "a",
-    "an",
-    "the",
-    "my",
-    "our",
-    "your",
-    "their",
-    "this",
-    "that",
-    "these",
-    "those",
-    "it",
-    "its",
-    "them",
-    "some",
-    "any",
-    "all",
-    "each",
-    "every",
-    "both",
-    "other",
-    "different",
-    "various",
-    "images",
-    "image",
-    "photos",
-    "photo",
-    "pictures",
-    "picture",
-    "pics",
-    "objects",
-    "object",
-    "things",
-    "thing",
-    "stuff",
-    "items",
-    "data",
-    "dataset",
-    "model",
-    "models",
-    "classes",
-    "class",
-    "labels",
-    "label",
-    "categories",
-    "category",
-    "types",
-    "kinds",
-    "with",
-    "for",
-    "on",
-    "in",
-    "at",
-    "to",
-    "of",
-    "from",
-    "using",
-    "use",
-    "by",
-    "into",
-    "via",
-    "per",
-    "please",
-    "pls",
-    "train",
-    "training",
-    "trained",
-    "fine-tune",
-    "finetune",
-    "fine-tuning",
-    "build",
-    "make",
-    "create",
-    "run",
-    "start",
-    "want",
-    "need",
-    "would",
-    "like",
-    "could",
-    "can",
-    "should",
-    "will",
-    "you",
-    "i",
-    "we",
-    "me",
-    "us",
-    "he",
-    "she",
-    "they",
-    "help",
-    "hey",
-    "hi",
-    "hello",
-    "out",
-    "also",
-    "then",
-    "now",
-    "just",
-    "is",
-    "are",
-    "be",
-    "was",
-    "do",
-    "does",
-    "how",
-    "what",
-    "which",
-    "who",
-    "why",
-    "where",
-    "when",
-    "not",
-    "no",
-    "yes",
-    "ok?",
-    "so",
-    "up",
-    "down",
-    "about",
-    "between",
-    "than",
-    "as",
-    "if",
-    "detect",
-    "detection",
-    "detector",
-    "classify",
-    "classification",
-    "classifier",
-    "segment",
-    "segmentation",
-    "segmenter",
-    "pose",
-    "keypoint",
-    "keypoints",
-    "instance",
-    "instances",
-    "mask",
-    "masks",
-    "oriented",
-    "rotated",
-    "box",
-    "boxes",
-    "bounding",
-    "binary",
-    "multiclass",
-    "multi-class",
-    "multilabel",
-    "multi-label",
-    "simple",
-    "good",
-    "fast",
-    "quick",
-    "new",
-    "custom",
-    "small",
-    "big",
-    "accurate",
-    "robust",
-    "better",
-    "best",
-    "basic",
-    "strong",
-    "lightweight",
-    "tiny",
-    "large",
-    "medium",
-    "easy",
-    "hard",
-    "advanced",
-    "expert",
-    "beginner",
-    "normal",
-    "level",
-    "mode",
-    "difficulty",
-    "preset",
-    "settings",
-    "setting",
-    "config",
-    "epochs",
-    "epoch",
-    "batch",
-    "size",
-    "lr",
-    "rate",
-    "learning",
-    "accuracy",
-    "precision",
-    "recall",
-    "map",
-    "test",
-    "evaluate",
-    "eval",
-    "validation",
-    "val",
-    "split",
-    "job",
-    "task",
-    "project",
-    "network",
-    "net",
-    "cnn",
-    "backbone",
-    "architecture",
-    "framework",
-    "library",
-    "pytorch",
-    "gpu",
-    "gpus",
-    "cpu",
-    "device",
-    "handwritten",
-    "digit",
-    "digits",
-    "something",
-    "anything",
-    "everything",
-    "real",
-    "world",
-    "scratch",
-    "pretrained",
-    "pre-trained",
-    "weights",
-    "way",
-    "well",
-    "time",
-    "times",
-    "let's",
-    "lets",
-    "me?",
-    "it?",
-    "people?",
-    "there",
-    "here",
-    "more",
-    "less",
-    "very",
-    "really",
-    "too",
-    "again",
-    "instead",
-    "only",
-    # Korean
-    "이미지",
-    "사진",
-    "영상",
-    "객체",
-    "물체",
-    "사물",
-    "모델",
-    "데이터",
-    "데이터셋",
-    "박스",
-    "회전",
-    "인스턴스",
-    "포즈",
-    "자세",
-    "키포인트",
-    "학습",
-    "훈련",
-    "으로",
-    "로",
-    "를",
-    "을",
-    "이",
-    "가",
-    "은",
-    "는",
-    "에",
-    "에서",
-    "의",
-    "와",
-    "과",
-    "및",
-    "그리고",
-    "좀",
-    "클래스",
-    "카테고리",
-    "라벨",
-    "레이블",
-    "종류",
-    "여러",
-    "다양한",
-    "각각",
-    "모든",
-    "다중",
-    "이진",
-    "간단한",
-    "간단히",
-    "빠르게",
-    "쉽게",
-    "어렵게",
-    "제",
-    "내",
-    "우리",
-    "해당",
-    "그",
-    "이런",
-    "저런",
-    "것",
-    "거",
-    "하는",
-    "할",
-    "해줘",
-    "해",
-    "만들어",
-    "만들고",
-    "싶어",
-    "모델을",
-    "모델로",
-    "이미지를",
-    "사진을",
-    "객체를",
-    "물체를",
-    "데이터를",
-    "바운딩",
-    "세그멘테이션",
-    "분할",
-    "탐지",
-    "검출",
-    "분류",
-    "인식",
-    "구분",
-    "손글씨",
-    "숫자",
-    "아",
-    "어",
-    "음",
-    "자",
-    "네",
-    "응",
-    "그럼",
-    "그냥",
-    "또",
-    "근데",
-    "그래서",
-    "다시",
-    "이번엔",
-    "이번에는",
-    "지난번",
-    "저번",
-    "위한",
-    "위해",
-    "대한",
-    "대해",
-    "용",
-    "기반",
-    "기본",
-    "고급",
-    "보통",
-    "쉬움",
-}
-CLASS_STOP_PREFIX_KO = ("학습", "훈련", "만들", "해주", "해줘", "시작", "돌려", "진행", "설정", "사용")
-KO_OBJECT_PARTICLES = ("을", "를", "은", "는")
+CLASS_STOP: frozenset[str] = words_file("class_stop.txt")
+CLASS_STOP_PREFIX_KO: tuple[str, ...] = _tuple("class_stop_prefix_ko")
+KO_OBJECT_PARTICLES: tuple[str, ...] = _tuple("ko_object_particles")
 # Nouns whose last syllable is 이, so "고양이랑" is 고양이 + 랑 (not 고양 + 이랑).
-KO_NOUNS_ENDING_I = {
-    "고양이",
-    "원숭이",
-    "거북이",
-    "호랑이",
-    "종이",
-    "오이",
-    "아이",
-    "어린이",
-    "멍멍이",
-    "야옹이",
-    "달팽이",
-    "올챙이",
-    "지렁이",
-    "부엉이",
-    "점박이",
-    "얼룩이",
-    "흰둥이",
-    "검둥이",
-    "누렁이",
-    "바둑이",
-    "떡볶이",
-}
-LIST_SEPS = {",", "/", "&", "+", "and", "or", "vs", "vs.", "versus", "및", "또는", "랑", "와", "과", "、"}
-FORWARD_TRIGGERS_SINGLE = {
-    "detect",
-    "detects",
-    "detecting",
-    "segment",
-    "segments",
-    "segmenting",
-    "find",
-    "finding",
-    "count",
-    "counting",
-    "spot",
-    "spotting",
-    "locate",
-    "locating",
-    "track",
-    "tracking",
-}
-FORWARD_TRIGGERS_MULTI = {
-    "classify",
-    "classifies",
-    "classifying",
-    "distinguish",
-    "distinguishing",
-    "recognize",
-    "recognise",
-    "recognizing",
-    "recognising",
-    "between",
-    "sort",
-    "categorize",
-    "categorise",
-    "identify",
-    "identifying",
-}
-FOR_HEADS_SINGLE = {"detector", "detectors", "segmenter", "detection", "segmentation", "segmentations"}
-FOR_HEADS_MULTI = {"classifier", "classifiers", "classification", "model", "models"}
-CLASS_LIST_HEADS = {"classes", "class", "labels", "categories", "클래스", "클래스는", "클래스:", "라벨", "라벨은"}
-BACKWARD_TRIGGERS_SINGLE = {"detector", "detectors", "detection", "segmentation", "segmenter"}
-BACKWARD_TRIGGERS_MULTI = {"classifier", "classifiers", "classification"}
-KO_BACKWARD_SINGLE = ("탐지", "검출", "분할", "세그멘테이션", "감지", "디텍션")
-KO_BACKWARD_MULTI = ("분류", "구분", "판별", "클래시피케이션")
+KO_NOUNS_ENDING_I: frozenset[str] = _words("ko_nouns_ending_i")
+LIST_SEPS: frozenset[str] = _words("list_seps")
+FORWARD_TRIGGERS_SINGLE: frozenset[str] = _words("forward_triggers_single")
+FORWARD_TRIGGERS_MULTI: frozenset[str] = _words("forward_triggers_multi")
+FOR_HEADS_SINGLE: frozenset[str] = _words("for_heads_single")
+FOR_HEADS_MULTI: frozenset[str] = _words("for_heads_multi")
+CLASS_LIST_HEADS: frozenset[str] = _words("class_list_heads")
+BACKWARD_TRIGGERS_SINGLE: frozenset[str] = _words("backward_triggers_single")
+BACKWARD_TRIGGERS_MULTI: frozenset[str] = _words("backward_triggers_multi")
+KO_BACKWARD_SINGLE: tuple[str, ...] = _tuple("ko_backward_single")
+KO_BACKWARD_MULTI: tuple[str, ...] = _tuple("ko_backward_multi")
 TOKEN_RE = re.compile(r"\x00+|[a-z가-힣ㄱ-ㅎ][\w'\-]*|\d+(?:\.\d+)?|vs\.|[,/&+:;?!.()、]|\S")
 
 # --------------------------------------------------------------------------- language
@@ -1173,7 +489,7 @@ INIT_KO_CONFIRM_RE = re.compile(
     rf"{_CK_WORD_KO}\s*(?:을|를|로|으로|에서|부터)?\s*(?:이어서|이어)|시작|파인\s*튜닝|미세\s*조정|초기화|기반|가져와|불러와"
     rf"|{_CK_WORD_KO}\s*(?:을|를|로|으로)\s*(?:써서|사용|이용)"
 )
-INIT_LAST_WORDS = {"last", "final", "latest", "마지막", "최종"}
+INIT_LAST_WORDS: frozenset[str] = _words("init_last_words")
 
 # ------------------------------------------------------------------ downloads (chat commands)
 
