@@ -93,45 +93,58 @@ def _folder_split(ds: DiceDataset) -> tuple[list[int], list[int], list[int]] | N
     return sorted(train), sorted(val), sorted(test)
 
 
-def stratified_split(
-    ds: DiceDataset, val_fraction: float = 0.2, seed: int = 0, *, respect_folders: bool = True
+def _folders_result(
+    ds: DiceDataset, classes: dict[int, frozenset[int]], folders: tuple[list[int], list[int], list[int]]
 ) -> SplitResult:
-    """Split image ids into train and val; deterministic for a given dataset and seed.
+    """The split the images' train/ val/ test/ folders already make."""
+    train, val, test = folders
+    report: dict[str, Any] = {
+        "strategy": "folders",
+        "images": len(ds.images),
+        "train": len(train),
+        "val": len(val),
+        "test": len(test),
+        **_class_report(ds, classes, train, val),
+    }
+    msg = f"kept the existing folder split: {len(train)} train / {len(val)} val images"
+    if test:
+        msg += f" ({len(test)} test images left out of both)"
+    if report["val_only_classes"]:
+        msg += f"; warning: classes only in val: {', '.join(report['val_only_classes'])}"
+    report["message"] = msg
+    return SplitResult(train=train, val=val, report=report, test=test)
 
-    Guarantees (stratified mode): no class is only in val; a class on one image is in train; a
-    class on two or more images has at least one train image. ``report`` holds counts,
-    ``val_only_classes`` (empty), ``train_only_classes`` and a ``message`` saying what was done.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    classes = _class_sets(ds)
 
-    if respect_folders:
-        folders = _folder_split(ds)
-        if folders is not None:
-            train, val, test = folders
-            report: dict[str, Any] = {
-                "strategy": "folders",
-                "images": len(ds.images),
-                "train": len(train),
-                "val": len(val),
-                "test": len(test),
-                **_class_report(ds, classes, train, val),
-            }
-            msg = f"kept the existing folder split: {len(train)} train / {len(val)} val images"
-            if test:
-                msg += f" ({len(test)} test images left out of both)"
-            if report["val_only_classes"]:
-                msg += f"; warning: classes only in val: {', '.join(report['val_only_classes'])}"
-            report["message"] = msg
-            return SplitResult(train=train, val=val, report=report, test=test)
+def _top_up(
+    order: list[int],
+    classes: dict[int, frozenset[int]],
+    in_val: set[int],
+    train_n: dict[int, int],
+    val_n: dict[int, int],
+    target: int,
+) -> int:
+    """Move images of the most common classes to val until `target`, keeping a train image per
+    class; returns how many moved."""
+    topped_up = 0
+    for iid in reversed(order):
+        if len(in_val) >= target:
+            break
+        if iid in in_val:
+            continue
+        cs = classes[iid]
+        if all(train_n[c] > 1 for c in cs):
+            in_val.add(iid)
+            topped_up += 1
+            for c in cs:
+                train_n[c] -= 1
+                val_n[c] += 1
+    return topped_up
 
-    rng = random.Random(seed)
-    image_ids = sorted({img.id for img in ds.images})
-    keys = {iid: rng.random() for iid in image_ids}
-    labeled = [iid for iid in image_ids if classes.get(iid)]
-    unlabeled = [iid for iid in image_ids if not classes.get(iid)]
 
+def _labeled_val(
+    classes: dict[int, frozenset[int]], labeled: list[int], keys: dict[int, float], val_fraction: float
+) -> tuple[set[int], dict[int, int], int, int]:
+    """The labelled images that go to val, rarest class first: ``(in_val, freq, target, topped_up)``."""
     freq: dict[int, int] = {}
     for iid in labeled:
         for c in classes[iid]:
@@ -156,18 +169,34 @@ def stratified_split(
                 train_n[c] += 1
     topped_up = 0
     if len(in_val) < target:  # top up from the most common classes, keeping a train image per class
-        for iid in reversed(order):
-            if len(in_val) >= target:
-                break
-            if iid in in_val:
-                continue
-            cs = classes[iid]
-            if all(train_n[c] > 1 for c in cs):
-                in_val.add(iid)
-                topped_up += 1
-                for c in cs:
-                    train_n[c] -= 1
-                    val_n[c] += 1
+        topped_up = _top_up(order, classes, in_val, train_n, val_n, target)
+    return in_val, freq, target, topped_up
+
+
+def stratified_split(
+    ds: DiceDataset, val_fraction: float = 0.2, seed: int = 0, *, respect_folders: bool = True
+) -> SplitResult:
+    """Split image ids into train and val; deterministic for a given dataset and seed.
+
+    Guarantees (stratified mode): no class is only in val; a class on one image is in train; a
+    class on two or more images has at least one train image. ``report`` holds counts,
+    ``val_only_classes`` (empty), ``train_only_classes`` and a ``message`` saying what was done.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    classes = _class_sets(ds)
+
+    if respect_folders:
+        folders = _folder_split(ds)
+        if folders is not None:
+            return _folders_result(ds, classes, folders)
+
+    rng = random.Random(seed)
+    image_ids = sorted({img.id for img in ds.images})
+    keys = {iid: rng.random() for iid in image_ids}
+    labeled = [iid for iid in image_ids if classes.get(iid)]
+    unlabeled = [iid for iid in image_ids if not classes.get(iid)]
+    in_val, freq, target, topped_up = _labeled_val(classes, labeled, keys, val_fraction)
 
     shuffled = sorted(unlabeled, key=lambda i: keys[i])
     n_unl_val = round(len(unlabeled) * val_fraction)
