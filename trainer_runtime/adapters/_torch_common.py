@@ -83,6 +83,26 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # ===================================================================================== config
 
 
+def _coerce_number(f: ConfigField, value: Any) -> int | float:
+    """An int or float field's value: a whole number for int, finite for float, within the range."""
+    name = f.name
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if f.type == "int":
+        if float(value) != int(value):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if f.minimum is not None and value < f.minimum:
+        raise ConfigError(f"{name} must be >= {f.minimum}, got {value}")
+    if f.maximum is not None and value > f.maximum:
+        raise ConfigError(f"{name} must be <= {f.maximum}, got {value}")
+    return value
+
+
 def _coerce(f: ConfigField, value: Any) -> Any:
     """Check one value against its schema field (bools for bool fields, numbers in range ...)."""
     name = f.name
@@ -91,21 +111,7 @@ def _coerce(f: ConfigField, value: Any) -> Any:
             return value
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     if f.type in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        if f.type == "int":
-            if float(value) != int(value):
-                raise ConfigError(f"{name} must be a whole number, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-            if not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        if f.minimum is not None and value < f.minimum:
-            raise ConfigError(f"{name} must be >= {f.minimum}, got {value}")
-        if f.maximum is not None and value > f.maximum:
-            raise ConfigError(f"{name} must be <= {f.maximum}, got {value}")
-        return value
+        return _coerce_number(f, value)
     if f.type == "select":
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be one of {', '.join(map(str, f.options or ()))}, got {value!r}")
