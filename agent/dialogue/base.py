@@ -1,0 +1,172 @@
+"""What the dialogue's state machine (`agent.dialogue.machine`) and its command handlers
+(`agent.dialogue.commands`) share: the `Turn` a turn produces, yes / no recognition, and
+`DialogueBase`, the per-turn object over the persisted `ChatSession` with its helpers (replies in
+the turn's language, the session's intent and memory, asking a question, listing datasets).
+See `docs/architecture.md`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent import replies as R
+from agent.dialogue import patterns as P
+from agent.parser import detect_language, normalise
+from agent.toolkit import (
+    InferenceScope,
+    list_visible_datasets,
+)
+from tools.context import ToolContext
+from tools.db.models import ChatSession
+from tools.intent import TrainingIntent
+
+STATES = ("idle", "collecting", "confirming", "launched")
+TERMINAL = ("completed", "failed", "stopped")
+
+
+@dataclass
+class Turn:
+    """What one turn produced (the session row holds state, intent, pending, language, jobs)."""
+
+    reply: str
+    suggestions: list[str] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    job_id: int | None = None
+    launched: bool = False
+    action: str = ""
+
+
+def split_words(low: str) -> list[str]:
+    return P.PUNCT.sub(" ", low).split()
+
+
+def _looks_like_command(low: str) -> bool:
+    return any(rx.search(low) for rx in (P.PROGRESS, P.METRICS, P.RESUME, P.INFER, P.HELP, P.MODELS, P.DATASETS))
+
+
+def is_yes(low: str) -> bool:
+    """A yes (예/네/응/좋아/시작/yes/y/ok/go ...) that is not also a question ("진행 상황 알려줘")."""
+    w = split_words(low)
+    if not w or _looks_like_command(low):
+        return False
+    if w[0] in P.YES_EN or " ".join(w[:2]) in ("do it", "go ahead", "lets go", "let s", "sounds good", "let us"):
+        return True
+    return bool(P.YES_KO.match(w[0]))
+
+
+def is_no(low: str) -> bool:
+    w = split_words(low)
+    if not w:
+        return False
+    return w[0] in P.NO_EN or bool(P.NO_KO.match(w[0]))
+
+
+def intent_dict(intent: dict[str, Any]) -> dict[str, Any]:
+    """The full TrainingIntent JSON of a (partial) stored intent."""
+    try:
+        return TrainingIntent(**intent).model_dump()
+    except ValidationError:
+        return TrainingIntent().model_dump() | {k: v for k, v in intent.items() if k in TrainingIntent.model_fields}
+
+
+class DialogueBase:
+    """One turn over `session` (mutated in place; the caller commits): the state and helpers the
+    state machine and the command handlers share."""
+
+    def __init__(self, ctx: ToolContext, session: ChatSession, text: str, scope: InferenceScope | None = None) -> None:
+        self.ctx = ctx
+        self.scope = scope or InferenceScope()
+        self.image = self.scope.image
+        self.s = session
+        self.text = text
+        self.low = normalise(text).lower()
+        self.lang = detect_language(text, previous=session.language)
+        self.s.language = self.lang
+        self.notes: list[str] = []
+        self.default_epochs_taken = False
+
+    def t(self, key: str, **values: Any) -> str:
+        return R.say(self.lang, key, **values)
+
+    @property
+    def intent(self) -> dict[str, Any]:
+        return dict(self.s.intent or {})
+
+    def set_intent(self, intent: dict[str, Any]) -> None:
+        self.s.intent = {k: v for k, v in intent.items() if v not in (None, [], {})}
+
+    def ctxmem(self) -> dict[str, Any]:
+        return dict(self.s.context or {})
+
+    def remember(self, **values: Any) -> None:
+        mem = self.ctxmem()
+        for k, v in values.items():
+            if v is None:
+                mem.pop(k, None)
+            else:
+                mem[k] = v
+        self.s.context = mem
+
+    def ask(self, pending: str, text: str, suggestions: list[str], **extra: Any) -> Turn:
+        self.s.state = "collecting"
+        self.s.pending = pending
+        self.remember(offered=suggestions, **extra)
+        return Turn(self.join(text), suggestions=suggestions, action=f"ask_{pending}")
+
+    def join(self, *parts: str) -> str:
+        return "\n".join([*self.notes, *[p for p in parts if p]])
+
+    def task(self, task: str | None) -> str:
+        return R.task_label(task, self.lang)
+
+    def user_weights_line(self, n: int, c: dict[str, Any]) -> str:
+        created = str(c.get("created_at") or "")[:16].replace("T", " ")
+        return self.t(
+            "user_weights_line",
+            n=n,
+            id=c["id"],
+            name=c["name"],
+            model=c["model_name"],
+            sha=str(c.get("sha256") or "")[:12],
+            created=created,
+        )
+
+    def dataset_named_in_text(self) -> str | None:
+        """A dataset the user can see whose exact name is a word of this message (the parser may not
+        know an unusual name such as "pets" in "resnet18 모델로 pets 학습")."""
+        words = {w.strip(".,!?;:'\"()[]") for w in self.low.split()}
+        words.discard("")
+        if not words:
+            return None
+        for d in list_visible_datasets(self.ctx):
+            if d["name"].lower() in words:
+                return str(d["name"])
+        return None
+
+    def dataset_lines(self, items: list[dict[str, Any]]) -> list[str]:
+        out = []
+        for n, d in enumerate(items, 1):
+            classes = d["class_names"]
+            shown = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "") if classes else "-"
+            out.append(
+                self.t(
+                    "dataset_line",
+                    n=n,
+                    name=d["name"],
+                    images=d["num_images"],
+                    classes=shown,
+                    public=self.t("public_mark") if not d["is_owner"] else "",
+                )
+            )
+        return out
+
+    def cancel(self) -> Turn:
+        had = self.s.state in ("collecting", "confirming")
+        self.set_intent({})
+        self.s.state = "launched" if self.s.job_ids else "idle"
+        self.s.pending = None
+        self.remember(offered=None, dataset_id=None)
+        return Turn(self.t("cancelled" if had else "nothing_to_cancel"), action="cancel")
