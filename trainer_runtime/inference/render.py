@@ -122,6 +122,62 @@ def _label(
     draw.text((x + 2 - left, y0 + 2 - top), text, fill=(255, 255, 255, 255), font=font)
 
 
+def _draw_keypoints(
+    draw: ImageDraw.ImageDraw,
+    xy: list[tuple[float, float]],
+    vis: list[bool],
+    skeleton: Sequence[Sequence[int]] | None,
+    color: tuple[int, int, int],
+    lw: int,
+) -> None:
+    for a, b in skeleton or []:
+        if 0 <= a < len(xy) and 0 <= b < len(xy) and vis[a] and vis[b]:
+            draw.line([xy[a], xy[b]], fill=(*color, 255), width=lw)
+    r = lw + 1
+    for (x, y), v in zip(xy, vis, strict=True):
+        if v:
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255, 255), outline=(*color, 255))
+
+
+def _draw_prediction(
+    draw: ImageDraw.ImageDraw,
+    p: Mapping[str, Any],
+    task: Any,
+    scale: float,
+    skeleton: Sequence[Sequence[int]] | None,
+    lw: int,
+    font: Any,
+) -> None:
+    """One detection, segment, oriented box or pose: its outline, keypoints and label."""
+
+    def pt(x: float, y: float) -> tuple[float, float]:
+        return (x * scale, y * scale)
+
+    color = _color(p.get("class_id"))
+    poly = p.get("polygon")
+    if poly and len(poly) >= 3:
+        pts = [pt(float(x), float(y)) for x, y in poly]
+        fill = (*color, 70) if task == "instance_segmentation" else None
+        draw.polygon(pts, outline=(*color, 255), fill=fill, width=lw)
+    box = p.get("box")
+    if box and task != "oriented_object_detection":
+        x1, y1 = pt(box[0], box[1])
+        x2, y2 = pt(box[2], box[3])
+        draw.rectangle([x1, y1, x2, y2], outline=(*color, 255), width=lw)
+    kps = p.get("keypoints")
+    if kps:
+        xy = [pt(k[0], k[1]) for k in kps]
+        vis = [(k[2] if len(k) > 2 else 1.0) >= 0.3 for k in kps]
+        _draw_keypoints(draw, xy, vis, skeleton, color, lw)
+    anchor = None
+    if box:
+        anchor = pt(box[0], box[1])
+    elif poly:
+        anchor = pt(min(q[0] for q in poly), min(q[1] for q in poly))
+    if anchor is not None:
+        _label(draw, anchor, f"{p.get('label')} {float(p.get('confidence') or 0):.2f}", color, font)
+
+
 def render(
     image: Image.Image | bytes,
     result: Mapping[str, Any],
@@ -151,9 +207,6 @@ def render(
     task = result.get("task_type")
     sk = skeleton if skeleton is not None else result.get("skeleton")
 
-    def pt(x: float, y: float) -> tuple[float, float]:
-        return (x * scale, y * scale)
-
     if task == "image_classification":
         lines = [f"{p.get('label')} {float(p.get('confidence') or 0):.2f}" for p in preds[:5]]
         y = 4.0
@@ -161,35 +214,7 @@ def render(
             _label(draw, (4, y), line, _color(preds[i].get("class_id")), font)
             y += draw.textbbox((0, 0), line, font=font)[3] + 8
     for p in preds if task != "image_classification" else []:
-        color = _color(p.get("class_id"))
-        poly = p.get("polygon")
-        if poly and len(poly) >= 3:
-            pts = [pt(float(x), float(y)) for x, y in poly]
-            fill = (*color, 70) if task == "instance_segmentation" else None
-            draw.polygon(pts, outline=(*color, 255), fill=fill, width=lw)
-        box = p.get("box")
-        if box and task != "oriented_object_detection":
-            x1, y1 = pt(box[0], box[1])
-            x2, y2 = pt(box[2], box[3])
-            draw.rectangle([x1, y1, x2, y2], outline=(*color, 255), width=lw)
-        kps = p.get("keypoints")
-        if kps:
-            xy = [pt(k[0], k[1]) for k in kps]
-            vis = [(k[2] if len(k) > 2 else 1.0) >= 0.3 for k in kps]
-            for a, b in sk or []:
-                if 0 <= a < len(xy) and 0 <= b < len(xy) and vis[a] and vis[b]:
-                    draw.line([xy[a], xy[b]], fill=(*color, 255), width=lw)
-            r = lw + 1
-            for (x, y), v in zip(xy, vis, strict=True):
-                if v:
-                    draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255, 255), outline=(*color, 255))
-        anchor = None
-        if box:
-            anchor = pt(box[0], box[1])
-        elif poly:
-            anchor = pt(min(q[0] for q in poly), min(q[1] for q in poly))
-        if anchor is not None:
-            _label(draw, anchor, f"{p.get('label')} {float(p.get('confidence') or 0):.2f}", color, font)
+        _draw_prediction(draw, p, task, scale, sk, lw, font)
     out = Image.alpha_composite(base, overlay).convert("RGB")
     buf = io.BytesIO()
     out.save(buf, format="PNG")
