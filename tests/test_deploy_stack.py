@@ -171,6 +171,8 @@ def test_kubernetes_executor_on_a_real_cluster(tmp_path: Path) -> None:
     lines: list[str] = []
     executor = KubernetesExecutor(
         KubernetesConfig(
+            in_cluster=bool(os.environ.get("KUBERNETES_SERVICE_HOST")),  # as web.config.Settings.kubernetes
+            kubeconfig=os.environ.get("KUBECONFIG"),
             namespace=os.environ.get("VTA_K8S_TEST_NAMESPACE", "default"),
             images={"timm": os.environ.get("VTA_K8S_TEST_IMAGE", "vta-trainer-timm:latest")},
             cpu_request="100m",

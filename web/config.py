@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     executor: Literal["local", "kubernetes"] = "local"
     k8s_namespace: str | None = None  # None: in-cluster namespace, else the kubeconfig context's, else default
     k8s_in_cluster: bool | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set, else KUBECONFIG
+    # The Kubernetes conventions: set in every pod by Kubernetes / the kubeconfig file's path.
+    kubernetes_service_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST", "kubernetes_service_host")
+    )
+    kubeconfig: str | None = Field(default=None, validation_alias=AliasChoices("KUBECONFIG", "kubeconfig"))
     k8s_context: str | None = None
     k8s_image_ultralytics: str = "vta-trainer-ultralytics:latest"
     k8s_image_timm: str = "vta-trainer-timm:latest"
@@ -289,7 +294,8 @@ class Settings(BaseSettings):
 
         return KubernetesConfig(
             namespace=self.k8s_namespace or None,
-            in_cluster=self.k8s_in_cluster,
+            in_cluster=bool(self.kubernetes_service_host) if self.k8s_in_cluster is None else self.k8s_in_cluster,
+            kubeconfig=self.kubeconfig or None,
             context=self.k8s_context or None,
             images={
                 "ultralytics": self.k8s_image_ultralytics,

@@ -547,6 +547,16 @@ SECTIONS: tuple[Section, ...] = (
                 names=("K8S_CONTEXT",), default="the kubeconfig's current context", meaning="Kubeconfig context to use."
             ),
             Row(
+                names=("KUBECONFIG",),
+                default="`~/.kube/config`",
+                meaning="Kubeconfig file(s) used when not in-cluster (the Kubernetes convention).",
+            ),
+            Row(
+                names=("KUBERNETES_SERVICE_HOST",),
+                default="set by Kubernetes in every pod",
+                meaning="Its presence makes `K8S_IN_CLUSTER` default to `true`; never set it yourself.",
+            ),
+            Row(
                 names=("K8S_IMAGE_ULTRALYTICS", "K8S_IMAGE_TIMM", "K8S_IMAGE_TRANSFORMERS"),
                 sep=", ",
                 meaning="Trainer image per framework (`deploy/docker/Dockerfile.trainer`).",

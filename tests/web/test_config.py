@@ -172,3 +172,16 @@ def test_every_inference_variable_is_a_setting_read_leniently(env: pytest.Monkey
     )
     cfg = InferenceConfig.from_settings(s)
     assert (cfg.threads, cfg.max_batch, cfg.device, cfg.max_pixels) == (3, 32, "cpu", 40_000_000)
+
+
+def test_the_kubernetes_view_reads_the_cluster_conventions_through_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KUBERNETES_SERVICE_HOST", "KUBECONFIG", "K8S_IN_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = Settings(_env_file=None).kubernetes  # type: ignore[call-arg]
+    assert (cfg.in_cluster, cfg.kubeconfig) == (False, None)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBECONFIG", "/etc/kube/a.yaml")
+    cfg = Settings(_env_file=None).kubernetes  # type: ignore[call-arg]
+    assert (cfg.in_cluster, cfg.kubeconfig) == (True, "/etc/kube/a.yaml")
+    monkeypatch.setenv("K8S_IN_CLUSTER", "false")
+    assert Settings(_env_file=None).kubernetes.in_cluster is False  # type: ignore[call-arg]

@@ -133,8 +133,9 @@ class KubernetesConfig:
     that request or limit out."""
 
     namespace: str | None = None  # None: the pod's own namespace in-cluster, else the kubeconfig's, else default
-    in_cluster: bool | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set
-    context: str | None = None  # kubeconfig context (KUBECONFIG / ~/.kube/config)
+    in_cluster: bool = False  # the pod's service account; else the kubeconfig (Settings: K8S_IN_CLUSTER)
+    kubeconfig: str | None = None  # None: ~/.kube/config (Settings: KUBECONFIG)
+    context: str | None = None  # kubeconfig context
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
@@ -308,8 +309,6 @@ class KubernetesExecutor(Executor):
         cfg = self._k.Configuration()
         namespace = self.config.namespace
         in_cluster = self.config.in_cluster
-        if in_cluster is None:
-            in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         try:
             if in_cluster:
                 kconfig.load_incluster_config(client_configuration=cfg)
@@ -319,8 +318,8 @@ class KubernetesExecutor(Executor):
                             Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip() or None
                         )
             else:
-                # KUBECONFIG is read now (the client reads it once, when it is first imported)
-                path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+                # an explicit path: the client reads $KUBECONFIG only once, when it is first imported
+                path = self.config.kubeconfig or os.path.expanduser("~/.kube/config")
                 kconfig.load_kube_config(config_file=path, context=self.config.context, client_configuration=cfg)
                 if namespace is None:
                     with contextlib.suppress(Exception):
