@@ -37,7 +37,7 @@ from sqlalchemy import select
 from tools.context import ToolContext, iso_utc, require_user
 from tools.db.models import Job, JobCheckpoint, ModelExport, User
 from tools.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
-from tools.inference import ResultFile, _visible_job, export_file
+from tools.inference import ResultFile, export_file, visible_job
 from trainer_runtime.errors import ObjectNotFoundError, StorageError
 from trainer_runtime.storage import dataset_annotations_key, snapshot_annotations_key
 
@@ -80,7 +80,7 @@ def checkpoint_file(ctx: ToolContext, job_id: Any, name: str) -> ResultFile:
     """The caller's stored ``best.pt`` / ``last.pt`` of a completed, stopped or failed job.
     404 for others' or unknown jobs, 422 for another name, 409 while the job runs or when it has
     no such checkpoint (naming what it has) or the store lost the file."""
-    job = _visible_job(ctx, job_id)
+    job = visible_job(ctx, job_id)
     if name not in CHECKPOINT_NAMES:
         raise InvalidInputError(f"checkpoint must be 'best' or 'last', not {name!r}", detail={"field": "checkpoint"})
     if job.status not in DOWNLOADABLE_STATUSES:
@@ -304,7 +304,7 @@ def _class_names(ctx: ToolContext, job: Job) -> tuple[list[str], str]:
 
 def model_card(ctx: ToolContext, job_id: Any) -> ModelCard:
     """The model card of one of the caller's jobs (404 for others' jobs)."""
-    job = _visible_job(ctx, job_id)
+    job = visible_job(ctx, job_id)
     classes, classes_from = _class_names(ctx, job)
     ckpts = [
         CardCheckpoint(
@@ -464,7 +464,7 @@ def _target(ctx: ToolContext, job_id: Any, obj: str, export_id: Any | None) -> t
         f = checkpoint_file(ctx, job_id, obj)
         return int(job_id), None, f.filename
     if obj == "model-card":
-        job = _visible_job(ctx, job_id)
+        job = visible_job(ctx, job_id)
         return job.id, None, model_card_filename(job)
     if obj == "export":
         if export_id is None:
@@ -516,7 +516,7 @@ def open_link(ctx: ToolContext, claim: LinkClaim) -> ResultFile | ModelCard:
 
 
 def link_filename(ctx: ToolContext, claim: LinkClaim) -> str:
-    job = _visible_job(ctx, claim.job_id)
+    job = visible_job(ctx, claim.job_id)
     return model_card_filename(job)
 
 

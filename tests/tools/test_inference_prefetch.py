@@ -1,4 +1,4 @@
-"""tools.inference._prefetch: a test run's images arrive in order, in batches, with read errors kept
+"""tools.inference.runner._prefetch: a test run's images arrive in order, in batches, with read errors kept
 in place, whether each image is its own task (object stores) or a batch is one (local files)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tools.inference import _Item, _prefetch
+from tools.inference.runner import _Item, _prefetch
 
 
 def _items(n: int, bad: set[int], threads: set[str]) -> list[_Item]:
