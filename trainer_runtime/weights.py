@@ -466,6 +466,32 @@ def _with_deadline(fn: Callable[[], dict[str, Path]], seconds: float, what: str)
     return dict(box["value"])
 
 
+def _fetch_stored(plan: WeightsPlan, storage: Any, dest: Path) -> ResolvedWeights:
+    """A registry entry's or a user upload's files from the internal store, checked against their
+    sha256."""
+    assert plan.registry_key is not None
+    files: dict[str, Path] = {}
+    hashes: dict[str, str] = {}
+    for f in plan.files:
+        target = dest / f.name
+        try:
+            storage.internal.get_file(plan.registry_key + f.name, target)
+        except ObjectNotFoundError as exc:
+            if plan.source != USER_UPLOAD:
+                raise
+            raise WeightsError(
+                f"your weights file {f.name} ({plan.detail}) is gone from storage: it was deleted after the "
+                "job was queued; upload it again"
+            ) from exc
+        if f.sha256 and sha256_of(target) != f.sha256:
+            what = f"your weights file {f.name}" if plan.source == USER_UPLOAD else "registry object"
+            raise WeightsError(f"{what} {plan.registry_key}{f.name} does not match its sha256")
+        files[f.name] = target
+        if f.sha256:
+            hashes[f.name] = f.sha256
+    return ResolvedWeights(plan.source, plan.detail, plan.pretraining, files, hashes=hashes)
+
+
 def fetch(
     plan: WeightsPlan | None,
     storage: Any,
@@ -484,27 +510,7 @@ def fetch(
         return scratch()
     dest.mkdir(parents=True, exist_ok=True)
     if plan.source in ("registry", USER_UPLOAD):
-        assert plan.registry_key is not None
-        files: dict[str, Path] = {}
-        hashes: dict[str, str] = {}
-        for f in plan.files:
-            target = dest / f.name
-            try:
-                storage.internal.get_file(plan.registry_key + f.name, target)
-            except ObjectNotFoundError as exc:
-                if plan.source != USER_UPLOAD:
-                    raise
-                raise WeightsError(
-                    f"your weights file {f.name} ({plan.detail}) is gone from storage: it was deleted after the "
-                    "job was queued; upload it again"
-                ) from exc
-            if f.sha256 and sha256_of(target) != f.sha256:
-                what = f"your weights file {f.name}" if plan.source == USER_UPLOAD else "registry object"
-                raise WeightsError(f"{what} {plan.registry_key}{f.name} does not match its sha256")
-            files[f.name] = target
-            if f.sha256:
-                hashes[f.name] = f.sha256
-        return ResolvedWeights(plan.source, plan.detail, plan.pretraining, files, hashes=hashes)
+        return _fetch_stored(plan, storage, dest)
 
     what = plan.hub_repo or plan.asset_url or plan.detail
     if plan.download == "off":
