@@ -432,6 +432,9 @@ BACKWARD_TRIGGERS_SINGLE: frozenset[str] = _words("backward_triggers_single")
 BACKWARD_TRIGGERS_MULTI: frozenset[str] = _words("backward_triggers_multi")
 KO_BACKWARD_SINGLE: tuple[str, ...] = _tuple("ko_backward_single")
 KO_BACKWARD_MULTI: tuple[str, ...] = _tuple("ko_backward_multi")
+# The parser masks what it has read with NUL characters of the same width (`agent.parser`).
+MASK = "\x00"
+SENTENCE_PUNCT = {".", "?", "!", ";", "(", ")"}
 TOKEN_RE = re.compile(r"\x00+|[a-z가-힣ㄱ-ㅎ][\w'\-]*|\d+(?:\.\d+)?|vs\.|[,/&+:;?!.()、]|\S")
 
 # --------------------------------------------------------------------------- language

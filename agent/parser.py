@@ -12,21 +12,27 @@ augmentations -> advanced numbers -> batch / lr / image size / epochs -> difficu
 -> task words -> class names. The building blocks are public for the dialogue:
 `extract_slots(text)` returns only what the text gives (for merging corrections such as
 "에폭은 30으로" or "use yolo11s instead"), `detect_language(text)` says "ko" or "en".
+
+The model-name reader is `agent.modelnames`, the class-name reader `agent.classnames`, and the
+vocabularies are `agent.lexicon` (word tables in `agent/lexicon_data/`).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent import lexicon as lx
+from agent.classnames import find_classes as _find_classes
+from agent.classnames import is_korean as _is_korean
+from agent.modelnames import find_models as _find_models
+from agent.modelnames import resolve_model as _resolve_model
 from tools.intent import TrainingIntent
 
 __all__ = ["detect_language", "extract_slots", "normalise", "parse_intent"]
 
-_MASK = "\x00"
+_MASK = lx.MASK
 _QUOTES = str.maketrans(
     {
         "“": '"',
@@ -52,9 +58,7 @@ _SPACE_KO_LATIN = re.compile(
 _WS = re.compile(r"\s+")
 _E_NOTATION = re.compile(rf"{lx.NUM_START}(?P<v>\d+(?:\.\d+)?e-\d+)(?![\d.])")
 _KO_DIFFICULTY = re.compile(r"난이도\s*(?:은|는|를|을|[:=])?\s*(?P<v>상|중|하)(?![가-힣])")
-_NEGATED_BEFORE = re.compile(r"(?:instead\s+of|rather\s+than|other\s+than|not|from|replace|swap)\s*$")
-_NEGATED_AFTER = re.compile(r"^\s*(?:말고|대신|아니고|아니라|에서|->|→|instead\s+of|to\s)")
-_SENTENCE_PUNCT = {".", "?", "!", ";", "(", ")"}
+_SENTENCE_PUNCT = lx.SENTENCE_PUNCT
 
 
 # --------------------------------------------------------------------------- text
@@ -140,154 +144,6 @@ def _to_int(raw: str, lo: int, hi: int) -> int | None:
 
 def _clean_number(v: float) -> float | int:
     return int(v) if v.is_integer() and abs(v) >= 1 else v
-
-
-# --------------------------------------------------------------------------- models
-
-
-@dataclass
-class _ModelHit:
-    start: int
-    end: int
-    name: str | None  # canonical name; None for a family without a size ("yolov8", "resnet")
-    framework: str | None
-    task: str | None
-    yolo_base: str | None = None  # "yolo11s" when the YOLO suffix is still to be chosen
-    yolo_suffix_given: bool = False
-    timm_family: bool = False
-    negated: bool = False
-    family: str = ""
-    specific: bool = True  # False when a default variant was filled in ("ViT" -> base)
-
-
-def _yolo_name(ver: str) -> str:
-    return f"yolov{ver}" if ver in ("5", "8", "9", "10") else f"yolo{ver}"
-
-
-def _find_models(t: _Text) -> list[_ModelHit]:
-    hits: list[_ModelHit] = []
-
-    def add(m: re.Match[str], hit: _ModelHit) -> None:
-        hits.append(hit)
-        t.mask(m.start(), m.end())
-
-    for m in lx.HUB_RE.finditer(t.low):
-        org, name = m.group(1), m.group(2)
-        if not re.search(r"[a-z]", name) or not re.search(r"[\d\-_.]", name) or name.isdigit():
-            continue
-        if re.search(r"[\uac00-\ud7a3]", m.group(0)):
-            continue
-        written = t.orig[m.start() : m.end()]
-        if org == "timm":
-            add(m, _ModelHit(m.start(), m.end(), written[5:], "timm", "image_classification", timm_family=True))
-            continue
-        task = next((tk for tk, rx in lx.HUB_TASK_WORDS if rx.search(name)), None)
-        add(m, _ModelHit(m.start(), m.end(), written, "transformers", task))
-
-    for m in lx.RTDETR_RE.finditer(t.low):
-        sz = m.group("sz")
-        name = f"rtdetr-{'l' if sz in ('l', 'large') else 'x'}" if sz else None
-        add(m, _ModelHit(m.start(), m.end(), name, "ultralytics", "object_detection"))
-    for m in lx.DETR_RE.finditer(t.low):
-        add(m, _ModelHit(m.start(), m.end(), lx.DETR_HUB_ID, "transformers", "object_detection"))
-    for m in lx.VIT_RE.finditer(t.low):
-        size = lx.VIT_SIZES.get((m.group("sz") or "b").strip(), "base")
-        patch = m.group("p") or m.group("p2") or "16"
-        name = f"vit_{size}_patch{patch}_224"
-        specific = bool(m.group("sz") or m.group("p") or m.group("p2"))
-        add(
-            m,
-            _ModelHit(
-                m.start(),
-                m.end(),
-                name,
-                "timm",
-                "image_classification",
-                timm_family=True,
-                family="vit",
-                specific=specific,
-            ),
-        )
-    for m in lx.DEIT_RE.finditer(t.low):
-        size = lx.VIT_SIZES.get((m.group("sz") or "s").strip(), "small")
-        add(
-            m,
-            _ModelHit(
-                m.start(),
-                m.end(),
-                f"deit_{size}_patch16_224",
-                "timm",
-                "image_classification",
-                timm_family=True,
-                family="deit",
-                specific=bool(m.group("sz")),
-            ),
-        )
-    for m in lx.YOLO_RE.finditer(t.low):
-        ver, size, suf = m.group("ver"), m.group("size"), m.group("suf") or m.group("suf2")
-        if not size:
-            # "yolov8" alone: framework (and task, when a suffix is given), no model without a size.
-            task = lx.SUFFIX_TASK.get(suf or "")
-            add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", task))
-            continue
-        base = _yolo_name(ver) + lx.YOLO_SIZES[re.sub(r"\s+", " ", size)]
-        if suf:
-            add(m, _ModelHit(m.start(), m.end(), f"{base}-{suf}", "ultralytics", lx.SUFFIX_TASK[suf], base, True))
-        else:
-            add(m, _ModelHit(m.start(), m.end(), base, "ultralytics", "object_detection", base))
-    for m in lx.YOLO_BARE_RE.finditer(t.low):
-        add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", None))
-    for m in lx.RESNET_RE.finditer(t.low):
-        add(
-            m,
-            _ModelHit(
-                m.start(), m.end(), f"resnet{m.group('depth')}", "timm", "image_classification", timm_family=True
-            ),
-        )
-    for m in lx.EFFNET_RE.finditer(t.low):
-        b = re.sub(r"\D", "", m.group("b"))
-        add(m, _ModelHit(m.start(), m.end(), f"efficientnet_b{b}", "timm", "image_classification", timm_family=True))
-    for m in lx.MOBILENET_RE.finditer(t.low):
-        v = m.group("v") or "3"
-        var = "small" if (m.group("var") or "") in ("small", "스몰") else "large"
-        name = f"mobilenetv3_{var}_100" if v == "3" else f"mobilenetv{v}_100"
-        add(
-            m,
-            _ModelHit(
-                m.start(),
-                m.end(),
-                name,
-                "timm",
-                "image_classification",
-                timm_family=True,
-                family="mobilenet",
-                specific=bool(m.group("v") or m.group("var")),
-            ),
-        )
-    for m in lx.CONVNEXT_RE.finditer(t.low):
-        size = lx.CONVNEXT_SIZES.get(m.group("sz") or "t", "tiny")
-        add(
-            m,
-            _ModelHit(
-                m.start(),
-                m.end(),
-                f"convnext_{size}",
-                "timm",
-                "image_classification",
-                timm_family=True,
-                family="convnext",
-                specific=bool(m.group("sz")),
-            ),
-        )
-    for m in lx.RESNET_BARE_RE.finditer(t.low):
-        add(m, _ModelHit(m.start(), m.end(), None, None, "image_classification"))
-
-    for h in hits:
-        before = t.low[max(0, h.start - 20) : h.start]
-        after = t.low[h.end : h.end + 16]
-        h.negated = bool(_NEGATED_BEFORE.search(before) or _NEGATED_AFTER.search(after))
-    hits.sort(key=lambda h: h.start)
-    return hits
 
 
 # --------------------------------------------------------------------------- settings
@@ -582,242 +438,7 @@ def _find_dataset(t: _Text) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- class names
-
-
-@dataclass
-class _Tok:
-    text: str
-    start: int
-    end: int
-
-
-def _is_korean(s: str) -> bool:
-    return bool(lx.HANGUL_RE.search(s))
-
-
-def _task_word(tok: str) -> bool:
-    return any(rx.search(tok) for _, rx in lx.TASK_RES)
-
-
-def _has_batchim(syllable: str) -> bool:
-    code = ord(syllable) - 0xAC00
-    return 0 <= code <= 11171 and code % 28 != 0
-
-
-def _strip_ko_connector(word: str) -> str:
-    """ "고양이랑" -> "고양이", "책이랑" -> "책", "사람과" -> "사람", "개와" -> "개", "개하고" -> "개"."""
-    if word.endswith("이랑") and len(word) > 2 and _has_batchim(word[-3]) and word[:-1] not in lx.KO_NOUNS_ENDING_I:
-        return word[:-2]
-    for c in ("랑", "하고", "와", "과"):
-        if word.endswith(c) and len(word) > len(c):
-            core = word[: -len(c)]
-            if c == "과" and not _has_batchim(core[-1]):
-                return word  # "사과" is an apple, not "사" + 과
-            if c == "와" and _has_batchim(core[-1]):
-                return word
-            return core
-    return word
-
-
-def _item(tok: _Tok, strip_connector: bool) -> tuple[int, int, bool] | None:
-    """(start, end, ends_with_connector) of a class-name token, or None if it cannot be one."""
-    text = tok.text
-    if not text or text[0] == _MASK or not (text[0].isalpha()):
-        return None
-    start, end, conn = tok.start, tok.end, False
-    if _is_korean(text):
-        if strip_connector:
-            core = _strip_ko_connector(text)
-            if core != text:
-                text, end, conn = core, end - (len(text) - len(core)), True
-        if not conn:
-            for p in ("을", "를"):
-                if text.endswith(p) and len(text) > 1:
-                    text, end = text[:-1], end - 1
-                    break
-        if text.startswith(lx.CLASS_STOP_PREFIX_KO) or text.startswith(lx.KO_BACKWARD_MULTI + lx.KO_BACKWARD_SINGLE):
-            return None
-    if text in lx.CLASS_STOP or _task_word(text) or re.search(r"\d", text) or len(text) > 30:
-        return None
-    return start, end, conn
-
-
-def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
-    items: list[tuple[int, int]] = []
-    n = len(toks)
-    while i < n:
-        it = _item(toks[i], strip_connector=True)
-        if it is None:
-            break
-        start, end, conn = it
-        i += 1
-        # two-word English names ("traffic lights", "stop signs")
-        if not conn and i < n and not _is_korean(toks[i].text) and not _is_korean(toks[i - 1].text):
-            nxt = _item(toks[i], strip_connector=False)
-            follow = toks[i + 1].text if i + 1 < n else ""
-            if nxt and (follow in lx.LIST_SEPS or follow in _SENTENCE_PUNCT or follow == "" or follow in lx.CLASS_STOP):
-                end = nxt[1]
-                i += 1
-        items.append((start, end))
-        if conn:
-            continue
-        if i < n and toks[i].text in lx.LIST_SEPS:
-            i += 1
-            if i < n and toks[i].text in ("and", "or"):
-                i += 1
-            continue
-        break
-    return items
-
-
-def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
-    """Items ending right before toks[k]."""
-    if k <= 0:
-        return []
-    last = _item(toks[k - 1], strip_connector=False)
-    if last is None:
-        return []
-    items = [(last[0], last[1])]
-    j = k - 2
-    # a two-word English name right before the trigger ("fire extinguisher detector")
-    if j >= 0 and not _is_korean(toks[j].text) and not _is_korean(toks[k - 1].text):
-        prev = _item(toks[j], strip_connector=False)
-        if prev and (j == 0 or toks[j - 1].text in lx.LIST_SEPS or toks[j - 1].text in lx.CLASS_STOP):
-            items[0] = (prev[0], last[1])
-            j -= 1
-    while j >= 0:
-        tok = toks[j]
-        if tok.text in lx.LIST_SEPS:
-            if j - 1 >= 0:
-                it = _item(toks[j - 1], strip_connector=False)
-                if it is not None:
-                    items.append((it[0], it[1]))
-                    j -= 2
-                    continue
-            if tok.text in ("and", "or") and j - 1 >= 0 and toks[j - 1].text == ",":
-                j -= 1
-                continue
-            break
-        it = _item(tok, strip_connector=True)
-        if it is not None and it[2]:
-            items.append((it[0], it[1]))
-            j -= 1
-            continue
-        break
-    items.reverse()
-    return items
-
-
-def _find_classes(t: _Text) -> list[str]:
-    toks = [_Tok(m.group(0), m.start(), m.end()) for m in lx.TOKEN_RE.finditer(t.low)]
-    found: list[list[tuple[int, int]]] = []
-    n = len(toks)
-    for k, tok in enumerate(toks):
-        w = tok.text
-        prev = toks[k - 1].text if k else ""
-        nxt = toks[k + 1].text if k + 1 < n else ""
-        if w in lx.FORWARD_TRIGGERS_SINGLE:
-            found.append(_parse_forward(toks, k + 1))
-        elif w in lx.FORWARD_TRIGGERS_MULTI:
-            items = _parse_forward(toks, k + 1)
-            if len(items) >= 2:
-                found.append(items)
-        elif w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
-            found.append(_parse_forward(toks, k + 1))
-        elif w in ("for", "of") and prev in lx.FOR_HEADS_MULTI:
-            items = _parse_forward(toks, k + 1)
-            if len(items) >= 2:
-                found.append(items)
-        elif w in lx.CLASS_LIST_HEADS and (
-            nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은"))
-        ):
-            start = k + 1 if w.endswith((":", "는", "은")) else k + 2
-            found.append(_parse_forward(toks, start))
-        elif w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
-            found.append(_parse_backward(toks, k))
-        elif w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
-            items = _parse_backward(toks, k)
-            if len(items) >= 2:
-                found.append(items)
-        elif w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
-            # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"
-            j = k - 1
-            items = _parse_slash(toks, j)
-            if len(items) >= 2:
-                found.append(items)
-        if (k == 0 or prev in _SENTENCE_PUNCT or prev == ":") and w not in _SENTENCE_PUNCT:
-            items = _parse_forward(toks, k)
-            if len(items) >= 2 and (k + 1 < n):
-                found.append(items)
-    names: list[str] = []
-    seen: set[str] = set()
-    for items in found:
-        for s, e in items:
-            name = t.orig[s:e].strip()
-            key = name.lower()
-            if name and key not in seen:
-                seen.add(key)
-                names.append(name)
-    return names
-
-
-def _parse_slash(toks: list[_Tok], j: int) -> list[tuple[int, int]]:
-    items: list[tuple[int, int]] = []
-    n = len(toks)
-    while j < n:
-        it = _item(toks[j], strip_connector=False)
-        if it is None or (items and toks[j - 1].text != "/"):
-            break
-        items.append((it[0], it[1]))
-        if j + 1 < n and toks[j + 1].text == "/" and toks[j + 1].start == toks[j].end:
-            j += 2
-            continue
-        break
-    if any(t in ("train", "val", "test") for t in (toks[i].text for i in range(max(0, j - 4), min(n, j + 1)))):
-        return []
-    return items
-
-
 # --------------------------------------------------------------------------- assembly
-
-
-def _resolve_model(hits: list[_ModelHit], task_word: str | None, fw_word: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    positives = [h for h in hits if not h.negated] or hits
-    named = [h for h in positives if h.name]
-    hit = named[0] if named else (positives[0] if positives else None)
-    if hit is not None and not hit.specific:  # "Vision Transformer (ViT-S/16)": the precise mention wins
-        hit = next((h for h in named if h.family == hit.family and h.specific), hit)
-    if hit is None:
-        if task_word:
-            out["task_type"] = task_word
-        if fw_word:
-            out["framework"] = fw_word
-        return out
-    task = hit.task
-    name = hit.name
-    framework = hit.framework
-    if hit.framework == "ultralytics":
-        if not hit.yolo_suffix_given and task_word:
-            task = task_word
-        if hit.yolo_base:
-            name = hit.yolo_base + lx.YOLO_TASK_SUFFIX[task or "object_detection"]
-    elif hit.timm_family and fw_word == "transformers" and name in lx.HUB_IDS:
-        name, framework = lx.HUB_IDS[name], "transformers"
-    elif hit.timm_family and fw_word in ("timm", "transformers"):
-        framework = fw_word
-    if framework is None:
-        framework = fw_word
-    if task is None:
-        task = task_word
-    if task:
-        out["task_type"] = task
-    if framework:
-        out["framework"] = framework
-    if name:
-        out["model_name"] = name
-    return out
 
 
 def _init_hit(m: re.Match[str]) -> dict[str, Any] | None:

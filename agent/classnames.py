@@ -1,0 +1,215 @@
+"""Class names in a training request ("cat/dog", "고양이랑 개 분류", "a detector for helmets and
+vests", "classes: a, b, c") for the deterministic parser (`agent.parser`, which calls `find_classes`
+last, on the text the other readers have masked). See `docs/architecture.md`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent import lexicon as lx
+
+
+class _ParsedText(Protocol):
+    """What `find_classes` reads of the parser's text: `orig` (case kept) and `low` (masked, same width)."""
+
+    orig: str
+    low: str
+
+
+@dataclass
+class _Tok:
+    text: str
+    start: int
+    end: int
+
+
+def is_korean(s: str) -> bool:
+    return bool(lx.HANGUL_RE.search(s))
+
+
+def _task_word(tok: str) -> bool:
+    return any(rx.search(tok) for _, rx in lx.TASK_RES)
+
+
+def _has_batchim(syllable: str) -> bool:
+    code = ord(syllable) - 0xAC00
+    return 0 <= code <= 11171 and code % 28 != 0
+
+
+def _strip_ko_connector(word: str) -> str:
+    """ "고양이랑" -> "고양이", "책이랑" -> "책", "사람과" -> "사람", "개와" -> "개", "개하고" -> "개"."""
+    if word.endswith("이랑") and len(word) > 2 and _has_batchim(word[-3]) and word[:-1] not in lx.KO_NOUNS_ENDING_I:
+        return word[:-2]
+    for c in ("랑", "하고", "와", "과"):
+        if word.endswith(c) and len(word) > len(c):
+            core = word[: -len(c)]
+            if c == "과" and not _has_batchim(core[-1]):
+                return word  # "사과" is an apple, not "사" + 과
+            if c == "와" and _has_batchim(core[-1]):
+                return word
+            return core
+    return word
+
+
+def _item(tok: _Tok, strip_connector: bool) -> tuple[int, int, bool] | None:
+    """(start, end, ends_with_connector) of a class-name token, or None if it cannot be one."""
+    text = tok.text
+    if not text or text[0] == lx.MASK or not (text[0].isalpha()):
+        return None
+    start, end, conn = tok.start, tok.end, False
+    if is_korean(text):
+        if strip_connector:
+            core = _strip_ko_connector(text)
+            if core != text:
+                text, end, conn = core, end - (len(text) - len(core)), True
+        if not conn:
+            for p in ("을", "를"):
+                if text.endswith(p) and len(text) > 1:
+                    text, end = text[:-1], end - 1
+                    break
+        if text.startswith(lx.CLASS_STOP_PREFIX_KO) or text.startswith(lx.KO_BACKWARD_MULTI + lx.KO_BACKWARD_SINGLE):
+            return None
+    if text in lx.CLASS_STOP or _task_word(text) or re.search(r"\d", text) or len(text) > 30:
+        return None
+    return start, end, conn
+
+
+def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
+    items: list[tuple[int, int]] = []
+    n = len(toks)
+    while i < n:
+        it = _item(toks[i], strip_connector=True)
+        if it is None:
+            break
+        start, end, conn = it
+        i += 1
+        # two-word English names ("traffic lights", "stop signs")
+        if not conn and i < n and not is_korean(toks[i].text) and not is_korean(toks[i - 1].text):
+            nxt = _item(toks[i], strip_connector=False)
+            follow = toks[i + 1].text if i + 1 < n else ""
+            if nxt and (
+                follow in lx.LIST_SEPS or follow in lx.SENTENCE_PUNCT or follow == "" or follow in lx.CLASS_STOP
+            ):
+                end = nxt[1]
+                i += 1
+        items.append((start, end))
+        if conn:
+            continue
+        if i < n and toks[i].text in lx.LIST_SEPS:
+            i += 1
+            if i < n and toks[i].text in ("and", "or"):
+                i += 1
+            continue
+        break
+    return items
+
+
+def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
+    """Items ending right before toks[k]."""
+    if k <= 0:
+        return []
+    last = _item(toks[k - 1], strip_connector=False)
+    if last is None:
+        return []
+    items = [(last[0], last[1])]
+    j = k - 2
+    # a two-word English name right before the trigger ("fire extinguisher detector")
+    if j >= 0 and not is_korean(toks[j].text) and not is_korean(toks[k - 1].text):
+        prev = _item(toks[j], strip_connector=False)
+        if prev and (j == 0 or toks[j - 1].text in lx.LIST_SEPS or toks[j - 1].text in lx.CLASS_STOP):
+            items[0] = (prev[0], last[1])
+            j -= 1
+    while j >= 0:
+        tok = toks[j]
+        if tok.text in lx.LIST_SEPS:
+            if j - 1 >= 0:
+                it = _item(toks[j - 1], strip_connector=False)
+                if it is not None:
+                    items.append((it[0], it[1]))
+                    j -= 2
+                    continue
+            if tok.text in ("and", "or") and j - 1 >= 0 and toks[j - 1].text == ",":
+                j -= 1
+                continue
+            break
+        it = _item(tok, strip_connector=True)
+        if it is not None and it[2]:
+            items.append((it[0], it[1]))
+            j -= 1
+            continue
+        break
+    items.reverse()
+    return items
+
+
+def find_classes(t: _ParsedText) -> list[str]:
+    toks = [_Tok(m.group(0), m.start(), m.end()) for m in lx.TOKEN_RE.finditer(t.low)]
+    found: list[list[tuple[int, int]]] = []
+    n = len(toks)
+    for k, tok in enumerate(toks):
+        w = tok.text
+        prev = toks[k - 1].text if k else ""
+        nxt = toks[k + 1].text if k + 1 < n else ""
+        if w in lx.FORWARD_TRIGGERS_SINGLE:
+            found.append(_parse_forward(toks, k + 1))
+        elif w in lx.FORWARD_TRIGGERS_MULTI:
+            items = _parse_forward(toks, k + 1)
+            if len(items) >= 2:
+                found.append(items)
+        elif w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
+            found.append(_parse_forward(toks, k + 1))
+        elif w in ("for", "of") and prev in lx.FOR_HEADS_MULTI:
+            items = _parse_forward(toks, k + 1)
+            if len(items) >= 2:
+                found.append(items)
+        elif w in lx.CLASS_LIST_HEADS and (
+            nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은"))
+        ):
+            start = k + 1 if w.endswith((":", "는", "은")) else k + 2
+            found.append(_parse_forward(toks, start))
+        elif w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
+            found.append(_parse_backward(toks, k))
+        elif w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
+            items = _parse_backward(toks, k)
+            if len(items) >= 2:
+                found.append(items)
+        elif w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
+            # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"
+            j = k - 1
+            items = _parse_slash(toks, j)
+            if len(items) >= 2:
+                found.append(items)
+        if (k == 0 or prev in lx.SENTENCE_PUNCT or prev == ":") and w not in lx.SENTENCE_PUNCT:
+            items = _parse_forward(toks, k)
+            if len(items) >= 2 and (k + 1 < n):
+                found.append(items)
+    names: list[str] = []
+    seen: set[str] = set()
+    for items in found:
+        for s, e in items:
+            name = t.orig[s:e].strip()
+            key = name.lower()
+            if name and key not in seen:
+                seen.add(key)
+                names.append(name)
+    return names
+
+
+def _parse_slash(toks: list[_Tok], j: int) -> list[tuple[int, int]]:
+    items: list[tuple[int, int]] = []
+    n = len(toks)
+    while j < n:
+        it = _item(toks[j], strip_connector=False)
+        if it is None or (items and toks[j - 1].text != "/"):
+            break
+        items.append((it[0], it[1]))
+        if j + 1 < n and toks[j + 1].text == "/" and toks[j + 1].start == toks[j].end:
+            j += 2
+            continue
+        break
+    if any(t in ("train", "val", "test") for t in (toks[i].text for i in range(max(0, j - 4), min(n, j + 1)))):
+        return []
+    return items

@@ -1,0 +1,208 @@
+"""Model names in a training request ("yolo11n-seg", "YOLOv8 large", "ResNet-50", "ViT-B/16",
+"efficientnet b0", "레즈넷50", a Hugging Face hub id) for the deterministic parser (`agent.parser`):
+`find_models` reads (and masks) every mention, `resolve_model` picks the one meant and its
+framework and task. See `docs/architecture.md`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent import lexicon as lx
+
+_NEGATED_BEFORE = re.compile(r"(?:instead\s+of|rather\s+than|other\s+than|not|from|replace|swap)\s*$")
+_NEGATED_AFTER = re.compile(r"^\s*(?:말고|대신|아니고|아니라|에서|->|→|instead\s+of|to\s)")
+
+
+class _ParsedText(Protocol):
+    """What `find_models` uses of the parser's text: `orig` (case kept), `low` (lower case, masked)."""
+
+    orig: str
+    low: str
+
+    def mask(self, start: int, end: int) -> None: ...
+
+
+@dataclass
+class _ModelHit:
+    start: int
+    end: int
+    name: str | None  # canonical name; None for a family without a size ("yolov8", "resnet")
+    framework: str | None
+    task: str | None
+    yolo_base: str | None = None  # "yolo11s" when the YOLO suffix is still to be chosen
+    yolo_suffix_given: bool = False
+    timm_family: bool = False
+    negated: bool = False
+    family: str = ""
+    specific: bool = True  # False when a default variant was filled in ("ViT" -> base)
+
+
+def _yolo_name(ver: str) -> str:
+    return f"yolov{ver}" if ver in ("5", "8", "9", "10") else f"yolo{ver}"
+
+
+def find_models(t: _ParsedText) -> list[_ModelHit]:
+    hits: list[_ModelHit] = []
+
+    def add(m: re.Match[str], hit: _ModelHit) -> None:
+        hits.append(hit)
+        t.mask(m.start(), m.end())
+
+    for m in lx.HUB_RE.finditer(t.low):
+        org, name = m.group(1), m.group(2)
+        if not re.search(r"[a-z]", name) or not re.search(r"[\d\-_.]", name) or name.isdigit():
+            continue
+        if re.search(r"[\uac00-\ud7a3]", m.group(0)):
+            continue
+        written = t.orig[m.start() : m.end()]
+        if org == "timm":
+            add(m, _ModelHit(m.start(), m.end(), written[5:], "timm", "image_classification", timm_family=True))
+            continue
+        task = next((tk for tk, rx in lx.HUB_TASK_WORDS if rx.search(name)), None)
+        add(m, _ModelHit(m.start(), m.end(), written, "transformers", task))
+
+    for m in lx.RTDETR_RE.finditer(t.low):
+        sz = m.group("sz")
+        name = f"rtdetr-{'l' if sz in ('l', 'large') else 'x'}" if sz else None
+        add(m, _ModelHit(m.start(), m.end(), name, "ultralytics", "object_detection"))
+    for m in lx.DETR_RE.finditer(t.low):
+        add(m, _ModelHit(m.start(), m.end(), lx.DETR_HUB_ID, "transformers", "object_detection"))
+    for m in lx.VIT_RE.finditer(t.low):
+        size = lx.VIT_SIZES.get((m.group("sz") or "b").strip(), "base")
+        patch = m.group("p") or m.group("p2") or "16"
+        name = f"vit_{size}_patch{patch}_224"
+        specific = bool(m.group("sz") or m.group("p") or m.group("p2"))
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                name,
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="vit",
+                specific=specific,
+            ),
+        )
+    for m in lx.DEIT_RE.finditer(t.low):
+        size = lx.VIT_SIZES.get((m.group("sz") or "s").strip(), "small")
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                f"deit_{size}_patch16_224",
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="deit",
+                specific=bool(m.group("sz")),
+            ),
+        )
+    for m in lx.YOLO_RE.finditer(t.low):
+        ver, size, suf = m.group("ver"), m.group("size"), m.group("suf") or m.group("suf2")
+        if not size:
+            # "yolov8" alone: framework (and task, when a suffix is given), no model without a size.
+            task = lx.SUFFIX_TASK.get(suf or "")
+            add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", task))
+            continue
+        base = _yolo_name(ver) + lx.YOLO_SIZES[re.sub(r"\s+", " ", size)]
+        if suf:
+            add(m, _ModelHit(m.start(), m.end(), f"{base}-{suf}", "ultralytics", lx.SUFFIX_TASK[suf], base, True))
+        else:
+            add(m, _ModelHit(m.start(), m.end(), base, "ultralytics", "object_detection", base))
+    for m in lx.YOLO_BARE_RE.finditer(t.low):
+        add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", None))
+    for m in lx.RESNET_RE.finditer(t.low):
+        add(
+            m,
+            _ModelHit(
+                m.start(), m.end(), f"resnet{m.group('depth')}", "timm", "image_classification", timm_family=True
+            ),
+        )
+    for m in lx.EFFNET_RE.finditer(t.low):
+        b = re.sub(r"\D", "", m.group("b"))
+        add(m, _ModelHit(m.start(), m.end(), f"efficientnet_b{b}", "timm", "image_classification", timm_family=True))
+    for m in lx.MOBILENET_RE.finditer(t.low):
+        v = m.group("v") or "3"
+        var = "small" if (m.group("var") or "") in ("small", "스몰") else "large"
+        name = f"mobilenetv3_{var}_100" if v == "3" else f"mobilenetv{v}_100"
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                name,
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="mobilenet",
+                specific=bool(m.group("v") or m.group("var")),
+            ),
+        )
+    for m in lx.CONVNEXT_RE.finditer(t.low):
+        size = lx.CONVNEXT_SIZES.get(m.group("sz") or "t", "tiny")
+        add(
+            m,
+            _ModelHit(
+                m.start(),
+                m.end(),
+                f"convnext_{size}",
+                "timm",
+                "image_classification",
+                timm_family=True,
+                family="convnext",
+                specific=bool(m.group("sz")),
+            ),
+        )
+    for m in lx.RESNET_BARE_RE.finditer(t.low):
+        add(m, _ModelHit(m.start(), m.end(), None, None, "image_classification"))
+
+    for h in hits:
+        before = t.low[max(0, h.start - 20) : h.start]
+        after = t.low[h.end : h.end + 16]
+        h.negated = bool(_NEGATED_BEFORE.search(before) or _NEGATED_AFTER.search(after))
+    hits.sort(key=lambda h: h.start)
+    return hits
+
+
+def resolve_model(hits: list[_ModelHit], task_word: str | None, fw_word: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    positives = [h for h in hits if not h.negated] or hits
+    named = [h for h in positives if h.name]
+    hit = named[0] if named else (positives[0] if positives else None)
+    if hit is not None and not hit.specific:  # "Vision Transformer (ViT-S/16)": the precise mention wins
+        hit = next((h for h in named if h.family == hit.family and h.specific), hit)
+    if hit is None:
+        if task_word:
+            out["task_type"] = task_word
+        if fw_word:
+            out["framework"] = fw_word
+        return out
+    task = hit.task
+    name = hit.name
+    framework = hit.framework
+    if hit.framework == "ultralytics":
+        if not hit.yolo_suffix_given and task_word:
+            task = task_word
+        if hit.yolo_base:
+            name = hit.yolo_base + lx.YOLO_TASK_SUFFIX[task or "object_detection"]
+    elif hit.timm_family and fw_word == "transformers" and name in lx.HUB_IDS:
+        name, framework = lx.HUB_IDS[name], "transformers"
+    elif hit.timm_family and fw_word in ("timm", "transformers"):
+        framework = fw_word
+    if framework is None:
+        framework = fw_word
+    if task is None:
+        task = task_word
+    if task:
+        out["task_type"] = task
+    if framework:
+        out["framework"] = framework
+    if name:
+        out["model_name"] = name
+    return out
