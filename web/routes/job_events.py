@@ -245,6 +245,16 @@ class StreamCursor:
         return event["type"] == "status" and event_store.is_terminal_event(event)
 
 
+async def _next_live(sub: Subscription, heartbeat_s: float | None) -> dict[str, Any] | None:
+    """The subscription's next event; None when `heartbeat_s` passed without one. Raises
+    StopAsyncIteration when the subscription ends."""
+    if heartbeat_s is None:
+        return await sub.__anext__()
+    with anyio.move_on_after(heartbeat_s):
+        return await sub.__anext__()
+    return None
+
+
 async def event_stream(
     state: Any,
     job_id: int,
@@ -266,13 +276,8 @@ async def event_stream(
             yield deleted_event(job_id)
         return
     while True:
-        event: dict[str, Any] | None = None
         try:
-            if heartbeat_s is None:
-                event = await sub.__anext__()
-            else:
-                with anyio.move_on_after(heartbeat_s):
-                    event = await sub.__anext__()
+            event = await _next_live(sub, heartbeat_s)
         except StopAsyncIteration:
             return
         if event is None:
