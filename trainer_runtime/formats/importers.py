@@ -359,6 +359,29 @@ def _yolo_root(cfg: Mapping[str, Any], yaml_dir: Path, src_resolved: Path) -> Pa
     return yaml_dir.resolve()
 
 
+def _yolo_list_file(cand: Path, root: Path, b: _Builder) -> list[Path]:
+    """The images a YOLO list file (``train.txt``) names, one a line (``./`` relative to the file,
+    else to the dataset root); lines that are not image names are skipped."""
+    paths: list[Path] = []
+    txt_rel = _rel(cand, b.src_resolved)
+    for n, line in enumerate(cand.read_text(encoding="utf-8").splitlines(), 1):
+        item = line.strip()
+        if not item:
+            continue
+        if item.startswith("./"):
+            p = cand.parent / item[2:]
+        elif os.path.isabs(item):
+            p = Path(item)
+        else:
+            p = root / item
+        if not is_image_name(p.name):
+            continue
+        if not p.exists():
+            raise DatasetFormatError(f"image {item!r} does not exist", file=txt_rel, line=n)
+        paths.append(b.source_file(p, file=txt_rel, field=f"line {n}"))
+    return paths
+
+
 def _yolo_image_paths(cfg: Mapping[str, Any], root: Path, b: _Builder, yaml_rel: str) -> list[Path]:
     paths: list[Path] = []
     entries = _yolo_entries(cfg)
@@ -373,22 +396,7 @@ def _yolo_image_paths(cfg: Mapping[str, Any], root: Path, b: _Builder, yaml_rel:
         if cand.is_dir():
             paths.extend(_iter_images(cand))
         else:
-            txt_rel = _rel(cand, b.src_resolved)
-            for n, line in enumerate(cand.read_text(encoding="utf-8").splitlines(), 1):
-                item = line.strip()
-                if not item:
-                    continue
-                if item.startswith("./"):
-                    p = cand.parent / item[2:]
-                elif os.path.isabs(item):
-                    p = Path(item)
-                else:
-                    p = root / item
-                if not is_image_name(p.name):
-                    continue
-                if not p.exists():
-                    raise DatasetFormatError(f"image {item!r} does not exist", file=txt_rel, line=n)
-                paths.append(b.source_file(p, file=txt_rel, field=f"line {n}"))
+            paths.extend(_yolo_list_file(cand, root, b))
     if not entries or not paths:
         for folder in (root / "images", root):
             if folder.is_dir():
