@@ -4,7 +4,7 @@
     client     WorkerClient: one worker process, its requests, timeouts and restarts
     service    InferenceService: worker pools, checkpoint cache, test-run thread pool (one per app)
     access     which job/checkpoint a caller may run, `model_key`, `ResultFile`
-    predict    one image: checks, `RouteCache`, `run_inference`, `predict_route(_async)`
+    predict    one image: checks, `run_inference`, `predict_route(_async)`;  routecache: `RouteCache`
     exports    ONNX / TorchScript / OpenVINO exports
     test_runs  test-run records, events, files, uploaded zips;  runner: runs them
 
@@ -21,8 +21,6 @@ from tools.inference.config import InferenceConfig, job_cache_dir
 from tools.inference.exports import create_export, export_file, export_key, get_export, list_exports
 from tools.inference.predict import (
     InferenceOutcome,
-    InferenceRoute,
-    RouteCache,
     check_image_bytes,
     predict_route,
     predict_route_async,
@@ -30,7 +28,8 @@ from tools.inference.predict import (
     run_inference,
     run_inference_route,
 )
-from tools.inference.runner import execute_test_run
+from tools.inference.routecache import InferenceRoute, RouteCache
+from tools.inference.runner import execute_test_run, test_run_prefix
 from tools.inference.service import InferenceService, register_deleted_job_cleanup
 from tools.inference.test_runs import (
     create_test_run,
@@ -41,7 +40,6 @@ from tools.inference.test_runs import (
     test_run_event_page,
     test_run_events,
     test_run_file,
-    test_run_prefix,
 )
 
 __all__ = [

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,17 +29,49 @@ from tools.db.models import Dataset, DatasetImage, Job, JobCheckpoint, TestRun, 
 from tools.errors import ConflictError, ToolError
 from tools.inference.access import model_key
 from tools.inference.config import ensure_dir
-from tools.inference.test_runs import test_run_prefix
 from trainer_runtime.inference.protocol import WorkerError
 from trainer_runtime.storage import dataset_annotations_key, dataset_image_key, snapshot_annotations_key
 
 if TYPE_CHECKING:
-    from tools.inference.service import InferenceService
+    from sqlalchemy.orm import sessionmaker
+
+    from tools.inference.config import InferenceConfig
+    from trainer_runtime.storage import DualStorageClient
+
+
+class InferenceService(Protocol):
+    """What a test run uses of `tools.inference.service.InferenceService` (which imports this
+    module to run test runs, so this one names only the part it needs)."""
+
+    config: InferenceConfig
+    storage: DualStorageClient
+    session_factory: sessionmaker[Session] | None
+    publish: Callable[[int, dict[str, Any]], None] | None
+
+    def predict(
+        self,
+        framework: str,
+        model_key: str,
+        path: Path,
+        images: Sequence[bytes],
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        timeout: float | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]: ...
+
+    def checkpoint_path(self, job: Job, ckpt: JobCheckpoint) -> Path: ...
+
 
 log = logging.getLogger(__name__)
 
 
 MAX_STORED_BATCH_EVENTS = 200
+
+
+def test_run_prefix(run_id: int) -> str:
+    return f"results/test-runs/{run_id}/"
 
 
 def _now_iso() -> str:

@@ -23,7 +23,7 @@ from tools.db.models import Job, JobCheckpoint
 from tools.errors import ConflictError, InvalidInputError
 from tools.inference.client import WorkerClient
 from tools.inference.config import FRAMEWORKS, InferenceConfig, job_cache_dir
-from tools.inference.predict import RouteCache
+from tools.inference.routecache import RouteCache
 from tools.inference.runner import execute_test_run
 from tools.jobs import add_job_listener, remove_job_listener
 from trainer_runtime.errors import ObjectNotFoundError

@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from tools.inference.service import InferenceService
 
 
-def test_run_prefix(run_id: int) -> str:
-    return f"results/test-runs/{run_id}/"
-
-
 def test_run_dict(row: TestRun, *, with_events: bool = False) -> dict[str, Any]:
     total = row.total or 0
     out = {
