@@ -428,6 +428,30 @@ def _apply_run_id(job: Job, data: dict[str, Any]) -> None:
         job.mlflow_run_id = run_id
 
 
+def _apply_done(db: Session, job: Job, data: dict[str, Any], source: Source) -> None:
+    """A ``done`` event: the best epoch and metric, the epochs completed, the final metrics, the
+    checkpoints and the status it carries."""
+    best_epoch = _as_int(data.get("best_epoch"))
+    if best_epoch is not None:
+        job.best_epoch = best_epoch
+    best_metric = _as_float(data.get("best_metric"))
+    if best_metric is not None:
+        job.best_metric = best_metric
+    if isinstance(data.get("best_metric_name"), str) and data["best_metric_name"]:
+        job.best_metric_name = data["best_metric_name"][:64]
+    last_epoch = _as_int(data.get("last_epoch"))
+    if last_epoch is not None:
+        job.epochs_completed = max(job.epochs_completed or 0, last_epoch)
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        job.metrics = dict(metrics)
+    for ckpt in data.get("checkpoints") or []:
+        if isinstance(ckpt, dict):
+            _apply_checkpoint(db, job, ckpt)
+    if data.get("status") is not None:
+        _set_status(job, data.get("status"), {}, source)
+
+
 def _apply_side_effects(db: Session, job: Job, type: str, data: dict[str, Any], source: Source) -> None:
     if MLFLOW_RUN_ID_FIELD in data:
         _apply_run_id(job, data)
@@ -441,25 +465,7 @@ def _apply_side_effects(db: Session, job: Job, type: str, data: dict[str, Any], 
     elif type == "checkpoint":
         _apply_checkpoint(db, job, data)
     elif type == "done":
-        best_epoch = _as_int(data.get("best_epoch"))
-        if best_epoch is not None:
-            job.best_epoch = best_epoch
-        best_metric = _as_float(data.get("best_metric"))
-        if best_metric is not None:
-            job.best_metric = best_metric
-        if isinstance(data.get("best_metric_name"), str) and data["best_metric_name"]:
-            job.best_metric_name = data["best_metric_name"][:64]
-        last_epoch = _as_int(data.get("last_epoch"))
-        if last_epoch is not None:
-            job.epochs_completed = max(job.epochs_completed or 0, last_epoch)
-        metrics = data.get("metrics")
-        if isinstance(metrics, dict) and metrics:
-            job.metrics = dict(metrics)
-        for ckpt in data.get("checkpoints") or []:
-            if isinstance(ckpt, dict):
-                _apply_checkpoint(db, job, ckpt)
-        if data.get("status") is not None:
-            _set_status(job, data.get("status"), {}, source)
+        _apply_done(db, job, data, source)
     elif type == "error":
         message = data.get("message")
         job.error = str(message) if message is not None else str(data)
