@@ -1,34 +1,23 @@
 """The inference settings (`InferenceConfig`) and where the inference cache keeps things.
 
-`InferenceConfig.from_settings` reads the app settings, else the environment (``VTA_INFERENCE_*``,
-``TRAINER_PYTHON_*``); see docs/architecture.md.
+`InferenceConfig.from_settings` copies them from the app's `web.config.Settings` (``inference_*``,
+read from ``VTA_INFERENCE_*``, and ``trainer_python_*``); nothing here reads the environment. See
+docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 FRAMEWORKS = ("ultralytics", "timm", "transformers")
 
 
-def _env(name: str, default: Any, cast: Callable[[str], Any]) -> Any:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return cast(raw)
-    except ValueError:
-        return default
-
-
 @dataclass
 class InferenceConfig:
-    """Inference settings. `from_settings` reads ``inference_*`` fields of the app settings when
-    they exist, else the environment (``VTA_INFERENCE_*``), else these defaults."""
+    """Inference settings: these defaults, each replaced by the app setting that is set
+    (`from_settings`); tests build one directly."""
 
     cache_dir: Path = Path("./data/inference")
     python: dict[str, str | None] = field(default_factory=dict)
@@ -50,37 +39,20 @@ class InferenceConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, data_dir: Path | None = None) -> InferenceConfig:
-        d = cls()
-
-        def pick(name: str, cast: Callable[[str], Any]) -> Any:
-            value = getattr(settings, f"inference_{name}", None)
-            if value is not None:
-                return value
-            return _env(f"VTA_INFERENCE_{name.upper()}", getattr(d, name), cast)
-
-        base = Path(str(data_dir or getattr(settings, "data_dir", None) or "./data"))
-        cache = getattr(settings, "inference_cache_dir", None) or os.environ.get("VTA_INFERENCE_CACHE_DIR")
+        """The config of the app's `web.config.Settings`: each ``inference_<name>`` that is set
+        (not None), else the default here; ``inference_cache_dir`` None is the ``inference`` folder
+        of `data_dir` (else ``settings.data_dir``)."""
+        defaults = cls()
+        values = {
+            f.name: getattr(defaults, f.name) if (v := getattr(settings, f"inference_{f.name}")) is None else v
+            for f in fields(cls)
+            if f.name not in ("cache_dir", "python")
+        }
+        cache = settings.inference_cache_dir
         return cls(
-            cache_dir=Path(str(cache)) if cache else base / "inference",
-            python={
-                fw: getattr(settings, f"trainer_python_{fw}", None) or os.environ.get(f"TRAINER_PYTHON_{fw.upper()}")
-                for fw in FRAMEWORKS
-            },
-            workers_per_framework=int(pick("workers_per_framework", int)),
-            device=str(pick("device", str)),
-            max_models=int(pick("max_models", int)),
-            max_memory_mb=float(pick("max_memory_mb", float)),
-            batch_window_ms=float(pick("batch_window_ms", float)),
-            batch_wait=str(pick("batch_wait", str)),
-            max_batch=int(pick("max_batch", int)),
-            max_pixels=int(pick("max_pixels", int)),
-            max_image_bytes=int(pick("max_image_bytes", int)),
-            request_timeout_s=float(pick("request_timeout_s", float)),
-            export_timeout_s=float(pick("export_timeout_s", float)),
-            threads=int(pick("threads", int)),
-            test_run_batch=int(pick("test_run_batch", int)),
-            test_run_workers=int(pick("test_run_workers", int)),
-            route_cache_ttl_s=float(pick("route_cache_ttl_s", float)),
+            cache_dir=Path(str(cache)) if cache else Path(str(data_dir or settings.data_dir)) / "inference",
+            python={fw: getattr(settings, f"trainer_python_{fw}") for fw in FRAMEWORKS},
+            **values,
         )
 
 
