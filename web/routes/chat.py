@@ -45,7 +45,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Annotated, Any
 
@@ -268,10 +268,59 @@ def _followed_job(state: Any, user_id: int, job_id: int) -> Any:
         return job_identity(job)
 
 
-@ws_router.websocket("/ws/chat")
-async def chat_ws(websocket: WebSocket, token: str | None = None, ticket: str | None = None) -> None:
+def _ws_incoming(raw: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A frame from the chat socket: ``(answer, None)`` when it gets an answer at once (pong, or an
+    error for bad JSON, an unknown type or a bad message), else ``(None, message)`` to run a turn."""
+    try:
+        msg = json.loads(raw)
+        if not isinstance(msg, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        return {"type": "error", "detail": "send JSON objects", "error": "InvalidInputError"}, None
+    kind = msg.get("type", "message")
+    if kind == "ping":
+        return {"type": "pong"}, None
+    if kind != "message":
+        return {"type": "error", "detail": f"unknown type {kind!r}", "error": "InvalidInputError"}, None
+    text = msg.get("message")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_MESSAGE_CHARS:
+        return {"type": "error", "detail": "message must be 1..4000 characters", "error": "InvalidInputError"}, None
+    return None, msg
+
+
+async def _follow_job(
+    state: Any, user_id: int, job_id: int, after: int, send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """Send a job's progress events (seq > `after`) on the chat socket until it ends or `send` fails."""
     from web.routes.job_events import event_stream, get_bus, stream_settings
 
+    _, queue_size = stream_settings(state)
+    try:
+        identity = await run_in_threadpool(_followed_job, state, user_id, job_id)
+        if identity is None:
+            return
+        async with get_bus(state).subscribe(job_id, queue_size=queue_size) as sub:
+            async for ev in event_stream(state, job_id, after, sub, heartbeat_s=None, identity=identity):
+                if ev.get("type") == "ping":
+                    continue
+                await send(
+                    {
+                        "type": "progress",
+                        "job_id": job_id,
+                        "seq": ev.get("seq"),
+                        "ts": ev.get("ts"),
+                        "event_type": ev.get("type"),
+                        "data": ev.get("data") or {},
+                    }
+                )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a slow or closed client: stop following this job
+        log.debug("WS /ws/chat: following job %s ended: %r", job_id, exc)
+
+
+@ws_router.websocket("/ws/chat")
+async def chat_ws(websocket: WebSocket, token: str | None = None, ticket: str | None = None) -> None:
     state = websocket.app.state
     await websocket.accept()
     try:
@@ -291,58 +340,19 @@ async def chat_ws(websocket: WebSocket, token: str | None = None, ticket: str | 
         async with send_lock:
             await websocket.send_text(json.dumps(obj, default=str, ensure_ascii=False))
 
-    async def follow(job_id: int, after: int) -> None:
-        _, queue_size = stream_settings(state)
-        try:
-            identity = await run_in_threadpool(_followed_job, state, user_id, job_id)
-            if identity is None:
-                return
-            async with get_bus(state).subscribe(job_id, queue_size=queue_size) as sub:
-                async for ev in event_stream(state, job_id, after, sub, heartbeat_s=None, identity=identity):
-                    if ev.get("type") == "ping":
-                        continue
-                    await send(
-                        {
-                            "type": "progress",
-                            "job_id": job_id,
-                            "seq": ev.get("seq"),
-                            "ts": ev.get("ts"),
-                            "event_type": ev.get("type"),
-                            "data": ev.get("data") or {},
-                        }
-                    )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a slow or closed client: stop following this job
-            log.debug("WS /ws/chat: following job %s ended: %r", job_id, exc)
-
     try:
         while True:
             try:
                 raw = await websocket.receive_text()
             except (WebSocketDisconnect, RuntimeError):
                 return
-            try:
-                msg = json.loads(raw)
-                if not isinstance(msg, dict):
-                    raise ValueError("not an object")
-            except ValueError:
-                await send({"type": "error", "detail": "send JSON objects", "error": "InvalidInputError"})
+            answer, msg = _ws_incoming(raw)
+            if msg is None:
+                assert answer is not None
+                await send(answer)
                 continue
-            kind = msg.get("type", "message")
-            if kind == "ping":
-                await send({"type": "pong"})
-                continue
-            if kind != "message":
-                await send({"type": "error", "detail": f"unknown type {kind!r}", "error": "InvalidInputError"})
-                continue
-            text = msg.get("message")
+            text = msg["message"]
             sid = msg.get("session_id")
-            if not isinstance(text, str) or not text.strip() or len(text) > MAX_MESSAGE_CHARS:
-                await send(
-                    {"type": "error", "detail": "message must be 1..4000 characters", "error": "InvalidInputError"}
-                )
-                continue
             raw_image = msg.get("image_base64")
             image_name = msg.get("image_name")
             try:
@@ -374,7 +384,7 @@ async def chat_ws(websocket: WebSocket, token: str | None = None, ticket: str | 
                 # a job launched by this turn: from its first event; others: from now on
                 new = turn.launched and turn.job_id == job_id
                 after = 0 if new else await run_in_threadpool(_last_seq, state, job_id)
-                followers[job_id] = asyncio.create_task(follow(job_id, after))
+                followers[job_id] = asyncio.create_task(_follow_job(state, user_id, job_id, after, send))
     finally:
         for task in followers.values():
             task.cancel()
