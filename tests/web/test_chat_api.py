@@ -63,6 +63,7 @@ def test_chat_turn_shape_and_timing_headers(client: TestClient, alice: dict[str,
         "class_names",
         "init_from_job",
         "init_checkpoint",
+        "init_weights",
     }
     ms = float(r.headers["X-Process-Time-Ms"])
     assert 0 < ms < 10_000 and float(r.headers["X-Queue-Time-Ms"]) >= 0
