@@ -674,6 +674,90 @@ def _check_coco_category(cat: Mapping[str, Any], limits: FormatLimits, file: str
             check_label(kp, limits, what="keypoint name", file=file, field=f"{where}.keypoints[{j}]")
 
 
+def _coco_categories(
+    data: dict[str, Any], b: _Builder, jrel: str, cats_by_id: dict[int, dict[str, Any]], cat_file: dict[int, str]
+) -> None:
+    """Add a COCO file's categories to `cats_by_id` (a category id seen in an earlier file must
+    keep its name); `cat_file`: the file that declared each id."""
+    for i, cat in enumerate(data["categories"]):
+        where = f"categories[{i}]"
+        if not isinstance(cat, dict):
+            raise DatasetFormatError("a category must be an object", file=jrel, field=where)
+        cid = _req_int(cat, "id", jrel, where)
+        _check_coco_category(cat, b.limits, jrel, where)
+        rec = {k: cat[k] for k in ("id", "name", "supercategory", "keypoints", "skeleton") if cat.get(k) is not None}
+        if cid in cats_by_id:
+            if cats_by_id[cid].get("name") != rec.get("name"):
+                raise DatasetFormatError(
+                    f"category {cid} is {rec.get('name')!r} here but {cats_by_id[cid].get('name')!r} in"
+                    f" {cat_file[cid]}",
+                    file=jrel,
+                    field=f"{where}.name",
+                )
+            continue
+        cats_by_id[cid] = rec
+        cat_file[cid] = jrel
+
+
+def _coco_images(
+    data: dict[str, Any], b: _Builder, src: Path, root: Path, jp: Path, jrel: str, multi: bool, next_img: int
+) -> tuple[dict[int, int], int]:
+    """Add a COCO file's images to `b`: ``(file's image id -> dataset image id, next free id)``."""
+    bases = _coco_image_bases(root, jp)
+    id_map: dict[int, int] = {}
+    for i, img in enumerate(data["images"]):
+        where = f"images[{i}]"
+        if not isinstance(img, dict):
+            raise DatasetFormatError("an image must be an object", file=jrel, field=where)
+        iid = _req_int(img, "id", jrel, where)
+        fn = img.get("file_name")
+        if not isinstance(fn, str):
+            raise DatasetFormatError(f"image {iid}: file_name must be a string", file=jrel, field=f"{where}.file_name")
+        rel = safe_relpath(fn, file=jrel, field=f"{where}.file_name")
+        path = next((base / rel for base in bases if (base / rel).is_file()), None)
+        if path is None:
+            looked = ", ".join((_rel(p, src) or ".") for p in bases)
+            raise DatasetFormatError(
+                f"image {iid} {fn!r} has no file (looked in {looked or 'no folder'})",
+                file=jrel,
+                field=f"{where}.file_name",
+            )
+        images_dir = root / "images"
+        dice_rel = _rel(path, images_dir) if _inside(path, images_dir) else _rel(path, root)
+        if dice_rel in b.sources:
+            raise DatasetFormatError(
+                f"image {iid} {fn!r} is also described by another COCO file; import one file at a time",
+                file=jrel,
+                field=f"{where}.file_name",
+            )
+        declared = None
+        if isinstance(img.get("width"), int) and isinstance(img.get("height"), int):
+            declared = (img["width"], img["height"])
+        new_id = next_img if multi else iid
+        if iid in id_map:
+            raise DatasetFormatError(f"duplicate image id {iid}", file=jrel, field=f"{where}.id")
+        id_map[iid] = new_id
+        next_img += 1
+        b.add_image(path, dice_rel, image_id=new_id, declared=declared, file=jrel, field=f"{where}.file_name")
+    return id_map, next_img
+
+
+def _load_coco_file(jp: Path, root: Path, b: _Builder) -> tuple[str, dict[str, Any]]:
+    """A COCO file's name (for errors) and its JSON, which must hold lists images, annotations and
+    categories."""
+    jrel = _rel(jp, root) if _inside(jp, root) else jp.name
+    try:
+        raw = jp.read_bytes()
+    except OSError as exc:
+        raise DatasetFormatError(f"cannot read file: {exc.strerror or exc}", file=jrel) from None
+    data = load_json(raw, file=jrel, limits=b.limits)
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise DatasetFormatError("a COCO file needs lists images, annotations and categories", file=jrel)
+    return jrel, data
+
+
 def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
     multi = len(jsons) > 1
     cats_by_id: dict[int, dict[str, Any]] = {}
@@ -683,79 +767,13 @@ def _import_coco(src: Path, b: _Builder, jsons: list[Path], root: Path) -> str:
     name = ""
     skipped_crowd = 0
     for jp in jsons:
-        jrel = _rel(jp, root) if _inside(jp, root) else jp.name
-        try:
-            raw = jp.read_bytes()
-        except OSError as exc:
-            raise DatasetFormatError(f"cannot read file: {exc.strerror or exc}", file=jrel) from None
-        data = load_json(raw, file=jrel, limits=b.limits)
-        if not isinstance(data, dict) or not all(
-            isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
-        ):
-            raise DatasetFormatError("a COCO file needs lists images, annotations and categories", file=jrel)
+        jrel, data = _load_coco_file(jp, root, b)
         info = data.get("info")
         if isinstance(info, dict) and not name and isinstance(info.get("description"), str):
             name = info["description"][:200]
         check_category_count(len(data["categories"]), b.limits, file=jrel, field="categories")
-        for i, cat in enumerate(data["categories"]):
-            where = f"categories[{i}]"
-            if not isinstance(cat, dict):
-                raise DatasetFormatError("a category must be an object", file=jrel, field=where)
-            cid = _req_int(cat, "id", jrel, where)
-            _check_coco_category(cat, b.limits, jrel, where)
-            rec = {
-                k: cat[k] for k in ("id", "name", "supercategory", "keypoints", "skeleton") if cat.get(k) is not None
-            }
-            if cid in cats_by_id:
-                if cats_by_id[cid].get("name") != rec.get("name"):
-                    raise DatasetFormatError(
-                        f"category {cid} is {rec.get('name')!r} here but {cats_by_id[cid].get('name')!r} in"
-                        f" {cat_file[cid]}",
-                        file=jrel,
-                        field=f"{where}.name",
-                    )
-                continue
-            cats_by_id[cid] = rec
-            cat_file[cid] = jrel
-
-        bases = _coco_image_bases(root, jp)
-        id_map: dict[int, int] = {}
-        for i, img in enumerate(data["images"]):
-            where = f"images[{i}]"
-            if not isinstance(img, dict):
-                raise DatasetFormatError("an image must be an object", file=jrel, field=where)
-            iid = _req_int(img, "id", jrel, where)
-            fn = img.get("file_name")
-            if not isinstance(fn, str):
-                raise DatasetFormatError(
-                    f"image {iid}: file_name must be a string", file=jrel, field=f"{where}.file_name"
-                )
-            rel = safe_relpath(fn, file=jrel, field=f"{where}.file_name")
-            path = next((base / rel for base in bases if (base / rel).is_file()), None)
-            if path is None:
-                looked = ", ".join((_rel(p, src) or ".") for p in bases)
-                raise DatasetFormatError(
-                    f"image {iid} {fn!r} has no file (looked in {looked or 'no folder'})",
-                    file=jrel,
-                    field=f"{where}.file_name",
-                )
-            images_dir = root / "images"
-            dice_rel = _rel(path, images_dir) if _inside(path, images_dir) else _rel(path, root)
-            if dice_rel in b.sources:
-                raise DatasetFormatError(
-                    f"image {iid} {fn!r} is also described by another COCO file; import one file at a time",
-                    file=jrel,
-                    field=f"{where}.file_name",
-                )
-            declared = None
-            if isinstance(img.get("width"), int) and isinstance(img.get("height"), int):
-                declared = (img["width"], img["height"])
-            new_id = next_img if multi else iid
-            if iid in id_map:
-                raise DatasetFormatError(f"duplicate image id {iid}", file=jrel, field=f"{where}.id")
-            id_map[iid] = new_id
-            next_img += 1
-            b.add_image(path, dice_rel, image_id=new_id, declared=declared, file=jrel, field=f"{where}.file_name")
+        _coco_categories(data, b, jrel, cats_by_id, cat_file)
+        id_map, next_img = _coco_images(data, b, src, root, jp, jrel, multi, next_img)
 
         for i, a in enumerate(data["annotations"]):
             where = f"annotations[{i}]"
