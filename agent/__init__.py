@@ -1,4 +1,4 @@
-"""Natural language -> TrainingIntent; dialogue; optional LLM planner (issue 5)."""
+"""Natural language -> TrainingIntent; dialogue; optional LLM planner."""
 
 from typing import Any
 

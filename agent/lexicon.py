@@ -1,7 +1,7 @@
 """Vocabularies and precompiled patterns for the deterministic request parser.
 
-Words in English and Korean (with common spellings and typos), the canonical model names of DESIGN
-contract 1, and the regular expressions built from them. The patterns run on *normalised* text (see
+Words in English and Korean (with common spellings and typos), the canonical model names of contract 1
+(docs/architecture.md), and the regular expressions built from them. The patterns run on *normalised* text (see
 `agent.parser.normalise`): NFKC, lower case, a space between Hangul and Latin letters/digits, so
 "yolo11n으로50에폭" reads "yolo11n 으로 50 에폭".
 

@@ -1,4 +1,4 @@
-"""LLM mode: a LangChain tool-calling agent over any OpenAI-compatible endpoint (issue 5).
+"""LLM mode: a LangChain tool-calling agent over any OpenAI-compatible endpoint.
 
 When `LLM_BASE_URL` (+ `LLM_API_KEY`, `LLM_MODEL`) is set, `agent.chat.handle_message` asks an
 `LLMPlanner` first. The planner runs a short tool-calling loop with `ChatOpenAI`:

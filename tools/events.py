@@ -1,4 +1,4 @@
-"""Progress events of jobs (DESIGN contract 4): storage with a gapless per-job `seq`, side effects
+"""Progress events of jobs (contract 4 in docs/architecture.md): storage with a gapless per-job `seq`, side effects
 on the job row, and reading them back.
 
     append_event(db, job_id, type, data, *, event_id=None, ts=None, source="server") -> dict | None

@@ -1,4 +1,4 @@
-"""`TrainingIntent` (DESIGN contract 1): what a user asked to train, slot by slot.
+"""`TrainingIntent` (contract 1 in docs/architecture.md): what a user asked to train, slot by slot.
 
 It lives in `tools` because jobs are created from it; `agent.parse_intent` produces it and
 `agent` re-exports it. A slot the user did not give is `None` — never a guessed default.

@@ -1,4 +1,4 @@
-"""Slack identities linked to platform users (issue 8).
+"""Slack identities linked to platform users.
 
 A Slack user acts as exactly one platform user, and only once linked:
 

@@ -1,4 +1,4 @@
-"""What the Slack bot keeps in the database (issue 8): delivery dedupe, the chat session of each
+"""What the Slack bot keeps in the database: delivery dedupe, the chat session of each
 thread, and the progress message of each job.
 
     claim(db, *keys) -> bool         True for the first delivery carrying any of `keys`; False when

@@ -1,4 +1,4 @@
-"""The deterministic brain: a state machine over a persisted chat session (issue 5).
+"""The deterministic brain: a state machine over a persisted chat session.
 
 Modules: `machine` (the slot-filling state machine, `Dialogue` and `respond`), `commands` (the
 command handlers tried first in every state), `base` (`Turn`, yes / no, the helpers both use),

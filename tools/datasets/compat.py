@@ -14,7 +14,7 @@ from trainer_runtime.formats.schema import TASK_TYPES
 
 
 def check_dataset_compatibility(ctx: ToolContext, dataset_id: str, task_type: str | None = None) -> dict[str, Any]:
-    """Can this dataset train a task? (DESIGN contract 3.)
+    """Can this dataset train a task? (contract 3 in docs/architecture.md.)
 
     task_type: image_classification, object_detection, instance_segmentation, pose_estimation or
     oriented_object_detection; None for every task.

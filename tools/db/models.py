@@ -223,7 +223,7 @@ class JobEvent(Base):
 
 
 class JobCheckpoint(Base):
-    """A verified checkpoint in the internal store; only best and last epochs get one (seed)."""
+    """A verified checkpoint in the internal store; only best and last epochs get one."""
 
     __tablename__ = "job_checkpoints"
     __table_args__ = (UniqueConstraint("job_id", "name", name="uq_job_checkpoint_name"),)
@@ -239,7 +239,7 @@ class JobCheckpoint(Base):
 
 
 class ChatSession(Base):
-    """One conversation with the agent (issue 5), persisted so that a restart continues it.
+    """One conversation with the agent, persisted so that a restart continues it.
 
     `state` is the dialogue state (`agent.dialogue`: idle, collecting, confirming, launched),
     `intent` the TrainingIntent gathered so far, `pending` what the agent asked last (a slot name
@@ -338,7 +338,7 @@ class ModelExport(Base):
 
 
 class SlackLink(Base):
-    """A Slack user linked to a platform user (issue 8): by a one-time code (`source` "code") or by
+    """A Slack user linked to a platform user: by a one-time code (`source` "code") or by
     an administrator (`source` "admin"). `team_id` "" matches the Slack user in any workspace."""
 
     __tablename__ = "slack_links"

@@ -147,7 +147,7 @@ def predict_route(
     conf: float | None = None,
     iou: float | None = None,
 ) -> InferenceOutcome:
-    """Run one image on a resolved route (no database): the InferenceResult of the seed."""
+    """Run one image on a resolved route (no database): one InferenceResult."""
     _check_route_input(service, image, conf, iou)
     with _worker_errors():
         results, reply = service.predict(route.framework, route.model_key, route.path, [image], conf=conf, iou=iou)

@@ -1,4 +1,4 @@
-"""chat sessions and chat messages (the agent's persisted dialogue, issue 5)
+"""chat sessions and chat messages (the agent's persisted dialogue)
 
 Revision ID: 0004
 Revises: 0002
