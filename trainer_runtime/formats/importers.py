@@ -502,6 +502,122 @@ def _kpt_names(
     return [f"kp{i}" for i in range(k)]
 
 
+def _yolo_check_line(
+    ln: _LabelLine, names: Mapping[int, str], lo_hi: tuple[int, int], flavour: str, kd: tuple[int, int]
+) -> int:
+    """The class of a label line whose value count fits the flavour and whose coordinates are
+    normalised; raises `DatasetFormatError` naming the line otherwise."""
+    v = ln.values
+    k, d = kd
+    tol = COORD_TOLERANCE
+    c = v[0]
+    if c != int(c):
+        raise _line_error(ln, f"class {c:g} is not a whole number", "class")
+    cls = int(c)
+    if cls not in names:
+        raise _line_error(ln, f"class {cls} is not in names ({lo_hi[0]}..{lo_hi[1]})", "class")
+    n = len(v)
+    if flavour == "pose":
+        expected = 5 + k * d
+        if n != expected:
+            raise _line_error(ln, f"expected {expected} values (class, 4 box values, {k} keypoints x {d}), got {n}")
+    elif flavour == "obb":
+        if n != 9:
+            raise _line_error(ln, f"expected 9 values (class x1 y1 x2 y2 x3 y3 x4 y4) for an oriented box, got {n}")
+    elif n != 5 and (n < 7 or n % 2 == 0):
+        raise _line_error(
+            ln, f"expected 5 values (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), got {n}"
+        )
+    coords = v[1:] if flavour != "pose" else v[1:5] + [x for j, x in enumerate(v[5:]) if d == 2 or j % 3 != 2]
+    bad = next((x for x in coords if x < -tol or x > 1 + tol), None)
+    if bad is not None:
+        raise _line_error(ln, f"coordinate {bad:g} is outside [0, 1]; YOLO labels are normalised to the image size")
+    return cls
+
+
+def _line_error(ln: _LabelLine, msg: str, fld: str | None = "values") -> DatasetFormatError:
+    return DatasetFormatError(msg, file=ln.file, line=ln.line, field=fld)
+
+
+def _yolo_keypoints(ln: _LabelLine, kd: tuple[int, int], wh: tuple[int, int]) -> tuple[list[float], int]:
+    """A pose line's keypoints in pixels (``x y v`` each) and how many are visible."""
+    v = ln.values
+    k, d = kd
+    W, H = wh
+    kps: list[float] = []
+    visible = 0
+    for j in range(k):
+        x, y = v[5 + j * d], v[6 + j * d]
+        if d == 3:
+            vis = v[7 + j * d]
+            if vis not in (0, 1, 2):
+                raise _line_error(ln, f"keypoint {j} visibility {vis:g} must be 0, 1 or 2")
+        else:
+            vis = 0 if x == 0 and y == 0 else 2
+        if vis == 0:
+            kps += [0.0, 0.0, 0]
+        else:
+            kps += [_px(x, W), _px(y, H), int(vis)]
+            visible += 1
+    return kps, visible
+
+
+def _yolo_shape(ln: _LabelLine, ann: dict[str, Any], flavour: str, wh: tuple[int, int]) -> None:
+    """A polygon or oriented-box line's segmentation, box or rotated box and area, into `ann`."""
+    W, H = wh
+    poly = [_px(x, W) if j % 2 == 0 else _px(x, H) for j, x in enumerate(ln.values[1:])]
+    xs, ys = poly[0::2], poly[1::2]
+    if flavour == "obb":
+        rb = min_area_rect(poly)
+        if not (rb[2] > 0 and rb[3] > 0):
+            raise _line_error(ln, "oriented box has zero width or height")
+        ann["rotated_bbox"] = rb
+        ann["segmentation"] = [poly]
+        ann["area"] = rb[2] * rb[3]
+    else:
+        w, h = max(xs) - min(xs), max(ys) - min(ys)
+        if not (w > 0 and h > 0):
+            raise _line_error(ln, "polygon has zero width or height")
+        ann["segmentation"] = [poly]
+        ann["bbox"] = [min(xs), min(ys), w, h]
+        ann["area"] = polygon_area(poly)
+
+
+def _yolo_annotation(
+    ln: _LabelLine,
+    iid: int,
+    names: Mapping[int, str],
+    lo_hi: tuple[int, int],
+    flavour: str,
+    kd: tuple[int, int],
+    wh: tuple[int, int],
+) -> dict[str, Any]:
+    """One label line as a DICE annotation (pixels) of image `iid`."""
+    cls = _yolo_check_line(ln, names, lo_hi, flavour, kd)
+    v = ln.values
+    W, H = wh
+    ann: dict[str, Any] = {"image_id": iid, "category_id": cls}
+    if len(v) == 5 or flavour == "pose":
+        bx, by, bw, bh = v[1:5]
+        if not (bw > 0 and bh > 0):
+            raise _line_error(ln, f"box width and height must be > 0, got w={bw:g} h={bh:g}")
+        x0, y0, x1, y1 = (
+            _px(bx - bw / 2, W),
+            _px(by - bh / 2, H),
+            _px(bx + bw / 2, W),
+            _px(by + bh / 2, H),
+        )
+        if not (x1 > x0 and y1 > y0):
+            raise _line_error(ln, "box lies outside the image")
+        ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]
+        ann["area"] = (x1 - x0) * (y1 - y0)
+        if flavour == "pose":
+            ann["keypoints"], ann["num_keypoints"] = _yolo_keypoints(ln, kd, wh)
+    else:
+        _yolo_shape(ln, ann, flavour, wh)
+    return ann
+
+
 def _import_yolo(src: Path, b: _Builder) -> str:
     found = _find_yolo_yaml(src, b.limits)
     if found is not None:
@@ -540,88 +656,11 @@ def _import_yolo(src: Path, b: _Builder) -> str:
             cat["keypoints"] = _kpt_names(cfg, cls_id, k, file=yaml_rel, limits=b.limits)
         b.categories.append(cat)
 
-    tol = COORD_TOLERANCE
     for p, rel, lines in per_image:
         iid = b.add_image(p, rel)
         W, H = b.sizes[b.images[-1]["file_name"]]
         for ln in lines:
-            v = ln.values
-
-            def err(msg: str, fld: str | None = "values", ln: _LabelLine = ln) -> DatasetFormatError:
-                return DatasetFormatError(msg, file=ln.file, line=ln.line, field=fld)
-
-            c = v[0]
-            if c != int(c):
-                raise err(f"class {c:g} is not a whole number", "class")
-            cls = int(c)
-            if cls not in names:
-                raise err(f"class {cls} is not in names ({lo}..{hi})", "class")
-            n = len(v)
-            if flavour == "pose":
-                expected = 5 + k * d
-                if n != expected:
-                    raise err(f"expected {expected} values (class, 4 box values, {k} keypoints x {d}), got {n}")
-            elif flavour == "obb":
-                if n != 9:
-                    raise err(f"expected 9 values (class x1 y1 x2 y2 x3 y3 x4 y4) for an oriented box, got {n}")
-            elif n != 5 and (n < 7 or n % 2 == 0):
-                raise err(f"expected 5 values (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), got {n}")
-            coords = v[1:] if flavour != "pose" else v[1:5] + [x for j, x in enumerate(v[5:]) if d == 2 or j % 3 != 2]
-            bad = next((x for x in coords if x < -tol or x > 1 + tol), None)
-            if bad is not None:
-                raise err(f"coordinate {bad:g} is outside [0, 1]; YOLO labels are normalised to the image size")
-
-            ann: dict[str, Any] = {"image_id": iid, "category_id": cls}
-            if n == 5 or flavour == "pose":
-                bx, by, bw, bh = v[1:5]
-                if not (bw > 0 and bh > 0):
-                    raise err(f"box width and height must be > 0, got w={bw:g} h={bh:g}")
-                x0, y0, x1, y1 = (
-                    _px(bx - bw / 2, W),
-                    _px(by - bh / 2, H),
-                    _px(bx + bw / 2, W),
-                    _px(by + bh / 2, H),
-                )
-                if not (x1 > x0 and y1 > y0):
-                    raise err("box lies outside the image")
-                ann["bbox"] = [x0, y0, x1 - x0, y1 - y0]
-                ann["area"] = (x1 - x0) * (y1 - y0)
-                if flavour == "pose":
-                    kps: list[float] = []
-                    visible = 0
-                    for j in range(k):
-                        x, y = v[5 + j * d], v[6 + j * d]
-                        if d == 3:
-                            vis = v[7 + j * d]
-                            if vis not in (0, 1, 2):
-                                raise err(f"keypoint {j} visibility {vis:g} must be 0, 1 or 2")
-                        else:
-                            vis = 0 if x == 0 and y == 0 else 2
-                        if vis == 0:
-                            kps += [0.0, 0.0, 0]
-                        else:
-                            kps += [_px(x, W), _px(y, H), int(vis)]
-                            visible += 1
-                    ann["keypoints"] = kps
-                    ann["num_keypoints"] = visible
-            else:
-                poly = [_px(x, W) if j % 2 == 0 else _px(x, H) for j, x in enumerate(v[1:])]
-                xs, ys = poly[0::2], poly[1::2]
-                if flavour == "obb":
-                    rb = min_area_rect(poly)
-                    if not (rb[2] > 0 and rb[3] > 0):
-                        raise err("oriented box has zero width or height")
-                    ann["rotated_bbox"] = rb
-                    ann["segmentation"] = [poly]
-                    ann["area"] = rb[2] * rb[3]
-                else:
-                    w, h = max(xs) - min(xs), max(ys) - min(ys)
-                    if not (w > 0 and h > 0):
-                        raise err("polygon has zero width or height")
-                    ann["segmentation"] = [poly]
-                    ann["bbox"] = [min(xs), min(ys), w, h]
-                    ann["area"] = polygon_area(poly)
-            b.add_annotation(**ann)
+            b.add_annotation(**_yolo_annotation(ln, iid, names, (lo, hi), flavour, (k, d), (W, H)))
     return str(cfg.get("name") or "")
 
 
