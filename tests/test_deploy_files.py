@@ -444,7 +444,16 @@ PROVIDED_BY = {
     "huggingface_hub": "huggingface_hub",  # pretrained weights from the hub (trainer_runtime.weights)
 }
 # imported only where they are optional (inference, export, fonts, type checking) or by one framework
-OPTIONAL = {"onnxruntime", "onnx", "onnxslim", "openvino", "openvino_telemetry", "matplotlib", "mypy_boto3_s3", "safetensors"}
+OPTIONAL = {
+    "onnxruntime",
+    "onnx",
+    "onnxslim",
+    "openvino",
+    "openvino_telemetry",
+    "matplotlib",
+    "mypy_boto3_s3",
+    "safetensors",
+}
 FRAMEWORK_IMPORTS = {"ultralytics": "ultralytics", "timm": "timm", "transformers": "transformers"}
 
 
