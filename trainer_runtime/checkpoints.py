@@ -1,4 +1,4 @@
-"""Checkpoint policy (seed "Checkpoint 관리 정책 및 R2 업로드 전략"; DESIGN contract 4).
+"""Checkpoint policy (contract 4 in docs/architecture.md).
 
 best.pt and last.pt go to the internal store at ``checkpoint_key(job_id, project_id, name)`` when
 training ends — normally, on SIGINT/SIGTERM, on early stop and on an exception (when the files

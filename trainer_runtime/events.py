@@ -1,4 +1,4 @@
-"""Progress events (DESIGN contract 4), as the trainer produces them.
+"""Progress events (contract 4 in docs/architecture.md), as the trainer produces them.
 
 Every event: ``{"job_id", "seq", "ts", "type", "data", "event_id"}``. `seq` is assigned by the
 server (gapless per job); a trainer printing JSON lines on stdout numbers them itself.

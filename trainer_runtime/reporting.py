@@ -1,4 +1,4 @@
-"""Progress reporting (DESIGN contract 4): where a trainer's events go.
+"""Progress reporting (contract 4 in docs/architecture.md): where a trainer's events go.
 
     EventReporter           base: ``emit(type, data) -> ProgressEvent``, ``close(timeout)``
     ├── StdoutReporter      no callback URL: one JSON line per event on stdout, ``seq`` 1, 2, 3 …

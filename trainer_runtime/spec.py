@@ -1,4 +1,4 @@
-"""The job spec (DESIGN contract 4): one JSON file the server hands a trainer.
+"""The job spec (contract 4 in docs/architecture.md): one JSON file the server hands a trainer.
 
 `python -m trainer_runtime --spec job.json [--resume]` reads it with `load_spec`.
 """

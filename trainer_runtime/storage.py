@@ -1,4 +1,4 @@
-"""Object storage: one API over local folders and S3/MinIO, and the dual-store client (DESIGN).
+"""Object storage: one API over local folders and S3/MinIO, and the dual-store client.
 
 Datasets are read-mostly and live in the *external* store; training results (checkpoints) are
 write-mostly and live in the *internal* store. `DualStorageClient` routes each operation to its
@@ -8,7 +8,7 @@ side, so callers never pick a bucket themselves.
     ├── LocalObjectStore     files at ``<root>/<bucket>/<key>``, atomic writes (temp + os.replace)
     └── S3ObjectStore        boto3, streaming multipart transfers, errors mapped to StorageError
 
-Keys (DESIGN): ``datasets/{id}/images/{rel}``, ``datasets/{id}/annotations.json``,
+Keys (docs/architecture.md, Storage): ``datasets/{id}/images/{rel}``, ``datasets/{id}/annotations.json``,
 ``datasets/{id}/snapshots/{sid}/annotations.json``, ``checkpoints/projects/{p}/jobs/{j}/{name}``
 or ``checkpoints/test-jobs/job_{j}/{name}``.
 

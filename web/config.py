@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     password_hash_wait_s: float = Field(default=10.0, gt=0)
     cors_origins: str = ""  # comma-separated
 
-    # Dual storage (DESIGN): external = datasets, internal = results. Empty endpoint = local folders.
+    # Dual storage (docs/architecture.md): external = datasets, internal = results. Empty endpoint = local folders.
     external_storage_endpoint: str | None = None
     external_storage_access_key: str | None = None
     external_storage_secret_key: str | None = None

@@ -1,4 +1,4 @@
-"""Make Ultralytics safe to import and train on machines without internet (DESIGN "Offline facts").
+"""Make Ultralytics safe to import and train on machines without internet (offline: see docs/architecture.md).
 
 `prepare_ultralytics()` must run before the first ``import ultralytics`` of the process; it is
 idempotent and cheap after the first call. It:

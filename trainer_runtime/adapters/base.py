@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from trainer_runtime.spec import JobSpec
     from trainer_runtime.weights import ResolvedWeights
 
-# Canonical advanced_config keys of the TrainingIntent (DESIGN contract 1).
+# Canonical advanced_config keys of the TrainingIntent (contract 1 in docs/architecture.md).
 CANONICAL_KEYS = (
     "optimizer",
     "scheduler",
@@ -94,7 +94,7 @@ class ConfigField:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model of the catalog: canonical name (DESIGN contract 1), task, size, a line about it."""
+    """A model of the catalog: canonical name (contract 1 in docs/architecture.md), task, size, a line about it."""
 
     name: str
     framework: str

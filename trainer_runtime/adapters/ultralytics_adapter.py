@@ -356,7 +356,7 @@ def _aug(key: str, value: Any, current: Any) -> float:
 
 
 def _canonical(key: str, value: Any, cfg: dict[str, Any]) -> None:
-    """Apply one canonical advanced_config key (DESIGN contract 1) to `cfg`."""
+    """Apply one canonical advanced_config key (contract 1 in docs/architecture.md) to `cfg`."""
     if key == "optimizer":
         cfg["optimizer"] = _optimizer(value)
     elif key == "scheduler":

@@ -1,4 +1,4 @@
-"""What a dataset can train (DESIGN contract 3), derived from its annotations.
+"""What a dataset can train (contract 3 in docs/architecture.md), derived from its annotations.
 
 `summarize` counts the kinds of annotations once (the result is JSON and is cached in the database);
 `check_compatibility` answers, for one task, whether the annotations serve it natively, after a

@@ -1,4 +1,4 @@
-"""Read YOLO, COCO, ImageFolder (and DICE) folders into a DICE folder (DESIGN contract 2).
+"""Read YOLO, COCO, ImageFolder (and DICE) folders into a DICE folder (contract 2 in docs/architecture.md).
 
 ``import_dataset(src, dest, fmt)`` writes ``dest/images/<relative path>`` (hard links when possible)
 and ``dest/annotations.json`` and returns the `DiceDataset`. Every name that comes from the source

@@ -1,4 +1,4 @@
-"""DICE dataset format v1 (DESIGN contract 2): pydantic models of `annotations.json`.
+"""DICE dataset format v1 (contract 2 in docs/architecture.md): pydantic models of `annotations.json`.
 
 Coordinates are absolute pixels; `bbox` is ``[x, y, w, h]``; `segmentation` is a list of
 polygons ``[x1, y1, x2, y2, ...]``; `keypoints` is ``[x, y, v] * K`` (v: 0 absent, 1 hidden,

@@ -1,4 +1,4 @@
-"""Train/validation split that never leaves a class only in validation (DESIGN contract 2).
+"""Train/validation split that never leaves a class only in validation (contract 2 in docs/architecture.md).
 
 An image's classes are the categories of its annotations. Images are visited rarest class first
 (ties broken by a seeded shuffle); an image may go to val only when every one of its classes

@@ -1,4 +1,4 @@
-"""Load and validate DICE `annotations.json` (DESIGN contract 2).
+"""Load and validate DICE `annotations.json` (contract 2 in docs/architecture.md).
 
 `load_annotations` turns bytes into a `DiceDataset` or raises one `DatasetFormatError` that names the
 file, line/column (bad JSON) or field path (bad record). `validate_dataset` does the cross-record

@@ -11,7 +11,7 @@
 Importing this package (or `render`, `protocol`) never imports torch: the server renders overlays
 and talks to workers without it.
 
-Result schema (one per image, the seed's InferenceResult extended)::
+Result schema (one per image, an InferenceResult)::
 
     {"task_type": str, "predictions": [...], "image": {"width", "height"},
      "inference_time_ms", "preprocessing_time_ms", "postprocessing_time_ms", "batch_size",

@@ -1,4 +1,4 @@
-"""Slack over HTTP (issue 8).
+"""Slack over HTTP.
 
     POST /slack/events         Events API: app_mention, message.im / .channels / .groups (and the
                                url_verification challenge)

@@ -1,4 +1,4 @@
-"""The Slack bot (issue 8), on when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both set.
+"""The Slack bot, on when SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both set.
 
     start_slack(app)   in the lifespan, after the event bus and the supervisor: builds the bot
                        (`web.slack.bot.SlackBot`, slack-bolt) on `app.state.slack` and starts its

@@ -1,4 +1,4 @@
-"""The Slack bot (issue 8): a slack-bolt `App` inside the FastAPI server, the agent's dialogue in
+"""The Slack bot: a slack-bolt `App` inside the FastAPI server, the agent's dialogue in
 Slack threads, live progress, inference on attached images.
 
 Requests (`web.routes.slack`: `POST /slack/events`, `/slack/commands`, `/slack/interactions`, all

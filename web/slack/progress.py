@@ -1,5 +1,5 @@
 """One progress message per job in its Slack thread, kept up to date while the job runs, then the
-final summary with the metric chart (issue 8).
+final summary with the metric chart.
 
 `ProgressFollower` is a long-lived resource of the app: `start()` in the lifespan (it resumes every
 job whose message is still "following" — a restarted server picks up where the last one stopped),
