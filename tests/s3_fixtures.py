@@ -145,7 +145,7 @@ def moto_internal() -> Iterator[MotoS3]:
 
 @pytest.fixture
 def s3_env(moto_external: MotoS3, moto_internal: MotoS3) -> dict[str, str]:
-    """Environment variables (DESIGN names) pointing the two stores at the two servers, with
+    """Environment variables (the names in docs/configuration.md) pointing the two stores at the two servers, with
     fresh bucket names for this test."""
     return {
         "EXTERNAL_STORAGE_ENDPOINT": moto_external.endpoint_url,

@@ -86,7 +86,7 @@ def test_compose_has_the_stack_with_the_seeds_ports() -> None:
         return {interpolate(p).split(":", 1)[1] for p in services[name].get("ports", [])}
 
     assert ports("minio-datasets") == {"9000:9000", "9001:9001"}
-    assert ports("minio-results") == {"9002:9000", "9003:9001"}  # the seed's 9002/9003
+    assert ports("minio-results") == {"9002:9000", "9003:9001"}  # the documented 9002/9003
     assert ports("api") == {"8000:8000"} and ports("mlflow") == {"5000:5000"}
     assert ports("prometheus") == {"9090:9090"} and ports("grafana") == {"3000:3000"}
     # published on loopback unless VTA_BIND_ADDRESS says otherwise

@@ -7,7 +7,7 @@ way out of it.
 
 * `test_compose_stack_comes_up_healthy`: ``docker compose up --build --wait`` with a generated
   env file (target ``api``, no torch, to keep the build short), then the server's /health and
-  /metrics, both MinIO stores with the seed's buckets, MLflow's /health, Prometheus scraping the
+  /metrics, both MinIO stores with their buckets, MLflow's /health, Prometheus scraping the
   api, Grafana with the provisioned datasource and dashboard; ``down -v`` at the end. It publishes
   the stack's fixed host ports (8000, 5000, 5432, 6379, 9000-9003, 9090, 3000) on 127.0.0.1.
 * `test_kubernetes_executor_on_a_real_cluster`: one Job through `KubernetesExecutor` in

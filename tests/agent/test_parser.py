@@ -1,4 +1,4 @@
-"""agent.parse_intent (DESIGN contract 1): the public dev set, our own labelled sets, tricky cases."""
+"""agent.parse_intent (contract 1 in docs/architecture.md): the public dev set, our own labelled sets, tricky cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compatibility matrix (DESIGN contract 3), summary, dominant class and minimum-area rectangles."""
+"""Compatibility matrix (contract 3 in docs/architecture.md), summary, dominant class and minimum-area rectangles."""
 
 from __future__ import annotations
 
