@@ -394,9 +394,21 @@ def _find_quoted_dataset(t: _Text) -> str | None:
 
 
 def _find_dataset(t: _Text) -> str | None:
+    for find_span in (_ds_span_before, _ds_span_after, _ds_span_data, _ds_span_prep, _ds_span_fallback):
+        span = find_span(t)
+        if span is not None:
+            return _take_dataset(t, span[0], span[1])
+    return None
+
+
+def _ds_span_before(t: _Text) -> tuple[int, int] | None:
     for m in lx.DS_BEFORE_RE.finditer(t.low):
         if _ds_ok(m.group("ds")):
-            return _take_dataset(t, m.start("ds"), m.end("ds"))
+            return m.start("ds"), m.end("ds")
+    return None
+
+
+def _ds_span_after(t: _Text) -> tuple[int, int] | None:
     for m in lx.DS_AFTER_RE.finditer(t.low):
         tok = m.group("ds")
         bare_english = not m.group("filler").strip() and not _is_korean(m.group(0)[:3])
@@ -406,10 +418,18 @@ def _find_dataset(t: _Text) -> str | None:
         if re.fullmatch(r"[가-힣]+", tok) and not _KO_PARTICLE_END.search(tok):
             continue  # Korean puts the name before 데이터셋; a bare word after it is a verb ("보여줘")
         if _ds_ok(tok, allow_number=True) and not tok.startswith(("학습", "훈련", "로", "으로")):
-            return _take_dataset(t, m.start("ds"), m.end("ds"))
+            return m.start("ds"), m.end("ds")
+    return None
+
+
+def _ds_span_data(t: _Text) -> tuple[int, int] | None:
     for m in lx.DS_DATA_RE.finditer(t.low):
         if _ds_ok(m.group("ds")):
-            return _take_dataset(t, m.start("ds"), m.end("ds"))
+            return m.start("ds"), m.end("ds")
+    return None
+
+
+def _ds_span_prep(t: _Text) -> tuple[int, int] | None:
     for m in lx.DS_PREP_RE.finditer(t.low):
         tok, prep = m.group("ds"), m.group("prep")
         if not _ds_ok(tok) or re.fullmatch(r"[\d.]+", tok):
@@ -424,9 +444,13 @@ def _find_dataset(t: _Text) -> str | None:
             continue  # "on my dog breeds data": a description, not a name
         if prep == "on" and re.fullmatch(r"[a-z][a-z\-_.]*[a-z0-9]|[a-z0-9][\w\-.]*", tok):
             if not re.search(r"[가-힣]", tok) and not _quantity_before(t.low, m.start("ds")):
-                return _take_dataset(t, m.start("ds"), m.end("ds"))
+                return m.start("ds"), m.end("ds")
         elif _is_idlike(tok) and not _quantity_before(t.low, m.start("ds")):
-            return _take_dataset(t, m.start("ds"), m.end("ds"))
+            return m.start("ds"), m.end("ds")
+    return None
+
+
+def _ds_span_fallback(t: _Text) -> tuple[int, int] | None:
     for m in re.finditer(lx.DS_TOKEN, t.low):
         tok = m.group(0)
         if m.start() > 0 and t.low[m.start() - 1] in "-_./":
@@ -434,7 +458,7 @@ def _find_dataset(t: _Text) -> str | None:
         if _strong_fallback(tok) and _ds_ok(tok) and not _quantity_before(t.low, m.start()):
             if t.low[m.end() : m.end() + 1] == "/" or (m.start() and t.low[m.start() - 1] == "/"):
                 continue
-            return _take_dataset(t, m.start(), m.end())
+            return m.start(), m.end()
     return None
 
 
