@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -13,9 +14,6 @@ from tools.db.models import User
 from tools.errors import AuthenticationError
 from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
-
-if TYPE_CHECKING:
-    from tools.downloads import LinkSigner
 
 
 @dataclass(frozen=True)
@@ -31,6 +29,17 @@ class UploadLimits:
     user_storage_quota_bytes: int = 0  # bytes one user's datasets and weights may hold in all; 0 = no quota
     max_user_weights_bytes: int = 2 * 1024**3  # one weights file a user uploads (tools.user_weights)
     formats: FormatLimits = field(default_factory=FormatLimits)  # what dataset files may contain
+
+
+@dataclass(frozen=True)
+class LinkSigner:
+    """What signs download links (`tools.downloads`): the server secret, their lifetime, the public
+    base URL ("" for paths relative to the server) and the clock (injectable for tests)."""
+
+    secret: str
+    ttl_s: float = 300.0
+    base_url: str = ""
+    clock: Callable[[], float] = field(default=time.time)
 
 
 @dataclass

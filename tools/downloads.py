@@ -26,15 +26,14 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from tools.context import ToolContext, iso_utc, require_user
+from tools.context import LinkSigner, ToolContext, iso_utc, require_user
 from tools.db.models import Job, JobCheckpoint, ModelExport, User
 from tools.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from tools.inference import ResultFile, export_file, visible_job
@@ -361,17 +360,6 @@ def model_card(ctx: ToolContext, job_id: Any) -> ModelCard:
 
 
 # ------------------------------------------------------------------------------ signed links
-
-
-@dataclass(frozen=True)
-class LinkSigner:
-    """What signs download links: the server secret, their lifetime, the public base URL ("" for
-    paths relative to the server) and the clock (injectable for tests)."""
-
-    secret: str
-    ttl_s: float = 300.0
-    base_url: str = ""
-    clock: Callable[[], float] = field(default=time.time)
 
 
 @dataclass(frozen=True)
