@@ -39,6 +39,8 @@ from sqlalchemy.orm import Session
 
 from tools import catalog
 from tools.context import ToolContext, iso_utc, require_user
+from tools.datasets.locks import user_quota_lock
+from tools.datasets.quota import check_quota
 from tools.db.models import Job, UserWeights
 from tools.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from trainer_runtime.weights import (
@@ -54,12 +56,6 @@ MINE = "mine"  # TrainingIntent.init_weights: "the caller's only upload for this
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 UPLOAD_HINT = "POST /api/v1/weights/mine (multipart: model, file), or the page's 'My weights' form"
 MAX_LISTED = 200
-
-
-def storage_bytes(db: Session, owner_id: int) -> int:
-    """Bytes of the user's uploaded weights (all their files)."""
-    rows = db.scalars(select(UserWeights.files).where(UserWeights.owner_id == owner_id))
-    return sum(int(f.get("size") or 0) for files in rows for f in (files or []) if isinstance(f, dict))
 
 
 def weights_dict(row: UserWeights) -> dict[str, Any]:
@@ -159,9 +155,6 @@ def upload_user_weights(
     """Store a weights file of the caller's for one catalog model (module doc). Errors: 422
     naming ``file`` / ``model`` / ``config``; 413 over the size limit or the storage quota.
     Returns the new upload (`weights_dict`)."""
-    from tools.datasets.locks import user_quota_lock
-    from tools.datasets.quota import check_quota
-
     user = require_user(ctx, "your weights")
     suffix = Path(filename or "").suffix.lower()
     if suffix not in SUFFIXES:

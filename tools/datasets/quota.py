@@ -8,17 +8,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tools.context import ToolContext
-from tools.db.models import Dataset
+from tools.db.models import Dataset, UserWeights
 from tools.errors import PayloadTooLargeError
+
+
+def weights_bytes(db: Session, owner_id: int) -> int:
+    """Bytes of the user's uploaded weights (all their files; `tools.user_weights`)."""
+    rows = db.scalars(select(UserWeights.files).where(UserWeights.owner_id == owner_id))
+    return sum(int(f.get("size") or 0) for files in rows for f in (files or []) if isinstance(f, dict))
 
 
 def storage_used(db: Session, owner_id: int) -> int:
     """Bytes of images the user's datasets hold (the sum of their ``total_bytes``) and of the
     weights files they uploaded (`tools.user_weights`)."""
-    from tools.user_weights import storage_bytes
-
     used = db.scalar(select(func.coalesce(func.sum(Dataset.total_bytes), 0)).where(Dataset.owner_id == owner_id))
-    return int(used or 0) + storage_bytes(db, owner_id)
+    return int(used or 0) + weights_bytes(db, owner_id)
 
 
 def check_quota(ctx: ToolContext, owner_id: int, adding: int) -> None:
