@@ -152,40 +152,55 @@ def find_classes(t: _ParsedText) -> list[str]:
     for k, tok in enumerate(toks):
         w = tok.text
         prev = toks[k - 1].text if k else ""
-        nxt = toks[k + 1].text if k + 1 < n else ""
-        if w in lx.FORWARD_TRIGGERS_SINGLE:
-            found.append(_parse_forward(toks, k + 1))
-        elif w in lx.FORWARD_TRIGGERS_MULTI:
-            items = _parse_forward(toks, k + 1)
-            if len(items) >= 2:
-                found.append(items)
-        elif w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
-            found.append(_parse_forward(toks, k + 1))
-        elif w in ("for", "of") and prev in lx.FOR_HEADS_MULTI:
-            items = _parse_forward(toks, k + 1)
-            if len(items) >= 2:
-                found.append(items)
-        elif w in lx.CLASS_LIST_HEADS and (
-            nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은"))
-        ):
-            start = k + 1 if w.endswith((":", "는", "은")) else k + 2
-            found.append(_parse_forward(toks, start))
-        elif w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
-            found.append(_parse_backward(toks, k))
-        elif w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
-            items = _parse_backward(toks, k)
-            if len(items) >= 2:
-                found.append(items)
-        elif w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
-            # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"
-            j = k - 1
-            items = _parse_slash(toks, j)
-            if len(items) >= 2:
-                found.append(items)
+        triggered = _triggered_list(toks, k)
+        if triggered is not None:
+            found.append(triggered)
         if (k == 0 or prev in lx.SENTENCE_PUNCT or prev == ":") and w not in lx.SENTENCE_PUNCT:
             items = _parse_forward(toks, k)
             if len(items) >= 2 and (k + 1 < n):
                 found.append(items)
+    return _unique_names(t, found)
+
+
+def _triggered_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
+    """The class list that token k's trigger word opens, or None when it opens none."""
+    n = len(toks)
+    w = toks[k].text
+    prev = toks[k - 1].text if k else ""
+    nxt = toks[k + 1].text if k + 1 < n else ""
+    if w in lx.FORWARD_TRIGGERS_SINGLE:
+        return _parse_forward(toks, k + 1)
+    elif w in lx.FORWARD_TRIGGERS_MULTI:
+        items = _parse_forward(toks, k + 1)
+        if len(items) >= 2:
+            return items
+    elif w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
+        return _parse_forward(toks, k + 1)
+    elif w in ("for", "of") and prev in lx.FOR_HEADS_MULTI:
+        items = _parse_forward(toks, k + 1)
+        if len(items) >= 2:
+            return items
+    elif w in lx.CLASS_LIST_HEADS and (
+        nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은"))
+    ):
+        start = k + 1 if w.endswith((":", "는", "은")) else k + 2
+        return _parse_forward(toks, start)
+    elif w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
+        return _parse_backward(toks, k)
+    elif w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
+        items = _parse_backward(toks, k)
+        if len(items) >= 2:
+            return items
+    elif w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
+        # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"
+        j = k - 1
+        items = _parse_slash(toks, j)
+        if len(items) >= 2:
+            return items
+    return None
+
+
+def _unique_names(t: _ParsedText, found: list[list[tuple[int, int]]]) -> list[str]:
     names: list[str] = []
     seen: set[str] = set()
     for items in found:
