@@ -7,6 +7,7 @@ framework and task. See `docs/architecture.md`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,9 @@ def _yolo_name(ver: str) -> str:
     return f"yolov{ver}" if ver in ("5", "8", "9", "10") else f"yolo{ver}"
 
 
+_AddHit = Callable[[re.Match[str], _ModelHit], None]
+
+
 def find_models(t: _ParsedText) -> list[_ModelHit]:
     hits: list[_ModelHit] = []
 
@@ -51,6 +55,19 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
         hits.append(hit)
         t.mask(m.start(), m.end())
 
+    _find_hub_models(t, add)
+    _find_transformer_models(t, add)
+    _find_yolo_models(t, add)
+    _find_cnn_models(t, add)
+    for h in hits:
+        before = t.low[max(0, h.start - 20) : h.start]
+        after = t.low[h.end : h.end + 16]
+        h.negated = bool(_NEGATED_BEFORE.search(before) or _NEGATED_AFTER.search(after))
+    hits.sort(key=lambda h: h.start)
+    return hits
+
+
+def _find_hub_models(t: _ParsedText, add: _AddHit) -> None:
     for m in lx.HUB_RE.finditer(t.low):
         org, name = m.group(1), m.group(2)
         if not re.search(r"[a-z]", name) or not re.search(r"[\d\-_.]", name) or name.isdigit():
@@ -64,6 +81,8 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
         task = next((tk for tk, rx in lx.HUB_TASK_WORDS if rx.search(name)), None)
         add(m, _ModelHit(m.start(), m.end(), written, "transformers", task))
 
+
+def _find_transformer_models(t: _ParsedText, add: _AddHit) -> None:
     for m in lx.RTDETR_RE.finditer(t.low):
         sz = m.group("sz")
         name = f"rtdetr-{'l' if sz in ('l', 'large') else 'x'}" if sz else None
@@ -103,6 +122,9 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
                 specific=bool(m.group("sz")),
             ),
         )
+
+
+def _find_yolo_models(t: _ParsedText, add: _AddHit) -> None:
     for m in lx.YOLO_RE.finditer(t.low):
         ver, size, suf = m.group("ver"), m.group("size"), m.group("suf") or m.group("suf2")
         if not size:
@@ -117,6 +139,9 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
             add(m, _ModelHit(m.start(), m.end(), base, "ultralytics", "object_detection", base))
     for m in lx.YOLO_BARE_RE.finditer(t.low):
         add(m, _ModelHit(m.start(), m.end(), None, "ultralytics", None))
+
+
+def _find_cnn_models(t: _ParsedText, add: _AddHit) -> None:
     for m in lx.RESNET_RE.finditer(t.low):
         add(
             m,
@@ -161,13 +186,6 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
         )
     for m in lx.RESNET_BARE_RE.finditer(t.low):
         add(m, _ModelHit(m.start(), m.end(), None, None, "image_classification"))
-
-    for h in hits:
-        before = t.low[max(0, h.start - 20) : h.start]
-        after = t.low[h.end : h.end + 16]
-        h.negated = bool(_NEGATED_BEFORE.search(before) or _NEGATED_AFTER.search(after))
-    hits.sort(key=lambda h: h.start)
-    return hits
 
 
 def resolve_model(hits: list[_ModelHit], task_word: str | None, fw_word: str | None) -> dict[str, Any]:
