@@ -53,12 +53,21 @@ class CommandHandlers(DialogueBase):
         return Turn(self.t("user_weights_list", lines=lines, model=items[0]["model_name"]), action="list_weights")
 
     def command(self, given: dict[str, Any]) -> Turn | None:
-        low = self.low
         training = {
             k
             for k in given
             if k in ("model_name", "dataset", "epochs", "batch_size", "image_size", "init_from_job", "init_weights")
         }
+        turn = self.request_command(given, training)
+        if turn is not None:
+            return turn
+        if training:
+            return None
+        return self.job_command()
+
+    def request_command(self, given: dict[str, Any], training: set[str]) -> Turn | None:
+        """Help, listings, weights, export/download, test runs, predictions and compatibility questions."""
+        low = self.low
         if P.HELP.search(low):
             return Turn(self.t("help"), action="help")
         if (
@@ -91,8 +100,11 @@ class CommandHandlers(DialogueBase):
             return self.compatibility(given)
         if P.INFER.search(low) and not training:
             return self.inference()
-        if training:
-            return None
+        return None
+
+    def job_command(self) -> Turn | None:
+        """Metrics, progress, stop and resume of a job (only when the message asks for no training)."""
+        low = self.low
         if P.METRICS.search(low):
             return self.with_job(self.metrics)
         if P.PROGRESS.search(low):
