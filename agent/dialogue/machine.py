@@ -227,6 +227,22 @@ class Dialogue(CommandHandlers):
             if turn is not None:
                 return turn
 
+        task, turn = self.task_for(intent, ds)
+        if turn is not None:
+            return turn
+
+        compat = check_dataset_compatibility(self.ctx, ds["id"], task)
+        if compat.get("status") == "incompatible":
+            return self.refuse_incompatible(ds, task, str(compat.get("reason") or ""))
+
+        if not intent.get("model_name"):
+            return self.ask_model(task, intent.get("framework"))
+        if not intent.get("epochs"):
+            return self.ask_epochs(intent.get("preset"), intent.get("framework"), intent.get("model_name"))
+        return self.confirm(ds)
+
+    def task_for(self, intent: dict[str, Any], ds: dict[str, Any]) -> tuple[Any, Turn | None]:
+        """The task to train: the one asked for, the model's, the dataset's only native one, else a question."""
         task = intent.get("task_type")
         if not task and intent.get("model_name"):
             info = catalog.find_model(str(intent["model_name"]))
@@ -240,7 +256,7 @@ class Dialogue(CommandHandlers):
                 )
                 intent.pop("dataset", None)
                 self.set_intent(intent)
-                return self.ask_dataset()
+                return None, self.ask_dataset()
             if len(natives) == 1:
                 task = natives[0]
                 intent["task_type"] = task
@@ -249,21 +265,12 @@ class Dialogue(CommandHandlers):
             else:
                 default = catalog.pick_task(ds["capabilities"], intent.get("framework")) or options[0]
                 labels = ", ".join(f"{i}. {self.task(t)}" for i, t in enumerate(options, 1))
-                return self.ask(
+                return None, self.ask(
                     "task",
                     self.t("ask_task", dataset=ds["name"], options=labels, default=self.task(default)),
                     options,
                 )
-
-        compat = check_dataset_compatibility(self.ctx, ds["id"], task)
-        if compat.get("status") == "incompatible":
-            return self.refuse_incompatible(ds, task, str(compat.get("reason") or ""))
-
-        if not intent.get("model_name"):
-            return self.ask_model(task, intent.get("framework"))
-        if not intent.get("epochs"):
-            return self.ask_epochs(intent.get("preset"), intent.get("framework"), intent.get("model_name"))
-        return self.confirm(ds)
+        return task, None
 
     def take_init_model(self, intent: dict[str, Any]) -> Turn | None:
         """Fine-tuning without a model named: the source job's model (it must be readable)."""
