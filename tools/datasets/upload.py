@@ -17,7 +17,7 @@ from tools.context import ToolContext, require_user
 from tools.datasets.common import LABELED_CONFLICT, _delete_objects, _owned_row, _sha256_file, dataset_dict
 from tools.datasets.locks import dataset_write_lock, user_quota_lock
 from tools.datasets.quota import check_quota
-from tools.db.models import DatasetImage, User, utcnow
+from tools.db.models import Dataset, DatasetImage, User, utcnow
 from tools.errors import ConflictError, InvalidInputError
 from tools.uploads import (
     UPLOAD_FORMATS,
@@ -113,6 +113,53 @@ def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[s
         return _commit_upload_locked(ctx, dataset_id, prep)
 
 
+def _split_new_images(
+    ds: Dataset, existing: dict[str, DatasetImage], prep: _Prepared
+) -> tuple[dict[str, Any], list[str]]:
+    """The upload's images not in the dataset yet, and those already there with the same bytes;
+    an image already there with other bytes is a conflict."""
+    new: dict[str, Any] = {}
+    skipped: list[str] = []
+    for rel, info in prep.infos.items():
+        row = existing.get(rel)
+        if row is None:
+            new[rel] = info
+        elif row.sha256 == info.sha256:
+            skipped.append(rel)
+        else:
+            raise ConflictError(
+                f"images/{rel} already exists in dataset {ds.name!r} with different content; "
+                "delete that image first or upload under another path",
+                detail={"file": f"images/{rel}"},
+            )
+    return new, skipped
+
+
+def _checked_annotation_index(
+    ann: DiceDataset, existing: dict[str, DatasetImage], prep: _Prepared
+) -> dict[str, tuple[int, int]]:
+    """Validate a labeled upload's annotations against the dataset's and the upload's images
+    (sizes and declared sha256), then index them by image file."""
+    sizes = {n: (r.width, r.height) for n, r in existing.items()}
+    sizes.update({n: (i.width, i.height) for n, i in prep.infos.items()})
+    shas = {n: r.sha256 for n, r in existing.items()}
+    shas.update({n: i.sha256 for n, i in prep.infos.items()})
+    report = validate_dataset(ann, available_files=set(sizes), image_sizes=sizes, file="annotations.json")
+    try:
+        report.raise_first()
+    except DatasetFormatError as exc:
+        raise invalid_from(exc) from exc
+    for i, img in enumerate(ann.images):
+        rel = safe_relpath(img.file_name)
+        if img.sha256 and shas.get(rel) and img.sha256.lower() != shas[rel]:
+            raise InvalidInputError(
+                f"annotations.json: images[{i}].sha256: image {img.id} ({rel}) declares sha256 "
+                f"{img.sha256} but the file's is {shas[rel]}",
+                detail={"file": "annotations.json", "field": f"images[{i}].sha256"},
+            )
+    return _annotation_index(ann)
+
+
 def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[str, Any]:
     ann = prep.annotations
     with dataset_write_lock(ctx, dataset_id) as ds:
@@ -123,40 +170,10 @@ def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) ->
         existing = {
             r.file_name: r for r in ctx.db.scalars(select(DatasetImage).where(DatasetImage.dataset_id == ds.id))
         }
-        new: dict[str, Any] = {}
-        skipped: list[str] = []
-        for rel, info in prep.infos.items():
-            row = existing.get(rel)
-            if row is None:
-                new[rel] = info
-            elif row.sha256 == info.sha256:
-                skipped.append(rel)
-            else:
-                raise ConflictError(
-                    f"images/{rel} already exists in dataset {ds.name!r} with different content; "
-                    "delete that image first or upload under another path",
-                    detail={"file": f"images/{rel}"},
-                )
+        new, skipped = _split_new_images(ds, existing, prep)
         index: dict[str, tuple[int, int]] = {}
         if ann is not None:
-            sizes = {n: (r.width, r.height) for n, r in existing.items()}
-            sizes.update({n: (i.width, i.height) for n, i in prep.infos.items()})
-            shas = {n: r.sha256 for n, r in existing.items()}
-            shas.update({n: i.sha256 for n, i in prep.infos.items()})
-            report = validate_dataset(ann, available_files=set(sizes), image_sizes=sizes, file="annotations.json")
-            try:
-                report.raise_first()
-            except DatasetFormatError as exc:
-                raise invalid_from(exc) from exc
-            for i, img in enumerate(ann.images):
-                rel = safe_relpath(img.file_name)
-                if img.sha256 and shas.get(rel) and img.sha256.lower() != shas[rel]:
-                    raise InvalidInputError(
-                        f"annotations.json: images[{i}].sha256: image {img.id} ({rel}) declares sha256 "
-                        f"{img.sha256} but the file's is {shas[rel]}",
-                        detail={"file": "annotations.json", "field": f"images[{i}].sha256"},
-                    )
-            index = _annotation_index(ann)
+            index = _checked_annotation_index(ann, existing, prep)
         result_base = {
             "format": prep.fmt,
             "labeled_upload": ann is not None,
