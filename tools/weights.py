@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tools import catalog
+from tools import catalog, user_weights
 from tools.context import ToolContext, require_user
 from tools.db.models import Job, User, WeightsEntry
 from tools.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
@@ -461,8 +461,6 @@ def describe_weights_plan(ctx: ToolContext, intent: TrainingIntent, lang: str | 
         return _TEXT["ko" if lang == "ko" else "en"]["no_model"]
     resolved_framework, model_name = _model_of(model, framework)
     if intent.init_weights is not None:
-        from tools import user_weights
-
         try:
             row = user_weights.resolve_for_job(
                 ctx, intent.init_weights, model_name=model_name, framework=resolved_framework

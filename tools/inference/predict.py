@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, UnidentifiedImageError
 
 from tools.context import ToolContext
+from tools.datasets import get_dataset_row
 from tools.db.models import DatasetImage
 from tools.errors import ConflictError, InferenceFailedError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from tools.inference.access import job_checkpoint, model_key
@@ -239,8 +240,6 @@ def run_inference_route(
 
 
 def _dataset_image_bytes(ctx: ToolContext, image_id: int) -> bytes:
-    from tools.datasets import get_dataset_row
-
     row = ctx.db.get(DatasetImage, int(image_id))
     if row is None:
         raise NotFoundError(f"image {image_id} not found", detail={"dataset_image_id": image_id})

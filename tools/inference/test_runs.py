@@ -16,10 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tools.context import ToolContext, iso_utc, require_user
+from tools.datasets import get_dataset_row
 from tools.db.models import DatasetSnapshot, TestRun
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from tools.inference.access import ResultFile, job_checkpoint
 from tools.inference.config import ensure_dir
+from tools.uploads import collect_tree, dice_layout, extract_zip, invalid_from
 
 if TYPE_CHECKING:
     from tools.inference.service import InferenceService
@@ -81,8 +83,6 @@ def create_test_run(
     iou: float | None = None,
 ) -> dict[str, Any]:
     """Record a test run (status queued); the caller starts it with `service.submit_test_run`."""
-    from tools.datasets import get_dataset_row
-
     user = require_user(ctx)
     _, _, ckpt_name = job_checkpoint(ctx, job_id, checkpoint)
     given = [x is not None for x in (dataset_id, snapshot_id, upload_dir)]
@@ -193,7 +193,6 @@ def test_run_file(ctx: ToolContext, run_id: Any, which: str = "report") -> Resul
 def stage_test_upload(ctx: ToolContext, service: InferenceService, zip_path: Path, archive_name: str) -> Path:
     """Extract an uploaded zip (DICE: images/ + optional annotations.json, or plain images) into a
     private folder ``<dir>/images/<name>`` (+ ``annotations.json``), with the upload limits."""
-    from tools.uploads import collect_tree, dice_layout, extract_zip
     from trainer_runtime.formats.validate import load_annotations
 
     root = Path(tempfile.mkdtemp(prefix="upload-", dir=ensure_dir(service.config.cache_dir / "test-uploads")))
@@ -216,8 +215,6 @@ def stage_test_upload(ctx: ToolContext, service: InferenceService, zip_path: Pat
             try:
                 load_annotations(layout.annotations, limits=ctx.limits.formats)
             except DatasetFormatError as exc:
-                from tools.uploads import invalid_from
-
                 raise invalid_from(exc) from exc
             os.replace(layout.annotations, final / "annotations.json")
         shutil.rmtree(raw, ignore_errors=True)
