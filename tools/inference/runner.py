@@ -11,6 +11,7 @@ test run; kept on the TestRun row and published on the app's event bus on channe
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import shutil
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import sessionmaker
 
     from tools.inference.config import InferenceConfig
+    from trainer_runtime.inference.evaluate import DetectionEvaluator
     from trainer_runtime.storage import DualStorageClient
 
 
@@ -221,14 +223,103 @@ def execute_test_run(service: InferenceService, run_id: int) -> None:
                     shutil.rmtree(str(up), ignore_errors=True)
 
 
+def _predict_chunk(
+    service: InferenceService,
+    job: Job,
+    key: str,
+    path: Path,
+    conf: Any,
+    iou: Any,
+    chunk: list[tuple[_Item, bytes | Exception]],
+) -> tuple[list[tuple[_Item, dict[str, Any] | None, str | None]], dict[str, Any] | None]:
+    """(item, result or None, error or None) per image, and the model info of the reply."""
+    out_rows: list[tuple[_Item, dict[str, Any] | None, str | None]] = [
+        (it, None, f"cannot read the image: {b}") for it, b in chunk if not isinstance(b, bytes)
+    ]
+    good = [(it, b) for it, b in chunk if isinstance(b, bytes)]
+    info: dict[str, Any] | None = None
+    if not good:
+        return out_rows, info
+    try:
+        res, reply = service.predict(job.framework, key, path, [b for _, b in good], conf=conf, iou=iou)
+        return out_rows + [(it, r, None) for (it, _), r in zip(good, res, strict=True)], reply.get("model")
+    except WorkerError as exc:
+        if exc.code != "invalid_image":
+            raise
+    for it, b in good:  # a bad image in the batch: run them one by one
+        try:
+            r1, reply = service.predict(job.framework, key, path, [b], conf=conf, iou=iou)
+            out_rows.append((it, r1[0], None))
+            info = reply.get("model") or info
+        except WorkerError as exc1:
+            if exc1.code != "invalid_image":
+                raise
+            out_rows.append((it, None, exc1.message))
+    return out_rows, info
+
+
+def _fill_result_line(
+    line: dict[str, Any],
+    it: _Item,
+    res1: dict[str, Any],
+    task: str,
+    anns_by_image: dict[int, list[dict[str, Any]]],
+    cat_names: dict[int, str],
+    cls_records: list[tuple[str | None, list[str]]],
+    det_eval: DetectionEvaluator | None,
+) -> None:
+    """An image's predictions line: its result, and with labels its ground truth, which also goes to
+    the classification records or the detection evaluator."""
+    from trainer_runtime.inference.evaluate import image_label
+
+    anns = anns_by_image.get(int(it.ann_image["id"]), []) if it.ann_image else []
+    line["result"] = res1
+    if it.ann_image is not None:
+        line["image_id"] = it.ann_image.get("id")
+        if task == "image_classification":
+            truth = image_label(anns, cat_names)
+            line["ground_truth"] = truth
+            cls_records.append((truth, [p["label"] for p in res1.get("predictions") or []]))
+        else:
+            line["ground_truth"] = len(anns)
+            if det_eval is not None:
+                det_eval.add(res1, anns, res1.get("image") or {})
+
+
+def _test_metrics(
+    items: list[_Item],
+    processed: int,
+    failed: int,
+    started: float,
+    times: list[float],
+    doc: dict[str, Any] | None,
+    class_names: list[str],
+    task: str,
+    cls_records: list[tuple[str | None, list[str]]],
+    det_eval: DetectionEvaluator | None,
+) -> dict[str, Any]:
+    """The run's counts and speed, and with labels its accuracy (classification) or mAP (detection)."""
+    from trainer_runtime.inference.evaluate import classification_metrics, finite
+
+    metrics: dict[str, Any] = {
+        "images": len(items),
+        "processed": processed,
+        "failed_images": failed,
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "images_per_s": round(processed / max(time.monotonic() - started, 1e-9), 2),
+        "mean_inference_time_ms": round(sum(times) / len(times), 3) if times else None,
+    }
+    if doc is not None and class_names:
+        if task == "image_classification":
+            metrics.update(classification_metrics(cls_records, class_names))
+        elif det_eval is not None:
+            metrics.update(det_eval.result())
+    metrics = finite(metrics)
+    return metrics
+
+
 def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
-    from trainer_runtime.inference.evaluate import (
-        DETECTION_TASKS,
-        DetectionEvaluator,
-        classification_metrics,
-        finite,
-        image_label,
-    )
+    from trainer_runtime.inference.evaluate import DETECTION_TASKS, DetectionEvaluator
 
     job = db.get(Job, row.job_id)
     ckpt = db.scalars(
@@ -273,34 +364,7 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
     last_event = 0.0
     batch = max(1, service.config.test_run_batch)
     try:
-
-        def run_chunk(
-            chunk: list[tuple[_Item, bytes | Exception]],
-        ) -> tuple[list[tuple[_Item, dict[str, Any] | None, str | None]], dict[str, Any] | None]:
-            """(item, result or None, error or None) per image, and the model info of the reply."""
-            out_rows: list[tuple[_Item, dict[str, Any] | None, str | None]] = [
-                (it, None, f"cannot read the image: {b}") for it, b in chunk if not isinstance(b, bytes)
-            ]
-            good = [(it, b) for it, b in chunk if isinstance(b, bytes)]
-            info: dict[str, Any] | None = None
-            if not good:
-                return out_rows, info
-            try:
-                res, reply = service.predict(job.framework, key, path, [b for _, b in good], conf=conf, iou=iou)
-                return out_rows + [(it, r, None) for (it, _), r in zip(good, res, strict=True)], reply.get("model")
-            except WorkerError as exc:
-                if exc.code != "invalid_image":
-                    raise
-            for it, b in good:  # a bad image in the batch: run them one by one
-                try:
-                    r1, reply = service.predict(job.framework, key, path, [b], conf=conf, iou=iou)
-                    out_rows.append((it, r1[0], None))
-                    info = reply.get("model") or info
-                except WorkerError as exc1:
-                    if exc1.code != "invalid_image":
-                        raise
-                    out_rows.append((it, None, exc1.message))
-            return out_rows, info
+        run_chunk = functools.partial(_predict_chunk, service, job, key, path, conf, iou)
 
         # Two batches in flight: the worker computes one while this thread stores the other.
         with (
@@ -335,18 +399,7 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
                         continue
                     processed += 1
                     times.append(float(res1.get("inference_time_ms") or 0.0))
-                    anns = anns_by_image.get(int(it.ann_image["id"]), []) if it.ann_image else []
-                    line["result"] = res1
-                    if it.ann_image is not None:
-                        line["image_id"] = it.ann_image.get("id")
-                        if task == "image_classification":
-                            truth = image_label(anns, cat_names)
-                            line["ground_truth"] = truth
-                            cls_records.append((truth, [p["label"] for p in res1.get("predictions") or []]))
-                        else:
-                            line["ground_truth"] = len(anns)
-                            if det_eval is not None:
-                                det_eval.add(res1, anns, res1.get("image") or {})
+                    _fill_result_line(line, it, res1, task, anns_by_image, cat_names, cls_records, det_eval)
                     out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 row.processed, row.failed_images = processed, failed
                 now = time.monotonic()
@@ -369,20 +422,7 @@ def _execute(service: InferenceService, db: Session, row: TestRun) -> None:
                         },
                     )
 
-        metrics: dict[str, Any] = {
-            "images": len(items),
-            "processed": processed,
-            "failed_images": failed,
-            "elapsed_s": round(time.monotonic() - started, 3),
-            "images_per_s": round(processed / max(time.monotonic() - started, 1e-9), 2),
-            "mean_inference_time_ms": round(sum(times) / len(times), 3) if times else None,
-        }
-        if doc is not None and class_names:
-            if task == "image_classification":
-                metrics.update(classification_metrics(cls_records, class_names))
-            elif det_eval is not None:
-                metrics.update(det_eval.result())
-        metrics = finite(metrics)
+        metrics = _test_metrics(items, processed, failed, started, times, doc, class_names, task, cls_records, det_eval)
         prefix = test_run_prefix(row.id)
         pred_info = service.storage.internal.put_file(
             prefix + "predictions.jsonl", lines_path, content_type="application/x-ndjson"
