@@ -165,9 +165,11 @@ def test_fast_on_coco_sized_data() -> None:
     n = 118_000
     image_classes = [sorted({min(80, int(rng.paretovariate(1.0))) for _ in range(3)}) for _ in range(n)]
     ds = _build(image_classes, 80)
-    t0 = time.perf_counter()
+    # CPU time of this process, not wall time: other processes on a busy machine must not fail it
+    # (the guard is against an accidentally quadratic split: ~0.7 s of CPU here, minutes if quadratic)
+    t0 = time.process_time()
     res = stratified_split(ds, 0.2, seed=0)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     _check_invariants(ds, res.train, res.val)
     assert abs(len(res.val) - round(n * 0.2)) <= 2
-    assert elapsed < 2.0, elapsed
+    assert elapsed < 5.0, elapsed
