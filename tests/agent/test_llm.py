@@ -143,10 +143,12 @@ def test_timeout_falls_back_quickly(
     client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
 ) -> None:
     _, headers = alice
-    fake_llm.script(slow(6, text("too late")))
+    fake_llm.script(slow(10, text("too late")))
     t0 = time.monotonic()
     body = post(client, headers, "pets 데이터셋으로 resnet18 2에폭 학습해줘")
-    assert time.monotonic() - t0 < 5  # llm_timeout_s=2, no retries
+    # llm_timeout_s=2, no retries: well before the model's answer at 10 s (the rest is the rules
+    # brain's turn, which a loaded machine may slow down)
+    assert time.monotonic() - t0 < 9
     assert body["mode"] == "llm_fallback" and "timeout" in body["reply"]
     assert body["reply"].startswith("(참고: 언어 모델이 응답하지 못해서")  # the note in the user's language
     assert body["state"] == "confirming"
