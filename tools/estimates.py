@@ -50,6 +50,7 @@ The estimate covers the trainer's run (start-up to completion), not the wait in 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -186,11 +187,14 @@ def cpu_probe_gflops() -> float:
     return value
 
 
+def latest_device_kind(db: Session) -> str:
+    """Where the latest measured job ran (cpu | cuda | mps); "cpu" when nothing was measured."""
+    return db.scalar(select(JobThroughput.device_kind).order_by(JobThroughput.id.desc()).limit(1)) or "cpu"
+
+
 def cpu_share() -> float:
     """The share of this machine's CPUs a new trainer can expect: cores / 1-minute load average,
     at most 1 (a one-thread probe does not see other processes; a trainer shares the cores)."""
-    import os
-
     try:
         cores = len(os.sched_getaffinity(0))
         load = os.getloadavg()[0]
@@ -200,8 +204,6 @@ def cpu_share() -> float:
 
 
 def _measure_gflops() -> float:
-    import os
-
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
@@ -366,7 +368,7 @@ def estimate_duration(
     db = ctx.db
     device = device_kind(str(hp.get("device") or "auto"))
     if not device:  # auto: where the latest jobs ran
-        device = db.scalar(select(JobThroughput.device_kind).order_by(JobThroughput.id.desc()).limit(1)) or "cpu"
+        device = latest_device_kind(db)
     bucket = size_bucket(size)
 
     def recent(*conds: Any) -> list[JobThroughput]:

@@ -62,7 +62,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, object_session
 
-from tools import catalog, defaults, user_weights
+from tools import catalog, defaults, estimates, user_weights
 from tools import weights as weights_tools
 from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
@@ -72,7 +72,6 @@ from tools.db.models import (
     Job,
     JobCheckpoint,
     JobEvent,
-    JobThroughput,
     ModelExport,
     TestRun,
 )
@@ -363,7 +362,7 @@ def _dataset_stats(ctx: ToolContext, ds: Dataset, summary: dict[str, Any]) -> de
 def _device_info(ctx: ToolContext) -> defaults.DeviceInfo:
     """Where the next job most likely trains: the device of the latest measured job (else this
     machine's CPU), with this machine's memory for a CPU and `GPU_MEMORY_MB_GUESS` for a GPU."""
-    kind = ctx.db.scalar(select(JobThroughput.device_kind).order_by(JobThroughput.id.desc()).limit(1)) or "cpu"
+    kind = estimates.latest_device_kind(ctx.db)
     if kind == "cpu":
         try:
             memory_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
