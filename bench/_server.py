@@ -116,3 +116,18 @@ def sign_in(client: httpx.Client, email: str = "bench@example.com") -> str:
     token = str(tok.json()["access_token"])
     client.headers["Authorization"] = f"Bearer {token}"
     return token
+
+
+def wait_for_job(client: httpx.Client, job_id: int, timeout_s: float, *, stop_on_timeout: bool = False) -> dict:
+    """Poll ``GET /jobs/{id}`` every 0.5 s until the job ends; its JSON. Past `timeout_s` it raises
+    (after asking the server to stop the job when `stop_on_timeout`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict = client.get(f"{API}/jobs/{job_id}").json()
+        if job["status"] in ("completed", "failed", "stopped"):
+            return job
+        if time.monotonic() > deadline:
+            if stop_on_timeout:
+                client.post(f"{API}/jobs/{job_id}/stop")
+            raise RuntimeError(f"job {job_id} did not finish in {timeout_s} s (status {job['status']})")
+        time.sleep(0.5)

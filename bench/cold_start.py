@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,12 +27,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from _server import free_port
 
 
 def _command() -> list[str]:
@@ -51,7 +45,7 @@ def _env(demo: bool) -> dict[str, str]:
 
 def time_to_health(data_dir: Path, *, demo: bool, timeout: float = 300.0) -> float:
     """Seconds from spawning the server to the first 200 on /health (the server is stopped after)."""
-    port = _free_port()
+    port = free_port()
     cmd = [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
     cmd += ["--log-level", "warning"]
     url = f"http://127.0.0.1:{port}/health"

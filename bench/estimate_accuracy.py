@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import API, free_port, sign_in, start_server, stop_server
+from _server import API, free_port, sign_in, start_server, stop_server, wait_for_job
 
 CASES: dict[str, list[tuple[str, str]]] = {
     # (message, kind label)
@@ -71,14 +71,7 @@ def run_job(client: httpx.Client, message: str, timeout_s: float) -> dict[str, A
     r = client.post(f"{API}/chat", json={"message": "yes", "session_id": turn["session_id"]})
     r.raise_for_status()
     job_id = r.json()["job_id"]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(f"{API}/jobs/{job_id}").json()
-        if job["status"] in ("completed", "failed", "stopped"):
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} did not finish in {timeout_s} s (status {job['status']})")
-        time.sleep(0.5)
+    job = wait_for_job(client, job_id, timeout_s)
     actual = _ts(job["finished_at"]) - _ts(job["created_at"])
     return {"job_id": job_id, "status": job["status"], "estimate": estimate, "line": line, "actual_s": actual}
 

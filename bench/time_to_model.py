@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import API, free_port, sign_in, start_server, stop_server
+from _server import API, free_port, sign_in, start_server, stop_server, wait_for_job
 
 # name -> (message, metric key, goal value, goal seconds)
 CASES: dict[str, tuple[str, str, float, float]] = {
@@ -60,15 +60,7 @@ def run_case(client: httpx.Client, message: str, metric: str, timeout_s: float) 
     r = client.post(f"{API}/chat", json={"message": "yes", "session_id": turn["session_id"]})
     r.raise_for_status()
     job_id = r.json()["job_id"]
-    deadline = t0 + timeout_s
-    while True:
-        job = client.get(f"{API}/jobs/{job_id}").json()
-        if job["status"] in ("completed", "failed", "stopped"):
-            break
-        if time.monotonic() > deadline:
-            client.post(f"{API}/jobs/{job_id}/stop")
-            raise RuntimeError(f"job {job_id} did not finish in {timeout_s} s (status {job['status']})")
-        time.sleep(0.5)
+    job = wait_for_job(client, job_id, timeout_s - (time.monotonic() - t0), stop_on_timeout=True)
     wall = time.monotonic() - t0
     series = client.get(f"{API}/jobs/{job_id}/metrics").json().get("series") or {}
     values = [v for v in series.get(metric) or [] if isinstance(v, int | float)]

@@ -39,7 +39,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,15 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "x" * 48
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _raise_nofile(want: int) -> int:
@@ -114,7 +108,7 @@ class Server:
 
 
 def start_server(data_dir: Path, db_url: str, redis_url: str | None, prefix: str, log_dir: Path) -> Server:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     for name in ("EXTERNAL_STORAGE_ENDPOINT", "INTERNAL_STORAGE_ENDPOINT", "S3_ENDPOINT", "REDIS_URL"):
         env.pop(name, None)
