@@ -17,7 +17,8 @@ from trainer_runtime.storage import StorageConfig
 from trainer_runtime.weights import WeightsPlan
 
 SPEC_VERSION: Literal["1"] = "1"
-FRAMEWORKS = ("ultralytics", "timm", "transformers")
+ULTRALYTICS, TIMM, TRANSFORMERS = "ultralytics", "timm", "transformers"
+FRAMEWORKS = (ULTRALYTICS, TIMM, TRANSFORMERS)  # the `Literal` of the fields below lists the same
 PRESETS = ("easy", "medium", "advanced")
 
 

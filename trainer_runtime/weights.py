@@ -152,6 +152,13 @@ def registry_prefix(framework: str, model: str) -> str:
     return f"weights/{framework}/{safe}/"
 
 
+def local_weights_dir() -> Path | None:
+    """``$VTA_WEIGHTS_DIR``: a folder of weights the operator placed beside the trainer (the only
+    place the trainer reads it); None when unset."""
+    root = os.environ.get("VTA_WEIGHTS_DIR")
+    return Path(root).expanduser() if root else None
+
+
 # ---------------------------------------------------------------------------------- the plan
 
 

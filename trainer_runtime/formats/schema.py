@@ -16,12 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 FORMAT_VERSION = "1.0"
 SUPPORTED_VERSIONS = frozenset({"1.0"})
 
+IMAGE_CLASSIFICATION = "image_classification"
+OBJECT_DETECTION = "object_detection"
+INSTANCE_SEGMENTATION = "instance_segmentation"
+POSE_ESTIMATION = "pose_estimation"
+ORIENTED_OBJECT_DETECTION = "oriented_object_detection"
 TASK_TYPES = (
-    "image_classification",
-    "object_detection",
-    "instance_segmentation",
-    "pose_estimation",
-    "oriented_object_detection",
+    IMAGE_CLASSIFICATION,
+    OBJECT_DETECTION,
+    INSTANCE_SEGMENTATION,
+    POSE_ESTIMATION,
+    ORIENTED_OBJECT_DETECTION,
 )
 
 
