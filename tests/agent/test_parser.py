@@ -418,4 +418,6 @@ def test_fast_enough() -> None:
         parse_intent(t)
         times.append(time.perf_counter() - t0)
     times.sort()
-    assert times[len(times) // 2] < 0.002
+    # A guard against a pathological (backtracking) pattern, not a target: bench/parse_speed.py
+    # measures the speed (a fraction of a millisecond per request here).
+    assert times[len(times) // 2] < 0.05

@@ -12,6 +12,8 @@ from tests.trainer_runtime._dice_factory import dice_dict
 from trainer_runtime.formats.schema import DiceDataset
 from trainer_runtime.formats.split import stratified_split
 
+HANG_GUARD_S = 60.0  # CPU seconds; far above the real figure, so only a quadratic blow-up fails it
+
 
 def _build(image_classes: list[list[int]], n_classes: int, prefix: str = "") -> DiceDataset:
     images = [
@@ -165,11 +167,11 @@ def test_fast_on_coco_sized_data() -> None:
     n = 118_000
     image_classes = [sorted({min(80, int(rng.paretovariate(1.0))) for _ in range(3)}) for _ in range(n)]
     ds = _build(image_classes, 80)
-    # CPU time of this process, not wall time: other processes on a busy machine must not fail it
-    # (the guard is against an accidentally quadratic split: ~0.7 s of CPU here, minutes if quadratic)
+    # Not a performance target (bench/dataset_checks.py measures that): a hang guard against an
+    # accidentally quadratic split, which takes many minutes here where the real one takes about a second.
     t0 = time.process_time()
     res = stratified_split(ds, 0.2, seed=0)
     elapsed = time.process_time() - t0
     _check_invariants(ds, res.train, res.val)
     assert abs(len(res.val) - round(n * 0.2)) <= 2
-    assert elapsed < 5.0, elapsed
+    assert elapsed < HANG_GUARD_S, elapsed

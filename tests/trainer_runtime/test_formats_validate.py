@@ -15,6 +15,8 @@ from trainer_runtime.formats.images import IMAGE_EXTENSIONS, probe_image, read_i
 from trainer_runtime.formats.schema import DiceDataset
 from trainer_runtime.formats.validate import ValidationReport, load_annotations, validate_dataset
 
+HANG_GUARD_S = 60.0  # far above the real figure, so only a quadratic blow-up fails it
+
 # ----------------------------------------------------------------------------- load_annotations
 
 
@@ -280,8 +282,9 @@ def test_validation_is_fast_on_a_large_dataset() -> None:
     r = validate_dataset(ds, available_files={str(im["file_name"]) for im in images})
     elapsed = time.perf_counter() - t0
     assert r.ok, r.errors[:3]
-    # 80k annotations in ~0.3 s here; 800k must take seconds, not minutes
-    assert elapsed < 3.0, elapsed
+    # Not a performance target (bench/dataset_checks.py measures that): a hang guard against an
+    # accidentally quadratic check, which takes minutes where the real one takes well under a second.
+    assert elapsed < HANG_GUARD_S, elapsed
 
 
 # ------------------------------------------------------------------------------------ images

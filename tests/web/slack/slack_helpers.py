@@ -25,6 +25,9 @@ from tests.web.slack.fake_slack import BOT_USER, TEAM, slack_ts
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-test-0000-token"
 CHANNEL = "C0CHANNEL"
+# Slack wants the ack within 3 s; the handler only queues the work, so it answers in milliseconds.
+# A busy CI machine must not turn that into a flake: this is a hang guard, not a timing target.
+ACK_GUARD_S = 10.0
 
 _event_ids = itertools.count(1)
 
