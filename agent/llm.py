@@ -187,14 +187,9 @@ class LLMPlanner:
         raise LLMFailure("too many steps")
 
 
-def planner_from_settings(settings: Any) -> LLMPlanner | None:
-    """An LLMPlanner when `settings.llm_base_url` is set, else None."""
-    base_url = getattr(settings, "llm_base_url", None)
-    if not base_url:
+def planner_from_config(llm: Any) -> LLMPlanner | None:
+    """An LLMPlanner when `llm.base_url` is set (the app's `Settings.llm`: base_url, api_key, model,
+    timeout_s, read from LLM_*), else None."""
+    if not llm.base_url:
         return None
-    return LLMPlanner(
-        base_url,
-        getattr(settings, "llm_api_key", None),
-        getattr(settings, "llm_model", None) or "gpt-4o-mini",
-        timeout=float(getattr(settings, "llm_timeout_s", 30.0) or 30.0),
-    )
+    return LLMPlanner(llm.base_url, llm.api_key, llm.model, timeout=float(llm.timeout_s))

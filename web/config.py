@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trainer_runtime.storage import StorageConfig, StoreConfig
@@ -45,8 +45,44 @@ INFERENCE_FIELDS: dict[str, Callable[[str], Any]] = {
 }
 
 
+class LLMSettings(BaseModel):
+    """Agent brain (agent.llm), `Settings.llm`, read from LLM_<NAME>: an OpenAI-compatible endpoint
+    through LangChain when LLM_BASE_URL is set; otherwise (and whenever it fails) the deterministic
+    bilingual dialogue."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str = "gpt-4o-mini"
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _empty_model_is_default(cls, value: Any) -> Any:
+        """LLM_MODEL= (empty) means the default model."""
+        return cls.model_fields["model"].default if value in ("", None) else value
+
+
+class SlackSettings(BaseModel):
+    """Slack bot (web.slack), `Settings.slack`, read from SLACK_<NAME>: on when both SLACK_BOT_TOKEN
+    and SLACK_SIGNING_SECRET are set. SLACK_API_BASE_URL points slack_sdk at another Web API (tests:
+    a local fake)."""
+
+    bot_token: str | None = None
+    signing_secret: str | None = None
+    api_base_url: str | None = None
+    progress_interval_s: float = Field(default=1.0, ge=0.1)  # at most one chat.update per message per this
+    link_code_ttl_s: int = Field(default=600, ge=30, le=86400)
+
+    @property
+    def enabled(self) -> bool:
+        """Both the bot token and the signing secret are set."""
+        return bool(self.bot_token and self.signing_secret)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A field that is a model (llm, slack) is read from <FIELD>_<NAME>: the delimiter "_", split
+    # once, so LLM_BASE_URL is llm.base_url and SLACK_BOT_TOKEN is slack.bot_token.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="_", env_nested_max_split=1)
 
     data_dir: Path = Field(default=Path("./data"), validation_alias="VTA_DATA_DIR")
     database_url: str | None = None  # default: sqlite under data_dir
@@ -246,20 +282,9 @@ class Settings(BaseSettings):
     k8s_stop_propagation: Literal["Foreground", "Background"] = "Foreground"
     k8s_start_timeout_s: float = Field(default=600.0, ge=0)
 
-    # Agent brain (agent.llm): an OpenAI-compatible endpoint through LangChain when LLM_BASE_URL is
-    # set; otherwise (and whenever it fails) the deterministic bilingual dialogue.
-    llm_base_url: str | None = None
-    llm_api_key: str | None = None
-    llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = Field(default=30.0, gt=0)
-
-    # Slack bot (web.slack): on when both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set.
-    # SLACK_API_BASE_URL points slack_sdk at another Web API (tests: a local fake).
-    slack_bot_token: str | None = None
-    slack_signing_secret: str | None = None
-    slack_api_base_url: str | None = None
-    slack_progress_interval_s: float = Field(default=1.0, ge=0.1)  # at most one chat.update per message per this
-    slack_link_code_ttl_s: int = Field(default=600, ge=30, le=86400)
+    # Agent brain (agent.llm) and Slack bot (web.slack): nested models, read from LLM_* / SLACK_*.
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
 
     @property
     def storage(self) -> StorageConfig:

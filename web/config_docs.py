@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices
+from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -35,8 +35,19 @@ def env_name(name: str, field: FieldInfo) -> str:
 
 
 def settings_fields() -> dict[str, FieldInfo]:
-    """Environment variable name -> field of `Settings`."""
-    return {env_name(name, field): field for name, field in Settings.model_fields.items()}
+    """Environment variable name -> field of `Settings`; a field that is a model (`llm`, `slack`)
+    stands for its own fields, each read from <FIELD>_<NAME> (`Settings.model_config`'s nested
+    delimiter)."""
+    out: dict[str, FieldInfo] = {}
+    delimiter = Settings.model_config.get("env_nested_delimiter") or "__"
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            prefix = env_name(name, field)
+            out.update({f"{prefix}{delimiter}{sub.upper()}": f for sub, f in model.model_fields.items()})
+        else:
+            out[env_name(name, field)] = field
+    return out
 
 
 def literal(field: FieldInfo) -> str | None:

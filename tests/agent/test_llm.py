@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.llm import INTENT_TOOL, LLMFailure, LLMPlanner, planner_from_settings
+from agent.llm import INTENT_TOOL, LLMFailure, LLMPlanner, planner_from_config
 from tests.agent.chat_helpers import fake_trainer_settings, seed_datasets, tool_context
 from tests.agent.fake_openai_server import FakeOpenAI, slow, status, text, tool_call
 from tests.conftest import MakeUser
@@ -33,9 +33,8 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path, fake_llm: FakeOpenAI) -> Settings:
-    return fake_trainer_settings(
-        db_url, tmp_path, llm_base_url=fake_llm.base_url, llm_api_key="sk-test", llm_model="fake-model", llm_timeout_s=2
-    )
+    llm = {"base_url": fake_llm.base_url, "api_key": "sk-test", "model": "fake-model", "timeout_s": 2}
+    return fake_trainer_settings(db_url, tmp_path, llm=llm)
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +145,7 @@ def test_timeout_falls_back_quickly(
     fake_llm.script(slow(10, text("too late")))
     t0 = time.monotonic()
     body = post(client, headers, "pets 데이터셋으로 resnet18 2에폭 학습해줘")
-    # llm_timeout_s=2, no retries: well before the model's answer at 10 s (the rest is the rules
+    # llm timeout_s=2, no retries: well before the model's answer at 10 s (the rest is the rules
     # brain's turn, which a loaded machine may slow down)
     assert time.monotonic() - t0 < 9
     assert body["mode"] == "llm_fallback" and "timeout" in body["reply"]
@@ -187,9 +186,9 @@ def test_planner_direct_and_settings(
     fake_llm: FakeOpenAI, client: TestClient, alice: tuple[int, dict[str, str]]
 ) -> None:
     user_id, _ = alice
-    planner = planner_from_settings(client.app.state.settings)  # type: ignore[attr-defined]
+    planner = planner_from_config(client.app.state.settings.llm)  # type: ignore[attr-defined]
     assert planner is not None and planner.base_url == fake_llm.base_url and planner.timeout == 2
-    assert planner_from_settings(Settings(_env_file=None)) is None
+    assert planner_from_config(Settings(_env_file=None).llm) is None
     with tool_context(client.app, user_id) as ctx:
         fake_llm.script(tool_call(INTENT_TOOL, {"dataset": "fruit", "preset": "medium"}))
         plan = planner.plan(

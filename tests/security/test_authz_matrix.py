@@ -176,9 +176,7 @@ def world(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         settings = fake_trainer_settings_for(
             module_db_url,
             folder,
-            slack_bot_token=TOKEN,
-            slack_signing_secret=SECRET,
-            slack_api_base_url=fake_slack.api_url,
+            slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": fake_slack.api_url},
         )
         with open_app(settings) as client:
             tag = uuid.uuid4().hex[:8]

@@ -185,3 +185,47 @@ def test_the_kubernetes_view_reads_the_cluster_conventions_through_settings(monk
     assert (cfg.in_cluster, cfg.kubeconfig) == (True, "/etc/kube/a.yaml")
     monkeypatch.setenv("K8S_IN_CLUSTER", "false")
     assert Settings(_env_file=None).kubernetes.in_cluster is False  # type: ignore[call-arg]
+
+
+def test_slack_and_llm_are_nested_models_read_from_the_same_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SLACK_* / LLM_* keep their names: each is a field of `Settings.slack` / `Settings.llm`."""
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_BASE_URL", "LLM_BASE_URL", "LLM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.slack.bot_token, s.slack.enabled, s.slack.progress_interval_s, s.slack.link_code_ttl_s) == (
+        None,
+        False,
+        1.0,
+        600,
+    )
+    assert (s.llm.base_url, s.llm.model, s.llm.timeout_s) == (None, "gpt-4o-mini", 30.0)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("slack_signing_secret", "sig")  # names are case-insensitive
+    monkeypatch.setenv("SLACK_PROGRESS_INTERVAL_S", "2.5")
+    monkeypatch.setenv("SLACK_SOMETHING_ELSE", "ignored")
+    monkeypatch.setenv("LLM_BASE_URL", "http://llm:8000/v1")
+    monkeypatch.setenv("LLM_MODEL", "")  # empty: the default model
+    monkeypatch.setenv("LLM_TIMEOUT_S", "7")
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (s.slack.bot_token, s.slack.signing_secret, s.slack.progress_interval_s, s.slack.enabled) == (
+        "xoxb-1",
+        "sig",
+        2.5,
+        True,
+    )
+    assert (s.llm.base_url, s.llm.model, s.llm.timeout_s) == ("http://llm:8000/v1", "gpt-4o-mini", 7.0)
+    # code passes the nested values; the environment fills in the rest
+    s = Settings(_env_file=None, slack={"api_base_url": "http://fake/api"})  # type: ignore[call-arg]
+    assert (s.slack.bot_token, s.slack.api_base_url) == ("xoxb-1", "http://fake/api")
+    # a .env file is read the same way
+    for name in ("SLACK_BOT_TOKEN", "LLM_BASE_URL"):
+        monkeypatch.delenv(name)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SLACK_BOT_TOKEN=xoxb-2\nLLM_BASE_URL=http://other/v1\n")
+    s = Settings(_env_file=dotenv)  # type: ignore[call-arg]
+    assert (s.slack.bot_token, s.llm.base_url) == ("xoxb-2", "http://other/v1")
+    monkeypatch.setenv("SLACK_PROGRESS_INTERVAL_S", "0.01")
+    with pytest.raises(ValueError, match="progress_interval_s"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -63,7 +63,7 @@ from agent.chat import (
     list_sessions,
     session_job_ids,
 )
-from agent.llm import LLMPlanner, planner_from_settings
+from agent.llm import LLMPlanner, planner_from_config
 from agent.parser import parse_intent
 from tools.context import ToolContext
 from tools.db.models import Job, User
@@ -90,7 +90,7 @@ def get_planner(state: Any) -> LLMPlanner | None:
     """The app's LLM planner (None in rules mode), made on first use."""
     planner = getattr(state, "chat_llm", _UNSET)
     if planner is _UNSET:
-        planner = planner_from_settings(state.settings)
+        planner = planner_from_config(state.settings.llm)
         state.chat_llm = planner
     return planner  # type: ignore[return-value]
 

@@ -91,7 +91,7 @@ async def slack_interactions(request: Request) -> Response:
 
 @api_router.post("/link", response_model=LinkCode, status_code=201, summary="A one-time code to link a Slack user")
 def create_link(ctx: ToolContextDep, settings: SettingsDep) -> dict[str, Any]:
-    return slack_links.create_link_code(ctx, ttl_s=settings.slack_link_code_ttl_s)
+    return slack_links.create_link_code(ctx, ttl_s=settings.slack.link_code_ttl_s)
 
 
 @api_router.get("/links", response_model=list[SlackLinkOut], summary="Your linked Slack users")

@@ -19,14 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def slack_enabled(settings: Any) -> bool:
-    return bool(getattr(settings, "slack_bot_token", None) and getattr(settings, "slack_signing_secret", None))
+    return bool(settings.slack.enabled)
 
 
 async def start_slack(app: Any) -> None:
     settings = app.state.settings
     app.state.slack = None
     if not slack_enabled(settings):
-        if getattr(settings, "slack_bot_token", None) or getattr(settings, "slack_signing_secret", None):
+        if settings.slack.bot_token or settings.slack.signing_secret:
             log.warning("Slack is off: set both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
         return
     from web.slack.bot import SlackBot

@@ -131,25 +131,25 @@ class SlackBot:
         self.app = app
         self.state = app.state
         self.settings = settings
-        self.token: str = settings.slack_bot_token
-        self.base_url = (settings.slack_api_base_url or DEFAULT_API_BASE_URL).rstrip("/") + "/"
+        self.token: str = settings.slack.bot_token
+        self.base_url = (settings.slack.api_base_url or DEFAULT_API_BASE_URL).rstrip("/") + "/"
         self.client = WebClient(
             token=self.token,
             base_url=self.base_url,
             timeout=30,
             retry_handlers=[ConnectionErrorRetryHandler(), RateLimitErrorRetryHandler(max_retry_count=2)],
         )
-        self.verifier = SignatureVerifier(settings.slack_signing_secret)
+        self.verifier = SignatureVerifier(settings.slack.signing_secret)
         self.executor = _TrackingExecutor(max_workers=8)
         self.bolt = App(
             client=self.client,
-            signing_secret=settings.slack_signing_secret,
+            signing_secret=settings.slack.signing_secret,
             process_before_response=True,  # ack in the request, the work in lazy listeners
             token_verification_enabled=False,  # no auth.test at start-up (it runs on the first request)
             listener_executor=self.executor,
             logger=logging.getLogger("web.slack.bolt"),
         )
-        self.progress = ProgressFollower(self, interval_s=settings.slack_progress_interval_s)
+        self.progress = ProgressFollower(self, interval_s=settings.slack.progress_interval_s)
         self._locks: dict[tuple[str, str, str, int], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self.bot_user_id: str | None = None

@@ -38,10 +38,12 @@ def settings(db_url: str, tmp_path: Path, fake_slack: FakeSlack) -> Settings:
     return fake_trainer_settings(
         db_url,
         tmp_path,
-        slack_bot_token=TOKEN,
-        slack_signing_secret=SECRET,
-        slack_api_base_url=fake_slack.api_url,
-        slack_progress_interval_s=0.3,
+        slack={
+            "bot_token": TOKEN,
+            "signing_secret": SECRET,
+            "api_base_url": fake_slack.api_url,
+            "progress_interval_s": 0.3,
+        },
     )
 
 

@@ -1,7 +1,7 @@
 """A local stand-in for the Slack Web API, for the bot's outgoing calls (slack_sdk `base_url`).
 
     with FakeSlack(token=TOKEN) as slack:
-        settings(..., slack_api_base_url=slack.api_url)
+        settings(..., slack={"api_base_url": slack.api_url, ...})
         slack.add_file("digit.png", png)         # served at slack.file_url("digit.png") (bot token only)
         slack.wait(lambda: slack.calls_of("chat.update"), timeout=30)
         slack.thread("C1", "1700000000.000100")  # the thread as a reader sees it now

@@ -71,7 +71,7 @@ def jobs_of(client: TestClient, headers: dict[str, str]) -> list[dict[str, Any]]
 def test_slack_is_off_without_its_settings(db_url: str, tmp_path: Path) -> None:
     from web.main import create_app
 
-    app = create_app(make_settings(db_url, tmp_path, slack_bot_token="xoxb-only-half"))
+    app = create_app(make_settings(db_url, tmp_path, slack={"bot_token": "xoxb-only-half"}))
     with TestClient(app) as client:
         body = json.dumps({"type": "url_verification", "challenge": "c"})
         r = client.post("/slack/events", content=body, headers=signature_headers(body))
@@ -352,7 +352,7 @@ def test_confirm_button_launches_and_progress_is_throttled(
     elapsed = time.monotonic() - t0
 
     updates = [c for c in fake_slack.calls_of("chat.update") if c["params"].get("ts") == progress["ts"]]
-    interval = app.state.settings.slack_progress_interval_s
+    interval = app.state.settings.slack.progress_interval_s
     assert 2 <= len(updates) <= elapsed / interval + 3, (len(updates), elapsed)
     times = [c["time"] for c in updates]
     assert all(b - a >= interval * 0.9 for a, b in itertools.pairwise(times)), times

@@ -47,10 +47,12 @@ def server(tmp_path: Path, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatc
         create_demo_datasets=True,
         callback_base_url=f"http://127.0.0.1:{port}",
         max_concurrent_jobs=1,
-        slack_bot_token=TOKEN,
-        slack_signing_secret=SECRET,
-        slack_api_base_url=fake_slack.api_url,
-        slack_progress_interval_s=1.0,
+        slack={
+            "bot_token": TOKEN,
+            "signing_secret": SECRET,
+            "api_base_url": fake_slack.api_url,
+            "progress_interval_s": 1.0,
+        },
     )
     with LiveServer(create_app(settings), port) as srv:
         yield srv
