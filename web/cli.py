@@ -19,6 +19,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from web.config import Settings
 
 PROG = "vision-agent"
 
@@ -36,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="folder for the database, storage and work files (sets VTA_DATA_DIR; default: ./data)",
+        help="folder for the database, storage and work files (over VTA_DATA_DIR; default: ./data)",
     )
     serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -76,24 +80,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if args.data_dir is not None:
-        os.environ["VTA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
-    if not os.environ.get("VTA_CALLBACK_BASE_URL"):  # where local trainers post their events
-        os.environ["VTA_CALLBACK_BASE_URL"] = callback_base_url(args.host, args.port)
     import uvicorn
 
-    from web.config import get_settings
+    settings = serve_settings(args)
+    if args.reload:
+        # The reloader runs the app in a new process that imports `web.main:app_factory`, which
+        # reads its settings from the environment: the flags reach it there (and only there).
+        if args.data_dir is not None:
+            os.environ["VTA_DATA_DIR"] = str(settings.data_dir)
+        os.environ["VTA_CALLBACK_BASE_URL"] = settings.callback_base_url
+        uvicorn.run(
+            "web.main:app_factory",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            reload=True,
+            log_level=args.log_level,
+        )
+        return 0
+    from web.main import create_app
 
-    get_settings.cache_clear()  # the environment may have changed above
-    uvicorn.run(
-        "web.main:app_factory",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        reload=args.reload,
-        log_level=args.log_level,
-    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, reload=False, log_level=args.log_level)
     return 0
+
+
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The server's settings: the environment's (and `.env`'s), --data-dir winning over VTA_DATA_DIR,
+    and VTA_CALLBACK_BASE_URL, where local trainers post their events, from --host/--port unless
+    it is set."""
+    from web.config import load_settings
+
+    settings = load_settings(args.data_dir)
+    if not settings.callback_base_url or "callback_base_url" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"callback_base_url": callback_base_url(args.host, args.port)})
+    return settings
 
 
 def callback_base_url(host: str, port: int) -> str:

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # once, so LLM_BASE_URL is llm.base_url and SLACK_BOT_TOKEN is slack.bot_token.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="_", env_nested_max_split=1)
 
-    data_dir: Path = Field(default=Path("./data"), validation_alias="VTA_DATA_DIR")
+    data_dir: Path = Field(default=Path("./data"), validation_alias=AliasChoices("VTA_DATA_DIR", "data_dir"))
     database_url: str | None = None  # default: sqlite under data_dir
     # Connections per server process: pool + overflow = 40 = the thread pool (anyio's default
     # limit) that runs the sync endpoints, so a busy thread never waits for a connection.
@@ -399,3 +399,11 @@ def gpu_count() -> int:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """Settings from the environment (and `.env`), a command line's ``--data-dir`` (when given)
+    winning over VTA_DATA_DIR. A fresh object: `get_settings()`'s cached one is left alone."""
+    if data_dir is None:
+        return Settings()
+    return Settings(data_dir=Path(data_dir).expanduser().resolve())

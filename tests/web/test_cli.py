@@ -47,36 +47,60 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "serve" in capsys.readouterr().out
 
 
-def test_serve_arguments(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+@pytest.fixture
+def serve_env(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """uvicorn.run recorded instead of run; VTA_DATA_DIR / VTA_CALLBACK_BASE_URL unset (and
+    restored afterwards, whatever `serve` writes)."""
     import uvicorn
 
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
-    monkeypatch.setenv("VTA_DATA_DIR", "unset")  # so that monkeypatch restores the original state
-    monkeypatch.delenv("VTA_DATA_DIR")
+    for name in ("VTA_DATA_DIR", "VTA_CALLBACK_BASE_URL"):
+        monkeypatch.setenv(name, "unset")  # so that monkeypatch restores the original state
+        monkeypatch.delenv(name)
+    return calls
+
+
+def test_serve_arguments(serve_env: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path) -> None:
     data = tmp_path / "state"
     rc = cli.main(["serve", "--host", "0.0.0.0", "--port", "8123", "--data-dir", str(data), "--reload"])
     assert rc == 0
-    ((args, kwargs),) = calls
+    ((args, kwargs),) = serve_env
     assert args == ("web.main:app_factory",)
     assert kwargs == {"factory": True, "host": "0.0.0.0", "port": 8123, "reload": True, "log_level": "info"}
+    # the reloader's app process reads the flags from the environment it inherits
     assert os.environ["VTA_DATA_DIR"] == str(data.resolve())
-    from web.config import get_settings
+    assert os.environ["VTA_CALLBACK_BASE_URL"] == "http://127.0.0.1:8123"
+    from web.config import Settings
 
-    assert get_settings().data_dir == data.resolve()
-    get_settings.cache_clear()
+    assert Settings(_env_file=None).data_dir == data.resolve()  # type: ignore[call-arg]
 
 
-def test_serve_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
-    monkeypatch.setenv("VTA_DATA_DIR", "unset")  # so that monkeypatch restores the original state
-    monkeypatch.delenv("VTA_DATA_DIR")
+def test_serve_defaults(serve_env: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
     assert cli.main(["serve"]) == 0
-    assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 8000 and calls[0]["reload"] is False
-    assert "VTA_DATA_DIR" not in os.environ
+    ((args, kwargs),) = serve_env
+    assert kwargs == {"host": "127.0.0.1", "port": 8000, "reload": False, "log_level": "info"}
+    settings = args[0].state.settings  # the app itself, made with the settings
+    assert settings.callback_base_url == "http://127.0.0.1:8000"
+    assert "VTA_DATA_DIR" not in os.environ and "VTA_CALLBACK_BASE_URL" not in os.environ
+
+
+def test_serve_flags_reach_the_app_without_the_environment(
+    serve_env: list[tuple[tuple[Any, ...], dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--data-dir wins over VTA_DATA_DIR; a VTA_CALLBACK_BASE_URL that is set wins over --host/--port."""
+    monkeypatch.setenv("VTA_DATA_DIR", str(tmp_path / "from-env"))
+    assert cli.main(["serve", "--data-dir", str(tmp_path / "flag"), "--port", "9001"]) == 0
+    settings = serve_env[-1][0][0].state.settings
+    assert (settings.data_dir, settings.callback_base_url) == (tmp_path / "flag", "http://127.0.0.1:9001")
+    assert os.environ["VTA_DATA_DIR"] == str(tmp_path / "from-env")  # nothing written
+    monkeypatch.setenv("VTA_CALLBACK_BASE_URL", "http://vta.internal:8000")
+    assert cli.main(["serve", "--host", "::", "--port", "9002"]) == 0
+    settings = serve_env[-1][0][0].state.settings
+    assert (settings.data_dir, settings.callback_base_url) == (tmp_path / "from-env", "http://vta.internal:8000")
+    monkeypatch.setenv("VTA_CALLBACK_BASE_URL", "")  # empty: unset
+    assert cli.main(["serve", "--host", "::", "--port", "9003"]) == 0
+    assert serve_env[-1][0][0].state.settings.callback_base_url == "http://[::1]:9003"
 
 
 def test_serve_rejects_bad_port(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 
 def build_parser(prog: str = "vision-agent slack") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Link Slack users to platform users (administrators).")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (sets VTA_DATA_DIR)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (over VTA_DATA_DIR)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     link = sub.add_parser("link", help="link a Slack user to the user with an email")
     link.add_argument("--email", required=True, help="the platform user's email")
@@ -36,15 +35,12 @@ def build_parser(prog: str = "vision-agent slack") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "vision-agent slack") -> int:
     args = build_parser(prog).parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.data_dir is not None:
-        os.environ["VTA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     from tools import slack_links
     from tools.db import create_engine_for_url, make_session_factory, migrate
     from tools.errors import ToolError
-    from web.config import get_settings
+    from web.config import load_settings
 
-    get_settings.cache_clear()
-    settings = get_settings()
+    settings = load_settings(args.data_dir)
     engine = create_engine_for_url(settings.resolved_database_url)
     try:
         migrate(engine)
