@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -62,3 +65,26 @@ def test_postgres_is_isolated_in_its_schema(db_url: str) -> None:
             assert db.query(User).count() == 1
     finally:
         engine.dispose()
+
+
+def test_the_alembic_command_migrates_the_url_it_is_given_and_reads_no_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a connection handed over (the alembic command line), env.py migrates the config's
+    sqlalchemy.url; DATABASE_URL is the server's setting, not read here."""
+    from alembic import command
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'not-this.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with pytest.raises(RuntimeError, match="no database to migrate"):
+        command.upgrade(cfg, "head")
+    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{tmp_path / 'given.db'}")
+    command.upgrade(cfg, "head")
+    engine = create_engine_for_url(f"sqlite:///{tmp_path / 'given.db'}")
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == _head()
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "not-this.db").exists()

@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection handed over by `tools.db.session.migrate`,
-or on `DATABASE_URL` when invoked from the alembic command line."""
+"""Alembic environment: runs on the connection handed over by `tools.db.session.migrate` (how the
+server, the CLIs and the tests migrate), else on the URL the caller configured as the Alembic
+config's ``sqlalchemy.url`` (the alembic command line). It reads no environment variable: the
+database is the caller's choice (the server's is `web.config.Settings.resolved_database_url`)."""
 
 from __future__ import annotations
-
-import os
 
 from alembic import context
 from sqlalchemy import create_engine
@@ -21,12 +21,20 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = os.environ.get("DATABASE_URL", "sqlite:///./data/app.db")
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError(
+            "no database to migrate: call tools.db.migrate(engine), or set sqlalchemy.url "
+            "(alembic.ini, Config.set_main_option) to the server's DATABASE_URL"
+        )
     engine = create_engine(url)
-    with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
+    try:
+        with engine.connect() as conn:
+            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
 
 
 run_migrations_online()
