@@ -7,7 +7,7 @@ Cases (same data, epochs, image size, batch, seed and device on both sides):
   ``YOLO("yolo11n.yaml").train(data=...)`` on the YOLO conversion of the same DICE dataset (made
   once before timing; the runner converts inside its timed run).
 * ``timm``: resnet18 on ``digits``. timm has no ``fit`` API; direct = the timm adapter's own
-  training loop (timm's model/optimizer/scheduler factories in `_torch_common.EpochLoop`) called
+  training loop (timm's model/optimizer/scheduler factories in `_torch_loop.EpochLoop`) called
   in a plain script without the runner, so the difference is exactly the runner: spec loading,
   dataset cache, event reporting, checkpoint upload with verification, MLflow.
 

@@ -15,7 +15,7 @@ import torch
 
 from tests.trainer_runtime._demo_fixtures import demo_datasets_root, demo_shapes_dir  # noqa: F401
 from trainer_runtime.adapters import init_weights
-from trainer_runtime.adapters._torch_common import CHECKPOINT_FORMAT
+from trainer_runtime.adapters._torch_checkpoints import CHECKPOINT_FORMAT
 from trainer_runtime.adapters.base import ConfigError, TrainContext
 from trainer_runtime.formats.schema import DiceDataset
 from trainer_runtime.spec import InitFromSpec, JobSpec

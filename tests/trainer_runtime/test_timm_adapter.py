@@ -192,7 +192,7 @@ def test_validate_spec_with_real_summary(digits60: Path) -> None:
 def test_train_resnet18_two_epochs(digits200: Path, tmp_path: Path) -> None:
     import torch
 
-    from trainer_runtime.adapters._torch_common import load_checkpoint
+    from trainer_runtime.adapters._torch_checkpoints import load_checkpoint
 
     rec = Recorder()
     spec = make_spec(epochs=2)
@@ -247,7 +247,7 @@ def test_train_resnet18_two_epochs(digits200: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stop_then_resume_runs_remaining_epochs_once(digits60: Path, tmp_path: Path) -> None:
-    from trainer_runtime.adapters._torch_common import load_checkpoint
+    from trainer_runtime.adapters._torch_checkpoints import load_checkpoint
 
     spec = make_spec(epochs=3, batch_size=8)
     cfg = TimmAdapter.resolve_config("easy", {"scheduler": "step"}, FAST)
@@ -307,7 +307,7 @@ def test_mixup_cutmix_ema_plateau_path(digits60: Path, tmp_path: Path) -> None:
     assert result.epochs_completed == 1
     (epoch,) = rec.of("on_fit_epoch_end")
     assert epoch["metrics"]["train/loss"] > 0
-    from trainer_runtime.adapters._torch_common import load_checkpoint
+    from trainer_runtime.adapters._torch_checkpoints import load_checkpoint
 
     assert load_checkpoint(tmp_path / "last.pt")["ema"] is not None
 
@@ -334,7 +334,7 @@ def test_local_weights_are_loaded_without_classifier(
 
 @pytest.mark.slow
 def test_detection_dataset_trains_on_dominant_class(demo_shapes_dir: Path, tmp_path: Path) -> None:  # noqa: F811
-    from trainer_runtime.adapters._torch_common import build_classification_data, group_annotations
+    from trainer_runtime.adapters._torch_data import build_classification_data, group_annotations
     from trainer_runtime.formats.capabilities import dominant_class
 
     shapes = dice_subset(demo_shapes_dir, tmp_path / "shapes", 24)

@@ -218,7 +218,7 @@ def test_detr_one_epoch_reports_map(shapes10: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stop_resume_and_early_stop(digits40: Path, tmp_path: Path) -> None:
-    from trainer_runtime.adapters._torch_common import load_checkpoint
+    from trainer_runtime.adapters._torch_checkpoints import load_checkpoint
 
     spec = make_spec(epochs=3)
     cfg = TransformersAdapter.resolve_config("medium", {}, {"model_config": TINY_VIT, "learning_rate": 1e-3})

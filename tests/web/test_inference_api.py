@@ -269,7 +269,7 @@ def _check_streams(
 def test_test_run_on_the_validation_images_reproduces_the_validation_accuracy(
     client: TestClient, app: FastAPI, make_user: MakeUser, timm_m: TrainedModel, tmp_path: Path
 ) -> None:
-    from trainer_runtime.adapters._torch_common import build_classification_data
+    from trainer_runtime.adapters._torch_data import build_classification_data
     from trainer_runtime.formats.validate import load_annotations
 
     user, headers = make_user()

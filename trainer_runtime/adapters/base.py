@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import difflib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -155,27 +156,40 @@ class TrainResult:
 
 
 class Adapter(abc.ABC):
+    """An adapter declares its framework's data (`framework`, `tasks`, `primary_metric`,
+    `catalog`, `schema`, `preset_values`) and implements what differs: `resolve_config`,
+    `validate_spec`, `train` (and `build_model_from_checkpoint` where our code rebuilds models)."""
+
     framework: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[dict[str, str]]  # task -> metric key used for best.pt, e.g. "val/mAP50-95"
+    catalog: ClassVar[tuple[ModelInfo, ...]] = ()  # the models of this framework
+    schema: ClassVar[tuple[ConfigField, ...]] = ()  # every framework-specific setting
+    preset_values: ClassVar[Mapping[str, Mapping[str, Any]]] = {}  # easy / medium / advanced -> values
 
     def __init__(self, ctx: TrainContext) -> None:
         self.ctx = ctx
 
     @classmethod
-    @abc.abstractmethod
     def models(cls) -> list[ModelInfo]:
         """The model catalog of this framework."""
+        return list(cls.catalog)
 
     @classmethod
-    @abc.abstractmethod
     def config_schema(cls) -> list[ConfigField]:
         """Every framework-specific setting with type, options, default and help."""
+        return list(cls.schema)
 
     @classmethod
-    @abc.abstractmethod
     def presets(cls) -> dict[str, dict[str, Any]]:
-        """easy / medium / advanced -> concrete values of config_schema fields."""
+        """easy / medium / advanced -> concrete values of config_schema fields (a copy)."""
+        return {k: dict(v) for k, v in cls.preset_values.items()}
+
+    @classmethod
+    def check_framework(cls, spec: JobSpec) -> None:
+        """ConfigError when `spec` is another framework's job."""
+        if spec.framework != cls.framework:
+            raise ConfigError(f"{cls.__name__} cannot run a {spec.framework} job")
 
     @classmethod
     @abc.abstractmethod
@@ -192,3 +206,9 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def train(self) -> TrainResult:
         """Train (or resume), reporting through ctx.callbacks; honour ctx.stop_event."""
+
+    @classmethod
+    def build_model_from_checkpoint(cls, path: Any) -> tuple[Any, dict[str, Any]]:
+        """Rebuild the model of a best.pt / last.pt for inference: (model in eval mode, metadata).
+        Frameworks that load their own checkpoints (Ultralytics' ``YOLO(path)``) do not override it."""
+        raise NotImplementedError(f"{cls.__name__} checkpoints are loaded by {cls.framework} itself")

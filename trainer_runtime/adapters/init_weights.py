@@ -74,7 +74,7 @@ def init_torch_model(ctx: TrainContext, model: Any, log: Callable[[str], None], 
     path = init_source(ctx)
     if path is None:
         return False
-    from trainer_runtime.adapters import _torch_common as common
+    from trainer_runtime.adapters import _torch_checkpoints as common
 
     ckpt = common.load_checkpoint(path)
     init = ctx.spec.init_from

@@ -59,7 +59,7 @@ def timm_classifier_prefixes(model: Any) -> tuple[str, ...]:
 
 def load_timm(model: Any, weights: ResolvedWeights, log: Callable[[str], None]) -> tuple[int, list[str]]:
     """Load `weights.path` into a timm `model` except its classifier; returns (loaded, skipped)."""
-    from trainer_runtime.adapters import _torch_common as common
+    from trainer_runtime.adapters import _torch_checkpoints as common
 
     assert weights.path is not None
     state = common.read_weights_file(weights.path)

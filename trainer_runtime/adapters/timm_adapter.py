@@ -1,5 +1,5 @@
 """timm image classification: timm's own model, optimizer, scheduler, Mixup/CutMix, EMA factories
-in our epoch loop (`_torch_common.EpochLoop`).
+in our epoch loop (`_torch_loop.EpochLoop`).
 
 Models are built with ``timm.create_model(name, pretrained=False, num_classes=N)`` (``img_size`` for
 ViT/DeiT when the image size differs from 224): the adapter never downloads. Pretrained weights
@@ -12,7 +12,7 @@ Config (timm's train.py names): ``opt``, ``lr``, ``weight_decay``, ``momentum``,
 ``warmup_epochs``, ``min_lr``, ``decay_epochs``, ``decay_rate``, ``mixup_alpha``, ``cutmix_alpha``,
 ``mixup_prob``, ``smoothing``, ``model_ema``, ``model_ema_decay``, ``amp``, ``hflip``, ``scale_min``,
 ``drop_rate``, ``clip_grad``, ``patience``. Canonical advanced_config keys map onto them
-(`_CANONICAL`); ``mosaic``/``copy_paste`` are rejected. Scheduler names: ``linear`` is timm's
+(`TimmAdapter.map_canonical`); ``mosaic``/``copy_paste`` are rejected. Scheduler names: ``linear`` is timm's
 ``poly`` with power 1; ``step`` decays by ``decay_rate`` every ``decay_epochs`` (default a third
 of the run); ``plateau`` is torch's ``ReduceLROnPlateau`` on val/accuracy_top1 (timm's plateau
 scheduler keeps no checkpointable state; no warm-up with it). Schedulers step once per epoch.
@@ -25,20 +25,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from trainer_runtime.adapters import _torch_common as common
+from trainer_runtime.adapters import _torch_checkpoints as checkpoints
+from trainer_runtime.adapters import _torch_config as torch_config
+from trainer_runtime.adapters import _torch_data as data
+from trainer_runtime.adapters import _torch_loop as loop
 from trainer_runtime.adapters import init_weights, pretrained
-from trainer_runtime.adapters.base import (
-    Adapter,
-    ConfigError,
-    ConfigField,
-    ModelInfo,
-    TrainContext,
-    TrainResult,
-    check_image_size,
-)
-from trainer_runtime.spec import JobSpec
+from trainer_runtime.adapters._torch_adapter import TorchAdapter
+from trainer_runtime.adapters.base import ConfigField, ModelInfo, TrainContext
+from trainer_runtime.formats.schema import IMAGE_CLASSIFICATION
+from trainer_runtime.spec import TIMM
 
-TASK = "image_classification"
+TASK = IMAGE_CLASSIFICATION
 PRIMARY = "val/accuracy_top1"
 
 _MODELS: tuple[tuple[str, str, float, int], ...] = (
@@ -149,88 +146,48 @@ _OPT_MAP = {"adam": "adam", "adamw": "adamw", "sgd": "sgd", "rmsprop": "rmsprop"
 _SCHED_MAP = {"cosine": "cosine", "step": "step", "plateau": "plateau", "linear": "linear"}
 
 
-def _map_canonical(key: str, value: Any) -> dict[str, Any]:
-    if key == "optimizer":
-        return {"opt": common.choice_value(key, value, _OPT_MAP)}
-    if key == "scheduler":
-        return {"sched": common.choice_value(key, value, _SCHED_MAP)}
-    if key == "mixup":
-        return {"mixup_alpha": common.alpha_value(key, value, 0.8)}
-    if key == "cutmix":
-        return {"cutmix_alpha": common.alpha_value(key, value, 1.0)}
-    if key == "label_smoothing":
-        return {"smoothing": value}
-    if key in ("mosaic", "copy_paste"):
-        return common.reject_detection_aug(key, value, "timm")
-    return {key: value}  # weight_decay, momentum, warmup_epochs, patience: same names
-
-
-class TimmAdapter(Adapter):
-    framework: ClassVar[str] = "timm"
+class TimmAdapter(TorchAdapter):
+    framework: ClassVar[str] = TIMM
     tasks: ClassVar[tuple[str, ...]] = (TASK,)
     primary_metric: ClassVar[dict[str, str]] = {TASK: PRIMARY}
-
-    @classmethod
-    def models(cls) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                name=n,
-                framework="timm",
-                task_type=TASK,
-                description=d,
-                params_m=p,
-                default_image_size=s,
-                max_image_size=MAX_IMAGE_SIZE_VIT if n.startswith(_VIT_PREFIXES) else MAX_IMAGE_SIZE_CNN,
-            )
-            for n, d, p, s in _MODELS
-        ]
-
-    @classmethod
-    def config_schema(cls) -> list[ConfigField]:
-        return list(_SCHEMA)
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in _PRESETS.items()}
-
-    @classmethod
-    def resolve_config(
-        cls, preset: str | None, advanced_config: dict[str, Any], hyperparameters: dict[str, Any]
-    ) -> dict[str, Any]:
-        return common.resolve_layered(
-            _SCHEMA,
-            _PRESETS,
-            _map_canonical,
-            preset,
-            advanced_config,
-            hyperparameters,
-            aliases={"learning_rate": "lr", "optimizer_name": "opt"},
+    catalog: ClassVar[tuple[ModelInfo, ...]] = tuple(
+        ModelInfo(
+            name=n,
+            framework=TIMM,
+            task_type=TASK,
+            description=d,
+            params_m=p,
+            default_image_size=s,
+            max_image_size=MAX_IMAGE_SIZE_VIT if n.startswith(_VIT_PREFIXES) else MAX_IMAGE_SIZE_CNN,
         )
+        for n, d, p, s in _MODELS
+    )
+    schema = _SCHEMA
+    preset_values = _PRESETS
+    aliases: ClassVar[Mapping[str, str]] = {"learning_rate": "lr", "optimizer_name": "opt"}
 
     @classmethod
-    def validate_spec(cls, spec: JobSpec, dataset_summary: dict[str, Any]) -> None:
-        if spec.framework != cls.framework:
-            raise ConfigError(f"TimmAdapter cannot run a {spec.framework} job")
-        common.check_common_spec(spec, dataset_summary, framework="timm", known_models={n: TASK for n, *_ in _MODELS})
-        check_image_size(spec, cls.models())
+    def map_canonical(cls, key: str, value: Any) -> dict[str, Any]:
+        if key == "optimizer":
+            return {"opt": torch_config.choice_value(key, value, _OPT_MAP)}
+        if key == "scheduler":
+            return {"sched": torch_config.choice_value(key, value, _SCHED_MAP)}
+        if key == "mixup":
+            return {"mixup_alpha": torch_config.alpha_value(key, value, 0.8)}
+        if key == "cutmix":
+            return {"cutmix_alpha": torch_config.alpha_value(key, value, 1.0)}
+        if key == "label_smoothing":
+            return {"smoothing": value}
+        if key in ("mosaic", "copy_paste"):
+            return torch_config.reject_detection_aug(key, value, TIMM)
+        return {key: value}  # weight_decay, momentum, warmup_epochs, patience: same names
 
-    def train(self) -> TrainResult:
-        common.prepare_offline_env()
-        spec = self.ctx.spec
-        if spec.task_type != TASK:
-            raise ConfigError(f"timm trains image_classification only, not {spec.task_type}")
-        return _TimmLoop(self.ctx).run()
+    def make_loop(self, ctx: TrainContext) -> loop.EpochLoop:
+        return _TimmLoop(ctx)
 
     @classmethod
-    def build_model_from_checkpoint(cls, path: Any) -> tuple[Any, dict[str, Any]]:
-        """Rebuild the model of a best.pt / last.pt for inference: (model in eval mode, metadata)."""
-        common.prepare_offline_env()
-        ckpt = common.load_checkpoint(path)
-        model = _create_model(ckpt["model_name"], len(ckpt["class_names"]), int(ckpt["image_size"]), 0.0)
-        model.load_state_dict(ckpt["model"])
-        model.eval()
-        meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "ema", "rng")}
-        return model, meta
+    def model_from_checkpoint(cls, ckpt: Mapping[str, Any]) -> Any:
+        return _create_model(ckpt["model_name"], len(ckpt["class_names"]), int(ckpt["image_size"]), 0.0)
 
 
 def _default_image_size(name: str) -> int:
@@ -249,16 +206,16 @@ def _create_model(name: str, num_classes: int, image_size: int, drop_rate: float
     return timm.create_model(name, **kwargs)
 
 
-class _TimmLoop(common.EpochLoop):
+class _TimmLoop(loop.EpochLoop):
     def __init__(self, ctx: TrainContext) -> None:
         spec = ctx.spec
         hp = spec.hyperparameters
-        self.data = common.build_classification_data(ctx.dataset, hp.val_fraction, hp.seed)
+        self.data = data.build_classification_data(ctx.dataset, hp.val_fraction, hp.seed)
         image_size = int(hp.image_size or _default_image_size(spec.model_name))
         super().__init__(
             ctx,
-            common.LoopMeta(
-                framework="timm",
+            loop.LoopMeta(
+                framework=TIMM,
                 task_type=TASK,
                 model_name=spec.model_name,
                 class_names=self.data.class_names,
@@ -299,13 +256,13 @@ class _TimmLoop(common.EpochLoop):
             color_jitter=no_jitter,
         )
         eval_tf = create_transform(size, is_training=False, crop_pct=1.0)
-        train_ds = common.ImageListDataset(ctx.dataset_dir, self.data.train, train_tf)
-        val_ds = common.ImageListDataset(ctx.dataset_dir, self.data.val, eval_tf)
+        train_ds = data.ImageListDataset(ctx.dataset_dir, self.data.train, train_tf)
+        val_ds = data.ImageListDataset(ctx.dataset_dir, self.data.val, eval_tf)
         workers = int(hp.workers)
         pin = self.device.type == "cuda"
         # drop a last batch of 1 (BatchNorm cannot train on it) when there is more than one batch
         drop_last = len(train_ds) > self.batch_size and len(train_ds) % self.batch_size == 1
-        self.train_loader = common.seeded_loader(
+        self.train_loader = data.seeded_loader(
             train_ds,
             batch_size=self.batch_size,
             shuffle=True,
@@ -314,16 +271,16 @@ class _TimmLoop(common.EpochLoop):
             drop_last=drop_last,
             pin_memory=pin,
         )
-        self.val_loader = common.seeded_loader(
+        self.val_loader = data.seeded_loader(
             val_ds, batch_size=self.batch_size, shuffle=False, seed=self.seed, workers=workers, pin_memory=pin
         )
 
         model = _create_model(self.meta.model_name, self.num_classes, size, float(cfg["drop_rate"]))
-        weights = common.find_local_weights(self.meta.model_name, (".safetensors", ".pth", ".pt", ".bin"))
+        weights = checkpoints.find_local_weights(self.meta.model_name, (".safetensors", ".pth", ".pt", ".bin"))
         if ctx.pretrained is not None and ctx.pretrained.path is not None:
             pretrained.load_timm(model, ctx.pretrained, self.log)
         elif weights is not None:
-            loaded, skipped = common.load_partial_state(model, common.read_weights_file(weights))
+            loaded, skipped = checkpoints.load_partial_state(model, checkpoints.read_weights_file(weights))
             self.log(f"local weights {weights.name}: {loaded} tensors loaded, {len(skipped)} skipped (classifier)")
         elif init_weights.init_source(ctx) is None:
             self.log(f"{self.meta.model_name} built from its architecture (pretrained=False), trained from scratch")
@@ -435,7 +392,7 @@ class _TimmLoop(common.EpochLoop):
         all_targets = torch.cat(targets).numpy() if targets else None
         if all_logits is None or all_targets is None or n == 0:
             return {"val/loss": float("nan"), "val/accuracy_top1": 0.0, "val/accuracy_top5": 0.0}
-        return common.classification_metrics(all_logits, all_targets, loss_sum / n)
+        return loop.classification_metrics(all_logits, all_targets, loss_sum / n)
 
     def end_of_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         import torch

@@ -1,6 +1,6 @@
 """Hugging Face transformers: image classification (ViT, ResNet) and object detection (DETR).
 
-Loop choice: our own epoch loop (`_torch_common.EpochLoop`, shared with timm) around the
+Loop choice: our own epoch loop (`_torch_loop.EpochLoop`, shared with timm) around the
 transformers model, not ``transformers.Trainer``. Reasons: Trainer needs ``accelerate`` (not part
 of the per-framework venv), it checkpoints into directories of separate files (optimizer, scheduler,
 rng) that would have to be kept beside last.pt, and it can only stop at its own step boundaries
@@ -39,35 +39,28 @@ val/mAP50 / val/mAP50-95 with `trainer_runtime.metrics`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from trainer_runtime.adapters import _torch_common as common
+from trainer_runtime.adapters import _detr_data as detr_data
+from trainer_runtime.adapters import _torch_config as torch_config
+from trainer_runtime.adapters import _torch_data as data
+from trainer_runtime.adapters import _torch_loop as loop
 from trainer_runtime.adapters import init_weights, pretrained
-from trainer_runtime.adapters.base import (
-    Adapter,
-    ConfigError,
-    ConfigField,
-    ModelInfo,
-    TrainContext,
-    TrainResult,
-    check_image_size,
-)
+from trainer_runtime.adapters._torch_adapter import TorchAdapter
+from trainer_runtime.adapters.base import ConfigError, ConfigField, ModelInfo, TrainContext
 from trainer_runtime.adapters.hf_model_config import check_model_config, family_of
-from trainer_runtime.spec import JobSpec
-from trainer_runtime.weights import ResolvedWeights
-
-CLS = "image_classification"
-DET = "object_detection"
+from trainer_runtime.formats.schema import IMAGE_CLASSIFICATION as CLS
+from trainer_runtime.formats.schema import OBJECT_DETECTION as DET
+from trainer_runtime.spec import TRANSFORMERS, JobSpec
+from trainer_runtime.weights import ResolvedWeights, local_weights_dir
 
 _MODELS: tuple[tuple[str, str, str, float, int], ...] = (
     ("google/vit-base-patch16-224", CLS, "ViT-Base/16 (Hugging Face), built from ViTConfig", 86.6, 224),
     ("microsoft/resnet-50", CLS, "ResNet-50 (Hugging Face), built from ResNetConfig", 25.6, 224),
     ("facebook/detr-resnet-50", DET, "DETR with a ResNet-50 backbone: end-to-end transformer detector", 41.5, 512),
 )
-_TASK_OF = {n: t for n, t, *_ in _MODELS}
 _MAX_IMAGE_SIZE = {"google/vit-base-patch16-224": 1024, "microsoft/resnet-50": 2048, "facebook/detr-resnet-50": 1333}
 
 _OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -157,113 +150,80 @@ _OPT_MAP = {"adam": "adam", "adamw": "adamw", "sgd": "sgd"}
 _SCHED_MAP = {"cosine": "cosine", "linear": "linear", "step": "step", "plateau": "plateau"}
 
 
-def _map_canonical(key: str, value: Any) -> dict[str, Any]:
-    if key == "optimizer":
-        if isinstance(value, str) and value.strip().lower() == "rmsprop":
-            raise ConfigError("optimizer 'rmsprop' is not offered for transformers models; use adamw, adam or sgd")
-        return {"optimizer": common.choice_value(key, value, _OPT_MAP)}
-    if key == "scheduler":
-        return {"lr_scheduler_type": common.choice_value(key, value, _SCHED_MAP)}
-    if key == "mixup":
-        return {"mixup_alpha": common.alpha_value(key, value, 0.8)}
-    if key == "cutmix":
-        return {"cutmix_alpha": common.alpha_value(key, value, 1.0)}
-    if key == "label_smoothing":
-        return {"label_smoothing_factor": value}
-    if key in ("mosaic", "copy_paste"):
-        return common.reject_detection_aug(key, value, "transformers")
-    return {key: value}  # weight_decay, momentum, warmup_epochs, patience
-
-
 def local_model_dir(model_name: str) -> Path | None:
     """``$VTA_WEIGHTS_DIR/<hub id with / -> __>/`` when it holds a config.json."""
-    root = os.environ.get("VTA_WEIGHTS_DIR")
-    if not root:
+    root = local_weights_dir()
+    if root is None:
         return None
-    p = Path(root) / model_name.replace("/", "__")
+    p = root / model_name.replace("/", "__")
     return p if (p / "config.json").is_file() else None
 
 
-class TransformersAdapter(Adapter):
-    framework: ClassVar[str] = "transformers"
+class TransformersAdapter(TorchAdapter):
+    framework: ClassVar[str] = TRANSFORMERS
     tasks: ClassVar[tuple[str, ...]] = (CLS, DET)
     primary_metric: ClassVar[dict[str, str]] = {CLS: "val/accuracy_top1", DET: "val/mAP50-95"}
+    catalog: ClassVar[tuple[ModelInfo, ...]] = tuple(
+        ModelInfo(
+            name=n,
+            framework=TRANSFORMERS,
+            task_type=t,
+            description=d,
+            params_m=p,
+            default_image_size=s,
+            max_image_size=_MAX_IMAGE_SIZE[n],
+        )
+        for n, t, d, p, s in _MODELS
+    )
+    schema = _SCHEMA
+    preset_values = _PRESETS
+    aliases: ClassVar[Mapping[str, str]] = {"lr": "learning_rate"}
 
     @classmethod
-    def models(cls) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                name=n,
-                framework="transformers",
-                task_type=t,
-                description=d,
-                params_m=p,
-                default_image_size=s,
-                max_image_size=_MAX_IMAGE_SIZE[n],
-            )
-            for n, t, d, p, s in _MODELS
-        ]
+    def map_canonical(cls, key: str, value: Any) -> dict[str, Any]:
+        if key == "optimizer":
+            if isinstance(value, str) and value.strip().lower() == "rmsprop":
+                raise ConfigError("optimizer 'rmsprop' is not offered for transformers models; use adamw, adam or sgd")
+            return {"optimizer": torch_config.choice_value(key, value, _OPT_MAP)}
+        if key == "scheduler":
+            return {"lr_scheduler_type": torch_config.choice_value(key, value, _SCHED_MAP)}
+        if key == "mixup":
+            return {"mixup_alpha": torch_config.alpha_value(key, value, 0.8)}
+        if key == "cutmix":
+            return {"cutmix_alpha": torch_config.alpha_value(key, value, 1.0)}
+        if key == "label_smoothing":
+            return {"label_smoothing_factor": value}
+        if key in ("mosaic", "copy_paste"):
+            return torch_config.reject_detection_aug(key, value, TRANSFORMERS)
+        return {key: value}  # weight_decay, momentum, warmup_epochs, patience
 
     @classmethod
-    def config_schema(cls) -> list[ConfigField]:
-        return list(_SCHEMA)
-
-    @classmethod
-    def presets(cls) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in _PRESETS.items()}
+    def extra_model_ok(cls, name: str) -> bool:
+        return local_model_dir(name) is not None
 
     @classmethod
     def resolve_config(
         cls, preset: str | None, advanced_config: dict[str, Any], hyperparameters: dict[str, Any]
     ) -> dict[str, Any]:
-        config = common.resolve_layered(
-            _SCHEMA,
-            _PRESETS,
-            _map_canonical,
-            preset,
-            advanced_config,
-            hyperparameters,
-            aliases={"lr": "learning_rate"},
-        )
+        resolved = super().resolve_config(preset, advanced_config, hyperparameters)
         # the model is not known here: every architecture's fields (validate_spec narrows it down)
-        config["model_config"] = check_model_config(config.get("model_config")) or None
-        return config
+        resolved["model_config"] = check_model_config(resolved.get("model_config")) or None
+        return resolved
 
     @classmethod
     def validate_spec(cls, spec: JobSpec, dataset_summary: dict[str, Any]) -> None:
-        if spec.framework != cls.framework:
-            raise ConfigError(f"TransformersAdapter cannot run a {spec.framework} job")
+        cls.check_framework(spec)
         if spec.task_type not in cls.tasks:
             raise ConfigError(f"transformers here trains {', '.join(cls.tasks)}, not {spec.task_type}")
-        common.check_common_spec(
-            spec,
-            dataset_summary,
-            framework="transformers",
-            known_models=_TASK_OF,
-            extra_model_ok=lambda n: local_model_dir(n) is not None,
-        )
-        check_image_size(spec, cls.models())
+        super().validate_spec(spec, dataset_summary)
         model_model_config(spec.model_name, spec.task_type, spec.hyperparameters.advanced_config.get("model_config"))
 
-    def train(self) -> TrainResult:
-        common.prepare_offline_env()
-        task = self.ctx.spec.task_type
-        if task == CLS:
-            return _HFClassificationLoop(self.ctx).run()
-        if task == DET:
-            return _DetrLoop(self.ctx).run()
-        raise ConfigError(f"transformers here trains {', '.join(self.tasks)}, not {task}")
+    def make_loop(self, ctx: TrainContext) -> loop.EpochLoop:
+        return _HFClassificationLoop(ctx) if ctx.spec.task_type == CLS else _DetrLoop(ctx)
 
     @classmethod
-    def build_model_from_checkpoint(cls, path: Any) -> tuple[Any, dict[str, Any]]:
-        """Rebuild the model of a best.pt / last.pt for inference: (model in eval mode, metadata)."""
-        common.prepare_offline_env()
-        ckpt = common.load_checkpoint(path)
-        model = _model_from_hf_config(ckpt["hf_config"], ckpt["task_type"])
-        model.load_state_dict(ckpt["model"])
-        model.eval()
-        meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "scaler", "ema", "rng")}
-        return model, meta
+    def model_from_checkpoint(cls, ckpt: Mapping[str, Any]) -> Any:
+        return _model_from_hf_config(ckpt["hf_config"], ckpt["task_type"])
 
 
 # ---------------------------------------------------------------------------------- models
@@ -387,7 +347,7 @@ def _plain(v: Any) -> Any:
 # ----------------------------------------------------------------------------- optimisation
 
 
-class _HFLoopMixin(common.EpochLoop):
+class _HFLoopMixin(loop.EpochLoop):
     cfg: Mapping[str, Any]
     per_step_scheduler: bool = False
 
@@ -447,12 +407,12 @@ class _HFClassificationLoop(_HFLoopMixin):
     def __init__(self, ctx: TrainContext) -> None:
         spec = ctx.spec
         hp = spec.hyperparameters
-        self.data = common.build_classification_data(ctx.dataset, hp.val_fraction, hp.seed)
+        self.data = data.build_classification_data(ctx.dataset, hp.val_fraction, hp.seed)
         image_size = int(hp.image_size or 224)
         super().__init__(
             ctx,
-            common.LoopMeta(
-                framework="transformers",
+            loop.LoopMeta(
+                framework=TRANSFORMERS,
                 task_type=CLS,
                 model_name=spec.model_name,
                 class_names=self.data.class_names,
@@ -482,16 +442,16 @@ class _HFClassificationLoop(_HFLoopMixin):
             how = how.replace(", trained from scratch", "")
         self.log(how)
         vit_like = getattr(model.config, "model_type", "") in ("vit", "deit")
-        mean, std = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) if vit_like else (common.IMAGENET_MEAN, common.IMAGENET_STD)
+        mean, std = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) if vit_like else (data.IMAGENET_MEAN, data.IMAGENET_STD)
         train_tf = T.Compose(
             [T.Resize((size, size)), T.RandomHorizontalFlip(float(cfg["hflip"])), T.ToTensor(), T.Normalize(mean, std)]
         )
         eval_tf = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(mean, std)])
         workers = int(ctx.spec.hyperparameters.workers)
         pin = self.device.type == "cuda"
-        train_ds = common.ImageListDataset(ctx.dataset_dir, self.data.train, train_tf)
+        train_ds = data.ImageListDataset(ctx.dataset_dir, self.data.train, train_tf)
         drop_last = len(train_ds) > self.batch_size and len(train_ds) % self.batch_size == 1
-        self.train_loader = common.seeded_loader(
+        self.train_loader = data.seeded_loader(
             train_ds,
             batch_size=self.batch_size,
             shuffle=True,
@@ -500,8 +460,8 @@ class _HFClassificationLoop(_HFLoopMixin):
             drop_last=drop_last,
             pin_memory=pin,
         )
-        self.val_loader = common.seeded_loader(
-            common.ImageListDataset(ctx.dataset_dir, self.data.val, eval_tf),
+        self.val_loader = data.seeded_loader(
+            data.ImageListDataset(ctx.dataset_dir, self.data.val, eval_tf),
             batch_size=self.batch_size,
             shuffle=False,
             seed=self.seed,
@@ -536,7 +496,7 @@ class _HFClassificationLoop(_HFLoopMixin):
         y = y.to(self.device, non_blocking=True)
         target: Any = y
         if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and x.shape[0] > 1:
-            x, target = common.simple_mixup(
+            x, target = data.simple_mixup(
                 x,
                 y,
                 self.num_classes,
@@ -574,121 +534,21 @@ class _HFClassificationLoop(_HFLoopMixin):
         n = sum(len(t) for t in targets)
         if n == 0:
             return {"val/loss": float("nan"), "val/accuracy_top1": 0.0, "val/accuracy_top5": 0.0}
-        return common.classification_metrics(torch.cat(logits).numpy(), torch.cat(targets).numpy(), loss_sum / n)
+        return loop.classification_metrics(torch.cat(logits).numpy(), torch.cat(targets).numpy(), loss_sum / n)
 
 
 # -------------------------------------------------------------------------------- detection
-
-
-class DetectionItem:
-    __slots__ = ("boxes", "file_name", "height", "labels", "width")
-
-    def __init__(self, file_name: str, width: int, height: int, boxes: list[list[float]], labels: list[int]) -> None:
-        self.file_name = file_name
-        self.width = width
-        self.height = height
-        self.boxes = boxes  # xyxy, pixels of the original image
-        self.labels = labels  # class indices
-
-
-def build_detection_items(ctx: TrainContext) -> tuple[list[str], list[DetectionItem], list[DetectionItem], str]:
-    from trainer_runtime.formats.split import stratified_split
-    from trainer_runtime.formats.yolo_rows import annotation_box
-
-    ds = ctx.dataset
-    cats = sorted(ds.categories, key=lambda c: c.id)
-    if not cats:
-        raise ConfigError("the dataset has no categories to detect")
-    index = {c.id: i for i, c in enumerate(cats)}
-    by_image = common.group_annotations(ds)
-    items: dict[int, DetectionItem] = {}
-    n_boxes = 0
-    for img in ds.images:
-        boxes: list[list[float]] = []
-        labels: list[int] = []
-        for ann in by_image.get(img.id, []):
-            if ann.category_id not in index:
-                continue
-            b = annotation_box(ann)
-            if b is None:
-                continue
-            x0 = min(max(float(b[0]), 0.0), img.width)
-            y0 = min(max(float(b[1]), 0.0), img.height)
-            x1 = min(max(float(b[0]) + float(b[2]), 0.0), img.width)
-            y1 = min(max(float(b[1]) + float(b[3]), 0.0), img.height)
-            if x1 - x0 < 1e-3 or y1 - y0 < 1e-3:
-                continue
-            boxes.append([x0, y0, x1, y1])
-            labels.append(index[ann.category_id])
-        items[img.id] = DetectionItem(img.file_name, img.width, img.height, boxes, labels)
-        n_boxes += len(boxes)
-    if n_boxes == 0:
-        raise ConfigError("the dataset has no boxes (or polygons / rotated boxes / keypoints) to detect")
-    split = stratified_split(ds, val_fraction=ctx.spec.hyperparameters.val_fraction, seed=ctx.spec.hyperparameters.seed)
-    train = [items[i] for i in split.train if i in items]
-    val = [items[i] for i in split.val if i in items]
-    msg = split.report.get("message", "split done")
-    if not val:
-        val = list(train)
-        msg += "; no image could be held out: validating on the training images"
-    return [c.name for c in cats], train, val, msg
-
-
-class DetrDataset:
-    """(pixel_values [3,S,S], target {class_labels, boxes cxcywh normalised}, index)."""
-
-    def __init__(self, root: Path, items: list[DetectionItem], size: int, hflip: float, train: bool) -> None:
-        self.root = Path(root)
-        self.items = items
-        self.size = size
-        self.hflip = hflip if train else 0.0
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any], int]:
-        import torch
-        from torchvision.transforms import functional as F
-
-        it = self.items[i]
-        im = common.open_rgb(self.root, it.file_name)
-        w, h = im.size
-        im = im.resize((self.size, self.size))
-        x = F.normalize(F.to_tensor(im), common.IMAGENET_MEAN, common.IMAGENET_STD)
-        b = torch.tensor(it.boxes, dtype=torch.float32).reshape(-1, 4)
-        # boxes are in the annotation's pixel space (width/height of the record)
-        sx, sy = float(it.width or w), float(it.height or h)
-        cxcywh = torch.stack(
-            [
-                (b[:, 0] + b[:, 2]) / 2 / sx,
-                (b[:, 1] + b[:, 3]) / 2 / sy,
-                (b[:, 2] - b[:, 0]) / sx,
-                (b[:, 3] - b[:, 1]) / sy,
-            ],
-            dim=1,
-        ).clamp(0.0, 1.0)
-        if self.hflip > 0 and float(torch.rand(())) < self.hflip:
-            x = x.flip(-1)
-            cxcywh[:, 0] = 1.0 - cxcywh[:, 0]
-        target = {"class_labels": torch.tensor(it.labels, dtype=torch.long), "boxes": cxcywh}
-        return x, target, i
-
-
-def _detr_collate(batch: list[tuple[Any, dict[str, Any], int]]) -> tuple[Any, list[dict[str, Any]], list[int]]:
-    import torch
-
-    return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
 
 
 class _DetrLoop(_HFLoopMixin):
     def __init__(self, ctx: TrainContext) -> None:
         spec = ctx.spec
         hp = spec.hyperparameters
-        self.class_names, self.train_items, self.val_items, self.split_msg = build_detection_items(ctx)
+        self.class_names, self.train_items, self.val_items, self.split_msg = detr_data.build_detection_items(ctx)
         super().__init__(
             ctx,
-            common.LoopMeta(
-                framework="transformers",
+            loop.LoopMeta(
+                framework=TRANSFORMERS,
                 task_type=DET,
                 model_name=spec.model_name,
                 class_names=self.class_names,
@@ -713,22 +573,22 @@ class _DetrLoop(_HFLoopMixin):
         self.log(how)
         workers = int(ctx.spec.hyperparameters.workers)
         pin = self.device.type == "cuda"
-        self.train_loader = common.seeded_loader(
-            DetrDataset(ctx.dataset_dir, self.train_items, size, float(cfg["hflip"]), True),
+        self.train_loader = data.seeded_loader(
+            detr_data.DetrDataset(ctx.dataset_dir, self.train_items, size, float(cfg["hflip"]), True),
             batch_size=self.batch_size,
             shuffle=True,
             seed=self.seed,
             workers=workers,
-            collate_fn=_detr_collate,
+            collate_fn=detr_data.detr_collate,
             pin_memory=pin,
         )
-        self.val_loader = common.seeded_loader(
-            DetrDataset(ctx.dataset_dir, self.val_items, size, 0.0, False),
+        self.val_loader = data.seeded_loader(
+            detr_data.DetrDataset(ctx.dataset_dir, self.val_items, size, 0.0, False),
             batch_size=self.batch_size,
             shuffle=False,
             seed=self.seed,
             workers=workers,
-            collate_fn=_detr_collate,
+            collate_fn=detr_data.detr_collate,
             pin_memory=pin,
         )
         init_weights.init_torch_model(ctx, model, self.log, list(self.meta.class_names))

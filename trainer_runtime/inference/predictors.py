@@ -369,7 +369,7 @@ class TransformersPredictor(_TorchClassifier):
     framework = "transformers"
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
-        from trainer_runtime.adapters import _torch_common as common
+        from trainer_runtime.adapters import _torch_data as common
         from trainer_runtime.adapters.transformers_adapter import TransformersAdapter
 
         try:
