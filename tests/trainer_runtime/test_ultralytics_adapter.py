@@ -20,14 +20,9 @@ from tests.trainer_runtime._demo_fixtures import (  # noqa: F401  (pytest fixtur
     demo_shapes_dir,
     dice_subset,
 )
+from trainer_runtime.adapters._ultralytics_config import CATALOG, PRIMARY_METRIC, model_for_task
 from trainer_runtime.adapters.base import ConfigError, TrainContext, TrainResult
-from trainer_runtime.adapters.ultralytics_adapter import (
-    CATALOG,
-    PRIMARY_METRIC,
-    UltralyticsAdapter,
-    model_for_task,
-    ultralytics_device,
-)
+from trainer_runtime.adapters.ultralytics_adapter import UltralyticsAdapter, ultralytics_device
 from trainer_runtime.errors import IncompatibleDatasetError
 from trainer_runtime.formats.capabilities import summarize
 from trainer_runtime.formats.validate import load_annotations
