@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer_runtime.adapters.base import ConfigError
+from trainer_runtime.formats.schema import OBJECT_DETECTION
 
 MAX_KEYS = 32
 
@@ -147,7 +148,7 @@ def family_of(model_name: str, task: str, local_dir: Path | None = None) -> str 
             model_type = None
         if model_type in FAMILIES:
             return str(model_type)
-    return "detr" if task == "object_detection" else None
+    return "detr" if task == OBJECT_DETECTION else None
 
 
 def _value(key: str, f: Field, value: Any) -> Any:
