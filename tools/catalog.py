@@ -26,8 +26,8 @@ from tools.errors import InvalidInputError
 from trainer_runtime.adapters import get_adapter
 from trainer_runtime.adapters.base import ModelInfo
 from trainer_runtime.formats.schema import TASK_TYPES
+from trainer_runtime.spec import FRAMEWORKS
 
-FRAMEWORKS = ("ultralytics", "timm", "transformers")
 PRESETS = ("easy", "medium", "advanced")
 
 DEFAULT_MODELS: dict[str, str] = {

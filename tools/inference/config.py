@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-FRAMEWORKS = ("ultralytics", "timm", "transformers")
+from trainer_runtime.spec import FRAMEWORKS
 
 
 @dataclass

@@ -30,12 +30,6 @@ axis-aligned extent as ``"box"``. Times are per image: a micro-batch's time divi
 
 from __future__ import annotations
 
-TASK_TYPES = (
-    "image_classification",
-    "object_detection",
-    "instance_segmentation",
-    "pose_estimation",
-    "oriented_object_detection",
-)
+from trainer_runtime.formats.schema import TASK_TYPES
 
 __all__ = ["TASK_TYPES"]

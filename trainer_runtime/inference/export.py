@@ -61,9 +61,10 @@ from typing import Any
 
 from PIL import Image
 
+from trainer_runtime.spec import FRAMEWORKS
+
 DEFAULT_TOLERANCE = 1e-3
 OPSET = 17
-FRAMEWORKS = ("ultralytics", "timm", "transformers")
 EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
 # the frameworks each format is offered for (all three for every format here)
 FORMAT_FRAMEWORKS: dict[str, tuple[str, ...]] = {fmt: FRAMEWORKS for fmt in EXPORT_FORMATS}
