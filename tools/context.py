@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tools.db.models import User
 from tools.errors import AuthenticationError
+from tools.services import AppServices
 from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
 
@@ -48,6 +49,9 @@ class ToolContext:
 
     `work_dir` is a private scratch folder for staging uploads (same filesystem as local storage
     so that commits can be renames). `links` signs short-lived download links for the user.
+    `services` are the app's shared services (`tools.services`: supervisor, job listeners,
+    inference, event bus, weights policy); the app hands its one instance to every context, and a
+    context made elsewhere (a script, a test) gets a fresh, empty one.
     """
 
     db: Session
@@ -56,6 +60,7 @@ class ToolContext:
     work_dir: Path
     limits: UploadLimits = field(default_factory=UploadLimits)
     links: LinkSigner | None = None  # signs download links (tools.downloads); None: no links here
+    services: AppServices = field(default_factory=AppServices)
 
 
 def require_user(ctx: ToolContext, what: str = "") -> User:

@@ -37,10 +37,11 @@ no such checkpoint -> ConflictError. The spec carries the checkpoint's store key
 frees); 0 for a job that is not waiting in the queue.
 
 The functions that change a job accept an optional `supervisor` (`JobNotifier`, normally
-`tools.supervisor.Supervisor`); without one they use the supervisor registered for the database
-engine of `ctx.db` (`register_supervisor`, done by `Supervisor.start()`), so REST, agent and Slack
-callers all wake the app's supervisor. The queue itself is the database: a job queued by a bare
-script (no supervisor) or by another replica is started by whichever supervisor leads.
+`tools.supervisor.Supervisor`); without one they use the app's (`ctx.services.notifier`, see
+`tools.services`), so REST, agent and Slack callers all wake the app's supervisor. A resumed or
+deleted job is reported to `ctx.services.job_listeners` (the inference caches). The queue itself
+is the database: a job queued by a bare script (no supervisor) or by another replica is started
+by whichever supervisor leads.
 """
 
 from __future__ import annotations
@@ -50,12 +51,9 @@ import hashlib
 import json
 import os
 import secrets
-import threading
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
@@ -79,6 +77,7 @@ from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from tools.events import append_event
 from tools.intent import TrainingIntent
 from tools.projects import get_project
+from tools.services import JobNotifier, WeightsPolicy
 from trainer_runtime.adapters import get_adapter
 from trainer_runtime.errors import TrainerRuntimeError
 from trainer_runtime.events import JOB_STATUSES, TERMINAL_STATUSES
@@ -99,79 +98,6 @@ GPU_MEMORY_MB_GUESS = 16 * 1024.0  # a GPU's memory when nothing measured it (ba
 """Internal-store prefix of what inference makes from a job (`tools.inference`: exports, test runs)."""
 
 
-class JobNotifier(Protocol):
-    """What the job functions need from a supervisor (see `tools.supervisor.Supervisor`)."""
-
-    def submit(self, job_id: int) -> None: ...
-
-    def wake(self) -> None: ...
-
-    def publish(self, job_id: int, event: dict[str, Any]) -> None: ...
-
-    def forget(self, job_id: int) -> None: ...
-
-    def queue_positions(self, db: Session) -> dict[int, int]: ...
-
-
-_notifiers: weakref.WeakKeyDictionary[Any, JobNotifier] = weakref.WeakKeyDictionary()
-_notifiers_lock = threading.Lock()
-
-
-def register_supervisor(engine: Any, notifier: JobNotifier | None) -> None:
-    """Make `notifier` the supervisor of the jobs stored through `engine` (None: unregister).
-
-    The job functions find it from `ctx.db`'s engine when they are not given one, so every caller
-    (REST, agent, Slack) hands new jobs to the supervisor of the app they run in."""
-    with _notifiers_lock:
-        if notifier is None:
-            _notifiers.pop(engine, None)
-        else:
-            _notifiers[engine] = notifier
-
-
-# engine -> callbacks told the id of a job that was resumed or deleted (what caches a job's state
-# in memory registers here, e.g. the inference route cache), found like the supervisor
-_job_listeners: weakref.WeakKeyDictionary[Any, list[Callable[[int], None]]] = weakref.WeakKeyDictionary()
-
-
-def add_job_listener(engine: Any, listener: Callable[[int], None]) -> None:
-    """Call `listener(job_id)` after any caller (REST, agent, Slack) resumes or deletes a job
-    stored through `engine`."""
-    with _notifiers_lock:
-        _job_listeners.setdefault(engine, []).append(listener)
-
-
-def remove_job_listener(engine: Any, listener: Callable[[int], None]) -> None:
-    with _notifiers_lock:
-        listeners = _job_listeners.get(engine) or []
-        if listener in listeners:
-            listeners.remove(listener)
-
-
-def _job_changed(db: Session, job_id: int) -> None:
-    with _notifiers_lock:
-        listeners = list(_job_listeners.get(_engine_of(db)) or [])
-    for listener in listeners:
-        listener(job_id)
-
-
-def _engine_of(db: Session) -> Any:
-    try:
-        bind = db.get_bind()
-    except Exception:
-        return None
-    return getattr(bind, "engine", bind)
-
-
-def supervisor_for(db: Session) -> JobNotifier | None:
-    """The supervisor registered for the engine `db` is bound to, if any."""
-    engine = _engine_of(db)
-    if engine is None:
-        return None
-    with _notifiers_lock:
-        return _notifiers.get(engine)
-
-
 @dataclass(frozen=True)
 class JobRuntimeConfig:
     """What a trainer needs from the server's settings (`build_spec`).
@@ -180,12 +106,14 @@ class JobRuntimeConfig:
     ``jobs/job_<id>/`` with spec.json, trainer.log, output/, events/ spool; the default MLflow
     store). storage: the dual storage settings. callback_base_url: how a trainer reaches this
     server. mlflow_tracking_uri: None for the trainer's SQLite store under trainer_dir/mlflow.
+    weights: the pretrained-weights download policy the spec's plan follows (`tools.weights`).
     """
 
     trainer_dir: Path
     storage: StorageConfig
     callback_base_url: str = "http://127.0.0.1:8000"
     mlflow_tracking_uri: str | None = None
+    weights: WeightsPolicy = field(default_factory=WeightsPolicy)
 
     def job_dir(self, job_id: int) -> Path:
         return Path(self.trainer_dir).resolve() / "jobs" / f"job_{int(job_id)}"
@@ -247,7 +175,6 @@ def queue_order(db: Session, limit: int | None = None) -> list[int]:
 def queue_positions(db: Session, notifier: JobNotifier | None = None) -> dict[int, int]:
     """job id -> 1-based place in the queue, for every job waiting in it (`queue_order`; a
     supervisor may answer for itself, `Supervisor.queue_positions` gives the same)."""
-    notifier = notifier or supervisor_for(db)
     if notifier is not None:
         return notifier.queue_positions(db)
     return {jid: i + 1 for i, jid in enumerate(queue_order(db))}
@@ -317,7 +244,7 @@ def _init_public(init_from: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _full_dict(ctx: ToolContext, job: Job) -> dict[str, Any]:
-    position = queue_positions(ctx.db).get(job.id, 0) if job.status == "queued" else 0
+    position = queue_positions(ctx.db, ctx.services.notifier).get(job.id, 0) if job.status == "queued" else 0
     return job_dict(job, queue_position=position, checkpoints=_checkpoints(ctx.db, [job.id])[job.id])
 
 
@@ -411,11 +338,11 @@ def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool 
         work_dir=str(Path(runtime.trainer_dir).resolve()),
         resume=resume,
         init_from=_init_spec(job.init_from),
-        pretrained=_weights_plan(job),
+        pretrained=_weights_plan(job, runtime.weights),
     )
 
 
-def _weights_plan(job: Job) -> WeightsPlan | None:
+def _weights_plan(job: Job, policy: WeightsPolicy) -> WeightsPlan | None:
     """The pretrained weights plan, resolved again at launch (the registry may have gained the
     model since the job was queued); none for a fine-tuning job (it starts from its checkpoint);
     the user's own upload when the job names one (it wins over the registry)."""
@@ -425,7 +352,7 @@ def _weights_plan(job: Job) -> WeightsPlan | None:
     own = user_weights.plan_for_job(db, job)
     if own is not None:
         return own
-    return weights_tools.plan_for(db, job.framework, job.model_name)
+    return weights_tools.plan_for(db, job.framework, job.model_name, policy)
 
 
 def _init_spec(init_from: dict[str, Any] | None) -> InitFromSpec | None:
@@ -515,7 +442,10 @@ def _plan(
     adapter = get_adapter(framework)
     summary = _dataset_summary(ctx, ds)
     preset = intent.preset
-    weights_plan = None if (own is not None or init_from) else weights_tools.plan_for(ctx.db, framework, model_name)
+    policy = ctx.services.weights
+    weights_plan = (
+        None if (own is not None or init_from) else weights_tools.plan_for(ctx.db, framework, model_name, policy)
+    )
     stats = _dataset_stats(ctx, ds, summary)
     chosen, choices = defaults.choose(
         framework=framework,
@@ -592,7 +522,7 @@ def _plan(
         if own is not None
         else None
         if init_from
-        else weights_tools.planned_field(weights_plan or weights_tools.plan_for(ctx.db, framework, model_name)),
+        else weights_tools.planned_field(weights_plan or weights_tools.plan_for(ctx.db, framework, model_name, policy)),
         "defaults": choices.public(),
     }
     return ds, compat, fields
@@ -685,7 +615,7 @@ def create_job(
     Returns the job JSON (status "queued", queue_position, the resolved hyperparameters and config).
     """
     user = require_user(ctx, "training jobs")
-    supervisor = supervisor or supervisor_for(ctx.db)
+    supervisor = supervisor or ctx.services.notifier
     ds, _compat, fields = _plan(ctx, intent, project_id)
     chosen = fields.pop("defaults")
     if not launch:
@@ -768,7 +698,7 @@ def list_jobs(
         stmt = stmt.where(Job.project_id == int(project_id))
     total = ctx.db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = list(ctx.db.scalars(stmt.order_by(Job.id.desc()).offset(offset).limit(limit)))
-    positions = queue_positions(ctx.db) if any(r.status == "queued" for r in rows) else {}
+    positions = queue_positions(ctx.db, ctx.services.notifier) if any(r.status == "queued" for r in rows) else {}
     ckpts = _checkpoints(ctx.db, [r.id for r in rows])
     return {
         "items": [job_dict(r, queue_position=positions.get(r.id, 0), checkpoints=ckpts[r.id]) for r in rows],
@@ -787,7 +717,7 @@ def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = 
     period). Waiting for a retry: stopped by the supervisor. Finished jobs: ConflictError (409).
     Returns the job JSON (`stop_requested` true until the trainer has stopped)."""
     job = _job_row(ctx, job_id)
-    supervisor = supervisor or supervisor_for(ctx.db)
+    supervisor = supervisor or ctx.services.notifier
     if job.status in TERMINAL_STATUSES:
         raise ConflictError(f"job {job.id} already ended ({job.status})", detail={"job_id": job.id})
     job.stop_requested = True
@@ -808,7 +738,7 @@ def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     resume in that window is accepted, and the supervisor starts the new attempt only once the old
     trainer has exited (attempts are told apart by number, so its late exit changes nothing)."""
     job = _job_row(ctx, job_id)
-    supervisor = supervisor or supervisor_for(ctx.db)
+    supervisor = supervisor or ctx.services.notifier
     if job.status not in RESUMABLE_STATUSES:
         raise ConflictError(
             f"job {job.id} is {job.status}; only stopped or failed jobs can be resumed", detail={"job_id": job.id}
@@ -825,7 +755,7 @@ def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     emit_status(ctx.db, job.id, "queued", supervisor, message=f"resume from last.pt (epoch {last.epoch})")
     if supervisor is not None:
         supervisor.submit(job.id)
-    _job_changed(ctx.db, job.id)
+    ctx.services.job_listeners.notify(job.id)
     ctx.db.refresh(job)
     return _full_dict(ctx, job)
 
@@ -847,7 +777,7 @@ def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
     "kept": [what stays, and why]}: the MLflow run of the job is kept (experiment history), and
     any object the store could not delete is listed with the error."""
     job = _job_row(ctx, job_id)
-    supervisor = supervisor or supervisor_for(ctx.db)
+    supervisor = supervisor or ctx.services.notifier
     # A queued job is taken out of the queue first, so the supervisor cannot start it meanwhile
     # (one it has just claimed is deleted like a running one).
     if job.status == "queued":
@@ -899,7 +829,7 @@ def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
         for run in runs:
             supervisor.publish(-run.id, {"job_id": -run.id, "type": DELETED_EVENT_TYPE})
         supervisor.forget(jid)
-    _job_changed(ctx.db, jid)
+    ctx.services.job_listeners.notify(jid)
     return {
         "deleted": jid,
         "checkpoints_deleted": removed,
@@ -981,9 +911,7 @@ __all__ = [
     "list_jobs",
     "queue_order",
     "queue_positions",
-    "register_supervisor",
     "resume_job",
     "stop_job",
-    "supervisor_for",
     "write_spec",
 ]

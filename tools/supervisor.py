@@ -76,7 +76,7 @@ from tools.db.models import Job, JobEvent
 from tools.events import append_event
 from tools.executors.base import ExecHandle, Executor, ExitInfo
 from tools.executors.local import read_tail
-from tools.jobs import ACTIVE_STATUSES, JobRuntimeConfig, queue_order, register_supervisor, write_spec
+from tools.jobs import ACTIVE_STATUSES, JobRuntimeConfig, queue_order, write_spec
 from tools.leader import LeaderLock, leader_lock_for
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,6 @@ class Supervisor:
         if self._thread is not None:
             return
         self._shutdown.clear()
-        register_supervisor(self._engine(), self)
         self._thread = threading.Thread(target=self._loop, name="job-supervisor", daemon=True)
         self._thread.start()
 
@@ -162,7 +161,6 @@ class Supervisor:
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop watching and give leadership up. Trainers keep running: the next leader (another
         replica, or the next server process) adopts them."""
-        register_supervisor(self._engine(), None)
         self._shutdown.set()
         self._wake.set()
         if self._thread is not None:

@@ -19,8 +19,9 @@ job spec, and a summary of it into ``job.pretrained`` (``{"source", "detail", "p
 `describe_pretrained` / `describe_weights_plan` say it in a sentence (English or Korean) for the
 confirmation summary and for "is it pretrained?".
 
-The policy comes from the server's settings (`configure`, called at start-up; the defaults are the
-settings' defaults).
+The policy (`tools.services.WeightsPolicy`) comes from the server's settings and travels in the
+app's services (`ctx.services.weights`; the spec writer has it in `JobRuntimeConfig.weights`);
+without one the defaults apply (the settings' defaults).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,9 @@ from tools.context import ToolContext, require_user
 from tools.db.models import Job, User, WeightsEntry
 from tools.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from tools.intent import TrainingIntent
+from tools.services import WeightsPolicy
 from trainer_runtime.storage import DualStorageClient
 from trainer_runtime.weights import (
-    DEFAULT_ULTRALYTICS_ASSETS_URL,
     USER_UPLOAD,
     WeightsError,
     WeightsPlan,
@@ -51,34 +51,6 @@ from trainer_runtime.weights import (
     registry_prefix,
     sha256_of,
 )
-
-
-@dataclass(frozen=True)
-class WeightsPolicy:
-    """The settings WEIGHTS_DOWNLOAD, WEIGHTS_DOWNLOAD_TIMEOUT_S, WEIGHTS_DOWNLOAD_MAX_S,
-    WEIGHTS_MAX_BYTES, ULTRALYTICS_ASSETS_URL."""
-
-    download: str = "auto"
-    timeout_s: float = 5.0
-    max_s: float = 120.0
-    max_bytes: int = 2 * 1024**3
-    ultralytics_assets_url: str = DEFAULT_ULTRALYTICS_ASSETS_URL
-
-
-_policy = WeightsPolicy()
-
-
-def configure(policy: WeightsPolicy) -> None:
-    """Set the download policy of this server process (from its settings)."""
-    global _policy
-    if policy.download not in ("auto", "on", "off"):
-        raise ValueError(f"WEIGHTS_DOWNLOAD must be auto, on or off, not {policy.download!r}")
-    _policy = policy
-
-
-def current_policy() -> WeightsPolicy:
-    return _policy
-
 
 # ------------------------------------------------------------------------------------ registry
 
@@ -284,7 +256,7 @@ def plan_for(
 ) -> WeightsPlan:
     """The weights plan of a job: registry entry (unless `registry` is False), else the
     framework's source when downloads are allowed, else scratch (module doc)."""
-    policy = policy or _policy
+    policy = policy or WeightsPolicy()
     row = find_entry(db, framework, model_name) if registry else None
     if row is not None:
         return WeightsPlan.model_validate(
@@ -468,5 +440,5 @@ def describe_weights_plan(ctx: ToolContext, intent: TrainingIntent, lang: str | 
         except (InvalidInputError, NotFoundError) as exc:
             return str(exc.message)
         return describe_pretrained(user_weights.planned_field(row), model_name, lang)
-    plan = plan_for(ctx.db, resolved_framework, model_name)
+    plan = plan_for(ctx.db, resolved_framework, model_name, ctx.services.weights)
     return describe_pretrained(planned_field(plan), model_name, lang)

@@ -1,7 +1,8 @@
 """FastAPI dependencies shared by every route module.
 
 The lifespan (`web.main`) puts the long-lived resources on `app.state`: `settings`, `engine`,
-`session_factory`, `storage`, `work_dir`, `secret_key`, `system_user_id`. Routes get them only
+`session_factory`, `storage`, `work_dir`, `secret_key`, `system_user_id`, `services` (the app's
+`tools.services.AppServices`, `app_services`, handed to every ToolContext). Routes get them only
 through these dependencies (so tests can override them with `app.dependency_overrides`):
 
     SettingsDep        Settings of this app (not the process-wide cached one)
@@ -10,7 +11,7 @@ through these dependencies (so tests can override them with `app.dependency_over
     CurrentUser        the signed-in user (Bearer JWT), else 401 with `WWW-Authenticate: Bearer`
     OptionalUser       the signed-in user, or None without a token (a bad token is still 401)
     StorageDep         the DualStorageClient
-    ToolContextDep     ToolContext(db, user, storage, work_dir, limits) for the signed-in user
+    ToolContextDep     ToolContext(db, user, storage, work_dir, limits, links, services) for the signed-in user
     OptionalToolContextDep  the same with `user=None` for anonymous callers
 
 `authenticate_raw_token(app_state, token)` checks a token string outside a request (WebSocket
@@ -48,6 +49,7 @@ from tools.context import ToolContext, UploadLimits
 from tools.db.models import User
 from tools.downloads import LinkSigner
 from tools.errors import AuthenticationError
+from tools.services import AppServices
 from trainer_runtime.formats.limits import FormatLimits
 from trainer_runtime.storage import DualStorageClient
 from web.config import Settings
@@ -178,6 +180,16 @@ def link_signer(state: Any) -> LinkSigner:
     return LinkSigner(secret, float(settings.download_link_ttl_s), settings.public_base_url, clock)
 
 
+def app_services(state: Any) -> AppServices:
+    """The app's services (`tools.services`), built by the lifespan (`web.main`); an app whose
+    lifespan did not run (a test's bare state) gets one made here and kept on `state`."""
+    services: AppServices | None = getattr(state, "services", None)
+    if services is None:
+        services = AppServices()
+        state.services = services
+    return services
+
+
 def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storage: StorageDep) -> ToolContext:
     return ToolContext(
         db=db,
@@ -186,6 +198,7 @@ def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storag
         work_dir=get_work_dir(request),
         limits=upload_limits(get_settings(request)),
         links=link_signer(request.app.state),
+        services=app_services(request.app.state),
     )
 
 
@@ -204,6 +217,7 @@ def get_optional_tool_context(request: Request, db: SessionDep, user: OptionalUs
         work_dir=get_work_dir(request),
         limits=upload_limits(get_settings(request)),
         links=link_signer(request.app.state),
+        services=app_services(request.app.state),
     )
 
 

@@ -3,7 +3,9 @@
 `create_app(settings)` builds an app; nothing is created at import time. The lifespan opens the
 long-lived resources and keeps them on `app.state` (see `web.deps`): the engine (migrated to the
 newest Alembic revision), the session factory, the dual storage client, the work folder, the
-signing secret and the system user; then it makes the built-in demo datasets when enabled.
+signing secret, the system user and the app's services (`app.state.services`, tools.services:
+supervisor, job listeners, inference service, event bus, weights policy; every ToolContext gets
+them, `web.deps`); then it makes the built-in demo datasets when enabled.
 The job supervisor (`app.state.supervisor`, tools.supervisor) reconciles the jobs a previous
 server left, then starts queued jobs; on shutdown it stops watching but leaves trainers running.
 With several replicas on one database only the elected leader acts on jobs (tools.leader).
@@ -36,6 +38,7 @@ from tools.executors.kubernetes import (
 )
 from tools.inference import InferenceConfig, register_deleted_job_cleanup
 from tools.jobs import JobRuntimeConfig
+from tools.services import AppServices
 from tools.supervisor import Supervisor, SupervisorConfig
 from tools.telemetry import Telemetry
 from trainer_runtime.storage import DualStorageClient, StorageConfig
@@ -97,9 +100,11 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     with session_factory() as db:
         state.system_user_id = auth_tools.ensure_system_user(db).id
         weights_tools.promote_admin_emails(db, settings.admin_emails)
-    weights_tools.configure(weights_policy_from_settings(settings))
+    services = AppServices(weights=weights_policy_from_settings(settings))
+    state.services = services
     # a deleted job's checkpoints leave the inference cache too
-    register_deleted_job_cleanup(engine, session_factory, InferenceConfig.from_settings(settings).cache_dir)
+    cache_dir = InferenceConfig.from_settings(settings).cache_dir
+    register_deleted_job_cleanup(services.job_listeners, session_factory, cache_dir)
     if settings.create_demo_datasets:
         ensure_demo_datasets(session_factory, storage, work_dir)
 
@@ -124,6 +129,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
         storage=settings.storage,
         callback_base_url=settings.callback_base_url,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
+        weights=app.state.services.weights,
     )
 
     def publish(job_id: int, event: dict[str, Any]) -> None:
@@ -170,17 +176,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     event_bus = create_event_bus(settings.redis_url, prefix=settings.redis_channel_prefix)
     await event_bus.start()
     app.state.event_bus = event_bus
+    services: AppServices = app.state.services
+    services.event_bus = event_bus
     app.state.telemetry.bind(app.state.session_factory, lambda: getattr(app.state, "supervisor", None))
     # Training jobs: adopt or resume what a previous server left, then start the queue.
     supervisor = create_supervisor(app, settings)
     await run_in_threadpool(supervisor.reconcile)
     supervisor.start()
     app.state.supervisor = supervisor
+    services.notifier = supervisor  # jobs queued, stopped, resumed or deleted by any caller wake it
     await start_slack(app)  # Slack bot + its progress follower, when SLACK_BOT_TOKEN/SIGNING_SECRET are set
     try:
         yield
     finally:
         await stop_slack(app)
+        services.notifier = None
         await run_in_threadpool(supervisor.shutdown)  # trainers keep running; the next start adopts them
         await run_in_threadpool(inference_routes.close_inference_service, app.state)  # stop inference workers
         await event_bus.close()

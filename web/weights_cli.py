@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from tools.services import WeightsPolicy
     from trainer_runtime.storage import DualStorageClient
 
 
@@ -62,7 +63,9 @@ def build_users_parser(prog: str = "vision-agent users") -> argparse.ArgumentPar
     return parser
 
 
-def _pull(db: Session, storage: DualStorageClient, args: argparse.Namespace) -> dict[str, Any]:
+def _pull(
+    db: Session, storage: DualStorageClient, args: argparse.Namespace, settings_policy: WeightsPolicy
+) -> dict[str, Any]:
     from dataclasses import replace
 
     from tools import catalog
@@ -71,7 +74,7 @@ def _pull(db: Session, storage: DualStorageClient, args: argparse.Namespace) -> 
     from trainer_runtime.weights import fetch
 
     info = catalog.resolve_model(args.model, args.framework)
-    policy = replace(weights_tools.current_policy(), download="on")
+    policy = replace(settings_policy, download="on")
     plan = weights_tools.plan_for(db, info.framework, info.name, policy)
     if plan.source == "registry" and not args.replace:
         raise InvalidInputError(f"the registry already has {info.framework} {info.name} ({plan.detail})")
@@ -115,7 +118,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "vision-agent weights") 
 
     get_settings.cache_clear()
     settings = get_settings()
-    weights_tools.configure(weights_policy_from_settings(settings))
+    policy = weights_policy_from_settings(settings)
     engine = create_engine_for_url(settings.resolved_database_url)
     try:
         migrate(engine)
@@ -142,7 +145,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "vision-agent weights") 
                     )
                     print(json.dumps(out))
                 else:
-                    print(json.dumps(_pull(db, storage, args)))
+                    print(json.dumps(_pull(db, storage, args, policy)))
             except (ToolError, WeightsError) as exc:
                 print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
                 return 1

@@ -53,4 +53,11 @@ def tool_context(app: Any, user_id: int) -> Iterator[ToolContext]:
     with state.session_factory() as db:
         user = db.get(User, user_id)
         assert user is not None
-        yield ToolContext(db=db, user=user, storage=state.storage, work_dir=state.work_dir, links=link_signer(state))
+        yield ToolContext(
+            db=db,
+            user=user,
+            storage=state.storage,
+            work_dir=state.work_dir,
+            links=link_signer(state),
+            services=state.services,
+        )

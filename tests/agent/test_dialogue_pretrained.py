@@ -29,9 +29,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _cleanup(client: TestClient) -> Any:
-    before = weights_tools.current_policy()
     yield
-    weights_tools.configure(before)
     client.app.state.supervisor.kill_all()  # type: ignore[attr-defined]
 
 
@@ -77,7 +75,8 @@ def test_confirmation_says_pretrained_and_the_question_is_answered(client: TestC
 
 
 def test_confirmation_says_from_scratch_when_nothing_is_available(client: TestClient, alice: int) -> None:
-    weights_tools.configure(weights_tools.WeightsPolicy(download="off"))
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.weights = weights_tools.WeightsPolicy(download="off")  # what the app's ToolContexts carry
     t = Chat(client.app, alice)("train resnet18 on pets for 2 epochs")
     assert f"- weights: {SCRATCH_EN}" in t.reply
     assert t.summary is not None and t.summary["pretrained"]["source"] == "scratch"

@@ -512,7 +512,11 @@ def test_deleting_a_job_deletes_its_exports_test_runs_and_caches(
         assert ws.receive_json()["seq"] == 1  # the stream is open
         with factory() as db:  # what the agent and Slack call (REST answers 204)
             ctx = ToolContext(
-                db=db, user=db.get(User, int(user["id"])), storage=app.state.storage, work_dir=app.state.work_dir
+                db=db,
+                user=db.get(User, int(user["id"])),
+                storage=app.state.storage,
+                work_dir=app.state.work_dir,
+                services=app.state.services,  # the app's supervisor and job listeners
             )
             result = delete_job(ctx, job_id)
         assert ws.receive_json()["type"] == "deleted"  # the test run's stream ended with the job

@@ -49,9 +49,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _cleanup(client: TestClient) -> Any:
-    before = weights_tools.current_policy()
     yield
-    weights_tools.configure(before)
     client.app.state.supervisor.kill_all()  # type: ignore[attr-defined]
 
 

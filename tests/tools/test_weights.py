@@ -120,14 +120,6 @@ def storage(tmp_path: Path) -> Any:
     )
 
 
-@pytest.fixture(autouse=True)
-def _default_policy() -> Any:
-    before = weights_tools.current_policy()
-    weights_tools.configure(weights_tools.WeightsPolicy())
-    yield
-    weights_tools.configure(before)
-
-
 def test_import_stores_the_file_and_the_row_then_plans_use_it_first(db: Any, storage: Any, tmp_path: Path) -> None:
     f = tmp_path / "r18.safetensors"
     f.write_bytes(small_safetensors())
@@ -162,10 +154,10 @@ def test_plan_without_registry_follows_the_download_policy(db: Any) -> None:
     assert ultra.asset_url == "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11n-seg.pt"
     tr = weights_tools.plan_for(db, "transformers", "facebook/detr-resnet-50")
     assert tr.source == "hub" and [f.name for f in tr.files] == ["config.json", "model.safetensors"]
-    weights_tools.configure(weights_tools.WeightsPolicy(download="off"))
-    assert weights_tools.plan_for(db, "timm", "resnet18").source == "scratch"
-    weights_tools.configure(weights_tools.WeightsPolicy(download="on", ultralytics_assets_url="http://mirror/v1/"))
-    on = weights_tools.plan_for(db, "ultralytics", "yolo11n")
+    off = weights_tools.WeightsPolicy(download="off")
+    assert weights_tools.plan_for(db, "timm", "resnet18", off).source == "scratch"
+    mirror = weights_tools.WeightsPolicy(download="on", ultralytics_assets_url="http://mirror/v1/")
+    on = weights_tools.plan_for(db, "ultralytics", "yolo11n", mirror)
     assert on.download == "on" and on.asset_url == "http://mirror/v1/yolo11n.pt"
 
 
@@ -179,21 +171,24 @@ def test_sentences_for_pretrained_and_scratch(db: Any) -> None:
     assert (
         weights_tools.describe_pretrained(recorded, "resnet50") == "pretrained on ImageNet-1k (timm resnet50.a1_in1k)"
     )
-    weights_tools.configure(weights_tools.WeightsPolicy(download="off"))
-    scratch = weights_tools.describe_weights_plan(weights_tools_ctx(db), TrainingIntent(model_name="resnet50"), "en")
+    off = weights_tools_ctx(db, weights_tools.WeightsPolicy(download="off"))
+    scratch = weights_tools.describe_weights_plan(off, TrainingIntent(model_name="resnet50"), "en")
     assert scratch == (
         "from scratch: no pretrained weights are available here; expect low accuracy on small datasets "
         "(import weights with `vision-agent weights import FILE --model resnet50`)"
     )
-    assert weights_tools.describe_weights_plan(
-        weights_tools_ctx(db), TrainingIntent(model_name="resnet50"), "ko"
-    ).startswith("처음부터 학습")
+    assert weights_tools.describe_weights_plan(off, TrainingIntent(model_name="resnet50"), "ko").startswith(
+        "처음부터 학습"
+    )
 
 
-def weights_tools_ctx(db: Any) -> Any:
+def weights_tools_ctx(db: Any, policy: Any) -> Any:
+    """A ToolContext whose app services carry the weights download `policy`."""
     from tools.context import ToolContext
+    from tools.services import AppServices
 
-    return ToolContext(db=db, user=None, storage=None, work_dir=Path("."))  # type: ignore[arg-type]
+    services = AppServices(weights=policy)
+    return ToolContext(db=db, user=None, storage=None, work_dir=Path("."), services=services)  # type: ignore[arg-type]
 
 
 def test_trainer_report_records_the_source_and_caches_the_download(db: Any, session_factory: Any) -> None:

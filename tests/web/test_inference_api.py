@@ -442,7 +442,7 @@ def test_route_cache_skips_the_database_but_not_the_token_and_forgets_deleted_jo
     job = make_job(app, _user_id(user), timm_m)
     first = _infer(client, job, headers, _png())
     assert first.status_code == 200, first.text
-    routes = app.state.inference.routes
+    routes = app.state.services.inference.routes
     hits = routes.hits
     again = _infer(client, job, headers, _png())
     assert again.status_code == 200 and routes.hits == hits + 1  # answered from the cache

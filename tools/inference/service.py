@@ -25,7 +25,7 @@ from tools.inference.client import WorkerClient
 from tools.inference.config import FRAMEWORKS, InferenceConfig, job_cache_dir
 from tools.inference.routecache import RouteCache
 from tools.inference.runner import execute_test_run
-from tools.jobs import add_job_listener, remove_job_listener
+from tools.services import JobListeners
 from trainer_runtime.errors import ObjectNotFoundError
 from trainer_runtime.storage import DualStorageClient
 
@@ -41,6 +41,7 @@ class InferenceService:
         storage: DualStorageClient,
         session_factory: sessionmaker[Session] | None = None,
         publish: Callable[[int, dict[str, Any]], None] | None = None,
+        listeners: JobListeners | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
@@ -56,9 +57,9 @@ class InferenceService:
         self._meta_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.routes = RouteCache(config.route_cache_ttl_s)
         # a job resumed or deleted by any caller (REST, agent, Slack) leaves the route cache at once
-        self._engine = session_factory.kw.get("bind") if session_factory is not None else None
-        if self._engine is not None:
-            add_job_listener(self._engine, self.routes.invalidate_job)
+        self._listeners = listeners
+        if listeners is not None:
+            listeners.add(self.routes.invalidate_job)
         self.closed = False
 
     # ---------------------------------------------------------------------------- workers
@@ -132,8 +133,8 @@ class InferenceService:
 
     def close(self) -> None:
         self.closed = True
-        if self._engine is not None:
-            remove_job_listener(self._engine, self.routes.invalidate_job)
+        if self._listeners is not None:
+            self._listeners.remove(self.routes.invalidate_job)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for pool in self.pools.values():
@@ -179,9 +180,11 @@ class InferenceService:
             return self._executor.submit(execute_test_run, self, run_id)
 
 
-def register_deleted_job_cleanup(engine: Any, session_factory: sessionmaker[Session], cache_dir: Path) -> None:
+def register_deleted_job_cleanup(
+    listeners: JobListeners, session_factory: sessionmaker[Session], cache_dir: Path
+) -> None:
     """Remove the inference cache's copies of a job's checkpoints once the job is deleted (by any
-    caller: REST, agent, Slack; `tools.jobs.add_job_listener`, which also reports resumed jobs:
+    caller: REST, agent, Slack; the app's `tools.services.JobListeners`, which also hear of resumed jobs:
     those still exist and keep their cache). Done by the app at start, whether or not an
     InferenceService was made, since the cache outlives a restart."""
 
@@ -197,4 +200,4 @@ def register_deleted_job_cleanup(engine: Any, session_factory: sessionmaker[Sess
         except OSError as exc:
             log.warning("could not remove the inference cache %s of deleted job %s: %s", folder, job_id, exc)
 
-    add_job_listener(engine, cleanup)
+    listeners.add(cleanup)

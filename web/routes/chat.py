@@ -71,7 +71,7 @@ from tools.errors import AuthenticationError, InvalidInputError, ToolError
 from tools.inference import InferenceService
 from tools.intent import TrainingIntent
 from trainer_runtime.events import TERMINAL_STATUSES
-from web.deps import ToolContextDep, link_signer, upload_limits
+from web.deps import ToolContextDep, app_services, link_signer, upload_limits
 from web.errors import error_body, ws_close_code
 from web.params import Offset
 from web.stream_auth import StreamCredentials, authenticate_stream
@@ -235,6 +235,7 @@ def _ws_turn(
             work_dir=state.work_dir,
             limits=upload_limits(state.settings),
             links=link_signer(state),
+            services=app_services(state),
         )
         turn = handle_message(
             ctx,

@@ -33,7 +33,7 @@ from tools.downloads import (
 )
 from tools.downloads import checkpoint_file as checkpoint_result
 from tools.inference import ResultFile
-from web.deps import StorageDep, ToolContextDep, link_signer, upload_limits
+from web.deps import StorageDep, ToolContextDep, app_services, link_signer, upload_limits
 from web.params import MAX_ID, IdPath
 
 router = APIRouter(tags=["downloads"])
@@ -104,6 +104,7 @@ async def signed_download(
                 storage=state.storage,
                 work_dir=state.work_dir,
                 limits=upload_limits(state.settings),
+                services=app_services(state),
             )
             ctx.user = link_user(ctx, claim)
             target = open_link(ctx, claim)

@@ -18,10 +18,10 @@
                                        web.routes.ws), replayed from `after` / Last-Event-ID
     GET  /test-runs/{id}/report        the report JSON (download); .../predictions -> JSON lines
 
-The service (worker pools) is created on first use and kept on `app.state.inference`; the app's
-lifespan closes it. Errors are raised, never mapped here: `web.errors` answers a worker crash or
-timeout (`InferenceUnavailableError`) 503, an internal inference error (`InferenceFailedError`)
-500, both with the reason.
+The service (worker pools) is created on first use and kept in the app's services
+(`app.state.services.inference`, `tools.services`); the app's lifespan closes it. Errors are raised,
+never mapped here: `web.errors` answers a worker crash or timeout (`InferenceUnavailableError`) 503,
+an internal inference error (`InferenceFailedError`) 500, both with the reason.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from trainer_runtime.events import TERMINAL_STATUSES
 from web.deps import (
     StorageDep,
     ToolContextDep,
+    app_services,
     get_current_user,
     get_db,
     get_secret_key,
@@ -77,13 +78,14 @@ _service_lock = threading.Lock()
 
 
 def get_inference_service(request: Request) -> InferenceService:
-    """The app's InferenceService (made on first use)."""
+    """The app's InferenceService (made on first use, kept in `app.state.services`)."""
     state = request.app.state
-    service: InferenceService | None = getattr(state, "inference", None)
+    services = app_services(state)
+    service: InferenceService | None = services.inference
     if service is not None:
         return service
     with _service_lock:
-        service = getattr(state, "inference", None)
+        service = services.inference
         if service is None:
             app = request.app
 
@@ -93,17 +95,20 @@ def get_inference_service(request: Request) -> InferenceService:
                     bus.publish_threadsafe(channel, event)
 
             config = InferenceConfig.from_settings(state.settings)
-            service = InferenceService(config, state.storage, state.session_factory, publish)
-            state.inference = service
+            service = InferenceService(
+                config, state.storage, state.session_factory, publish, listeners=services.job_listeners
+            )
+            services.inference = service
     return service
 
 
 def close_inference_service(app_state: Any) -> None:
     """Stop the workers (the app's lifespan calls this at shutdown)."""
-    service: InferenceService | None = getattr(app_state, "inference", None)
+    services = app_services(app_state)
+    service: InferenceService | None = services.inference
     if service is not None:
         service.close()
-        app_state.inference = None
+        services.inference = None
 
 
 def _stream(storage: Any, f: ResultFile, *, attachment: bool = True) -> StreamingResponse:

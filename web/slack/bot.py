@@ -64,7 +64,7 @@ from tools.context import ToolContext
 from tools.db.models import ChatMessage, ChatSession, Dataset, Job, User
 from tools.downloads import LINK_PREFIX
 from tools.errors import InvalidInputError, ToolError
-from web.deps import link_signer, upload_limits
+from web.deps import app_services, link_signer, upload_limits
 from web.slack import messages as M
 from web.slack.progress import ProgressFollower, fold_view
 
@@ -169,6 +169,7 @@ class SlackBot:
             work_dir=self.state.work_dir,
             limits=upload_limits(self.state.settings),
             links=link_signer(self.state),
+            services=app_services(self.state),
         )
 
     async def start(self) -> None:
