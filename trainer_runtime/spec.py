@@ -34,6 +34,8 @@ class MlflowSpec(_Strict):
     enabled: bool = True
     tracking_uri: str | None = None  # None: sqlite store under <work_dir>/mlflow
     experiment_name: str = "vision-training-agent"
+    # the logger process's CPU priority: idle (nice 19 + SCHED_IDLE), low (nice 19) or normal
+    logger_priority: Literal["idle", "low", "normal"] = "idle"
 
 
 class Hyperparameters(_Strict):

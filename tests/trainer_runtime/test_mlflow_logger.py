@@ -1,4 +1,4 @@
-"""The MLflow logger process (`trainer_runtime.mlflow_logger`): the trainer hands records over and
+"""The MLflow logger process (`trainer_runtime.mlflow_logger`: client, child): the trainer hands records over and
 never imports mlflow; the child ends the run FINISHED/KILLED/FAILED, also when the trainer is
 SIGKILLed; a resumed job continues the same run. Trainer runs here are real ``python`` processes
 (the fake adapter behind the real CLI) where the process matters, else the logger on its own."""
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.trainer_runtime.fake_adapter import make_spec, publish_dataset
-from trainer_runtime.mlflow_logger import PRIORITY_ENV, RUN_ID_FILE, MlflowLogger
+from trainer_runtime.mlflow_logger import RUN_ID_FILE, MlflowLogger
 from trainer_runtime.runner import EXIT_COMPLETED, EXIT_STOPPED, JobPaths
 from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import DualStorageClient
@@ -69,13 +69,10 @@ class Job:
         storage = DualStorageClient.from_config(load_spec(make_spec(self.work, self.storage_root)).storage)
         publish_dataset(storage, "ds1", tmp_dir=self.tmp / "blobs")
 
-    def spec(self, **kw: Any) -> dict[str, Any]:
-        return make_spec(
-            self.work,
-            self.storage_root,
-            mlflow={"enabled": True, "tracking_uri": self.uri, "experiment_name": "unit"},
-            **kw,
-        )
+    def spec(self, priority: str = "normal", **kw: Any) -> dict[str, Any]:
+        # correctness here, not scheduling: at idle priority a loaded test machine starves the child
+        mlflow = {"enabled": True, "tracking_uri": self.uri, "experiment_name": "unit", "logger_priority": priority}
+        return make_spec(self.work, self.storage_root, mlflow=mlflow, **kw)
 
     def output_dir(self, job_id: int = 7) -> Path:
         return JobPaths.for_job(self.work, job_id).output_dir
@@ -89,7 +86,7 @@ class Job:
     def trainer(self, spec: dict[str, Any], *args: str) -> subprocess.Popen[str]:
         path = self.tmp / f"job{spec['job_id']}.json"
         path.write_text(json.dumps(spec))
-        env = {**os.environ, "PYTHONPATH": str(REPO), PRIORITY_ENV: "normal"}
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
         return subprocess.Popen(
             [sys.executable, "-c", TRAINER, "--spec", str(path), *args],
             cwd=REPO,
@@ -107,9 +104,7 @@ class Job:
 
 
 @pytest.fixture
-def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Job:
-    # correctness here, not scheduling: at idle priority a loaded test machine starves the child
-    monkeypatch.setenv(PRIORITY_ENV, "normal")
+def job(tmp_path: Path) -> Job:
     return Job(tmp_path)
 
 
@@ -176,9 +171,8 @@ def test_dead_logger_process_drops_mlflow_with_one_warning(job: Job, caplog: pyt
     assert len(warnings) == 1 and "MLflow logging dropped" in warnings[0].getMessage()
 
 
-def test_logger_process_runs_at_idle_priority(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PRIORITY_ENV)
-    lg = job.logger(job.spec())
+def test_logger_process_runs_at_idle_priority(job: Job) -> None:
+    lg = job.logger(job.spec(priority="idle"))
     lg.launch()
     assert lg.process is not None
     pid = lg.process.pid

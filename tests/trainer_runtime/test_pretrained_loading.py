@@ -356,20 +356,16 @@ def test_frozen_backbone_does_not_move_and_the_classifier_does() -> None:
     assert [g["lr"] for g in groups] == pytest.approx([0.001, 0.01]) and len(groups[1]["params"]) == 2
 
 
-def test_the_mlflow_run_records_the_pretrained_source(
-    hub_env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_mlflow_run_records_the_pretrained_source(hub_env: Any, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     from tests.trainer_runtime.test_mlflow_logger import wait_for_run
-    from trainer_runtime.mlflow_logger import PRIORITY_ENV
     from trainer_runtime.runner import JobPaths
 
-    monkeypatch.setenv(PRIORITY_ENV, "normal")
     hub_env.setenv("HF_ENDPOINT", closed_port_url())
     work, root = tmp_path / "work", tmp_path / "storage"
     spec = make_spec(work, root, epochs=1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    spec["mlflow"] = {"enabled": True, "tracking_uri": uri, "experiment_name": "unit"}
+    spec["mlflow"] = {"enabled": True, "tracking_uri": uri, "experiment_name": "unit", "logger_priority": "normal"}
     spec["pretrained"] = hub_plan("timm", "resnet18", timeout_s=1.0, max_s=3.0).model_dump()
     loaded = load_spec(spec)
     storage = DualStorageClient.from_config(loaded.storage)

@@ -20,7 +20,6 @@ from tests.trainer_runtime.fake_adapter import FakeAdapter, dataset_dict, make_s
 from tests.trainer_runtime.test_mlflow_logger import wait_for_run
 from trainer_runtime.errors import StorageError
 from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, ProgressEvent
-from trainer_runtime.mlflow_logger import PRIORITY_ENV
 from trainer_runtime.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, JobPaths, Runner
 from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import DualStorageClient, LocalObjectStore, ObjectInfo, checkpoint_key
@@ -353,11 +352,11 @@ def test_dataset_from_and_checkpoints_to_s3(env: Env, s3_env: dict[str, str]) ->
 # ------------------------------------------------------------------------------------------ MLflow
 
 
-def _mlflow_spec(env: Env, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> dict[str, Any]:
+def _mlflow_spec(env: Env, **kw: Any) -> dict[str, Any]:
     # the logger process at normal priority: a loaded test machine would starve an idle one
-    monkeypatch.setenv(PRIORITY_ENV, "normal")
     uri = f"sqlite:///{env.tmp / 'mlflow.db'}"
-    return env.spec(mlflow={"enabled": True, "tracking_uri": uri, "experiment_name": "unit"}, **kw)
+    mlflow = {"enabled": True, "tracking_uri": uri, "experiment_name": "unit", "logger_priority": "normal"}
+    return env.spec(mlflow=mlflow, **kw)
 
 
 class LateRunLogger:
@@ -414,11 +413,11 @@ def test_the_mlflow_run_id_is_reported_in_a_log_event_before_the_job_ends(
 
 
 @pytest.mark.slow
-def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    spec = _mlflow_spec(env, monkeypatch, epochs=3)
+    spec = _mlflow_spec(env, epochs=3)
     code, events = env.run(spec)
     assert code == EXIT_COMPLETED
     run = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(), "FINISHED")  # the logger process ends it
@@ -436,7 +435,7 @@ def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env, monkeypatch: pyte
     assert {"config.json", "final_metrics.json", "checkpoints.json"} <= artifacts
 
     # stopped -> KILLED, then a resume continues the same run and finishes it
-    spec2 = _mlflow_spec(env, monkeypatch, job_id=8, epochs=3)
+    spec2 = _mlflow_spec(env, job_id=8, epochs=3)
     code, _ = env.run(spec2, adapter=StopAtEpoch2)
     assert code == EXIT_STOPPED
     run_id2 = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(8), "KILLED").info.run_id
@@ -447,19 +446,19 @@ def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env, monkeypatch: pyte
     assert sorted(m.step for m in client.get_metric_history(run_id2, "val/accuracy")) == [1, 2, 3]
 
     # failed -> FAILED
-    spec3 = _mlflow_spec(env, monkeypatch, job_id=9, epochs=2, advanced={"fake_fail_at_epoch": 2})
+    spec3 = _mlflow_spec(env, job_id=9, epochs=2, advanced={"fake_fail_at_epoch": 2})
     code, _ = env.run(spec3)
     assert code == EXIT_FAILED
     wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(9), "FAILED")
 
 
-def test_mark_run_terminated_and_resume_of_a_killed_run(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mark_run_terminated_and_resume_of_a_killed_run(env: Env) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
     from trainer_runtime.mlflow_logger import mark_run_terminated
 
-    spec = _mlflow_spec(env, monkeypatch, epochs=2)
+    spec = _mlflow_spec(env, epochs=2)
     code, _ = env.run(spec, adapter=StopAtEpoch2)
     run_id = wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(), "KILLED").info.run_id
     client = MlflowClient(spec["mlflow"]["tracking_uri"])
