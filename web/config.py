@@ -79,9 +79,42 @@ class SlackSettings(BaseModel):
         return bool(self.bot_token and self.signing_secret)
 
 
+class K8sSettings(BaseModel):
+    """EXECUTOR=kubernetes's settings, `Settings.k8s`, read from K8S_<NAME> (see
+    docs/configuration.md and docs/deploy.md); `Settings.kubernetes` turns them into the executor's
+    `KubernetesConfig`."""
+
+    namespace: str | None = None  # None: in-cluster namespace, else the kubeconfig context's, else default
+    in_cluster: bool | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set, else KUBECONFIG
+    context: str | None = None
+    image_ultralytics: str = "vta-trainer-ultralytics:latest"
+    image_timm: str = "vta-trainer-timm:latest"
+    image_transformers: str = "vta-trainer-transformers:latest"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: str = ""  # comma-separated Secret names
+    service_account: str | None = None  # of the trainer pods (they need no API access)
+    cpu_request: str | None = "2"
+    memory_request: str | None = "8Gi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "16Gi"
+    gpus_per_job: int = Field(default=0, ge=0)
+    gpu_resource: str = "nvidia.com/gpu"
+    node_selector: str = ""  # k=v,k2=v2
+    tolerations: str = ""  # JSON list, as in a pod spec
+    backoff_limit: int = Field(default=0, ge=0)
+    active_deadline_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0: none
+    ttl_after_finished_s: int = Field(default=24 * 3600, ge=60)  # the server must see how a Job ended
+    work_pvc: str | None = None  # None: an emptyDir per pod
+    shm_size: str | None = "2Gi"
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    stream_logs: bool = True
+    stop_propagation: Literal["Foreground", "Background"] = "Foreground"
+    start_timeout_s: float = Field(default=600.0, ge=0)
+
+
 class Settings(BaseSettings):
-    # A field that is a model (llm, slack) is read from <FIELD>_<NAME>: the delimiter "_", split
-    # once, so LLM_BASE_URL is llm.base_url and SLACK_BOT_TOKEN is slack.bot_token.
+    # A field that is a model (llm, slack, k8s) is read from <FIELD>_<NAME>: the delimiter "_",
+    # split once, so LLM_BASE_URL is llm.base_url and K8S_IN_CLUSTER is k8s.in_cluster.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="_", env_nested_max_split=1)
 
     data_dir: Path = Field(default=Path("./data"), validation_alias=AliasChoices("VTA_DATA_DIR", "data_dir"))
@@ -250,37 +283,12 @@ class Settings(BaseSettings):
     # per attempt (tools.executors.kubernetes, needs the `k8s` extra). K8S_* only matter then; see
     # docs/configuration.md and docs/deploy.md.
     executor: Literal["local", "kubernetes"] = "local"
-    k8s_namespace: str | None = None  # None: in-cluster namespace, else the kubeconfig context's, else default
-    k8s_in_cluster: bool | None = None  # None: in-cluster when KUBERNETES_SERVICE_HOST is set, else KUBECONFIG
+    k8s: K8sSettings = Field(default_factory=K8sSettings)
     # The Kubernetes conventions: set in every pod by Kubernetes / the kubeconfig file's path.
     kubernetes_service_host: str | None = Field(
         default=None, validation_alias=AliasChoices("KUBERNETES_SERVICE_HOST", "kubernetes_service_host")
     )
     kubeconfig: str | None = Field(default=None, validation_alias=AliasChoices("KUBECONFIG", "kubeconfig"))
-    k8s_context: str | None = None
-    k8s_image_ultralytics: str = "vta-trainer-ultralytics:latest"
-    k8s_image_timm: str = "vta-trainer-timm:latest"
-    k8s_image_transformers: str = "vta-trainer-transformers:latest"
-    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    k8s_image_pull_secrets: str = ""  # comma-separated Secret names
-    k8s_service_account: str | None = None  # of the trainer pods (they need no API access)
-    k8s_cpu_request: str | None = "2"
-    k8s_memory_request: str | None = "8Gi"
-    k8s_cpu_limit: str | None = None
-    k8s_memory_limit: str | None = "16Gi"
-    k8s_gpus_per_job: int = Field(default=0, ge=0)
-    k8s_gpu_resource: str = "nvidia.com/gpu"
-    k8s_node_selector: str = ""  # k=v,k2=v2
-    k8s_tolerations: str = ""  # JSON list, as in a pod spec
-    k8s_backoff_limit: int = Field(default=0, ge=0)
-    k8s_active_deadline_s: int = Field(default=7 * 24 * 3600, ge=0)  # 0: none
-    k8s_ttl_after_finished_s: int = Field(default=24 * 3600, ge=60)  # the server must see how a Job ended
-    k8s_work_pvc: str | None = None  # None: an emptyDir per pod
-    k8s_shm_size: str | None = "2Gi"
-    k8s_poll_interval_s: float = Field(default=2.0, gt=0)
-    k8s_stream_logs: bool = True
-    k8s_stop_propagation: Literal["Foreground", "Background"] = "Foreground"
-    k8s_start_timeout_s: float = Field(default=600.0, ge=0)
 
     # Agent brain (agent.llm) and Slack bot (web.slack): nested models, read from LLM_* / SLACK_*.
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -309,7 +317,7 @@ class Settings(BaseSettings):
 
     @property
     def kubernetes(self) -> KubernetesConfig:
-        """EXECUTOR=kubernetes's K8S_* settings as the executor's config (empty strings: unset)."""
+        """EXECUTOR=kubernetes's K8S_* settings (`k8s`) as the executor's config (empty strings: unset)."""
         from tools.executors.kubernetes import (
             KubernetesConfig,
             parse_node_selector,
@@ -317,37 +325,38 @@ class Settings(BaseSettings):
             split_list,
         )
 
+        k8s = self.k8s
         return KubernetesConfig(
-            namespace=self.k8s_namespace or None,
-            in_cluster=bool(self.kubernetes_service_host) if self.k8s_in_cluster is None else self.k8s_in_cluster,
+            namespace=k8s.namespace or None,
+            in_cluster=bool(self.kubernetes_service_host) if k8s.in_cluster is None else k8s.in_cluster,
             kubeconfig=self.kubeconfig or None,
-            context=self.k8s_context or None,
+            context=k8s.context or None,
             images={
-                "ultralytics": self.k8s_image_ultralytics,
-                "timm": self.k8s_image_timm,
-                "transformers": self.k8s_image_transformers,
+                "ultralytics": k8s.image_ultralytics,
+                "timm": k8s.image_timm,
+                "transformers": k8s.image_transformers,
             },
-            image_pull_policy=self.k8s_image_pull_policy,
-            image_pull_secrets=split_list(self.k8s_image_pull_secrets),
-            service_account=self.k8s_service_account or None,
-            cpu_request=self.k8s_cpu_request or None,
-            memory_request=self.k8s_memory_request or None,
-            cpu_limit=self.k8s_cpu_limit or None,
-            memory_limit=self.k8s_memory_limit or None,
-            gpus_per_job=self.k8s_gpus_per_job,
-            gpu_resource=self.k8s_gpu_resource,
-            node_selector=parse_node_selector(self.k8s_node_selector),
-            tolerations=parse_tolerations(self.k8s_tolerations),
-            backoff_limit=self.k8s_backoff_limit,
-            active_deadline_s=self.k8s_active_deadline_s or None,
-            ttl_after_finished_s=self.k8s_ttl_after_finished_s,
+            image_pull_policy=k8s.image_pull_policy,
+            image_pull_secrets=split_list(k8s.image_pull_secrets),
+            service_account=k8s.service_account or None,
+            cpu_request=k8s.cpu_request or None,
+            memory_request=k8s.memory_request or None,
+            cpu_limit=k8s.cpu_limit or None,
+            memory_limit=k8s.memory_limit or None,
+            gpus_per_job=k8s.gpus_per_job,
+            gpu_resource=k8s.gpu_resource,
+            node_selector=parse_node_selector(k8s.node_selector),
+            tolerations=parse_tolerations(k8s.tolerations),
+            backoff_limit=k8s.backoff_limit,
+            active_deadline_s=k8s.active_deadline_s or None,
+            ttl_after_finished_s=k8s.ttl_after_finished_s,
             termination_grace_s=max(1, round(self.stop_grace_period_s)),
-            work_pvc=self.k8s_work_pvc or None,
-            shm_size=self.k8s_shm_size or None,
-            poll_interval_s=self.k8s_poll_interval_s,
-            stream_logs=self.k8s_stream_logs,
-            stop_propagation=self.k8s_stop_propagation,
-            start_timeout_s=self.k8s_start_timeout_s,
+            work_pvc=k8s.work_pvc or None,
+            shm_size=k8s.shm_size or None,
+            poll_interval_s=k8s.poll_interval_s,
+            stream_logs=k8s.stream_logs,
+            stop_propagation=k8s.stop_propagation,
+            start_timeout_s=k8s.start_timeout_s,
         )
 
     @property

@@ -92,9 +92,8 @@ def test_the_default_executor_stays_local(db_url: str, tmp_path: Path) -> None:
 def test_create_supervisor_builds_a_kubernetes_executor_from_the_kubeconfig(
     db_url: str, tmp_path: Path, kubeconfig: Path, api: FakeKubeAPI
 ) -> None:
-    settings = make_settings(
-        db_url, tmp_path, executor="kubernetes", k8s_in_cluster=False, k8s_image_timm="reg.example/timm:3"
-    )
+    k8s = {"in_cluster": False, "image_timm": "reg.example/timm:3"}
+    settings = make_settings(db_url, tmp_path, executor="kubernetes", k8s=k8s)
     with TestClient(create_app(settings)) as client:
         sup = client.app.state.supervisor  # type: ignore[attr-defined]
         ex = sup.executor
@@ -111,7 +110,7 @@ def test_create_supervisor_builds_a_kubernetes_executor_from_the_kubeconfig(
 def test_a_job_on_local_storage_fails_with_a_clear_reason(
     db_url: str, tmp_path: Path, kubeconfig: Path, api: FakeKubeAPI
 ) -> None:
-    settings = make_settings(db_url, tmp_path, executor="kubernetes", k8s_in_cluster=False)
+    settings = make_settings(db_url, tmp_path, executor="kubernetes", k8s={"in_cluster": False})
     with TestClient(create_app(settings)) as client:
         r = client.post("/api/v1/auth/register", json={"email": "k@example.com", "password": "long enough password"})
         assert r.status_code == 201, r.text
@@ -121,7 +120,7 @@ def test_a_job_on_local_storage_fails_with_a_clear_reason(
         with state.session_factory() as db:
             user = db.scalar(select(User).where(User.email == "k@example.com"))
             ctx = ToolContext(db=db, user=user, storage=state.storage, work_dir=state.work_dir)
-            dataset_id = str(ds_svc.create_dataset(ctx, "tiny")["id"])
+            dataset_id = ds_svc.create_dataset(ctx, "tiny").id
             with Staging(ctx.work_dir, ctx.limits) as staging:
                 for rel, data in classification_files(8).items():
                     staging.add_file(rel, data)
