@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 
 def build_parser(prog: str = "vision-agent weights") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="The pretrained weights registry.")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (sets VTA_DATA_DIR)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (over VTA_DATA_DIR)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="list the registry (JSON lines)")
     imp = sub.add_parser("import", help="add a weights file (or a transformers folder) for a catalog model")
@@ -55,7 +54,7 @@ def build_parser(prog: str = "vision-agent weights") -> argparse.ArgumentParser:
 
 def build_users_parser(prog: str = "vision-agent users") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Administrators.")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (sets VTA_DATA_DIR)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (over VTA_DATA_DIR)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     promote = sub.add_parser("promote", help="make a user an administrator (may upload weights)")
     promote.add_argument("email")
@@ -106,18 +105,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "vision-agent weights") 
     users = prog.endswith("users")
     parser = build_users_parser(prog) if users else build_parser(prog)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.data_dir is not None:
-        os.environ["VTA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     from tools import weights as weights_tools
     from tools.db import create_engine_for_url, make_session_factory, migrate
     from tools.errors import ToolError
     from trainer_runtime.storage import DualStorageClient
     from trainer_runtime.weights import WeightsError
-    from web.config import get_settings
+    from web.config import load_settings
     from web.main import weights_policy_from_settings
 
-    get_settings.cache_clear()
-    settings = get_settings()
+    settings = load_settings(args.data_dir)
     policy = weights_policy_from_settings(settings)
     engine = create_engine_for_url(settings.resolved_database_url)
     try:
