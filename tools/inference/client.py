@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -32,6 +32,19 @@ log = logging.getLogger(__name__)
 
 # `WorkerClient.request_async` writes a request of at most this many bytes from the event loop
 ASYNC_INLINE_WRITE_BYTES = 256 * 1024
+
+
+def worker_env(source: Mapping[str, str], root: str) -> dict[str, str]:
+    """The environment of an inference worker: all of `source` (the server's own; the worker is
+    the server's code, unlike a trainer, whose environment is an allow-list, see
+    `tools.executors.sandbox`), with the repository `root` first on PYTHONPATH and the frameworks
+    kept offline unless `source` says otherwise (YOLO_OFFLINE, YOLO_AUTOINSTALL, HF_HUB_OFFLINE)."""
+    env = dict(source)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("YOLO_OFFLINE", "1")
+    env.setdefault("YOLO_AUTOINSTALL", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
 
 
 class WorkerClient:
@@ -99,15 +112,14 @@ class WorkerClient:
                     self.index,
                     proc.returncode,
                 )
-            env = dict(os.environ)
             root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-            env.setdefault("YOLO_OFFLINE", "1")
-            env.setdefault("YOLO_AUTOINSTALL", "false")
-            env.setdefault("HF_HUB_OFFLINE", "1")
             try:
                 proc = subprocess.Popen(
-                    self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=root
+                    self.command(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=worker_env(os.environ, root),
+                    cwd=root,
                 )
             except OSError as exc:
                 raise InferenceUnavailableError(f"cannot start the {self.framework} inference worker: {exc}") from exc
