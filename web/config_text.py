@@ -33,8 +33,11 @@ PREAMBLE = (
     "everything under `./data`\n(SQLite database, local-folder storage, generated signing "
     "secret) and makes the built-in demo\ndatasets on first start.\n\nSettings are read once at "
     "start from the environment and from a `.env` file in the working\ndirectory "
-    "(`web/config.py`, pydantic-settings; names are case-insensitive). `vision-agent "
-    "serve\n--data-dir D` is the same as `VTA_DATA_DIR=D`.\n\n"
+    "(`web/config.py`, pydantic-settings; names are case-insensitive). Each variable is a "
+    "field of\n`web.config.Settings`, the only place the server reads its configuration; `LLM_*`, "
+    "`SLACK_*` and\n`K8S_*` are the fields of its nested models `llm`, `slack` and `k8s`. `vision-agent "
+    "serve\n--data-dir D` (and `--data-dir` of `vision-agent slack` / `weights` / `users`) wins over "
+    "`VTA_DATA_DIR`.\n\n"
     "<!-- Generated from web/config.py (Settings) and web/config_text.py by `python -m web.config_docs`:\n"
     "edit those, not this page (tests/web/test_config.py fails when they differ). -->"
 )

@@ -229,3 +229,33 @@ def test_slack_and_llm_are_nested_models_read_from_the_same_variables(
     monkeypatch.setenv("SLACK_PROGRESS_INTERVAL_S", "0.01")
     with pytest.raises(ValueError, match="progress_interval_s"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+# Where the server may touch os.environ, and why: each hands an environment to a child process
+# (or, agent/cli.py, is the terminal client's own defaults); nothing else reads a setting there.
+ENVIRON_USERS = {
+    "web/cli.py": "serve --reload passes the flags to the reloader's app process",
+    "tools/inference/client.py": "an inference worker inherits the server's environment",
+    "tools/executors/local.py": "a trainer inherits the allow-listed part of it",
+    "tools/executors/sandbox.py": "trainer_env's default source",
+    "agent/cli.py": "the terminal client's --email/--password defaults",
+}
+
+
+def test_the_server_reads_its_settings_only_through_settings() -> None:
+    """No os.environ / getenv / from_env outside web/config.py (one way to configure): a new
+    setting is a field of Settings, so docs/configuration.md lists it."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"\bos\.environ\b|\bgetenv\(|\bfrom_env\b|^from os import .*environ", re.MULTILINE)
+    found = set()
+    for package in ("web", "agent", "tools"):
+        for path in (root / package).rglob("*.py"):
+            rel = path.relative_to(root).as_posix()
+            if rel == "web/config.py":
+                continue
+            text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+            if pattern.search(text):
+                found.add(rel)
+    assert found <= set(ENVIRON_USERS), sorted(found - set(ENVIRON_USERS))
