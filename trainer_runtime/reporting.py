@@ -329,11 +329,11 @@ def make_reporter(
     stream: IO[str] | None = None,
     private_stdout: bool = False,
 ) -> EventReporter:
-    """HttpReporter when a callback URL is given, else StdoutReporter. The token may also come from
-    ``VTA_CALLBACK_TOKEN`` (so that it need not be written into the spec file)."""
+    """HttpReporter when a callback URL is given, else StdoutReporter. The token is the spec's
+    ``callback_token``: the server writes it into the job's spec file (mode 0600; on Kubernetes a
+    mounted Secret), never into the environment (docs/security.md, How trainers authenticate)."""
     if callback_url:
-        token = callback_token or os.environ.get("VTA_CALLBACK_TOKEN") or None
-        return HttpReporter(job_id, callback_url, token, spool_dir)
+        return HttpReporter(job_id, callback_url, callback_token or None, spool_dir)
     if private_stdout and stream is None:
         return StdoutReporter.on_private_stdout(job_id)
     return StdoutReporter(job_id, stream)

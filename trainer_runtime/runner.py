@@ -262,9 +262,7 @@ class Runner:
         self._resolver = adapter_resolver or get_adapter
         self._install_signals = install_signal_handlers
         self._close_timeout = (
-            reporter_close_timeout_s
-            if reporter_close_timeout_s is not None
-            else float(os.environ.get("VTA_REPORTER_CLOSE_TIMEOUT_S", "120"))
+            reporter_close_timeout_s if reporter_close_timeout_s is not None else spec.reporter_close_timeout_s
         )
         self._upload_attempts = upload_attempts
         self._upload_backoff_s = upload_backoff_s

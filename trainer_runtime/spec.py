@@ -82,6 +82,9 @@ class JobSpec(_Strict):
     resume: bool = False
     init_from: InitFromSpec | None = None
     checkpoint_upload_interval_s: float = Field(default=300.0, ge=0)
+    # how long a finished trainer keeps delivering its last events to the callback URL (the rest
+    # stays in its spool for the next attempt)
+    reporter_close_timeout_s: float = Field(default=120.0, ge=0)
     # pretrained weights the server resolved (registry entry, a download to try, or scratch)
     pretrained: WeightsPlan | None = None
 

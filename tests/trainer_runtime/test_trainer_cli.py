@@ -27,7 +27,7 @@ from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import DualStorageClient, checkpoint_key
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "VTA_REPORTER_CLOSE_TIMEOUT_S": "20"}
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 FAKE = [sys.executable, "-m", "tests.trainer_runtime.fake_adapter"]
 
 
@@ -84,6 +84,7 @@ class Setup:
         publish_dataset(self.storage, "ds1", dataset_dict(40), tmp_dir=tmp_path / "blobs")
 
     def spec_file(self, name: str = "job.json", **kw: Any) -> Path:
+        kw.setdefault("reporter_close_timeout_s", 20)
         return write_spec(self.tmp / name, make_spec(self.work, self.root, **kw))
 
 

@@ -426,7 +426,9 @@ class Worker:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer_runtime.inference.worker")
     ap.add_argument("--framework", default="", help="default framework of requests (informational)")
-    ap.add_argument("--device", default=os.environ.get("VTA_INFERENCE_DEVICE", "auto"))
+    ap.add_argument(
+        "--device", default="auto", help="auto | cpu | cuda | cuda:N (the server passes VTA_INFERENCE_DEVICE)"
+    )
     ap.add_argument("--max-models", type=int, default=4)
     ap.add_argument("--max-memory-mb", type=float, default=2048)
     ap.add_argument("--batch-window-ms", type=float, default=2.0)
