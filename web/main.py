@@ -120,6 +120,12 @@ def weights_policy_from_settings(settings: Settings) -> weights_tools.WeightsPol
     )
 
 
+def _weights_policy(app: FastAPI, settings: Settings) -> weights_tools.WeightsPolicy:
+    """The app's weights policy (`app.state.services`, made by the lifespan), else the settings'."""
+    services: AppServices | None = getattr(app.state, "services", None)
+    return services.weights if services is not None else weights_policy_from_settings(settings)
+
+
 def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
     """The job supervisor (tools.supervisor) over a LocalExecutor, or a KubernetesExecutor when
     EXECUTOR=kubernetes (its pods' log lines become `log` events); its status events are published
@@ -129,7 +135,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
         storage=settings.storage,
         callback_base_url=settings.callback_base_url,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
-        weights=app.state.services.weights,
+        weights=_weights_policy(app, settings),
     )
 
     def publish(job_id: int, event: dict[str, Any]) -> None:
