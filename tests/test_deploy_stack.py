@@ -166,7 +166,8 @@ def test_kubernetes_executor_on_a_real_cluster(tmp_path: Path) -> None:
     reason = cluster_unavailable()
     if reason is not None:
         pytest.skip(f"needs a Kubernetes cluster: {reason}")
-    from tools.executors.kubernetes import KubernetesConfig, KubernetesExecutor
+    from tools.executors.k8s_manifests import KubernetesConfig
+    from tools.executors.kubernetes import KubernetesExecutor
 
     lines: list[str] = []
     executor = KubernetesExecutor(

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from trainer_runtime.storage import StorageConfig, StoreConfig
 
 if TYPE_CHECKING:
-    from tools.executors.kubernetes import KubernetesConfig
+    from tools.executors.k8s_manifests import KubernetesConfig
 
 
 def _vta_inference(name: str) -> Any:
@@ -318,7 +318,7 @@ class Settings(BaseSettings):
     @property
     def kubernetes(self) -> KubernetesConfig:
         """EXECUTOR=kubernetes's K8S_* settings (`k8s`) as the executor's config (empty strings: unset)."""
-        from tools.executors.kubernetes import (
+        from tools.executors.k8s_manifests import (
             KubernetesConfig,
             parse_node_selector,
             parse_tolerations,

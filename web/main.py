@@ -31,11 +31,8 @@ from tools.datasets import ensure_demo_datasets
 from tools.db import create_engine_for_url, make_session_factory, migrate
 from tools.eventbus import create_event_bus
 from tools.executors import Executor, LocalExecutor, TrainerLimits
-from tools.executors.kubernetes import (
-    KubernetesConfig,
-    KubernetesExecutor,
-    make_event_log_sink,
-)
+from tools.executors.k8s_manifests import KubernetesConfig
+from tools.executors.kubernetes import KubernetesExecutor, make_event_log_sink
 from tools.inference import InferenceConfig, register_deleted_job_cleanup
 from tools.jobs import JobRuntimeConfig
 from tools.services import AppServices

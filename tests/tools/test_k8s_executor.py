@@ -24,15 +24,8 @@ from tools import jobs
 from tools.db.models import Job, JobEvent, User
 from tools.events import append_event
 from tools.executors.base import ExecHandle, ExitInfo
-from tools.executors.kubernetes import (
-    KubernetesConfig,
-    KubernetesExecutor,
-    make_event_log_sink,
-    map_exit_code,
-    parse_log_ts,
-    parse_node_selector,
-    parse_tolerations,
-)
+from tools.executors.k8s_manifests import KubernetesConfig, parse_node_selector, parse_tolerations
+from tools.executors.kubernetes import KubernetesExecutor, make_event_log_sink, map_exit_code, parse_log_ts
 from tools.supervisor import Supervisor, SupervisorConfig
 from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import StorageConfig, StoreConfig
