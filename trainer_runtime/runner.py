@@ -37,6 +37,9 @@ reporter's spool says the same durably. A resumed attempt skips an epoch event a
 (the adapter redid an epoch whose event went out before the kill), and reports an epoch whose
 checkpoint was saved but whose event never went out with ``"recovered": true`` and no metrics.
 
+Setup steps (the job's folders, the device, what the model starts from) are in `job_setup`; what
+the events measure (process age, epoch times, finite metrics) in `progress`.
+
 Local layout under ``spec.work_dir``: ``cache/datasets/`` (shared, `dataset_cache`),
 ``jobs/job_<id>/output/`` (best.pt, last.pt, mlflow_run_id, runner_state.json),
 ``jobs/job_<id>/work/`` (adapter scratch), ``jobs/job_<id>/events/`` (HTTP spool),
@@ -49,7 +52,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -58,7 +60,6 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -83,12 +84,19 @@ from trainer_runtime.errors import (
 from trainer_runtime.events import MLFLOW_RUN_ID_FIELD
 from trainer_runtime.formats.capabilities import check_compatibility, summarize
 from trainer_runtime.formats.validate import load_annotations
+from trainer_runtime.job_setup import (
+    JobFailure,
+    JobPaths,
+    fetch_init_weights,
+    fetch_pretrained,
+    locate_resume,
+    resolve_device,
+)
 from trainer_runtime.mlflow_logger import MlflowLogger
+from trainer_runtime.progress import clean_metrics, epoch_timing, finite, process_age_s
 from trainer_runtime.reporting import EventReporter, HttpReporter, make_reporter
 from trainer_runtime.spec import JobSpec, SpecError, load_spec
 from trainer_runtime.storage import DualStorageClient
-from trainer_runtime.weights import USER_UPLOAD, WEIGHTS_FIELD, ResolvedWeights, WeightsError
-from trainer_runtime.weights import fetch as fetch_weights
 
 logger = logging.getLogger("trainer_runtime.runner")
 
@@ -106,43 +114,9 @@ logger process runs at idle priority and may only get CPU once training is over)
 AdapterResolver = Callable[[str], type[Adapter]]
 
 
-@dataclass(frozen=True)
-class JobPaths:
-    work_dir: Path
-    job_dir: Path
-    output_dir: Path
-    scratch_dir: Path
-    spool_dir: Path
-    staging_dir: Path
-    cache_dir: Path
-
-    @classmethod
-    def for_job(cls, work_dir: str | Path, job_id: int) -> JobPaths:
-        work = Path(work_dir).expanduser().resolve()
-        job = work / "jobs" / f"job_{job_id}"
-        return cls(
-            work_dir=work,
-            job_dir=job,
-            output_dir=job / "output",
-            scratch_dir=job / "work",
-            spool_dir=job / "events",
-            staging_dir=job / "staging",
-            cache_dir=work / "cache" / "datasets",
-        )
-
-
-class _Failure(Exception):
-    """An error to report as ``error`` {message, error_type}."""
-
-    def __init__(self, message: str, error_type: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type
-
-
 def classify_error(exc: BaseException, *, training: bool = False) -> tuple[str, str]:
     """(message, error_type) for an exception."""
-    if isinstance(exc, _Failure):
+    if isinstance(exc, JobFailure):
         return exc.message, exc.error_type
     mapping: list[tuple[type[BaseException], str]] = [
         (SpecError, "spec"),
@@ -160,72 +134,6 @@ def classify_error(exc: BaseException, *, training: bool = False) -> tuple[str, 
     if isinstance(exc, TrainerRuntimeError):
         return str(exc), "runtime"
     return f"{type(exc).__name__}: {exc}", "training" if training else "internal"
-
-
-def resolve_device(requested: str) -> str:
-    """``auto`` -> ``cuda:0`` when torch sees a GPU, else ``cpu``; ``cuda[:N]`` without a GPU is a
-    ConfigError."""
-    req = (requested or "auto").strip().lower()
-    if req == "cpu":
-        return "cpu"
-    if req not in ("auto", "cuda", "gpu") and not req.startswith("cuda:"):
-        raise ConfigError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
-    try:
-        import torch
-
-        available = bool(torch.cuda.is_available())
-        count = torch.cuda.device_count() if available else 0
-    except ImportError:
-        available, count = False, 0
-    if req == "auto":
-        return "cuda:0" if available else "cpu"
-    index = int(req.split(":", 1)[1]) if ":" in req else 0
-    if not available or index >= count:
-        raise ConfigError(f"device {requested!r} requested but no such CUDA device is available; use auto or cpu")
-    return f"cuda:{index}"
-
-
-def _process_age_s() -> float | None:
-    """Seconds since this process started (interpreter start-up and imports so far), from
-    /proc (Linux); None where that cannot be read."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        with open("/proc/uptime", encoding="ascii") as fh:
-            uptime = float(fh.read().split()[0])
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat: starttime in ticks
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(max(0.0, uptime - started), 3)
-
-
-def _epoch_timing(
-    started: float | None, last_batch_end: float | None, now: float, batches: int | None
-) -> dict[str, Any]:
-    """The measured times of one epoch for its event: ``epoch_s`` (training, validation and
-    checkpoint saving), ``train_s`` (to the end of its last batch), ``val_s`` (the rest) and
-    ``batches`` (training batches per epoch); empty when the epoch's start is unknown."""
-    if started is None:
-        return {}
-    timing: dict[str, Any] = {"epoch_s": round(now - started, 3)}
-    if last_batch_end is not None and last_batch_end >= started:
-        timing["train_s"] = round(last_batch_end - started, 3)
-        timing["val_s"] = round(now - last_batch_end, 3)
-    if batches:
-        timing["batches"] = int(batches)
-    return timing
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _clean_metrics(metrics: dict[str, Any] | None) -> dict[str, float | None]:
-    return {str(k): _finite(v) for k, v in (metrics or {}).items()}
 
 
 class Runner:
@@ -397,21 +305,21 @@ class Runner:
                     "epoch": int(epoch),
                     "batch": int(batch),
                     "batches": int(batches),
-                    "loss": _finite(loss),
+                    "loss": finite(loss),
                     "eta_s": self._eta(epoch, batch, batches),
                 },
             )
 
     def on_fit_epoch_end(self, epoch: int, epochs: int, metrics: dict[str, Any], **_: Any) -> None:
         now = time.monotonic()
-        timing = _epoch_timing(self._epoch_started, self._last_batch_end, now, self._last_batches)
+        timing = epoch_timing(self._epoch_started, self._last_batch_end, now, self._last_batches)
         if self._epoch_started is not None:
             self._epoch_times.append(now - self._epoch_started)
         self._epoch_started = now
         self._last_batch_end = None
         self._batch_started = now
         self._epochs = int(epochs)
-        clean = _clean_metrics(metrics)
+        clean = clean_metrics(metrics)
         self._last_metrics = clean
         epoch = int(epoch)
         if epoch in self._reported:
@@ -452,79 +360,11 @@ class Runner:
             logger.info("fresh start: previous outputs moved to %s", aside)
         out.mkdir(parents=True, exist_ok=True)
 
-    def _locate_resume(self, storage: DualStorageClient) -> Path | None:
-        out = self.paths.output_dir
-        local = out / "last.pt"
-        if local.is_file():
-            logger.info("resuming from local %s", local)
-            return local
-        spec = self.spec
-        try:
-            storage.download_checkpoint(job_id=spec.job_id, project_id=spec.project_id, name="last.pt", dest=local)
-        except ObjectNotFoundError:
-            self.log_event("resume requested but no last.pt exists locally or in storage; starting from scratch")
-            return None
-        self.log_event("last.pt fetched from the internal store to resume")
-        if not (out / "best.pt").is_file():
-            with contextlib.suppress(ObjectNotFoundError):
-                storage.download_checkpoint(
-                    job_id=spec.job_id, project_id=spec.project_id, name="best.pt", dest=out / "best.pt"
-                )
-        return local
-
-    def _fetch_init_weights(self, storage: DualStorageClient) -> Path | None:
-        """Fine-tuning: download the earlier job's checkpoint (`spec.init_from.key`, internal store)."""
-        init = self.spec.init_from
-        if init is None:
-            return None
-        dest = self.paths.job_dir / "init" / f"job_{init.job_id}_{init.checkpoint}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            storage.internal.get_file(init.key, dest)
-        except ObjectNotFoundError as exc:
-            raise _Failure(
-                f"job {init.job_id}'s {init.checkpoint} to start from is gone from the internal store ({init.key})",
-                "init_checkpoint_missing",
-            ) from exc
-        self.log_event(f"fine-tuning: fetched job {init.job_id}'s {init.checkpoint} to initialise the model")
-        return dest
-
-    def _fetch_pretrained(self, storage: DualStorageClient) -> ResolvedWeights:
-        """Pretrained weights of the spec's plan (`trainer_runtime.weights`: registry, a download
-        with timeouts, or scratch); one ``log`` event carries ``"weights"`` (the server records it
-        on the job, and a download cached in the registry in its registry table)."""
-        try:
-            got = fetch_weights(
-                self.spec.pretrained,
-                storage,
-                self.paths.job_dir / "pretrained",
-                log=lambda message, level: self.log_event(message, level),
-            )
-        except (WeightsError, ObjectNotFoundError) as exc:
-            raise _Failure(str(exc), "pretrained_weights") from exc
-        if got.source == "scratch":
-            message = f"{self.spec.model_name} starts from scratch (no pretrained weights)"
-            if got.warning:
-                message += f": {got.warning}"
-            self.log_event(message, "warning" if got.warning else "info", **{WEIGHTS_FIELD: got.event_data()})
-        elif got.source == USER_UPLOAD:
-            self.log_event(
-                f"starting from {got.detail} (user upload, sha256 {got.sha256 or '?'})",
-                "info",
-                **{WEIGHTS_FIELD: got.event_data()},
-            )
-        else:
-            pre = f" on {got.pretraining}" if got.pretraining else ""
-            self.log_event(
-                f"pretrained{pre} ({got.detail}, from the {got.source})", "info", **{WEIGHTS_FIELD: got.event_data()}
-            )
-        return got
-
     def _check_dataset_size(self, summary: dict[str, Any]) -> None:
         batch = self.spec.hyperparameters.batch_size
         images = int(summary.get("labeled_images") or summary.get("images") or 0)
         if images == 0:
-            raise _Failure("the dataset has no labeled images", "incompatible_dataset")
+            raise JobFailure("the dataset has no labeled images", "incompatible_dataset")
         if batch is not None and batch > images:
             raise ConfigError(
                 f"batch size {batch} is larger than the dataset ({images} labeled images); use {images} or less"
@@ -579,7 +419,7 @@ class Runner:
         uploader: CheckpointUploader | None = None
         resolved_config: dict[str, Any] = {}
         try:
-            self.status("resuming" if self.resume_requested else "preparing", process_s=_process_age_s())
+            self.status("resuming" if self.resume_requested else "preparing", process_s=process_age_s())
             # the MLflow logger process (idle priority) imports mlflow and opens the store meanwhile
             self.mlflow = MlflowLogger(
                 spec,
@@ -601,7 +441,7 @@ class Runner:
             try:
                 adapter_cls = self._resolver(spec.framework)
             except ImportError as exc:
-                raise _Failure(
+                raise JobFailure(
                     f"the {spec.framework} adapter cannot be loaded here ({exc}); install trainer_runtime's "
                     f"{spec.framework} dependencies",
                     "framework_unavailable",
@@ -614,10 +454,18 @@ class Runner:
                 hp.model_dump(exclude={"preset", "advanced_config"}, exclude_none=True),
             )
             device = resolve_device(hp.device)
-            resume_from = self._locate_resume(storage) if self.resume_requested else None
-            init_weights = self._fetch_init_weights(storage) if resume_from is None else None
+            resume_from = (
+                locate_resume(spec, storage, self.paths.output_dir, self.log_event) if self.resume_requested else None
+            )
+            init_weights = (
+                fetch_init_weights(spec, storage, self.paths.job_dir, self.log_event) if resume_from is None else None
+            )
             # pretrained weights: only for a fresh start (a resume or a fine-tune brings its own)
-            pretrained = self._fetch_pretrained(storage) if resume_from is None and init_weights is None else None
+            pretrained = (
+                fetch_pretrained(spec, storage, self.paths.job_dir, self.log_event)
+                if resume_from is None and init_weights is None
+                else None
+            )
             if resume_from is not None:
                 self._load_state()
                 self._reported = {int(e) for e in self._state.get("reported_epochs") or []}
@@ -692,7 +540,7 @@ class Runner:
             self._log_stop_request()
         except BaseException as exc:
             error = classify_error(exc, training=training_started)
-            if not isinstance(exc, TrainerRuntimeError | _Failure) or error[1] in ("training", "internal"):
+            if not isinstance(exc, TrainerRuntimeError | JobFailure) or error[1] in ("training", "internal"):
                 traceback.print_exc(file=sys.stderr)
             if isinstance(exc, KeyboardInterrupt):  # a handler was not installed (embedded use)
                 error = ("interrupted", "interrupted")
@@ -711,7 +559,7 @@ class Runner:
                 error = ("; ".join(upload_errors), "checkpoint_upload")
                 job_status = "failed"
 
-        final_metrics = _clean_metrics(result.final_metrics) if result else self._last_metrics
+        final_metrics = clean_metrics(result.final_metrics) if result else self._last_metrics
         if self.mlflow is not None:
             self.mlflow.wait_run_id(MLFLOW_RUN_ID_WAIT_S)  # its log event before the final ones
             self.mlflow.log_dict("config.json", {"config": resolved_config, "hyperparameters": hp.model_dump()})
@@ -725,7 +573,7 @@ class Runner:
                     "status": job_status,
                     "best_epoch": best_epoch,
                     "last_epoch": last_epoch,
-                    "best_metric": _finite(result.best_metric) if result else None,
+                    "best_metric": finite(result.best_metric) if result else None,
                     "best_metric_name": result.best_metric_name if result else None,
                     "metrics": final_metrics,
                     "checkpoints": [c.event_data() for c in uploaded],

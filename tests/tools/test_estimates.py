@@ -246,13 +246,13 @@ def test_the_confirmation_summary_shows_the_range_and_its_basis_in_both_language
 
 
 def test_the_trainer_reports_each_epochs_measured_times_and_its_process_age() -> None:
-    from trainer_runtime.runner import _epoch_timing, _process_age_s
+    from trainer_runtime.progress import epoch_timing, process_age_s
 
     # epoch started at 10 s, its last batch ended at 18 s, validation and saving ended at 20 s
-    assert _epoch_timing(10.0, 18.0, 20.0, 5) == {"epoch_s": 10.0, "train_s": 8.0, "val_s": 2.0, "batches": 5}
-    assert _epoch_timing(10.0, None, 20.0, None) == {"epoch_s": 10.0}  # no batch seen: no split
-    assert _epoch_timing(None, 18.0, 20.0, 5) == {}
-    age = _process_age_s()
+    assert epoch_timing(10.0, 18.0, 20.0, 5) == {"epoch_s": 10.0, "train_s": 8.0, "val_s": 2.0, "batches": 5}
+    assert epoch_timing(10.0, None, 20.0, None) == {"epoch_s": 10.0}  # no batch seen: no split
+    assert epoch_timing(None, 18.0, 20.0, 5) == {}
+    age = process_age_s()
     assert age is not None and 0.0 <= age < 24 * 3600
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.trainer_runtime.fake_adapter import make_spec, publish_dataset
+from trainer_runtime.job_setup import JobPaths
 from trainer_runtime.mlflow_logger import RUN_ID_FILE, MlflowLogger
-from trainer_runtime.runner import EXIT_COMPLETED, EXIT_STOPPED, JobPaths
+from trainer_runtime.runner import EXIT_COMPLETED, EXIT_STOPPED
 from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import DualStorageClient
 

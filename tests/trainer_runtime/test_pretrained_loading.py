@@ -359,7 +359,7 @@ def test_frozen_backbone_does_not_move_and_the_classifier_does() -> None:
 def test_the_mlflow_run_records_the_pretrained_source(hub_env: Any, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     from tests.trainer_runtime.test_mlflow_logger import wait_for_run
-    from trainer_runtime.runner import JobPaths
+    from trainer_runtime.job_setup import JobPaths
 
     hub_env.setenv("HF_ENDPOINT", closed_port_url())
     work, root = tmp_path / "work", tmp_path / "storage"

@@ -20,7 +20,8 @@ from tests.trainer_runtime.fake_adapter import FakeAdapter, dataset_dict, make_s
 from tests.trainer_runtime.test_mlflow_logger import wait_for_run
 from trainer_runtime.errors import StorageError
 from trainer_runtime.events import EVENT_TYPES, JOB_STATUSES, ProgressEvent
-from trainer_runtime.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, JobPaths, Runner
+from trainer_runtime.job_setup import JobPaths
+from trainer_runtime.runner import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED, Runner
 from trainer_runtime.spec import load_spec
 from trainer_runtime.storage import DualStorageClient, LocalObjectStore, ObjectInfo, checkpoint_key
 
