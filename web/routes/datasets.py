@@ -2,7 +2,8 @@
 
 Every route needs a signed-in user (401 otherwise). Private datasets of other users answer 404;
 public ones are readable by everyone signed in, but only the owner changes them (403). The logic
-lives in `tools.datasets`; this module only speaks HTTP (and streams multipart uploads to disk).
+lives in `tools.datasets`, and so do the response models (`tools.datasets.models`);
+this module only speaks HTTP (and streams multipart uploads to disk).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from tools import datasets
 from tools.context import ToolContext
+from tools.datasets.models import DatasetOut, ImageDeleteOut, ImageOut, ImagePage, SnapshotOut, UploadOut
 from tools.errors import InvalidInputError, PayloadTooLargeError
 from tools.uploads import UPLOAD_FORMATS, StagedWriter, Staging
 from web.deps import ToolContextDep
@@ -46,91 +48,8 @@ class DatasetPatch(BaseModel):
     visibility: Visibility | None = None
 
 
-class Compatibility(BaseModel):
-    status: str
-    conversion: str | None = None
-    reason: str
-
-
-class DatasetOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    name: str
-    description: str
-    visibility: str
-    owner_id: int
-    is_owner: bool
-    labeled: bool
-    format_version: str | None
-    num_images: int
-    num_annotations: int
-    total_bytes: int
-    class_names: list[str] = Field(description="The class names; the list endpoint shows the first 50")
-    class_count: int = Field(description="How many classes the dataset has")
-    capabilities: dict[str, Compatibility]
-    annotations_sha256: str | None
-    created_at: str | None
-    updated_at: str | None
-    is_demo: bool
-    snapshots_count: int
-
-
-class UploadOut(BaseModel):
-    dataset: DatasetOut
-    format: str = Field(description="The format the upload was read as (dice, yolo, coco, imagefolder, images)")
-    labeled_upload: bool
-    added: int
-    skipped: list[str] = Field(description="Files identical (same path and sha256) to ones already stored")
-    ignored: list[str] = Field(description="Junk (.DS_Store, Thumbs.db, ...) and README-like extras")
-    stripped_prefix: str | None = Field(description="The common top folder removed from every path")
-
-
-class ImageOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    file_name: str
-    width: int
-    height: int
-    size_bytes: int
-    sha256: str
-    annotation_image_id: int | None
-    num_annotations: int
-    created_at: str | None
-    annotations: list[dict[str, Any]] | None = None
-
-
-class ImagePage(BaseModel):
-    items: list[ImageOut]
-    total: int
-    offset: int
-    limit: int
-
-
 class SnapshotIn(BaseModel):
     name: str | None = Field(default=None, max_length=200)
-
-
-class SnapshotOut(BaseModel):
-    id: str
-    dataset_id: str
-    version: int
-    name: str
-    status: Literal["ok", "broken"]
-    missing_files: list[str]
-    num_images: int
-    num_annotations: int
-    annotations_sha256: str | None
-    created_by: int | None
-    created_at: str | None
-
-
-class ImageDeleteOut(BaseModel):
-    deleted: ImageOut
-    removed_annotations: int
-    broken_snapshots: list[SnapshotOut]
-    dataset: DatasetOut
 
 
 # ----------------------------------------------------------------------------------- CRUD
