@@ -38,6 +38,7 @@ from tools import catalog, jobs
 from tools.context import ToolContext
 from tools.datasets import (
     LIST_CLASS_NAMES,
+    DatasetOut,
     check_dataset_compatibility,
     class_names_preview,
     list_datasets,
@@ -97,25 +98,25 @@ CLASS_ALIASES: dict[str, str] = {
 # ------------------------------------------------------------------------------ operations
 
 
-def compact_dataset(item: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a dataset JSON a conversation needs."""
-    caps = item.get("capabilities") or {}
+def compact_dataset(item: DatasetOut) -> dict[str, Any]:
+    """The fields of a dataset a conversation needs (JSON-ready)."""
+    caps = item.capabilities
     return {
-        "id": item["id"],
-        "name": item["name"],
-        "visibility": item.get("visibility"),
-        "is_owner": item.get("is_owner"),
-        "num_images": item.get("num_images"),
-        "class_names": class_names_preview(item.get("class_names"), LIST_CLASS_NAMES),
-        "class_count": item.get("class_count", len(item.get("class_names") or [])),
-        "tasks": {t: (caps.get(t) or {}).get("status") for t in TASK_TYPES if (caps.get(t) or {}).get("status")},
+        "id": item.id,
+        "name": item.name,
+        "visibility": item.visibility,
+        "is_owner": item.is_owner,
+        "num_images": item.num_images,
+        "class_names": class_names_preview(item.class_names, LIST_CLASS_NAMES),
+        "class_count": item.class_count,
+        "tasks": {t: caps[t].status for t in TASK_TYPES if t in caps and caps[t].status},
     }
 
 
 def list_visible_datasets(ctx: ToolContext, query: str | None = None, mine: bool = False) -> list[dict[str, Any]]:
     """The user's own datasets first, then public ones (compact)."""
     page = list_datasets(ctx, q=query or None, sort="name", limit=500, mine=mine)
-    items = [compact_dataset(d) for d in page["items"]]
+    items = [compact_dataset(d) for d in page.items]
     items.sort(key=lambda d: (not d["is_owner"], d["name"].lower()))
     return items
 

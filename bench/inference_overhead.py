@@ -161,8 +161,8 @@ def _upload(state: Any, owner_id: int, folder: Path, name: str) -> str:
     with state.session_factory() as db:
         ctx = ToolContext(db=db, user=db.get(User, owner_id), storage=state.storage, work_dir=state.work_dir)
         ds = create_dataset(ctx, name)
-        upload_path(ctx, ds["id"], folder, format="dice")
-        return str(ds["id"])
+        upload_path(ctx, ds.id, folder, format="dice")
+        return ds.id
 
 
 class ServerProcess:

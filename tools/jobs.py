@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session, object_session
 from tools import catalog, defaults, estimates, user_weights
 from tools import weights as weights_tools
 from tools.context import ToolContext, is_db_id, iso_utc, require_user
-from tools.datasets import check_dataset_compatibility, create_snapshot, resolve_dataset
+from tools.datasets import TaskCompatibility, check_dataset_compatibility, create_snapshot, resolve_dataset
 from tools.db.models import (
     Dataset,
     DatasetImage,
@@ -384,7 +384,7 @@ def write_spec(job: Job, runtime: JobRuntimeConfig) -> Path:
 
 def _plan(
     ctx: ToolContext, intent: TrainingIntent, project_id: int | None
-) -> tuple[Dataset, dict[str, Any], dict[str, Any]]:
+) -> tuple[Dataset, TaskCompatibility, dict[str, Any]]:
     """Validate a request; returns (dataset, compatibility, job fields)."""
     user = require_user(ctx, "training jobs")
     if not intent.dataset or not intent.dataset.strip():
@@ -636,18 +636,18 @@ def create_job(
         return job_dict(preview) | {"defaults": chosen}
 
     snap = create_snapshot(ctx, ds.id, name="auto: training launch", require_owner=False)
-    if snap.get("status") == "broken":
+    if snap.status == "broken":
         raise ConflictError(
-            f"dataset {ds.name!r} references {len(snap.get('missing_files') or [])} image(s) that were deleted; "
+            f"dataset {ds.name!r} references {len(snap.missing_files)} image(s) that were deleted; "
             "fix its annotations before training",
-            detail={"dataset_id": ds.id, "snapshot_id": snap["id"]},
+            detail={"dataset_id": ds.id, "snapshot_id": snap.id},
         )
     job = Job(
         owner_id=user.id,
         project_id=project_id,
         dataset_id=ds.id,
         dataset_name=ds.name,
-        snapshot_id=snap["id"],
+        snapshot_id=snap.id,
         intent=intent.model_dump(),
         status="queued",
         token_hash=hash_token(new_token()),  # replaced by a fresh one at every launch (write_spec)

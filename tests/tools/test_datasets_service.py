@@ -80,7 +80,7 @@ def stage(ctx: ToolContext, files: dict[str, bytes]) -> Staging:
     return st
 
 
-def upload(ctx: ToolContext, did: str, files: dict[str, bytes], fmt: str = "auto") -> dict[str, Any]:
+def upload(ctx: ToolContext, did: str, files: dict[str, bytes], fmt: str = "auto") -> svc.UploadOut:
     with stage(ctx, files) as st:
         return svc.upload_staged(ctx, did, st, fmt)
 
@@ -152,7 +152,7 @@ def test_create_validates_and_names_are_unique_per_owner(ctx_for: Ctx, users: di
 def test_upload_failure_midway_leaves_nothing(
     ctx_for: Ctx, users: dict[str, int], storage: DualStorageClient, session_factory: sessionmaker[Session]
 ) -> None:
-    did = svc.create_dataset(ctx_for(users["alice"]), "atomic")["id"]
+    did = svc.create_dataset(ctx_for(users["alice"]), "atomic").id
     broken = ctx_for(users["alice"], storage=failing(storage, fail_on=3))
     with pytest.raises(StorageError, match="injected"):
         upload(broken, did, labeled_files(4))
@@ -160,7 +160,7 @@ def test_upload_failure_midway_leaves_nothing(
     assert keys(storage, did) == []
     # and the same upload works afterwards
     res = upload(ctx_for(users["alice"]), did, labeled_files(4))
-    assert res["added"] == 4 and res["dataset"]["labeled"]
+    assert res.added == 4 and res.dataset.labeled
     assert len(keys(storage, did)) == 5
 
 
@@ -172,7 +172,7 @@ def test_db_failure_at_commit_removes_written_objects(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ctx = ctx_for(users["alice"])
-    did = svc.create_dataset(ctx, "atomic-db")["id"]
+    did = svc.create_dataset(ctx, "atomic-db").id
 
     def boom() -> None:
         raise RuntimeError("db down at commit")
@@ -190,10 +190,10 @@ def test_delete_image_failure_restores_annotations(
     ctx_for: Ctx, users: dict[str, int], storage: DualStorageClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = ctx_for(users["alice"])
-    did = svc.create_dataset(ctx, "restore")["id"]
+    did = svc.create_dataset(ctx, "restore").id
     upload(ctx, did, labeled_files(2))
     before = storage.external.get_bytes(f"datasets/{did}/annotations.json")
-    img = svc.list_images(ctx, did)["items"][0]
+    img = svc.list_images(ctx, did).items[0]
     ctx2 = ctx_for(users["alice"])
 
     def boom() -> None:
@@ -201,18 +201,18 @@ def test_delete_image_failure_restores_annotations(
 
     monkeypatch.setattr(ctx2.db, "commit", boom)
     with pytest.raises(RuntimeError):
-        svc.delete_image(ctx2, did, img["id"])
+        svc.delete_image(ctx2, did, img.id)
     monkeypatch.undo()
     assert storage.external.get_bytes(f"datasets/{did}/annotations.json") == before
-    assert storage.external.exists(f"datasets/{did}/images/{img['file_name']}")
-    assert svc.list_images(ctx_for(users["alice"]), did)["total"] == 2
+    assert storage.external.exists(f"datasets/{did}/images/{img.file_name}")
+    assert svc.list_images(ctx_for(users["alice"]), did).total == 2
 
 
 def test_snapshot_failure_leaves_no_snapshot(
     ctx_for: Ctx, users: dict[str, int], storage: DualStorageClient, session_factory: sessionmaker[Session]
 ) -> None:
     ctx = ctx_for(users["alice"])
-    did = svc.create_dataset(ctx, "snapfail")["id"]
+    did = svc.create_dataset(ctx, "snapfail").id
     upload(ctx, did, labeled_files(1))
     with pytest.raises(StorageError):
         svc.create_snapshot(ctx_for(users["alice"], storage=failing(storage, 1)), did)
@@ -224,7 +224,7 @@ def test_snapshot_failure_leaves_no_snapshot(
 def test_concurrent_labeled_uploads_do_not_interleave(
     ctx_for: Ctx, users: dict[str, int], storage: DualStorageClient, session_factory: sessionmaker[Session]
 ) -> None:
-    did = svc.create_dataset(ctx_for(users["alice"]), "race")["id"]
+    did = svc.create_dataset(ctx_for(users["alice"]), "race").id
     results: list[Any] = []
     barrier = threading.Barrier(2)
 
@@ -243,7 +243,7 @@ def test_concurrent_labeled_uploads_do_not_interleave(
         t.start()
     for t in threads:
         t.join(60)
-    ok = [r for r in results if isinstance(r, dict)]
+    ok = [r for r in results if isinstance(r, svc.UploadOut)]
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(ok) == 1 and len(errors) == 1, results
     assert isinstance(errors[0], ConflictError) and "never merged" in errors[0].message
@@ -255,7 +255,7 @@ def test_concurrent_labeled_uploads_do_not_interleave(
 def test_concurrent_unlabeled_uploads_both_land(
     ctx_for: Ctx, users: dict[str, int], session_factory: sessionmaker[Session]
 ) -> None:
-    did = svc.create_dataset(ctx_for(users["alice"]), "race2")["id"]
+    did = svc.create_dataset(ctx_for(users["alice"]), "race2").id
     errors: list[Exception] = []
 
     def worker(prefix: str) -> None:
@@ -281,8 +281,8 @@ def test_resolve_dataset(ctx_for: Ctx, users: dict[str, int]) -> None:
     svc.create_dataset(b, "bob-private")
     svc.create_dataset(c, "shared-name", visibility="public")
     svc.create_dataset(b, "traffic-signs", visibility="public")
-    assert svc.resolve_dataset(a, "shared-name").id == mine["id"]  # own first
-    assert svc.resolve_dataset(a, b_pub["id"]).id == b_pub["id"]  # by id
+    assert svc.resolve_dataset(a, "shared-name").id == mine.id  # own first
+    assert svc.resolve_dataset(a, b_pub.id).id == b_pub.id  # by id
     assert svc.resolve_dataset(c, "Shared-Name").owner_id == users["carol"]  # case-insensitive, own first
     with pytest.raises(NotFoundError, match="traffic-signs"):
         svc.resolve_dataset(a, "trafic-signs")
@@ -302,11 +302,11 @@ def test_resolve_ambiguous_public(ctx_for: Ctx, users: dict[str, int]) -> None:
 
 def test_permissions_in_the_service(ctx_for: Ctx, users: dict[str, int]) -> None:
     a, b = ctx_for(users["alice"]), ctx_for(users["bob"])
-    priv = svc.create_dataset(a, "p")["id"]
-    pub = svc.create_dataset(a, "q", visibility="public")["id"]
+    priv = svc.create_dataset(a, "p").id
+    pub = svc.create_dataset(a, "q", visibility="public").id
     with pytest.raises(NotFoundError):
         svc.get_dataset(b, priv)
-    assert svc.get_dataset(b, pub)["is_owner"] is False
+    assert svc.get_dataset(b, pub).is_owner is False
     with pytest.raises(PermissionDeniedError):
         svc.update_dataset(b, pub, name="mine now")
     with pytest.raises(PermissionDeniedError):
@@ -317,12 +317,12 @@ def test_permissions_in_the_service(ctx_for: Ctx, users: dict[str, int]) -> None
 
 def test_snapshot_by_reader_for_jobs(ctx_for: Ctx, users: dict[str, int]) -> None:
     a = ctx_for(users["alice"])
-    did = svc.create_dataset(a, "pub", visibility="public")["id"]
+    did = svc.create_dataset(a, "pub", visibility="public").id
     upload(a, did, labeled_files(1))
     with pytest.raises(PermissionDeniedError):
         svc.create_snapshot(ctx_for(users["bob"]), did)
     snap = svc.create_snapshot(ctx_for(users["bob"]), did, require_owner=False)
-    assert snap["version"] == 1 and snap["created_by"] == users["bob"]
+    assert snap.version == 1 and snap.created_by == users["bob"]
 
 
 def test_upload_path_folder_and_zip(ctx_for: Ctx, users: dict[str, int], tmp_path: Path) -> None:
@@ -331,16 +331,16 @@ def test_upload_path_folder_and_zip(ctx_for: Ctx, users: dict[str, int], tmp_pat
     for name, data in labeled_files(2, top="").items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
-    did = svc.create_dataset(a, "from-disk")["id"]
+    did = svc.create_dataset(a, "from-disk").id
     res = svc.upload_path(a, did, folder)
-    assert res["added"] == 2 and res["format"] == "dice"
+    assert res.added == 2 and res.format == "dice"
     with pytest.raises(InvalidInputError):
         svc.upload_path(a, did, tmp_path / "missing")
 
 
 def test_compatibility_unknown_task(ctx_for: Ctx, users: dict[str, int]) -> None:
     a = ctx_for(users["alice"])
-    did = svc.create_dataset(a, "c")["id"]
+    did = svc.create_dataset(a, "c").id
     with pytest.raises(InvalidInputError, match="unknown task_type"):
         svc.check_dataset_compatibility(a, did, "depth_estimation")
     res = svc.check_dataset_compatibility(a, did, "object_detection")
@@ -376,13 +376,13 @@ def test_ensure_demo_datasets_is_idempotent_and_fast(
 
 def test_annotations_can_reference_existing_images(ctx_for: Ctx, users: dict[str, int]) -> None:
     a = ctx_for(users["alice"])
-    did = svc.create_dataset(a, "later-labels")["id"]
+    did = svc.create_dataset(a, "later-labels").id
     upload(a, did, {"images/old.png": png()})
     ann = dice([(1, "old.png", 8, 6), (2, "new.png", 8, 6)])
     res = upload(a, did, {"annotations.json": json.dumps(ann).encode(), "images/new.png": png(color=(0, 9, 9))})
-    assert res["added"] == 1 and res["dataset"]["labeled"] and res["dataset"]["num_images"] == 2
+    assert res.added == 1 and res.dataset.labeled and res.dataset.num_images == 2
     page = svc.list_images(a, did)
-    assert [i["num_annotations"] for i in page["items"]] == [1, 1]
+    assert [i.num_annotations for i in page.items] == [1, 1]
 
 
 def test_write_locks_are_not_kept_for_every_dataset_touched(
@@ -402,9 +402,9 @@ def test_write_locks_are_not_kept_for_every_dataset_touched(
             work_dir=tmp_path / "work",
             limits=UploadLimits(user_storage_quota_bytes=10**9),
         )
-        ids = [svc.create_dataset(ctx, f"many-{i}")["id"] for i in range(25)]
+        ids = [svc.create_dataset(ctx, f"many-{i}").id for i in range(25)]
         for i, did in enumerate(ids):
-            assert upload(ctx, did, {"images/a.png": png(color=(i, 2, 3))})["added"] == 1
+            assert upload(ctx, did, {"images/a.png": png(color=(i, 2, 3))}).added == 1
         for did in ids[:5]:
             svc.delete_dataset(ctx, did)
     assert len(DATASET_LOCKS) == 0

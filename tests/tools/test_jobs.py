@@ -77,7 +77,7 @@ def ctx_for(session_factory: sessionmaker[Session], storage: DualStorageClient, 
 
 
 def make_dataset(ctx: ToolContext, name: str, files: dict[str, bytes], visibility: str = "private") -> str:
-    did = str(ds_svc.create_dataset(ctx, name, visibility=visibility)["id"])
+    did = ds_svc.create_dataset(ctx, name, visibility=visibility).id
     st = Staging(ctx.work_dir, ctx.limits)
     for rel, data in files.items():
         st.add_file(rel, data)

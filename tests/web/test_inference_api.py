@@ -194,8 +194,8 @@ def _dataset(app: FastAPI, owner_id: int, folder: Path, name: str, visibility: s
         user = db.get(User, owner_id)
         ctx = ToolContext(db=db, user=user, storage=app.state.storage, work_dir=app.state.work_dir)
         ds = create_dataset(ctx, name, visibility=visibility)
-        upload_path(ctx, ds["id"], folder, format="dice")
-        return str(ds["id"])
+        upload_path(ctx, ds.id, folder, format="dice")
+        return ds.id
 
 
 def _copy_subset(src: Path, dest: Path, names: list[str]) -> Path:

@@ -1,5 +1,5 @@
 """Shared pieces of the dataset operations: limits and field checks, visibility and ownership
-(`get_dataset_row`), the JSON shape of a dataset, compensation of written objects.
+(`get_dataset_row`), a dataset in its REST shape (`dataset_out`), compensation of written objects.
 Contracts: `docs/architecture.md`.
 """
 
@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tools.context import ToolContext, iso_utc, require_user
+from tools.datasets.models import Compatibility, DatasetOut
 from tools.db.models import Dataset, DatasetSnapshot
 from tools.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from trainer_runtime.errors import DatasetFormatError
@@ -146,7 +147,7 @@ def _snapshot_counts(db: Session, ids: list[str]) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
-def _capabilities(ds: Dataset) -> dict[str, Any]:
+def _capabilities(ds: Dataset) -> dict[str, dict[str, Any]]:
     if ds.labeled and ds.capabilities:
         return dict(ds.capabilities)
     return {t: check_compatibility(None, t, dataset_name=ds.name) for t in TASK_TYPES}
@@ -161,34 +162,34 @@ def class_names_preview(names: Any, limit: int | None = None) -> list[str]:
     ]
 
 
-def dataset_dict(
+def dataset_out(
     ctx: ToolContext, ds: Dataset, snapshots_count: int | None = None, *, class_limit: int | None = None
-) -> dict[str, Any]:
-    """The dataset as JSON (the REST shape). `class_limit` keeps that many class names (lists);
+) -> DatasetOut:
+    """The dataset in its REST shape. `class_limit` keeps that many class names (lists);
     ``class_count`` always says how many there are."""
     if snapshots_count is None:
         snapshots_count = _snapshot_counts(ctx.db, [ds.id]).get(ds.id, 0)
-    return {
-        "id": ds.id,
-        "name": ds.name,
-        "description": ds.description,
-        "visibility": ds.visibility,
-        "owner_id": ds.owner_id,
-        "is_owner": _is_owner(ctx, ds),
-        "labeled": ds.labeled,
-        "format_version": ds.format_version,
-        "num_images": ds.num_images,
-        "num_annotations": ds.num_annotations,
-        "total_bytes": ds.total_bytes,
-        "class_names": class_names_preview(ds.class_names, class_limit),
-        "class_count": len(ds.class_names or []),
-        "capabilities": _capabilities(ds),
-        "annotations_sha256": ds.annotations_sha256,
-        "created_at": iso_utc(ds.created_at),
-        "updated_at": iso_utc(ds.updated_at),
-        "is_demo": ds.is_demo,
-        "snapshots_count": snapshots_count,
-    }
+    return DatasetOut(
+        id=ds.id,
+        name=ds.name,
+        description=ds.description,
+        visibility=ds.visibility,
+        owner_id=ds.owner_id,
+        is_owner=_is_owner(ctx, ds),
+        labeled=ds.labeled,
+        format_version=ds.format_version,
+        num_images=ds.num_images,
+        num_annotations=ds.num_annotations,
+        total_bytes=ds.total_bytes,
+        class_names=class_names_preview(ds.class_names, class_limit),
+        class_count=len(ds.class_names or []),
+        capabilities={t: Compatibility.model_validate(c) for t, c in _capabilities(ds).items()},
+        annotations_sha256=ds.annotations_sha256,
+        created_at=iso_utc(ds.created_at),
+        updated_at=iso_utc(ds.updated_at),
+        is_demo=ds.is_demo,
+        snapshots_count=snapshots_count,
+    )
 
 
 def _norm(name: Any) -> str | None:

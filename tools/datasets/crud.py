@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -23,10 +22,11 @@ from tools.datasets.common import (
     _owned_row,
     _readable,
     _snapshot_counts,
-    dataset_dict,
+    dataset_out,
     get_dataset_row,
 )
 from tools.datasets.locks import dataset_write_lock
+from tools.datasets.models import DatasetDeleted, DatasetOut, DatasetPage
 from tools.db.models import Dataset, utcnow
 from tools.errors import ConflictError, InvalidInputError, NotFoundError
 from trainer_runtime.errors import StorageError
@@ -34,7 +34,7 @@ from trainer_runtime.errors import StorageError
 log = logging.getLogger(__name__)
 
 
-def create_dataset(ctx: ToolContext, name: str, description: str = "", visibility: str = "private") -> dict[str, Any]:
+def create_dataset(ctx: ToolContext, name: str, description: str = "", visibility: str = "private") -> DatasetOut:
     """Create an empty dataset owned by the caller; upload images (and annotations) afterwards.
 
     name: 1..200 characters, unique among the caller's datasets (409 otherwise).
@@ -55,7 +55,7 @@ def create_dataset(ctx: ToolContext, name: str, description: str = "", visibilit
     except IntegrityError:
         ctx.db.rollback()
         raise ConflictError(f"you already have a dataset named {name!r}") from None
-    return dataset_dict(ctx, ds, 0)
+    return dataset_out(ctx, ds, 0)
 
 
 def list_datasets(
@@ -66,14 +66,14 @@ def list_datasets(
     limit: int = 50,
     mine: bool = False,
     visibility: str | None = None,
-) -> dict[str, Any]:
+) -> DatasetPage:
     """Datasets the caller can see: their own plus every public one.
 
     q: case-insensitive text to find in the name or description.
     sort: one of name, created_at, updated_at, num_images, num_annotations; prefix "-" for descending.
     offset, limit: pagination (limit 1..500).
     mine: only the caller's own datasets. visibility: "private" or "public" to filter.
-    Returns {"items": [dataset...], "total", "offset", "limit"}; each dataset lists its first
+    Returns a page of datasets (items, total, offset, limit); each dataset lists its first
     `LIST_CLASS_NAMES` class names (``class_count`` has the number of all).
     """
     user = require_user(ctx, "datasets")
@@ -101,17 +101,17 @@ def list_datasets(
     stmt = stmt.order_by(col.desc() if desc else col.asc(), Dataset.id.asc()).offset(offset).limit(limit)
     rows = list(ctx.db.scalars(stmt))
     counts = _snapshot_counts(ctx.db, [r.id for r in rows])
-    return {
-        "items": [dataset_dict(ctx, r, counts.get(r.id, 0), class_limit=LIST_CLASS_NAMES) for r in rows],
-        "total": int(total),
-        "offset": offset,
-        "limit": limit,
-    }
+    return DatasetPage(
+        items=[dataset_out(ctx, r, counts.get(r.id, 0), class_limit=LIST_CLASS_NAMES) for r in rows],
+        total=int(total),
+        offset=offset,
+        limit=limit,
+    )
 
 
-def get_dataset(ctx: ToolContext, dataset_id: str) -> dict[str, Any]:
+def get_dataset(ctx: ToolContext, dataset_id: str) -> DatasetOut:
     """One dataset the caller can see, by id (404 for unknown ids and other users' private ones)."""
-    return dataset_dict(ctx, get_dataset_row(ctx, dataset_id))
+    return dataset_out(ctx, get_dataset_row(ctx, dataset_id))
 
 
 def update_dataset(
@@ -121,7 +121,7 @@ def update_dataset(
     name: str | None = None,
     description: str | None = None,
     visibility: str | None = None,
-) -> dict[str, Any]:
+) -> DatasetOut:
     """Rename, re-describe or change the visibility of one of the caller's datasets (owner only).
 
     Arguments left as None keep their value.
@@ -146,10 +146,10 @@ def update_dataset(
     except IntegrityError:
         ctx.db.rollback()
         raise ConflictError(f"you already have a dataset named {name!r}") from None
-    return dataset_dict(ctx, ds)
+    return dataset_out(ctx, ds)
 
 
-def delete_dataset(ctx: ToolContext, dataset_id: str) -> dict[str, Any]:
+def delete_dataset(ctx: ToolContext, dataset_id: str) -> DatasetDeleted:
     """Delete one of the caller's datasets with its images, annotations, snapshots and thumbnails
     (owner only). Returns {"deleted": id, "objects_deleted": n}."""
     _owned_row(ctx, dataset_id, "delete")
@@ -162,7 +162,7 @@ def delete_dataset(ctx: ToolContext, dataset_id: str) -> dict[str, Any]:
         log.error("dataset %s deleted, but its objects could not all be removed: %s", dataset_id, exc)
         removed = 0
     _forget_annotations(dataset_id)
-    return {"deleted": dataset_id, "objects_deleted": removed}
+    return DatasetDeleted(deleted=dataset_id, objects_deleted=removed)
 
 
 def resolve_dataset(ctx: ToolContext, name_or_id: str) -> Dataset:

@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 
 from tools.context import ToolContext, iso_utc
 from tools.datasets.annotations import _annotations_by_image
-from tools.datasets.common import THUMBNAIL_SIZES, StoredFile, _norm, _owned_row, dataset_dict, get_dataset_row
+from tools.datasets.common import THUMBNAIL_SIZES, StoredFile, _norm, _owned_row, dataset_out, get_dataset_row
 from tools.datasets.locks import dataset_write_lock
-from tools.datasets.snapshots import snapshot_dict
+from tools.datasets.models import ImageDeleteOut, ImageOut, ImagePage
+from tools.datasets.snapshots import snapshot_out
 from tools.db.models import Dataset, DatasetImage, DatasetSnapshot, utcnow
 from tools.errors import InvalidInputError, NotFoundError
 from trainer_runtime.errors import ObjectNotFoundError, StorageError
@@ -32,18 +33,19 @@ from trainer_runtime.storage import dataset_annotations_key, dataset_image_key, 
 log = logging.getLogger(__name__)
 
 
-def _image_dict(row: DatasetImage) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "file_name": row.file_name,
-        "width": row.width,
-        "height": row.height,
-        "size_bytes": row.size_bytes,
-        "sha256": row.sha256,
-        "annotation_image_id": row.annotation_image_id,
-        "num_annotations": row.num_annotations,
-        "created_at": iso_utc(row.created_at),
-    }
+def _image_out(row: DatasetImage, annotations: list[dict[str, Any]] | None = None) -> ImageOut:
+    return ImageOut(
+        id=row.id,
+        file_name=row.file_name,
+        width=row.width,
+        height=row.height,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+        annotation_image_id=row.annotation_image_id,
+        num_annotations=row.num_annotations,
+        created_at=iso_utc(row.created_at),
+        annotations=annotations,
+    )
 
 
 def list_images(
@@ -53,13 +55,12 @@ def list_images(
     limit: int = 50,
     prefix: str | None = None,
     include_annotations: bool = False,
-) -> dict[str, Any]:
+) -> ImagePage:
     """A page of the dataset's images, sorted by file name (the gallery).
 
     prefix: only files whose relative path starts with it (e.g. "train/").
     include_annotations: add each image's annotations from the live annotations.json.
-    Returns {"items": [{"id", "file_name", "width", "height", "size_bytes", "num_annotations", ...}],
-    "total", "offset", "limit"}.
+    Returns a page of images (id, file_name, width, height, size_bytes, num_annotations, ...).
     """
     ds = get_dataset_row(ctx, dataset_id)
     if not 1 <= limit <= 1000 or offset < 0:
@@ -71,13 +72,17 @@ def list_images(
         stmt = stmt.where(DatasetImage.file_name.startswith(prefix, autoescape=True))
     total = ctx.db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = list(ctx.db.scalars(stmt.order_by(DatasetImage.file_name, DatasetImage.id).offset(offset).limit(limit)))
-    items = [_image_dict(r) for r in rows]
     if include_annotations:
         by_image = _annotations_by_image(ctx, ds)
-        for item in items:
-            aid = item["annotation_image_id"]
-            item["annotations"] = by_image.get(aid, []) if aid is not None else []
-    return {"items": items, "total": int(total), "offset": offset, "limit": limit}
+        items = [_image_out(r, _annotations_of(by_image, r)) for r in rows]
+    else:
+        items = [_image_out(r) for r in rows]
+    return ImagePage(items=items, total=int(total), offset=offset, limit=limit)
+
+
+def _annotations_of(by_image: dict[int, list[dict[str, Any]]], row: DatasetImage) -> list[dict[str, Any]]:
+    aid = row.annotation_image_id
+    return by_image.get(aid, []) if aid is not None else []
 
 
 def _image_row(ctx: ToolContext, ds: Dataset, image_id: int) -> DatasetImage:
@@ -87,14 +92,11 @@ def _image_row(ctx: ToolContext, ds: Dataset, image_id: int) -> DatasetImage:
     return row
 
 
-def get_image(ctx: ToolContext, dataset_id: str, image_id: int) -> dict[str, Any]:
+def get_image(ctx: ToolContext, dataset_id: str, image_id: int) -> ImageOut:
     """One image's facts and its annotations."""
     ds = get_dataset_row(ctx, dataset_id)
     row = _image_row(ctx, ds, image_id)
-    item = _image_dict(row)
-    aid = row.annotation_image_id
-    item["annotations"] = _annotations_by_image(ctx, ds).get(aid, []) if aid is not None else []
-    return item
+    return _image_out(row, _annotations_of(_annotations_by_image(ctx, ds), row))
 
 
 def image_file(ctx: ToolContext, dataset_id: str, image_id: int) -> StoredFile:
@@ -176,18 +178,18 @@ def get_thumbnail(
     return Thumbnail(data, etag, size)
 
 
-def delete_image(ctx: ToolContext, dataset_id: str, image_id: int) -> dict[str, Any]:
+def delete_image(ctx: ToolContext, dataset_id: str, image_id: int) -> ImageDeleteOut:
     """Delete one image (owner only): its file, its entry and annotations in the live
     annotations.json, its thumbnails. Snapshots that reference the file become ``broken``.
 
-    Returns {"deleted": image, "removed_annotations": n, "broken_snapshots": [snapshot...], "dataset"}.
+    Returns the deleted image, the number of annotations removed, the snapshots now broken, the dataset.
     """
     _owned_row(ctx, dataset_id, "delete images of")
     ext = ctx.storage.external
     with dataset_write_lock(ctx, dataset_id) as ds:
         row = _image_row(ctx, ds, image_id)
         rel = row.file_name
-        deleted = _image_dict(row)
+        deleted = _image_out(row)
         ann_key = dataset_annotations_key(ds.id)
         old_bytes: bytes | None = None
         new_bytes: bytes | None = None
@@ -232,12 +234,12 @@ def delete_image(ctx: ToolContext, dataset_id: str, image_id: int) -> dict[str, 
                 except Exception as exc:  # pragma: no cover
                     log.error("could not restore %s: %s", ann_key, exc)
             raise
-        result = {
-            "deleted": deleted,
-            "removed_annotations": removed_anns,
-            "broken_snapshots": [snapshot_dict(s) for s in broken],
-            "dataset": dataset_dict(ctx, ds),
-        }
+        result = ImageDeleteOut(
+            deleted=deleted,
+            removed_annotations=removed_anns,
+            broken_snapshots=[snapshot_out(s) for s in broken],
+            dataset=dataset_out(ctx, ds),
+        )
     keys = [dataset_image_key(dataset_id, rel)] + [thumbnail_key(dataset_id, s, int(image_id)) for s in THUMBNAIL_SIZES]
     for key in keys:
         try:

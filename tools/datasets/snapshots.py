@@ -5,32 +5,34 @@ Contracts: `docs/architecture.md`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import cast
 
 from sqlalchemy import func, select
 
 from tools.context import ToolContext, iso_utc, require_user
 from tools.datasets.common import _ID_RE, _clean_name, _delete_objects, _norm, _owned_row, get_dataset_row
 from tools.datasets.locks import dataset_write_lock
+from tools.datasets.models import SnapshotOut, SnapshotStatus
 from tools.db.models import Dataset, DatasetImage, DatasetSnapshot, new_id
 from tools.errors import ConflictError, NotFoundError
 from trainer_runtime.storage import dataset_annotations_key, snapshot_annotations_key
 
 
-def snapshot_dict(s: DatasetSnapshot) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "dataset_id": s.dataset_id,
-        "version": s.version,
-        "name": s.name,
-        "status": s.status,
-        "missing_files": list(s.missing_files or []),
-        "num_images": s.num_images,
-        "num_annotations": s.num_annotations,
-        "annotations_sha256": s.annotations_sha256,
-        "created_by": s.created_by,
-        "created_at": iso_utc(s.created_at),
-    }
+def snapshot_out(s: DatasetSnapshot) -> SnapshotOut:
+    """The snapshot in its REST shape."""
+    return SnapshotOut(
+        id=s.id,
+        dataset_id=s.dataset_id,
+        version=s.version,
+        name=s.name,
+        status=cast(SnapshotStatus, s.status),  # validated: a stored status other than ok/broken raises
+        missing_files=list(s.missing_files or []),
+        num_images=s.num_images,
+        num_annotations=s.num_annotations,
+        annotations_sha256=s.annotations_sha256,
+        created_by=s.created_by,
+        created_at=iso_utc(s.created_at),
+    )
 
 
 def _snapshot_row(ctx: ToolContext, ds: Dataset, snapshot_id: str) -> DatasetSnapshot:
@@ -46,13 +48,13 @@ def _snapshot_row(ctx: ToolContext, ds: Dataset, snapshot_id: str) -> DatasetSna
 
 def create_snapshot(
     ctx: ToolContext, dataset_id: str, name: str | None = None, *, require_owner: bool = True
-) -> dict[str, Any]:
+) -> SnapshotOut:
     """Freeze the dataset's current annotations.json as version 1, 2, 3... (images are shared).
 
     name: an optional label such as "before relabeling". Only labeled datasets can be
     snapshotted (409 otherwise). require_owner=False lets a reader of a public dataset snapshot it
     (used when a training job starts); the REST API always requires the owner.
-    Returns the snapshot {"id", "version", "name", "status", "missing_files", ...}.
+    Returns the snapshot (id, version, name, status, missing_files, ...).
     """
     user = require_user(ctx, "datasets")
     if require_owner:
@@ -99,19 +101,19 @@ def create_snapshot(
             ctx.db.rollback()
             _delete_objects(ctx.storage, written)
             raise
-        return snapshot_dict(snap)
+        return snapshot_out(snap)
 
 
-def list_snapshots(ctx: ToolContext, dataset_id: str) -> list[dict[str, Any]]:
+def list_snapshots(ctx: ToolContext, dataset_id: str) -> list[SnapshotOut]:
     """The dataset's snapshots, newest version first."""
     ds = get_dataset_row(ctx, dataset_id)
     rows = ctx.db.scalars(
         select(DatasetSnapshot).where(DatasetSnapshot.dataset_id == ds.id).order_by(DatasetSnapshot.version.desc())
     )
-    return [snapshot_dict(s) for s in rows]
+    return [snapshot_out(s) for s in rows]
 
 
-def get_snapshot(ctx: ToolContext, dataset_id: str, snapshot_id: str) -> dict[str, Any]:
+def get_snapshot(ctx: ToolContext, dataset_id: str, snapshot_id: str) -> SnapshotOut:
     """One snapshot: status ok or broken, and the image files it misses."""
     ds = get_dataset_row(ctx, dataset_id)
-    return snapshot_dict(_snapshot_row(ctx, ds, snapshot_id))
+    return snapshot_out(_snapshot_row(ctx, ds, snapshot_id))

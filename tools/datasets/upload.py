@@ -9,13 +9,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
 from tools.context import ToolContext, require_user
-from tools.datasets.common import LABELED_CONFLICT, _delete_objects, _owned_row, _sha256_file, dataset_dict
+from tools.datasets.common import LABELED_CONFLICT, _delete_objects, _owned_row, _sha256_file, dataset_out
 from tools.datasets.locks import dataset_write_lock, user_quota_lock
+from tools.datasets.models import UploadOut
 from tools.datasets.quota import check_quota
 from tools.db.models import Dataset, DatasetImage, User, utcnow
 from tools.errors import ConflictError, InvalidInputError
@@ -31,7 +31,7 @@ from tools.uploads import (
 )
 from trainer_runtime.errors import DatasetFormatError
 from trainer_runtime.formats.capabilities import summarize
-from trainer_runtime.formats.images import probe_image
+from trainer_runtime.formats.images import ImageInfo, probe_image
 from trainer_runtime.formats.paths import safe_relpath
 from trainer_runtime.formats.schema import DiceDataset
 from trainer_runtime.formats.validate import load_annotations, validate_dataset
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class _Prepared:
     fmt: str
     layout: DiceLayout
-    infos: dict[str, Any]
+    infos: dict[str, ImageInfo]
     annotations: DiceDataset | None
     annotations_sha256: str | None
     stripped_prefix: str | None
@@ -76,7 +76,7 @@ def _prepare(ctx: ToolContext, ds_name: str, tree: UploadTree, fmt: str, staging
         layout.ignored = sorted(set(layout.ignored) | set(tree.ignored))
     else:
         layout = dice_layout(tree, allow_annotations=fmt != "images")
-    infos: dict[str, Any] = {}
+    infos: dict[str, ImageInfo] = {}
     for rel, path in layout.images.items():
         size = path.stat().st_size
         if size > ctx.limits.max_file_bytes:
@@ -103,7 +103,7 @@ def _annotation_index(ann: DiceDataset) -> dict[str, tuple[int, int]]:
     return {safe_relpath(img.file_name): (img.id, counts.get(img.id, 0)) for img in ann.images}
 
 
-def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[str, Any]:
+def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> UploadOut:
     """Commit under the per-dataset lock and, with a storage quota, one lock per user (in this
     process; on PostgreSQL also the user's row) so that two uploads cannot both fit the last bytes."""
     if not ctx.limits.user_storage_quota_bytes:
@@ -115,10 +115,10 @@ def _commit_upload(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[s
 
 def _split_new_images(
     ds: Dataset, existing: dict[str, DatasetImage], prep: _Prepared
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, ImageInfo], list[str]]:
     """The upload's images not in the dataset yet, and those already there with the same bytes;
     an image already there with other bytes is a conflict."""
-    new: dict[str, Any] = {}
+    new: dict[str, ImageInfo] = {}
     skipped: list[str] = []
     for rel, info in prep.infos.items():
         row = existing.get(rel)
@@ -160,7 +160,7 @@ def _checked_annotation_index(
     return _annotation_index(ann)
 
 
-def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> dict[str, Any]:
+def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) -> UploadOut:
     ann = prep.annotations
     with dataset_write_lock(ctx, dataset_id) as ds:
         if ann is not None and ds.labeled:
@@ -174,17 +174,9 @@ def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) ->
         index: dict[str, tuple[int, int]] = {}
         if ann is not None:
             index = _checked_annotation_index(ann, existing, prep)
-        result_base = {
-            "format": prep.fmt,
-            "labeled_upload": ann is not None,
-            "added": len(new),
-            "skipped": sorted(skipped),
-            "ignored": prep.layout.ignored,
-            "stripped_prefix": prep.stripped_prefix,
-        }
         if not new and ann is None:
             ctx.db.rollback()
-            return {**result_base, "dataset": dataset_dict(ctx, ds)}
+            return _upload_out(ctx, ds, prep, new, skipped)
         if ctx.limits.user_storage_quota_bytes and new:
             if ctx.db.get_bind().dialect.name != "sqlite":
                 ctx.db.execute(select(User.id).where(User.id == ds.owner_id).with_for_update())
@@ -237,7 +229,21 @@ def _commit_upload_locked(ctx: ToolContext, dataset_id: str, prep: _Prepared) ->
             _delete_objects(ctx.storage, written)
             raise
         log.info("dataset %s: %d images added (%s upload), %d skipped", ds.id, len(new), prep.fmt, len(skipped))
-        return {**result_base, "dataset": dataset_dict(ctx, ds)}
+        return _upload_out(ctx, ds, prep, new, skipped)
+
+
+def _upload_out(
+    ctx: ToolContext, ds: Dataset, prep: _Prepared, new: dict[str, ImageInfo], skipped: list[str]
+) -> UploadOut:
+    return UploadOut(
+        dataset=dataset_out(ctx, ds),
+        format=prep.fmt,
+        labeled_upload=prep.annotations is not None,
+        added=len(new),
+        skipped=sorted(skipped),
+        ignored=prep.layout.ignored,
+        stripped_prefix=prep.stripped_prefix,
+    )
 
 
 def check_can_upload(ctx: ToolContext, dataset_id: str) -> None:
@@ -247,11 +253,11 @@ def check_can_upload(ctx: ToolContext, dataset_id: str) -> None:
     check_quota(ctx, ds.owner_id, 0)
 
 
-def upload_staged(ctx: ToolContext, dataset_id: str, staging: Staging, format: str = "auto") -> dict[str, Any]:
+def upload_staged(ctx: ToolContext, dataset_id: str, staging: Staging, format: str = "auto") -> UploadOut:
     """Validate and commit what `staging` received (files and/or a zip) into the dataset.
 
     format: auto | dice | yolo | coco | imagefolder | images (plain images, unlabeled).
-    Returns {"dataset", "format", "labeled_upload", "added", "skipped", "ignored", "stripped_prefix"}.
+    Returns the dataset after it, the format read, what was added, skipped and ignored.
     Nothing is visible unless everything validated and was stored.
     """
     ds = _owned_row(ctx, dataset_id, "upload to")
@@ -260,7 +266,7 @@ def upload_staged(ctx: ToolContext, dataset_id: str, staging: Staging, format: s
     return _commit_upload(ctx, dataset_id, prep)
 
 
-def upload_path(ctx: ToolContext, dataset_id: str, path: str | Path, format: str = "auto") -> dict[str, Any]:
+def upload_path(ctx: ToolContext, dataset_id: str, path: str | Path, format: str = "auto") -> UploadOut:
     """Upload a folder or a .zip that is on the server's disk into the dataset (owner only).
 
     path: a DICE folder (images/ + annotations.json), a YOLO/COCO/ImageFolder folder, a folder of

@@ -2,8 +2,8 @@
 
 Every route needs a signed-in user (401 otherwise). Private datasets of other users answer 404;
 public ones are readable by everyone signed in, but only the owner changes them (403). The logic
-lives in `tools.datasets`, and so do the response models (`tools.datasets.models`);
-this module only speaks HTTP (and streams multipart uploads to disk).
+lives in `tools.datasets`, and so do the response models (`tools.datasets.models`: the tool functions
+return them); this module only speaks HTTP (and streams multipart uploads to disk).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tools import datasets
 from tools.context import ToolContext
-from tools.datasets.models import DatasetOut, ImageDeleteOut, ImageOut, ImagePage, SnapshotOut, UploadOut
+from tools.datasets import DatasetOut, ImageDeleteOut, ImageOut, ImagePage, SnapshotOut, UploadOut
 from tools.errors import InvalidInputError, PayloadTooLargeError
 from tools.uploads import UPLOAD_FORMATS, StagedWriter, Staging
 from web.deps import ToolContextDep
@@ -56,7 +56,7 @@ class SnapshotIn(BaseModel):
 
 
 @router.post("", status_code=201, response_model=DatasetOut, summary="Create an empty dataset")
-def create_dataset(body: DatasetIn, ctx: ToolContextDep) -> dict[str, Any]:
+def create_dataset(body: DatasetIn, ctx: ToolContextDep) -> DatasetOut:
     """Create first, then `POST /datasets/{id}/upload`. Names are unique per owner (409)."""
     return datasets.create_dataset(ctx, body.name, body.description, body.visibility)
 
@@ -71,21 +71,20 @@ def list_datasets(
     limit: int = Query(default=50, ge=1, le=500),
     mine: bool = Query(default=False, description="Only my own datasets"),
     visibility: Visibility | None = None,
-) -> list[dict[str, Any]]:
+) -> list[DatasetOut]:
     """A JSON list; the total before pagination is in the `X-Total-Count` header."""
     page = datasets.list_datasets(ctx, q=q, sort=sort, offset=offset, limit=limit, mine=mine, visibility=visibility)
-    response.headers["X-Total-Count"] = str(page["total"])
-    items: list[dict[str, Any]] = page["items"]
-    return items
+    response.headers["X-Total-Count"] = str(page.total)
+    return page.items
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset")
-def get_dataset(dataset_id: str, ctx: ToolContextDep) -> dict[str, Any]:
+def get_dataset(dataset_id: str, ctx: ToolContextDep) -> DatasetOut:
     return datasets.get_dataset(ctx, dataset_id)
 
 
 @router.patch("/{dataset_id}", response_model=DatasetOut, summary="Rename, re-describe, change visibility")
-def update_dataset(dataset_id: str, body: DatasetPatch, ctx: ToolContextDep) -> dict[str, Any]:
+def update_dataset(dataset_id: str, body: DatasetPatch, ctx: ToolContextDep) -> DatasetOut:
     return datasets.update_dataset(
         ctx, dataset_id, name=body.name, description=body.description, visibility=body.visibility
     )
@@ -93,7 +92,7 @@ def update_dataset(dataset_id: str, body: DatasetPatch, ctx: ToolContextDep) -> 
 
 @router.delete("/{dataset_id}", summary="Delete a dataset with all its files (owner only)")
 def delete_dataset(dataset_id: str, ctx: ToolContextDep) -> dict[str, Any]:
-    return datasets.delete_dataset(ctx, dataset_id)
+    return dict(datasets.delete_dataset(ctx, dataset_id))
 
 
 # --------------------------------------------------------------------------------- upload
@@ -219,7 +218,7 @@ async def _receive(request: Request, staging: Staging) -> dict[str, str]:
     return sink.fields
 
 
-def _do_upload(ctx: ToolContext, dataset_id: str, staging: Staging, fmt: str) -> dict[str, Any]:
+def _do_upload(ctx: ToolContext, dataset_id: str, staging: Staging, fmt: str) -> UploadOut:
     try:
         return datasets.upload_staged(ctx, dataset_id, staging, fmt)
     finally:
@@ -253,7 +252,7 @@ async def upload(
     request: Request,
     ctx: ToolContextDep,
     format: UploadFormat | None = Query(default=None, description="auto (default), dice, yolo, coco, ..."),
-) -> dict[str, Any]:
+) -> UploadOut:
     """Owner only. Folder uploads send one `files` part per file whose file name is its relative
     path (`mydata/images/a/1.jpg`, `mydata/annotations.json`; the common top folder is stripped).
     Everything is streamed to a staging folder, validated, then committed at once: on any error
@@ -280,14 +279,14 @@ def list_images(
     limit: int = Query(default=50, ge=1, le=1000),
     prefix: str | None = Query(default=None, max_length=1024, description="Only paths starting with this"),
     include_annotations: bool = False,
-) -> dict[str, Any]:
+) -> ImagePage:
     return datasets.list_images(
         ctx, dataset_id, offset=offset, limit=limit, prefix=prefix, include_annotations=include_annotations
     )
 
 
 @router.get("/{dataset_id}/images/{image_id}", response_model=ImageOut, summary="One image and its annotations")
-def get_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+def get_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> ImageOut:
     return datasets.get_image(ctx, dataset_id, image_id)
 
 
@@ -336,7 +335,7 @@ def image_thumbnail(
     response_model=ImageDeleteOut,
     summary="Delete an image (owner only); snapshots that use it become broken",
 )
-def delete_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+def delete_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> ImageDeleteOut:
     return datasets.delete_image(ctx, dataset_id, image_id)
 
 
@@ -366,25 +365,25 @@ def compatibility(
     ctx: ToolContextDep,
     task_type: str | None = Query(default=None, description="One task; every task when omitted"),
 ) -> dict[str, Any]:
-    return datasets.check_dataset_compatibility(ctx, dataset_id, task_type)
+    return dict(datasets.check_dataset_compatibility(ctx, dataset_id, task_type))
 
 
 # ------------------------------------------------------------------------------ snapshots
 
 
 @router.post("/{dataset_id}/snapshots", status_code=201, response_model=SnapshotOut, summary="Freeze annotations.json")
-def create_snapshot(dataset_id: str, ctx: ToolContextDep, body: SnapshotIn | None = None) -> dict[str, Any]:
+def create_snapshot(dataset_id: str, ctx: ToolContextDep, body: SnapshotIn | None = None) -> SnapshotOut:
     """Owner only; labeled datasets only (409 otherwise). Images are shared, not copied."""
     return datasets.create_snapshot(ctx, dataset_id, body.name if body else None)
 
 
 @router.get("/{dataset_id}/snapshots", response_model=list[SnapshotOut], summary="Snapshots, newest first")
-def list_snapshots(dataset_id: str, ctx: ToolContextDep) -> list[dict[str, Any]]:
+def list_snapshots(dataset_id: str, ctx: ToolContextDep) -> list[SnapshotOut]:
     return datasets.list_snapshots(ctx, dataset_id)
 
 
 @router.get("/{dataset_id}/snapshots/{snapshot_id}", response_model=SnapshotOut, summary="One snapshot")
-def get_snapshot(dataset_id: str, snapshot_id: str, ctx: ToolContextDep) -> dict[str, Any]:
+def get_snapshot(dataset_id: str, snapshot_id: str, ctx: ToolContextDep) -> SnapshotOut:
     return datasets.get_snapshot(ctx, dataset_id, snapshot_id)
 
 
