@@ -19,30 +19,62 @@ if TYPE_CHECKING:
     from tools.executors.k8s_manifests import KubernetesConfig
 
 
-def _vta_inference(name: str) -> Any:
-    """A field read from VTA_INFERENCE_<NAME> (or `inference_<name>=` in code), unset by default."""
-    return Field(default=None, validation_alias=AliasChoices(f"VTA_INFERENCE_{name.upper()}", f"inference_{name}"))
-
-
-# Settings field -> the type its VTA_INFERENCE_* value must parse as (else it is ignored).
+# InferenceSettings field -> the type its VTA_INFERENCE_* value must parse as (else it is ignored).
 INFERENCE_FIELDS: dict[str, Callable[[str], Any]] = {
-    "inference_cache_dir": Path,
-    "inference_workers_per_framework": int,
-    "inference_device": str,
-    "inference_max_models": int,
-    "inference_max_memory_mb": float,
-    "inference_batch_window_ms": float,
-    "inference_batch_wait": str,
-    "inference_max_batch": int,
-    "inference_max_pixels": int,
-    "inference_max_image_bytes": int,
-    "inference_request_timeout_s": float,
-    "inference_export_timeout_s": float,
-    "inference_threads": int,
-    "inference_test_run_batch": int,
-    "inference_test_run_workers": int,
-    "inference_route_cache_ttl_s": float,
+    "cache_dir": Path,
+    "workers_per_framework": int,
+    "device": str,
+    "max_models": int,
+    "max_memory_mb": float,
+    "batch_window_ms": float,
+    "batch_wait": str,
+    "max_batch": int,
+    "max_pixels": int,
+    "max_image_bytes": int,
+    "request_timeout_s": float,
+    "export_timeout_s": float,
+    "threads": int,
+    "test_run_batch": int,
+    "test_run_workers": int,
+    "route_cache_ttl_s": float,
 }
+
+
+class InferenceSettings(BaseModel):
+    """Inference workers (tools.inference), `Settings.inference`, read from VTA_INFERENCE_<NAME>:
+    `tools.inference.InferenceConfig.from_settings` takes each that is set. Unset (None), empty or
+    unreadable: InferenceConfig's own default (never a start-up error)."""
+
+    cache_dir: Path | None = None
+    workers_per_framework: int | None = None
+    device: str | None = None
+    max_models: int | None = None
+    max_memory_mb: float | None = None
+    batch_window_ms: float | None = None
+    batch_wait: str | None = None
+    max_batch: int | None = None
+    max_pixels: int | None = None
+    max_image_bytes: int | None = None
+    request_timeout_s: float | None = None
+    export_timeout_s: float | None = None
+    threads: int | None = None
+    test_run_batch: int | None = None
+    test_run_workers: int | None = None
+    route_cache_ttl_s: float | None = None
+
+    @field_validator(*INFERENCE_FIELDS, mode="before")
+    @classmethod
+    def _lenient(cls, value: Any, info: ValidationInfo) -> Any:
+        """An empty or unreadable VTA_INFERENCE_* means the default (never a start-up error)."""
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            cast = INFERENCE_FIELDS[info.field_name or ""]
+            try:
+                cast(value)
+            except ValueError:
+                return None
+        return value
 
 
 class LLMSettings(BaseModel):
@@ -113,8 +145,9 @@ class K8sSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    # A field that is a model (llm, slack, k8s) is read from <FIELD>_<NAME>: the delimiter "_",
-    # split once, so LLM_BASE_URL is llm.base_url and K8S_IN_CLUSTER is k8s.in_cluster.
+    # A field that is a model (inference, llm, slack, k8s) is read from <FIELD>_<NAME> (<ALIAS>_<NAME>
+    # where it has one): the delimiter "_", split once, so LLM_BASE_URL is llm.base_url and
+    # VTA_INFERENCE_MAX_BATCH is inference.max_batch.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="_", env_nested_max_split=1)
 
     data_dir: Path = Field(default=Path("./data"), validation_alias=AliasChoices("VTA_DATA_DIR", "data_dir"))
@@ -243,41 +276,10 @@ class Settings(BaseSettings):
     ultralytics_assets_url: str = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
     admin_emails: str = ""
 
-    # Inference workers (tools.inference.InferenceConfig reads these first): VTA_INFERENCE_*. Unset
-    # (None), empty or unreadable: InferenceConfig's own default, as when they were read from os.environ.
-    inference_cache_dir: Path | None = _vta_inference("cache_dir")
-    inference_workers_per_framework: int | None = Field(
-        default=None,
-        validation_alias=AliasChoices("VTA_INFERENCE_WORKERS_PER_FRAMEWORK", "inference_workers_per_framework"),
+    # Inference workers (tools.inference.InferenceConfig reads these first): VTA_INFERENCE_<NAME>.
+    inference: InferenceSettings = Field(
+        default_factory=InferenceSettings, validation_alias=AliasChoices("VTA_INFERENCE", "inference")
     )
-    inference_device: str | None = _vta_inference("device")
-    inference_max_models: int | None = _vta_inference("max_models")
-    inference_max_memory_mb: float | None = _vta_inference("max_memory_mb")
-    inference_batch_window_ms: float | None = _vta_inference("batch_window_ms")
-    inference_batch_wait: str | None = _vta_inference("batch_wait")
-    inference_max_batch: int | None = _vta_inference("max_batch")
-    inference_max_pixels: int | None = _vta_inference("max_pixels")
-    inference_max_image_bytes: int | None = _vta_inference("max_image_bytes")
-    inference_request_timeout_s: float | None = _vta_inference("request_timeout_s")
-    inference_export_timeout_s: float | None = _vta_inference("export_timeout_s")
-    inference_threads: int | None = _vta_inference("threads")
-    inference_test_run_batch: int | None = _vta_inference("test_run_batch")
-    inference_test_run_workers: int | None = _vta_inference("test_run_workers")
-    inference_route_cache_ttl_s: float | None = _vta_inference("route_cache_ttl_s")
-
-    @field_validator(*INFERENCE_FIELDS, mode="before")
-    @classmethod
-    def _lenient_inference(cls, value: Any, info: ValidationInfo) -> Any:
-        """An empty or unreadable VTA_INFERENCE_* means the default (never a start-up error)."""
-        if isinstance(value, str):
-            if not value.strip():
-                return None
-            cast = INFERENCE_FIELDS[info.field_name or ""]
-            try:
-                cast(value)
-            except ValueError:
-                return None
-        return value
 
     # Where trainers run (tools.executors): `local` subprocesses, or `kubernetes`: one batch/v1 Job
     # per attempt (tools.executors.kubernetes, needs the `k8s` extra). K8S_* only matter then; see

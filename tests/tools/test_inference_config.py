@@ -16,7 +16,7 @@ def test_config_comes_from_settings_not_the_environment(tmp_path: Path, monkeypa
         monkeypatch.delenv(f"VTA_INFERENCE_{name}", raising=False)
     for name in ("ULTRALYTICS", "TIMM", "TRANSFORMERS"):
         monkeypatch.delenv(f"TRAINER_PYTHON_{name}", raising=False)
-    settings = make_settings("sqlite://", tmp_path, VTA_INFERENCE_THREADS="3", trainer_python_timm="/opt/timm/python")
+    settings = make_settings("sqlite://", tmp_path, inference={"threads": "3"}, trainer_python_timm="/opt/timm/python")
     # set after the settings were read: a config that looked at os.environ would see these
     monkeypatch.setenv("VTA_INFERENCE_THREADS", "7")
     monkeypatch.setenv("VTA_INFERENCE_CACHE_DIR", str(tmp_path / "elsewhere"))

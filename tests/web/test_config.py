@@ -149,12 +149,13 @@ def test_the_page_command_checks_and_writes(tmp_path: Path) -> None:
 
 
 def test_every_inference_variable_is_a_setting_read_leniently(env: pytest.MonkeyPatch) -> None:
-    """VTA_INFERENCE_* are Settings fields (tools.inference reads them first); an empty or unreadable
-    value means InferenceConfig's default, as when it read os.environ itself."""
+    """VTA_INFERENCE_* are the fields of Settings.inference (tools.inference reads them first); an
+    empty or unreadable value means InferenceConfig's default, as when it read os.environ itself."""
     from tools.inference import InferenceConfig
+    from web.config import InferenceSettings
 
     names = {f for f in InferenceConfig.__dataclass_fields__ if f != "python"}
-    assert {f"inference_{n}" for n in names} <= set(Settings.model_fields)
+    assert names <= set(InferenceSettings.model_fields)
     s = settings_from(
         env,
         {
@@ -164,7 +165,7 @@ def test_every_inference_variable_is_a_setting_read_leniently(env: pytest.Monkey
             "VTA_INFERENCE_MAX_PIXELS": "lots",
         },
     )
-    assert (s.inference_threads, s.inference_max_batch, s.inference_device, s.inference_max_pixels) == (
+    assert (s.inference.threads, s.inference.max_batch, s.inference.device, s.inference.max_pixels) == (
         3,
         None,
         "cpu",

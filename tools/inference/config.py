@@ -1,6 +1,6 @@
 """The inference settings (`InferenceConfig`) and where the inference cache keeps things.
 
-`InferenceConfig.from_settings` copies them from the app's `web.config.Settings` (``inference_*``,
+`InferenceConfig.from_settings` copies them from the app's `web.config.Settings` (``inference``,
 read from ``VTA_INFERENCE_*``, and ``trainer_python_*``); nothing here reads the environment. See
 docs/architecture.md.
 """
@@ -39,16 +39,17 @@ class InferenceConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, data_dir: Path | None = None) -> InferenceConfig:
-        """The config of the app's `web.config.Settings`: each ``inference_<name>`` that is set
-        (not None), else the default here; ``inference_cache_dir`` None is the ``inference`` folder
-        of `data_dir` (else ``settings.data_dir``)."""
+        """The config of the app's `web.config.Settings`: each ``settings.inference.<name>`` that
+        is set (not None), else the default here; ``cache_dir`` None is the ``inference`` folder of
+        `data_dir` (else ``settings.data_dir``)."""
         defaults = cls()
+        inference = settings.inference
         values = {
-            f.name: getattr(defaults, f.name) if (v := getattr(settings, f"inference_{f.name}")) is None else v
+            f.name: getattr(defaults, f.name) if (v := getattr(inference, f.name)) is None else v
             for f in fields(cls)
             if f.name not in ("cache_dir", "python")
         }
-        cache = settings.inference_cache_dir
+        cache = inference.cache_dir
         return cls(
             cache_dir=Path(str(cache)) if cache else Path(str(data_dir or settings.data_dir)) / "inference",
             python={fw: getattr(settings, f"trainer_python_{fw}") for fw in FRAMEWORKS},
