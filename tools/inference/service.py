@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from tools.datasets.locks import KeyedLocks
 from tools.db.models import Job, JobCheckpoint
 from tools.errors import ConflictError, InvalidInputError
 from tools.inference.client import WorkerClient
@@ -50,8 +51,7 @@ class InferenceService:
         self.pools: dict[str, list[WorkerClient]] = {
             fw: [WorkerClient(fw, config, i) for i in range(max(1, config.workers_per_framework))] for fw in FRAMEWORKS
         }
-        self._dl_locks: dict[str, threading.Lock] = {}
-        self._dl_guard = threading.Lock()
+        self._dl_locks = KeyedLocks()  # one download per destination; a key goes when its last holder leaves
         self._executor: ThreadPoolExecutor | None = None
         self._exec_lock = threading.Lock()
         self._meta_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -149,9 +149,7 @@ class InferenceService:
         dest = job_cache_dir(self.config.cache_dir, job.id) / f"{tag}-{Path(ckpt.name).name}"
         if dest.is_file() and dest.stat().st_size == ckpt.size:
             return dest
-        with self._dl_guard:
-            lock = self._dl_locks.setdefault(str(dest), threading.Lock())
-        with lock:
+        with self._dl_locks.hold(str(dest)):
             if dest.is_file() and dest.stat().st_size == ckpt.size:
                 return dest
             try:
