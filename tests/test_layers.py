@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _CODE = """
@@ -28,6 +30,7 @@ print(" ".join(m for m in ("torch", "torchvision", "timm", "transformers", "ultr
 """
 
 
+@pytest.mark.slow
 def test_importing_every_server_module_loads_no_ml_framework() -> None:
     # a fresh interpreter: other tests of this session import torch in-process
     out = subprocess.run([sys.executable, "-c", _CODE], capture_output=True, text=True, timeout=120, cwd=ROOT)

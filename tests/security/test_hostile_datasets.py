@@ -232,6 +232,7 @@ def test_category_limit_comes_from_settings(db_url: str, tmp_path: Path) -> None
 # ----------------------------------------------------------------------- item 3: list output
 
 
+@pytest.mark.slow
 def test_lists_show_50_class_names_and_a_count(client: TestClient, owner: dict[str, str]) -> None:
     cats = [{"id": i, "name": f"class{i}"} for i in range(1, 121)]
     did = create(client, owner)

@@ -281,6 +281,7 @@ def test_register_conflict_hashes_the_password_like_a_new_account(
     assert new_account == counter.calls - new_account == 1
 
 
+@pytest.mark.slow
 def test_concurrent_sign_ins_hash_at_most_the_configured_number_at_once(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,6 +61,7 @@ def test_names_and_layout(built: dict[str, Path]) -> None:
     assert sorted(p.name for p in next(iter(built.values())).parent.iterdir()) == sorted(DEMO_DATASETS)
 
 
+@pytest.mark.slow
 def test_deterministic_bytes(built: dict[str, Path], tmp_path: Path) -> None:
     again = build_all(tmp_path / "demo-b")
     for name in DEMO_DATASETS:
@@ -197,6 +198,7 @@ def test_poses(built: dict[str, Path]) -> None:
     assert vis[1] >= 5 and vis[0] >= 5
 
 
+@pytest.mark.slow
 def test_skip_when_current_and_rebuild_when_not(tmp_path: Path) -> None:
     folder = build_demo_dataset("shapes-demo", tmp_path)
     ann = folder / "annotations.json"

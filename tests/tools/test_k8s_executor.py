@@ -128,6 +128,7 @@ def test_log_timestamps_exit_codes_and_setting_parsers() -> None:
         parse_tolerations('{"key": "x"}')
 
 
+@pytest.mark.slow
 def test_the_server_imports_and_runs_locally_without_the_kubernetes_package() -> None:
     """`kubernetes` is an optional extra: importing the app and the executors must not need it, and
     asking for the Kubernetes executor without it says how to install it."""

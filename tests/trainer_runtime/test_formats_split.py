@@ -162,6 +162,7 @@ def test_bad_fraction() -> None:
         stratified_split(_build([[1]], 1), 1.0)
 
 
+@pytest.mark.slow
 def test_fast_on_coco_sized_data() -> None:
     rng = random.Random(0)
     n = 118_000

@@ -260,6 +260,7 @@ def test_max_errors_and_raise_first_counts_the_rest() -> None:
     assert ei.value.field == "annotations[0].image_id"
 
 
+@pytest.mark.slow
 def test_validation_is_fast_on_a_large_dataset() -> None:
     n_img, per = 10_000, 8
     images = [{"id": i, "file_name": f"train/{i:06d}.jpg", "width": 640, "height": 480} for i in range(n_img)]

@@ -231,6 +231,7 @@ def saved_yolo(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_ultralytics_asset_is_downloaded_checked_and_cached(tmp_path: Path) -> None:
     pytest.importorskip("ultralytics")
     pt = saved_yolo(tmp_path / "yolo11n.pt")
@@ -356,6 +357,7 @@ def test_frozen_backbone_does_not_move_and_the_classifier_does() -> None:
     assert [g["lr"] for g in groups] == pytest.approx([0.001, 0.01]) and len(groups[1]["params"]) == 2
 
 
+@pytest.mark.slow
 def test_the_mlflow_run_records_the_pretrained_source(hub_env: Any, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     from tests.trainer_runtime.test_mlflow_logger import wait_for_run

@@ -453,6 +453,7 @@ def test_mlflow_run_has_tags_params_metrics_and_ends(env: Env) -> None:
     wait_for_run(spec["mlflow"]["tracking_uri"], env.output_dir(9), "FAILED")
 
 
+@pytest.mark.slow
 def test_mark_run_terminated_and_resume_of_a_killed_run(env: Env) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient

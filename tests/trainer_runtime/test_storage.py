@@ -471,6 +471,7 @@ def _make_images(root: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_routing_s3(s3_env: dict[str, str], moto_external: MotoS3, moto_internal: MotoS3, tmp_path: Path) -> None:
     client = DualStorageClient.from_config(s3_storage_config(s3_env, tmp_path / "storage"))
     ext_bucket, int_bucket = s3_env["EXTERNAL_BUCKET_DATASETS"], s3_env["INTERNAL_BUCKET_CHECKPOINTS"]

@@ -84,6 +84,7 @@ def test_weights_of_another_architecture_fail_instead_of_training_from_scratch(t
         load_timm(model, got, lambda _m: None)
 
 
+@pytest.mark.slow
 def test_an_ultralytics_checkpoint_of_another_model_is_refused_before_training(tmp_path: Path) -> None:
     """Ultralytics would train the checkpoint's own architecture: a user's yolo11s.pt named as
     yolo11n fails naming the file; a yolo11n.pt passes."""

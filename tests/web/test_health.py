@@ -152,6 +152,7 @@ def test_storage_config_mapping(tmp_path: Path) -> None:
     assert local.external.endpoint is None and local.internal.endpoint is None
 
 
+@pytest.mark.slow
 def test_importing_and_serving_never_imports_torch(tmp_path: Path) -> None:
     """The server process stays free of torch (fresh interpreter: other tests may import it)."""
     code = textwrap.dedent(
