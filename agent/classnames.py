@@ -27,6 +27,7 @@ class _Tok:
 
 
 def is_korean(s: str) -> bool:
+    """True when `s` contains any Hangul, i.e. the user wrote (at least partly) in Korean."""
     return bool(lx.HANGUL_RE.search(s))
 
 
@@ -146,6 +147,8 @@ def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
 
 
 def find_classes(t: _ParsedText) -> list[str]:
+    """The class names the text lists (a trigger phrase, a list opening a sentence, "a/b"), in order,
+    without case-insensitive duplicates; [] when it names none."""
     toks = [_Tok(m.group(0), m.start(), m.end()) for m in lx.TOKEN_RE.finditer(t.low)]
     found: list[list[tuple[int, int]]] = []
     n = len(toks)

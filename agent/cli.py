@@ -34,6 +34,7 @@ TERMINAL = ("completed", "failed", "stopped", "deleted")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of `vision-agent chat`; email and password default to the environment."""
     p = argparse.ArgumentParser(prog=PROG, description="Chat with the Vision Training Agent in a terminal.")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="server URL (default: %(default)s)")
     p.add_argument("--email", default=os.environ.get("VTA_EMAIL"), help="account email (default: $VTA_EMAIL)")
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sign_in(url: str, email: str, password: str, register: bool) -> str:
+    """An access token for `email` (registering the account first when `register` is set; an existing
+    account is fine). Raises RuntimeError with the server's reason when either step fails."""
     with httpx.Client(base_url=url, timeout=30.0) as client:
         if register:
             r = client.post("/api/v1/auth/register", json={"email": email, "password": password})
@@ -69,6 +72,7 @@ def stream_ticket(url: str, token: str, kind: str = "chat") -> str:
 
 
 def ws_url(url: str) -> str:
+    """The WebSocket base URL for an http(s) server URL (ws:// or wss://); any other URL unchanged."""
     base = url.rstrip("/")
     if base.startswith("https://"):
         return "wss://" + base[len("https://") :]
@@ -214,6 +218,9 @@ async def _reader(ws: Any, client: Client) -> None:
 
 
 async def run(url: str, token: str, session_id: str | None, messages: list[str], follow: bool, timeout: float) -> int:
+    """Chat over the WebSocket: send `messages` (and, with `follow`, wait up to `timeout` s for the jobs
+    they launch) or, with none, prompt interactively. Returns 1 when a launched job failed, was
+    stopped or deleted, else 0."""
     from rich.console import Console
     from websockets.asyncio.client import connect
 
@@ -267,6 +274,8 @@ async def _interactive(ws: Any, client: Client) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `vision-agent chat` entry point: exit status 0 on success, 1 when a launched job did not
+    complete or the wait timed out, 2 on bad arguments or a sign-in or connection error."""
     from websockets.exceptions import WebSocketException
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))

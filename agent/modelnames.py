@@ -49,6 +49,8 @@ _AddHit = Callable[[re.Match[str], _ModelHit], None]
 
 
 def find_models(t: _ParsedText) -> list[_ModelHit]:
+    """Every model mentioned in `t`, in text order, each masked in `t` and marked `negated` when the
+    words around it reject it ("instead of resnet")."""
     hits: list[_ModelHit] = []
 
     def add(m: re.Match[str], hit: _ModelHit) -> None:
@@ -189,6 +191,8 @@ def _find_cnn_models(t: _ParsedText, add: _AddHit) -> None:
 
 
 def resolve_model(hits: list[_ModelHit], task_word: str | None, fw_word: str | None) -> dict[str, Any]:
+    """The `task_type`, `framework` and `model_name` the request means, from the first model mention
+    not negated, falling back on the task and framework words; only the keys it could decide."""
     out: dict[str, Any] = {}
     positives = [h for h in hits if not h.negated] or hits
     named = [h for h in positives if h.name]

@@ -434,6 +434,7 @@ T: dict[str, dict[str, str]] = {
 
 
 def lang_of(lang: str | None) -> str:
+    """The template language for a requested `lang`: "ko" for Korean, "en" for anything else."""
     return "ko" if lang == "ko" else "en"
 
 
@@ -443,12 +444,15 @@ def say(lang: str | None, key: str, **values: Any) -> str:
 
 
 def task_label(task: str | None, lang: str | None) -> str:
+    """A task type as users read it in `lang` ("image classification", "이미지 분류"); an unknown type
+    with its underscores as spaces, "?" when there is none."""
     if not task:
         return "?"
     return TASK_LABELS.get(task, {}).get(lang_of(lang), task.replace("_", " "))
 
 
 def status_label(status: str | None, lang: str | None) -> str:
+    """A job status in `lang` (the raw status when it has no label); "?" when there is none."""
     if not status:
         return "?"
     return STATUS_LABELS.get(status, {}).get(lang_of(lang), status)
@@ -503,20 +507,19 @@ def number(value: Any) -> str:
 
 
 def values_line(values: dict[str, Any], limit: int = 12) -> str:
+    """Up to `limit` hyper-parameters as "name value, ..." ("-" when there are none)."""
     items = list(values.items())[:limit]
     return ", ".join(f"{k} {number(v)}" for k, v in items) or "-"
 
 
 def metrics_line(metrics: dict[str, Any], limit: int = 6) -> str:
+    """Up to `limit` metrics that have a value, as "name value, ..." ("-" when none has)."""
     items = [(k, v) for k, v in metrics.items() if v is not None][:limit]
     return ", ".join(f"{k} {number(v)}" for k, v in items) or "-"
 
 
-def join_list(items: list[str], lang: str | None) -> str:
-    return ", ".join(items)
-
-
 def percent(value: Any) -> str:
+    """A fraction (0.873) as a percentage with one decimal ("87.3%"); "?" when it is not a number."""
     try:
         return f"{float(value) * 100:.1f}%"
     except (TypeError, ValueError):
@@ -524,6 +527,7 @@ def percent(value: Any) -> str:
 
 
 def size_text(num_bytes: Any) -> str:
+    """A byte count in B, KB, MB or GB (1024-based) for a reply; "?" when it is not a number."""
     try:
         n = float(num_bytes)
     except (TypeError, ValueError):

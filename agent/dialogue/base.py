@@ -40,6 +40,7 @@ class Turn:
 
 
 def split_words(low: str) -> list[str]:
+    """The words of a lower-cased message, punctuation dropped."""
     return P.PUNCT.sub(" ", low).split()
 
 
@@ -58,6 +59,7 @@ def is_yes(low: str) -> bool:
 
 
 def is_no(low: str) -> bool:
+    """True when the message starts with a no (아니/아니요/취소/no/nope/cancel ...), e.g. to a confirmation."""
     w = split_words(low)
     if not w:
         return False
