@@ -109,6 +109,8 @@ def default_gate() -> HashGate:
 
 
 def hash_password(password: str, gate: HashGate | None = None) -> str:
+    """The argon2 hash of `password` to store, computed in a slot of `gate` (default: the process-wide
+    gate), which bounds how many 64 MiB hashes run at once; ServiceBusyError when no slot frees in time."""
     with (gate or default_gate()).slot():
         return _hasher.hash(password)
 
@@ -152,6 +154,8 @@ def normalize_email(email: str) -> str:
 
 
 def validate_password(password: str) -> None:
+    """Raise InvalidInputError (field "password") when `password` is shorter than MIN_PASSWORD_LENGTH
+    or longer than MAX_PASSWORD_LENGTH characters."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInputError(
             f"Password must be at least {MIN_PASSWORD_LENGTH} characters long", detail={"field": "password"}
@@ -166,6 +170,7 @@ def validate_password(password: str) -> None:
 
 
 def get_user_by_email(db: Session, email: str) -> User | None:
+    """The user with this email (compared trimmed and lower-cased), or None when there is none."""
     value = email.strip().lower()
     if "\x00" in value:  # no stored address has one (normalize_email); PostgreSQL refuses NUL in text (a 500)
         return None
@@ -270,6 +275,8 @@ def ensure_system_user(db: Session) -> User:
 
 @dataclass(frozen=True)
 class AccessToken:
+    """A signed JWT access token and its lifetime in seconds, as the sign-in response returns them."""
+
     token: str
     expires_in: int  # seconds
 
@@ -277,6 +284,8 @@ class AccessToken:
 def create_access_token(
     user_id: int, secret: str, *, expires_in: timedelta, now: datetime | None = None
 ) -> AccessToken:
+    """A signed access token for `user_id`, issued at `now` (default: the current time) and valid for
+    `expires_in`."""
     issued = now or datetime.now(UTC)
     payload = {
         "sub": str(user_id),

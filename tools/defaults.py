@@ -101,6 +101,8 @@ class DeviceInfo:
 
 
 def task_kind(task_type: str) -> str:
+    """The kind of task the rule tables are keyed by: "classification" for image classification,
+    "detection" for every other task type."""
     return "classification" if task_type == "image_classification" else "detection"
 
 
@@ -120,6 +122,8 @@ def fixed_input(framework: str, model_name: str) -> bool:
 def choose_image_size(
     framework: str, model_name: str, task_type: str, default_size: int, stats: DatasetStats, start: Start
 ) -> Choice:
+    """The training image size: the model's fixed input, else the dataset's typical side rounded up to 32 px,
+    never above the model's default (at least 64 px for pretrained weights), with the reason in both languages."""
     if fixed_input(framework, model_name):
         return Choice(
             value=default_size,
@@ -167,6 +171,8 @@ def choose_batch_size(
     stats: DatasetStats,
     device: DeviceInfo,
 ) -> Choice:
+    """The batch size: the smallest of the framework default scaled to `image_size`, what fits in the device's
+    memory, the CPU/GPU cap and a bound from the training set size, with the reason for the one chosen."""
     scaled = _pow2_floor(framework_default * max(1.0, (default_size / image_size) ** 2))
     limits: list[tuple[int, str, str]] = [
         (
@@ -218,6 +224,8 @@ def choose_batch_size(
 
 
 def choose_epochs(task_type: str, batch_size: int, stats: DatasetStats, start: Start) -> Choice:
+    """The number of epochs that gives about the target number of steps for the task and start (pretrained or
+    from scratch), clamped to that start's bounds, with the reason."""
     kind = task_kind(task_type)
     scratch_steps, pretrained_steps = TARGET_STEPS[kind]
     warm = start == "pretrained"

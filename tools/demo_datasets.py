@@ -539,6 +539,8 @@ def build_all(dest_root: Path, names: Sequence[str] | None = None) -> dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: write the named (default: all) demo datasets under `dest` and print their
+    paths; returns 0 (argparse exits with 2 for an unknown name)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Write the built-in demo datasets (DICE v1).")

@@ -64,6 +64,7 @@ def checkpoint_filename(job: Job, name: str) -> str:
 
 
 def model_card_filename(job: Job) -> str:
+    """The download file name of a job's model card ("job-<id>-<model>-model-card.json")."""
     return f"job-{job.id}-{_slug(job.model_name)}-model-card.json"
 
 
@@ -364,6 +365,8 @@ def model_card(ctx: ToolContext, job_id: Any) -> ModelCard:
 
 @dataclass(frozen=True)
 class LinkClaim:
+    """What a signed download link grants: one object of one job to one user, until `expires_at` (epoch s)."""
+
     user_id: int
     job_id: int
     obj: str  # best | last | model-card | export
@@ -373,6 +376,8 @@ class LinkClaim:
 
 @dataclass(frozen=True)
 class SignedLink:
+    """A signed download link as the API returns it (`as_dict`): URL, path, expiry and the file it serves."""
+
     url: str
     path: str
     expires_at: str
@@ -406,6 +411,8 @@ def _unb64(text: str) -> bytes:
 
 
 def sign_token(secret: str, claim: LinkClaim) -> str:
+    """The signed token of `claim`: "<version>.<base64 JSON payload>.<HMAC-SHA256 signature>", checked by
+    `verify_link`."""
     payload = {"u": claim.user_id, "j": claim.job_id, "o": claim.obj, "x": int(claim.expires_at)}
     if claim.export_id is not None:
         payload["e"] = claim.export_id
@@ -504,6 +511,8 @@ def open_link(ctx: ToolContext, claim: LinkClaim) -> ResultFile | ModelCard:
 
 
 def link_filename(ctx: ToolContext, claim: LinkClaim) -> str:
+    """The download file name for a link's claim (the model card's name); NotFoundError when the job is not
+    the user's any more."""
     job = visible_job(ctx, claim.job_id)
     return model_card_filename(job)
 

@@ -143,6 +143,7 @@ def _locked_job(db: Session, job_id: int) -> Iterator[Job]:
 
 
 def event_dict(row: JobEvent) -> dict[str, Any]:
+    """A stored job event as the API and the streams send it (`data` {} when none was stored)."""
     return {
         "job_id": row.job_id,
         "seq": row.seq,
@@ -179,6 +180,9 @@ def append_event(
 
 @dataclass
 class IngestResult:
+    """What `ingest_batch` did: the events it stored (as dicts), how many it skipped as duplicates, and the
+    job's last seq after the batch."""
+
     stored: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
     last_seq: int = 0

@@ -65,6 +65,8 @@ def _commit_or_conflict(db: Session, name: str) -> None:
 
 
 def create_project(db: Session, owner: User, name: str, description: str | None = "") -> Project:
+    """Create a project of `owner`. InvalidInputError for a bad name or description, ConflictError when the
+    owner already has a project of that name."""
     clean = _clean_name(name)
     if _name_taken(db, owner.id, clean):
         raise ConflictError(f"You already have a project named {clean!r}", detail={"field": "name"})
@@ -76,6 +78,7 @@ def create_project(db: Session, owner: User, name: str, description: str | None 
 
 
 def list_projects(db: Session, owner: User) -> list[Project]:
+    """The owner's projects, oldest first."""
     return list(db.scalars(select(Project).where(Project.owner_id == owner.id).order_by(Project.id)))
 
 
@@ -95,6 +98,8 @@ def update_project(
     name: str | None = None,
     description: str | None = None,
 ) -> Project:
+    """Rename the user's project and/or change its description (None leaves a field as it is); errors as
+    `create_project`, NotFoundError when it is not theirs."""
     project = get_project(db, user, project_id)
     if name is not None:
         clean = _clean_name(name)
@@ -109,6 +114,7 @@ def update_project(
 
 
 def delete_project(db: Session, user: User, project_id: int) -> None:
+    """Delete the user's project; NotFoundError when it is not theirs."""
     project = get_project(db, user, project_id)
     db.delete(project)
     db.commit()

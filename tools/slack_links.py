@@ -51,6 +51,7 @@ def normalize_code(code: str) -> str:
 
 
 def hash_code(code: str) -> str:
+    """The SHA-256 of a normalized link code: what is stored, never the code itself."""
     return hashlib.sha256(normalize_code(code).encode()).hexdigest()
 
 
@@ -154,6 +155,7 @@ def unlink(db: Session, slack_user_id: str, team_id: str | None = None, *, user_
 
 
 def link_dict(link: SlackLink, email: str | None = None) -> dict[str, Any]:
+    """A Slack link as the API returns it (with the linked user's `email` when given)."""
     out: dict[str, Any] = {
         "id": link.id,
         "team_id": link.team_id,
@@ -176,6 +178,7 @@ def list_links(db: Session, user_id: int | None = None) -> list[dict[str, Any]]:
 
 
 def my_links(ctx: ToolContext) -> list[dict[str, Any]]:
+    """The signed-in user's Slack links."""
     return list_links(ctx.db, require_user(ctx, "Slack linking").id)
 
 

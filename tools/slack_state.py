@@ -44,6 +44,8 @@ def claim(db: Session, *keys: str) -> bool:
 
 
 def prune_claims(db: Session, older_than: timedelta = timedelta(days=2)) -> int:
+    """Forget the claimed event keys older than `older_than` (Slack stops retrying long before); returns how
+    many were deleted."""
     result = db.execute(delete(SlackEvent).where(SlackEvent.created_at < datetime.now(UTC) - older_than))
     db.commit()
     return int(getattr(result, "rowcount", 0) or 0)
@@ -131,6 +133,7 @@ def save_job_message(
 
 
 def job_message(db: Session, job_id: int) -> SlackJobMessage | None:
+    """The progress message kept for job `job_id`, or None when it has none."""
     return db.scalar(select(SlackJobMessage).where(SlackJobMessage.job_id == job_id))
 
 

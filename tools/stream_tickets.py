@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_TTL_S", "KINDS", "consume_ticket", "hash_ticket", "issue_tic
 
 
 def hash_ticket(ticket: str) -> str:
+    """The SHA-256 hex of a ticket: what is stored, so a database read does not reveal usable tickets."""
     return hashlib.sha256(ticket.encode("utf-8", "replace")).hexdigest()
 
 

@@ -59,6 +59,7 @@ MAX_LISTED = 200
 
 
 def weights_dict(row: UserWeights) -> dict[str, Any]:
+    """An uploaded weights row as the API returns it (its files with their hashes and sizes)."""
     return {
         "id": row.id,
         "framework": row.framework,
@@ -93,6 +94,7 @@ def list_user_weights(ctx: ToolContext, model: str | None = None, framework: str
 
 
 def get_user_weights(ctx: ToolContext, weights_id: int) -> dict[str, Any]:
+    """The caller's upload `weights_id`; NotFoundError when it is not theirs or unknown."""
     return weights_dict(_owned_row(ctx, weights_id))
 
 
@@ -271,6 +273,7 @@ def candidates(
 
 
 def describe_choice(row: UserWeights) -> str:
+    """A one-line description of an upload for a list of choices: "#<id> <name> (<model>, sha256 <prefix>)"."""
     return f"#{row.id} {row.name} ({row.model_name}, sha256 {row.sha256[:12]})"
 
 

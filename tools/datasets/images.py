@@ -121,6 +121,7 @@ def _thumb_size(size: int) -> int:
 
 
 def thumbnail_key(dataset_id: str, size: int, image_id: int) -> str:
+    """The storage key of image `image_id`'s JPEG thumbnail of `size` px in dataset `dataset_id`."""
     return f"{dataset_prefix(dataset_id)}thumbnails/{size}/{image_id}.jpg"
 
 

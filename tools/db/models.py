@@ -22,10 +22,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (the default of the created/updated columns)."""
     return datetime.now(UTC)
 
 
 def new_id() -> str:
+    """A new random 32-character hex id (the string primary keys, such as dataset ids)."""
     return uuid.uuid4().hex
 
 
@@ -38,10 +40,14 @@ PostgreSQL sequences never hand out a value twice anyway. Migration 0007 rebuild
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every table; JSON columns map to `dict[str, Any]` and `list[Any]`."""
+
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class User(Base):
+    """An account: email, argon2 password hash and the system/active/admin flags."""
+
     __tablename__ = "users"
     __table_args__ = NEVER_REUSE_IDS
 

@@ -31,6 +31,7 @@ def create_engine_for_url(url: str, **kwargs: Any) -> Engine:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to `engine`; objects stay readable after a commit (no expiry on commit)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 

@@ -20,6 +20,8 @@ USABLE_STATUSES = ("completed", "stopped", "failed")
 
 
 def visible_job(ctx: ToolContext, job_id: Any) -> Job:
+    """The caller's job `job_id`; NotFoundError for a malformed or unknown id and for another user's job,
+    so other users' jobs cannot be told apart from missing ones."""
     user = require_user(ctx)
     try:
         jid = int(job_id)
@@ -62,6 +64,7 @@ def job_checkpoint(ctx: ToolContext, job_id: Any, checkpoint: str | None = None)
 
 
 def model_key(job: Job, ckpt: JobCheckpoint) -> str:
+    """The inference model cache key of a job checkpoint; it changes when the checkpoint file does."""
     return f"job:{job.id}:{ckpt.name}:{(ckpt.sha256 or str(ckpt.size))[:16]}"
 
 

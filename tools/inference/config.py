@@ -63,5 +63,6 @@ def job_cache_dir(cache_dir: Path, job_id: int) -> Path:
 
 
 def ensure_dir(p: Path) -> Path:
+    """Create the folder `p` (and its parents) when missing and return it."""
     p.mkdir(parents=True, exist_ok=True)
     return p

@@ -31,6 +31,7 @@ def export_key(job_id: int, export_id: int, fmt: str = "onnx") -> str:
 
 
 def export_dict(row: ModelExport) -> dict[str, Any]:
+    """An export row as the API returns it (status, file, parity report and times)."""
     return {
         "id": row.id,
         "job_id": row.job_id,
@@ -136,16 +137,20 @@ def _export_row(ctx: ToolContext, job_id: Any, export_id: Any) -> ModelExport:
 
 
 def get_export(ctx: ToolContext, job_id: Any, export_id: Any) -> dict[str, Any]:
+    """The caller's export `export_id` of job `job_id`; NotFoundError when either is not theirs or unknown."""
     return export_dict(_export_row(ctx, job_id, export_id))
 
 
 def list_exports(ctx: ToolContext, job_id: Any) -> list[dict[str, Any]]:
+    """The exports of the caller's job `job_id`, oldest first; NotFoundError for another user's job."""
     job = visible_job(ctx, job_id)
     rows = ctx.db.scalars(select(ModelExport).where(ModelExport.job_id == job.id).order_by(ModelExport.id))
     return [export_dict(r) for r in rows]
 
 
 def export_file(ctx: ToolContext, job_id: Any, export_id: Any) -> ResultFile:
+    """The stored file of a completed export to download; ConflictError while it is not completed or when
+    its file is missing from storage, NotFoundError as `get_export`."""
     row = _export_row(ctx, job_id, export_id)
     if row.status != "completed" or not row.key:
         raise ConflictError(f"export {row.id} is {row.status}: nothing to download", detail={"status": row.status})

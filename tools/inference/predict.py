@@ -111,6 +111,8 @@ def _pose_meta(service: InferenceService, route: InferenceRoute, num_keypoints: 
 
 @dataclass
 class InferenceOutcome:
+    """The result of one prediction: the JSON result and the image with the predictions drawn on it."""
+
     result: dict[str, Any]
     image: bytes
 

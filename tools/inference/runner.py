@@ -73,6 +73,7 @@ MAX_STORED_BATCH_EVENTS = 200
 
 
 def test_run_prefix(run_id: int) -> str:
+    """The storage prefix under which test run `run_id` keeps its report and predictions."""
     return f"results/test-runs/{run_id}/"
 
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 def test_run_dict(row: TestRun, *, with_events: bool = False) -> dict[str, Any]:
+    """A test run as the API returns it: source, options, status, progress, metrics and result URLs (and its
+    stored events with `with_events`)."""
     total = row.total or 0
     out = {
         "id": row.id,
@@ -161,10 +163,12 @@ def test_run_event_page(db: Session, run_id: int, after: int, limit: int) -> tup
 
 
 def get_test_run(ctx: ToolContext, run_id: Any) -> dict[str, Any]:
+    """The caller's test run `run_id`; NotFoundError when it is not theirs or unknown."""
     return test_run_dict(_run_row(ctx, run_id))
 
 
 def list_test_runs(ctx: ToolContext, job_id: int | None = None) -> list[dict[str, Any]]:
+    """The caller's latest 200 test runs, newest first (only those of `job_id` when given)."""
     user = require_user(ctx)
     q = select(TestRun).where(TestRun.owner_id == user.id)
     if job_id is not None:
@@ -173,11 +177,14 @@ def list_test_runs(ctx: ToolContext, job_id: int | None = None) -> list[dict[str
 
 
 def test_run_events(ctx: ToolContext, run_id: Any, after: int = 0) -> list[dict[str, Any]]:
+    """The stored events of the caller's test run `run_id` with seq greater than `after`."""
     row = _run_row(ctx, run_id)
     return [e for e in (row.events or []) if int(e.get("seq") or 0) > after]
 
 
 def test_run_file(ctx: ToolContext, run_id: Any, which: str = "report") -> ResultFile:
+    """The report (`which="report"`) or the predictions file of the caller's test run, to download;
+    ConflictError while it is not written yet."""
     row = _run_row(ctx, run_id)
     key = row.report_key if which == "report" else row.predictions_key
     if not key:

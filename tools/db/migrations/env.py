@@ -15,6 +15,8 @@ config = context.config
 
 
 def run_migrations_online() -> None:
+    """Run the migrations on the connection `migrate` handed over, else on a new engine for the
+    configured ``sqlalchemy.url``; RuntimeError when neither is given."""
     connection = config.attributes.get("connection")
     if connection is not None:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
