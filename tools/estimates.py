@@ -1,7 +1,7 @@
 """How long a training job will take, from what finished jobs measured on this machine.
 
     record_job_throughput(db, job, end_ts) -> JobThroughput | None   (when a job completes)
-    estimate_duration(ctx, intent, dataset, plan) -> Estimate        (before it is launched)
+    estimate_duration(ctx, dataset, plan) -> Estimate                (before it is launched)
 
 Recording (`tools.events` calls it in the transaction that marks a job ``completed``). From the
 job's own events of one uninterrupted attempt (a job that was interrupted and resumed is not
@@ -350,13 +350,12 @@ def _size_list(rows: list[JobThroughput]) -> str:
 
 def estimate_duration(
     ctx: ToolContext,
-    intent: Any,
     dataset: dict[str, Any],
     plan: dict[str, Any],
 ) -> Estimate:
-    """The duration of the job `intent` would create on `dataset` ({"num_images", ...}).
+    """The duration of the job `plan` describes on `dataset` ({"num_images", ...}).
 
-    `plan`: that job resolved by the caller (`tools.jobs.create_job(ctx, intent, launch=False)`;
+    `plan`: the job resolved by the caller (`tools.jobs.create_job(ctx, intent, launch=False)`;
     resolving it here would make this module import `tools.jobs`, which imports it through
     `tools.events`). See the module doc for the rules, the range and the basis text."""
     hp = dict(plan.get("hyperparameters") or {})

@@ -493,7 +493,7 @@ class Dialogue(CommandHandlers):
         preset = hp.get("preset")
         keys = list(self.preset_values(framework, preset) or self.preset_values(framework, "easy"))
         values = {k: config[k] for k in keys if k in config}
-        est = estimate_duration(self.ctx, intent, ds, plan=preview)
+        est = estimate_duration(self.ctx, ds, plan=preview)
         summary: dict[str, Any] = {
             "model_name": preview["model_name"],
             "framework": framework,

@@ -147,7 +147,7 @@ def test_the_estimate_of_a_later_job_of_the_same_kind_uses_the_recorded_speed(se
     finished_job(session_factory, owner)
     db, ctx = context(session_factory, owner)
     with db:
-        est = estimate_duration(ctx, None, {"num_images": 200}, plan=plan(epochs=5))
+        est = estimate_duration(ctx, {"num_images": 200}, plan=plan(epochs=5))
     # 200 images: 160 train at 80/6 img/s = 12 s, 40 val at 10 img/s = 4 s, per epoch; + 13 s fixed
     predicted = 13.0 + 5 * (160 / (80 / 6) + 40 / 10)
     assert est.expected_s == pytest.approx(predicted, abs=0.1)
@@ -164,7 +164,7 @@ def test_more_earlier_jobs_narrow_to_their_spread_and_say_how_many(session_facto
         finished_job(session_factory, owner)
     db, ctx = context(session_factory, owner)
     with db:
-        est = estimate_duration(ctx, None, {"num_images": 100}, plan=plan(epochs=3))
+        est = estimate_duration(ctx, {"num_images": 100}, plan=plan(epochs=3))
     assert est.expected_s == pytest.approx(37.0, abs=0.1)  # the recorded jobs' own wall time
     assert est.low_s == pytest.approx(37.0 / 1.25, abs=0.1) and est.high_s == pytest.approx(37.0 * 1.25, abs=0.1)
     assert est.basis == "based on 3 earlier resnet18 jobs at 32 px on this CPU"
@@ -174,7 +174,7 @@ def test_first_job_of_a_kind_falls_back_and_says_on_what(session_factory: Any) -
     owner = make_owner(session_factory)
     db, ctx = context(session_factory, owner)
     with db:
-        nothing = estimate_duration(ctx, None, {"num_images": 100}, plan=plan())
+        nothing = estimate_duration(ctx, {"num_images": 100}, plan=plan())
     assert nothing.kind == "prior" and nothing.jobs == 0
     assert nothing.basis.startswith("no earlier job on this machine: rough prior for timm")
     assert "speed probe of this CPU" in nothing.basis and "CPU 속도 측정" in nothing.basis_ko
@@ -183,10 +183,10 @@ def test_first_job_of_a_kind_falls_back_and_says_on_what(session_factory: Any) -
     finished_job(session_factory, owner)
     db, ctx = context(session_factory, owner)
     with db:
-        other_size = estimate_duration(ctx, None, {"num_images": 100}, plan=plan(image_size=64, epochs=3))
-        other_model = estimate_duration(ctx, None, {"num_images": 100}, plan=plan(model="resnet50", epochs=3))
+        other_size = estimate_duration(ctx, {"num_images": 100}, plan=plan(image_size=64, epochs=3))
+        other_model = estimate_duration(ctx, {"num_images": 100}, plan=plan(model="resnet50", epochs=3))
         other_fw = estimate_duration(
-            ctx, None, {"num_images": 100}, plan=plan(model="yolo11n", framework="ultralytics", epochs=3)
+            ctx, {"num_images": 100}, plan=plan(model="yolo11n", framework="ultralytics", epochs=3)
         )
     assert other_size.kind == "size"
     assert other_size.expected_s == pytest.approx(13.0 + 3 * 8.0 * 4, abs=0.1)  # 4x the pixels
