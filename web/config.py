@@ -260,6 +260,12 @@ class Settings(BaseSettings):
         description="how a trainer reaches this server (`vision-agent serve` sets it from --host/--port)",
     )
     mlflow_tracking_uri: str | None = None  # None: the trainer's SQLite store under data_dir/trainer/mlflow
+    reporter_close_timeout_s: float = Field(
+        default=120.0,
+        ge=0,
+        validation_alias=AliasChoices("VTA_REPORTER_CLOSE_TIMEOUT_S", "reporter_close_timeout_s"),
+        description="how long a finished trainer keeps delivering its last events (its spec carries it)",
+    )
     # Pretrained weights (tools.weights, trainer_runtime.weights): the registry first, then (unless
     # off) a download by the trainer from the framework's source (the Hugging Face hub through
     # HF_ENDPOINT / HF_HUB_OFFLINE; the Ultralytics release assets), else from scratch. auto: a

@@ -401,6 +401,14 @@ SECTIONS: tuple[Section, ...] = (
                 meaning=("How a trainer reaches this server to post its events (`POST /internal/jobs/{id}/events`)."),
             ),
             Row(
+                names=("VTA_REPORTER_CLOSE_TIMEOUT_S",),
+                default="`120`",
+                meaning=(
+                    "How long a finished trainer keeps delivering its last events to the server (its spec "
+                    "carries it); what is left stays in its spool for the next attempt."
+                ),
+            ),
+            Row(
                 names=("MLFLOW_TRACKING_URI",),
                 default="unset: each trainer uses a SQLite store under `<VTA_DATA_DIR>/trainer/mlflow`",
                 meaning="MLflow tracking server or store for the trainers.",

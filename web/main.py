@@ -132,6 +132,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
         storage=settings.storage,
         callback_base_url=settings.callback_base_url,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
+        reporter_close_timeout_s=settings.reporter_close_timeout_s,
         weights=_weights_policy(app, settings),
     )
 

@@ -329,6 +329,7 @@ def test_build_spec_and_write_spec(alice: ToolContext, tmp_path: Path) -> None:
         ),
         callback_base_url="http://127.0.0.1:9999/",
         mlflow_tracking_uri="sqlite:///x.db",
+        reporter_close_timeout_s=7.5,
     )
     row = alice.db.get(Job, job["id"])
     assert row is not None
@@ -341,6 +342,7 @@ def test_build_spec_and_write_spec(alice: ToolContext, tmp_path: Path) -> None:
     assert spec.hyperparameters.epochs == 2 and spec.hyperparameters.image_size == 32
     assert Path(spec.work_dir) == (tmp_path / "data" / "trainer").resolve()
     assert Path(spec.storage.local_root).is_absolute() and spec.mlflow.tracking_uri == "sqlite:///x.db"
+    assert spec.reporter_close_timeout_s == 7.5  # the trainer reads it from its spec, not its environment
     assert json.loads(path.read_text())["framework"] == "timm"
 
 

@@ -260,3 +260,10 @@ def test_the_server_reads_its_settings_only_through_settings() -> None:
             if pattern.search(text):
                 found.add(rel)
     assert found <= set(ENVIRON_USERS), sorted(found - set(ENVIRON_USERS))
+
+
+def test_the_trainers_close_timeout_is_a_setting_handed_over_in_the_spec(env: pytest.MonkeyPatch) -> None:
+    """VTA_REPORTER_CLOSE_TIMEOUT_S is read here and reaches a trainer through its spec, not its environment."""
+    env.delenv("VTA_REPORTER_CLOSE_TIMEOUT_S", raising=False)
+    assert settings_from(env, {}).reporter_close_timeout_s == 120.0
+    assert settings_from(env, {"VTA_REPORTER_CLOSE_TIMEOUT_S": "20"}).reporter_close_timeout_s == 20.0

@@ -34,6 +34,7 @@ class JobRuntimeConfig:
     ``jobs/job_<id>/`` with spec.json, trainer.log, output/, events/ spool; the default MLflow
     store). storage: the dual storage settings. callback_base_url: how a trainer reaches this
     server. mlflow_tracking_uri: None for the trainer's SQLite store under trainer_dir/mlflow.
+    reporter_close_timeout_s: how long a finished trainer keeps delivering its last events.
     weights: the pretrained-weights download policy the spec's plan follows (`tools.weights`).
     """
 
@@ -41,6 +42,7 @@ class JobRuntimeConfig:
     storage: StorageConfig
     callback_base_url: str = "http://127.0.0.1:8000"
     mlflow_tracking_uri: str | None = None
+    reporter_close_timeout_s: float = 120.0
     weights: WeightsPolicy = field(default_factory=WeightsPolicy)
 
     def job_dir(self, job_id: int) -> Path:
@@ -79,6 +81,7 @@ def build_spec(job: Job, runtime: JobRuntimeConfig, token: str, *, resume: bool 
         callback_url=runtime.callback_url(job.id),
         callback_token=token,
         mlflow=MlflowSpec(tracking_uri=runtime.mlflow_tracking_uri),
+        reporter_close_timeout_s=runtime.reporter_close_timeout_s,
         work_dir=str(Path(runtime.trainer_dir).resolve()),
         resume=resume,
         init_from=_init_spec(job.init_from),
