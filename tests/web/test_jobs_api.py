@@ -206,8 +206,11 @@ def test_job_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert callback_base_url("0.0.0.0", 8080) == "http://127.0.0.1:8080"
     assert callback_base_url("::", 8080) == "http://[::1]:8080"
     assert callback_base_url("192.168.1.4", 80) == "http://192.168.1.4:80"
-    # `vision-agent serve` tells trainers where it listens
+    # `vision-agent serve` tells trainers where it listens, through the app's settings (the
+    # environment is left as it was)
     monkeypatch.setenv("VTA_CALLBACK_BASE_URL", "")
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
     assert main(["serve", "--host", "0.0.0.0", "--port", "8123"]) == 0
-    assert os.environ["VTA_CALLBACK_BASE_URL"] == "http://127.0.0.1:8123"
+    assert served[0].state.settings.callback_base_url == "http://127.0.0.1:8123"
+    assert os.environ["VTA_CALLBACK_BASE_URL"] == ""
