@@ -13,6 +13,7 @@ from pydantic import AfterValidator
 
 
 def as_utc(value: datetime) -> datetime:
+    """The same instant with an explicit UTC offset (a naive value is taken to be UTC already)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -59,6 +59,7 @@ def make_login_throttle(settings: Settings) -> LoginThrottle:
 
 
 def login_throttle(state: Any) -> LoginThrottle:
+    """This app's login throttle, made from its settings on first use."""
     throttle: LoginThrottle | None = getattr(state, "login_throttle", None)
     if throttle is None:
         throttle = state.login_throttle = make_login_throttle(state.settings)
@@ -66,6 +67,7 @@ def login_throttle(state: Any) -> LoginThrottle:
 
 
 def hash_gate(state: Any) -> auth.HashGate:
+    """This app's password-hashing gate (PASSWORD_HASH_CONCURRENCY, PASSWORD_HASH_WAIT_S), made on first use."""
     gate: auth.HashGate | None = getattr(state, "hash_gate", None)
     if gate is None:
         settings: Settings = state.settings
@@ -105,11 +107,15 @@ def _client_host(request: Request) -> str | None:
 
 
 class RegisterIn(BaseModel):
+    """A new account: its email and a password of at least 8 characters."""
+
     email: str
     password: str
 
 
 class UserOut(BaseModel):
+    """A user account as the API shows it (never the password)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -118,6 +124,8 @@ class UserOut(BaseModel):
 
 
 class TokenOut(BaseModel):
+    """A bearer access token and how many seconds it stays valid."""
+
     access_token: str
     token_type: str = "bearer"
     expires_in: int
@@ -169,4 +177,5 @@ async def token(
 
 @router.get("/me", response_model=UserOut, summary="The signed-in user")
 def me(user: CurrentUser) -> UserOut:
+    """The account the bearer token belongs to; 401 without a valid token."""
     return UserOut.model_validate(user)

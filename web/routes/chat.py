@@ -96,6 +96,8 @@ def get_planner(state: Any) -> LLMPlanner | None:
 
 
 class ChatIn(BaseModel):
+    """One chat message from the signed-in user, optionally with an image to run a model on."""
+
     model_config = ConfigDict(extra="forbid")
 
     session_id: str | None = Field(default=None, max_length=64, description="continue this session; omit to start one")
@@ -109,12 +111,16 @@ class ChatIn(BaseModel):
 
 
 class ParseIn(BaseModel):
+    """A training request in plain words, for the parser alone."""
+
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(max_length=MAX_MESSAGE_CHARS)
 
 
 class ChatMessageOut(BaseModel):
+    """One stored message of a chat session (`role` is "user" or "assistant")."""
+
     role: str
     content: str
     data: dict[str, Any]
@@ -122,6 +128,9 @@ class ChatMessageOut(BaseModel):
 
 
 class ChatSessionOut(BaseModel):
+    """A chat session: where the conversation stands, the training intent so far, the jobs it
+    started, and (for one session) its messages."""
+
     id: str
     state: str
     pending: str | None
@@ -136,6 +145,8 @@ class ChatSessionOut(BaseModel):
 
 
 class ChatSessionList(BaseModel):
+    """One page of the caller's chat sessions, most recent first."""
+
     items: list[ChatSessionOut]
     total: int
     offset: int
@@ -177,6 +188,9 @@ TurnSlot = Annotated[tuple[float, float], Depends(_turn_slot)]
 
 @router.post("/chat", response_model=ChatTurn, summary="Send one chat message to the agent")
 def chat(slot: TurnSlot, body: ChatIn, ctx: ToolContextDep, request: Request, response: Response) -> ChatTurn:
+    """Run one turn of the conversation for the signed-in user and return the agent's reply; it may
+    launch or control a training job. 401 without sign-in, 404 for a session that is not yours,
+    422 for an empty or too long message or a bad image."""
     arrived, admitted = slot
     turn = handle_message(
         ctx,
@@ -197,16 +211,21 @@ def chat(slot: TurnSlot, body: ChatIn, ctx: ToolContextDep, request: Request, re
 
 @router.get("/chat/sessions", response_model=ChatSessionList, summary="Your chat sessions")
 def chat_sessions(ctx: ToolContextDep, offset: Offset = 0, limit: int = Query(50, ge=1, le=200)) -> dict[str, Any]:
+    """The signed-in user's chat sessions, most recent first, one page at a time. 401 without sign-in."""
     return list_sessions(ctx, offset=offset, limit=limit)
 
 
 @router.get("/chat/sessions/{session_id}", response_model=ChatSessionOut, summary="One chat session with messages")
 def chat_session(session_id: str, ctx: ToolContextDep) -> dict[str, Any]:
+    """One of your chat sessions with all its messages; 404 when it does not exist or is not yours,
+    401 without sign-in."""
     return get_session(ctx, session_id)
 
 
 @router.post("/agent/parse", response_model=TrainingIntent, summary="Parse a training request (no LLM)")
 def agent_parse(body: ParseIn) -> TrainingIntent:
+    """What the rule-based parser reads from a training request (task, model, classes, settings),
+    without the LLM and without starting anything. No sign-in needed."""
     return parse_intent(body.text)
 
 
@@ -322,6 +341,8 @@ async def _follow_job(
 
 @ws_router.websocket("/ws/chat")
 async def chat_ws(websocket: WebSocket, token: str | None = None, ticket: str | None = None) -> None:
+    """The chat over a WebSocket (see the module docstring for the frames): authenticates with a
+    stream ticket (or the deprecated token), then runs turns and streams the progress of their jobs."""
     state = websocket.app.state
     await websocket.accept()
     try:

@@ -62,6 +62,9 @@ def job_model_card(job_id: IdPath, ctx: ToolContextDep) -> ModelCard:
 
 
 class LinkRequest(BaseModel):
+    """What to make a signed download link for: one of your job's checkpoints, its model card or
+    one of its exports."""
+
     job_id: int = Field(ge=1, le=MAX_ID)
     object: Literal["best", "last", "model-card", "export"] = Field(
         description="best / last checkpoint, the model card, or an export (with export_id)"
@@ -70,6 +73,9 @@ class LinkRequest(BaseModel):
 
 
 class LinkOut(BaseModel):
+    """A signed download link (the full `url`, and its `path` on this server), its file name and when
+    it expires."""
+
     url: str
     path: str
     expires_at: str

@@ -255,6 +255,8 @@ def _within_limit(data: bytes, limit: int) -> bytes:
 
 
 class ExportRequest(BaseModel):
+    """Which format to export a job's model to, and from which checkpoint (best by default)."""
+
     format: str = Field(
         default="onnx",
         max_length=32,
@@ -266,22 +268,29 @@ class ExportRequest(BaseModel):
 
 @router.post("/jobs/{job_id}/export", status_code=201, response_model=None)
 def export(job_id: IdPath, body: ExportRequest, request: Request, ctx: ToolContextDep) -> Any:
+    """Export your job's checkpoint (best by default) to ONNX, TorchScript or OpenVINO and check it
+    against the PyTorch model; an identical earlier export is returned instead. 404 for a job that is
+    not yours, 409 when it has no usable checkpoint, 422 for a format this model cannot export to."""
     service = get_inference_service(request)
     return create_export(ctx, service, job_id, body.format, body.checkpoint)
 
 
 @router.get("/jobs/{job_id}/exports")
 def exports(job_id: IdPath, ctx: ToolContextDep) -> list[dict[str, Any]]:
+    """The exports of your job, oldest first; 404 when the job is not yours."""
     return list_exports(ctx, job_id)
 
 
 @router.get("/jobs/{job_id}/exports/{export_id}")
 def export_record(job_id: IdPath, export_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+    """One export of your job: its format, status, file size and parity report; 404 when not yours."""
     return get_export(ctx, job_id, export_id)
 
 
 @router.get("/jobs/{job_id}/exports/{export_id}/download")
 def export_download(job_id: IdPath, export_id: IdPath, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+    """The exported file (a zipped folder for OpenVINO); 409 while the export is not completed,
+    404 when it is not yours."""
     return _stream(storage, export_file(ctx, job_id, export_id))
 
 
@@ -289,6 +298,9 @@ def export_download(job_id: IdPath, export_id: IdPath, ctx: ToolContextDep, stor
 
 
 class TestRunRequest(BaseModel):
+    """A batch test of your job's checkpoint on a dataset or one of its snapshots, with optional
+    confidence and IoU thresholds."""
+
     __test__ = False
 
     job_id: int = Field(ge=1, le=MAX_ID)
@@ -301,6 +313,9 @@ class TestRunRequest(BaseModel):
 
 @router.post("/test-runs", status_code=201)
 def start_test_run(body: TestRunRequest, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+    """Start testing your job's model on a dataset or snapshot; it runs in the background (follow
+    `/test-runs/{id}/events` or `/stream`). 404 for a job or dataset you cannot see, 409 when the job
+    has no usable checkpoint, 422 when neither a dataset nor a snapshot is named."""
     service = get_inference_service(request)
     run = create_test_run(
         ctx,
@@ -325,6 +340,9 @@ def start_test_run_upload(
     conf: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
     iou: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
 ) -> dict[str, Any]:
+    """Start testing your job's model on an uploaded zip (images/ with an optional annotations.json,
+    or plain images); it runs in the background. 413 when the upload is over the limit, 404/409 as for
+    `POST /test-runs`."""
     from tools.errors import PayloadTooLargeError
     from tools.inference import job_checkpoint
 
@@ -357,16 +375,20 @@ def _tmp_dir(service: InferenceService) -> Path:
 
 @router.get("/test-runs")
 def test_runs(ctx: ToolContextDep, job_id: IdQuery = None) -> list[dict[str, Any]]:
+    """Your test runs, newest first (at most 200), optionally only those of one job."""
     return list_test_runs(ctx, job_id)
 
 
 @router.get("/test-runs/{run_id}")
 def test_run(run_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+    """One of your test runs: status, progress and, once finished, its metrics; 404 when not yours."""
     return get_test_run(ctx, run_id)
 
 
 @router.get("/test-runs/{run_id}/events")
 def test_run_event_list(run_id: IdPath, ctx: ToolContextDep, after: AfterSeq = 0) -> list[dict[str, Any]]:
+    """The stored progress events of your test run with a sequence number above `after`; 404 when
+    it is not yours."""
     return test_run_events(ctx, run_id, after)
 
 
@@ -387,9 +409,12 @@ async def stream_test_run(run_id: IdPath, request: Request, params: StreamReques
 
 @router.get("/test-runs/{run_id}/report")
 def test_run_report(run_id: IdPath, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+    """Download the finished test run's report (JSON); 409 while it is not ready, 404 when not yours."""
     return _stream(storage, test_run_file(ctx, run_id, "report"))
 
 
 @router.get("/test-runs/{run_id}/predictions")
 def test_run_predictions(run_id: IdPath, ctx: ToolContextDep, storage: StorageDep) -> StreamingResponse:
+    """Download the finished test run's predictions (JSON lines); 409 while they are not ready, 404
+    when not yours."""
     return _stream(storage, test_run_file(ctx, run_id, "predictions"))

@@ -61,6 +61,8 @@ class IngestEvent(BaseModel):
 
 
 class IngestResponse(BaseModel):
+    """How many events of the batch were stored, how many were already stored, and the job's last seq."""
+
     accepted: int
     duplicates: int
     last_seq: int
@@ -154,6 +156,9 @@ async def ingest_events(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> IngestResponse:
+    """For trainers, not people: store a batch of the job's progress events (`{"events": [...]}` or
+    one event) and publish them; resending a batch is harmless. 401 for a bad token or unknown job
+    (alike), 413 over 1000 events or 8 MiB, 422 for an invalid event (nothing of it is stored)."""
     state = request.app.state
     token = _bearer(authorization)
     length = request.headers.get("content-length")

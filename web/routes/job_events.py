@@ -76,6 +76,7 @@ def stream_settings(state: Any) -> tuple[float, int]:
 
 
 def get_bus(state: Any) -> EventBus:
+    """The app's event bus; a private in-process bus when the lifespan has not made one."""
     bus: EventBus | None = getattr(state, "event_bus", None)
     if bus is None:  # lifespan not run (a bare app in a unit test): a private in-process bus
         bus = state.event_bus = InProcessBus()
@@ -94,6 +95,7 @@ reads with, so a stream never serves another job under the same id."""
 
 
 def job_identity(job: Job) -> JobIdentity:
+    """The `JobIdentity` of `job`: its owner id and its creation time as naive UTC ISO text."""
     created = job.created_at
     if created is not None and created.tzinfo is not None:
         created = created.replace(tzinfo=None) - (created.utcoffset() or datetime.timedelta(0))
@@ -349,6 +351,9 @@ def _sse(event: dict[str, Any]) -> bytes:
     response_class=StreamingResponse,
 )
 async def stream_job_events(job_id: IdPath, request: Request, params: StreamRequestDep) -> Response:
+    """Your job's progress events as Server-Sent Events: the stored ones after `after` (or
+    Last-Event-ID), then live until the job ends. Sign in with a bearer header or, from EventSource, a
+    stream ticket; 204 when the job is finished with nothing newer, 404 when it is not yours."""
     state = request.app.state
     _user, job = await run_in_threadpool(authorize_sync, state, params.token, job_id)
     if job.status in TERMINAL_STATUSES and job.last_seq <= params.after:

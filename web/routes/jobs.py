@@ -23,6 +23,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 class JobIn(BaseModel):
+    """A training job to create: the training intent and, optionally, the project to file it under."""
+
     model_config = ConfigDict(extra="forbid")
 
     intent: TrainingIntent = Field(description="what to train; `intent.dataset` (name or id) is required")
@@ -32,6 +34,8 @@ class JobIn(BaseModel):
 
 
 class CheckpointOut(BaseModel):
+    """One stored checkpoint of a job (best.pt, last.pt) with its size and checksum."""
+
     name: str
     key: str
     size: int
@@ -40,6 +44,9 @@ class CheckpointOut(BaseModel):
 
 
 class JobOut(BaseModel):
+    """A training job: its status, what it trains on which data with which settings, progress,
+    metrics, checkpoints and timestamps."""
+
     model_config = ConfigDict(extra="allow")
 
     id: int
@@ -80,6 +87,8 @@ class JobOut(BaseModel):
 
 
 class JobList(BaseModel):
+    """One page of your jobs, newest first, with the total count."""
+
     items: list[JobOut]
     total: int
     offset: int
@@ -87,6 +96,9 @@ class JobList(BaseModel):
 
 
 class JobMetrics(BaseModel):
+    """Per-epoch metric series of a job for charts: one value per epoch in `epochs` (null where an
+    epoch lacks that metric), the epochs with checkpoints, and the best epoch."""
+
     job_id: int
     epochs: list[int]
     series: dict[str, list[float | None]]
@@ -116,11 +128,15 @@ def list_jobs(
     offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=jobs.MAX_LIST_LIMIT),
 ) -> dict[str, Any]:
+    """Your jobs, newest first, one page at a time, optionally only one status or one project;
+    422 for an unknown status."""
     return jobs.list_jobs(ctx, status=status, project_id=project_id, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One of my jobs")
 def get_job(job_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+    """One of your jobs with its status, settings, progress, metrics and checkpoints; 404 when it does
+    not exist or is not yours."""
     return jobs.get_job(ctx, job_id)
 
 
@@ -133,6 +149,8 @@ def stop_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[str,
 
 @router.post("/{job_id}/resume", response_model=JobOut, summary="Resume a stopped or failed job from last.pt")
 def resume_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+    """Queue a stopped or failed job again; it continues from its last.pt (weights, optimizer, epoch).
+    409 when the job is neither stopped nor failed or has no last.pt, 404 when it is not yours."""
     return jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
 
 
@@ -153,4 +171,6 @@ def delete_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> Respons
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics, summary="Per-epoch metric series for charts")
 def job_metrics(job_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+    """The per-epoch metric series of your job, from its stored epoch events, for charts; 404 when
+    it is not yours."""
     return jobs.job_metrics(ctx, job_id)

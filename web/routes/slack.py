@@ -39,12 +39,17 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class LinkCode(BaseModel):
+    """A one-time code that links the Slack user who sends it to your account, and how to send it."""
+
     code: str
     expires_at: str
     instructions: str
 
 
 class SlackLinkOut(BaseModel):
+    """A Slack user linked to an account; `source` says how ("code": they sent a link code, "admin":
+    an administrator linked them)."""
+
     id: int
     team_id: str
     slack_user_id: str
@@ -76,30 +81,40 @@ async def _slack(request: Request) -> Response:
 
 @router.post("/slack/events", summary="Slack Events API (app_mention, direct messages, thread replies)")
 async def slack_events(request: Request) -> Response:
+    """For Slack, not people: Events API callbacks (mentions, direct messages, thread replies and the
+    URL check). 401 without a valid Slack signature, 404 when Slack is not enabled, 413 over 1 MiB."""
     return await _slack(request)
 
 
 @router.post("/slack/commands", summary="Slack slash command /train")
 async def slack_commands(request: Request) -> Response:
+    """For Slack, not people: the `/train` slash command. 401 without a valid Slack signature, 404 when
+    Slack is not enabled, 413 over 1 MiB."""
     return await _slack(request)
 
 
 @router.post("/slack/interactions", summary="Slack interactivity (Confirm / Change buttons)")
 async def slack_interactions(request: Request) -> Response:
+    """For Slack, not people: clicks on the bot's buttons. 401 without a valid Slack signature, 404
+    when Slack is not enabled, 413 over 1 MiB."""
     return await _slack(request)
 
 
 @api_router.post("/link", response_model=LinkCode, status_code=201, summary="A one-time code to link a Slack user")
 def create_link(ctx: ToolContextDep, settings: SettingsDep) -> dict[str, Any]:
+    """A new one-time code that links a Slack user to your account when they send it to the bot before
+    it expires; 401 without sign-in."""
     return slack_links.create_link_code(ctx, ttl_s=settings.slack.link_code_ttl_s)
 
 
 @api_router.get("/links", response_model=list[SlackLinkOut], summary="Your linked Slack users")
 def list_links(ctx: ToolContextDep) -> list[dict[str, Any]]:
+    """The Slack users linked to your account."""
     return slack_links.my_links(ctx)
 
 
 @api_router.delete("/links/{link_id}", status_code=204, summary="Unlink one of your Slack users")
 def delete_link(link_id: IdPath, ctx: ToolContextDep) -> Response:
+    """Unlink one of your Slack users; 404 when the link does not exist or is not yours."""
     slack_links.delete_my_link(ctx, link_id)
     return Response(status_code=204)

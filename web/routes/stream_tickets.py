@@ -27,6 +27,8 @@ STREAM_PATHS = {"job": "/ws/jobs/{id}", "test_run": "/ws/test-runs/{id}", "chat"
 
 
 class StreamTicketIn(BaseModel):
+    """Which live stream the ticket is for: one of your jobs, one of your test runs, or the chat."""
+
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["job", "test_run", "chat"] = Field(description="which stream the ticket opens")
@@ -34,6 +36,9 @@ class StreamTicketIn(BaseModel):
 
 
 class StreamTicketOut(BaseModel):
+    """A single-use stream ticket, when it expires, and the path (ticket included) of the stream it
+    opens."""
+
     ticket: str
     kind: str
     id: int | None
@@ -49,6 +54,9 @@ class StreamTicketOut(BaseModel):
     summary="A single-use ticket (valid 60 s) that opens one WebSocket/SSE stream without the bearer token",
 )
 def create_stream_ticket(body: StreamTicketIn, ctx: ToolContextDep, settings: SettingsDep) -> dict[str, Any]:
+    """A ticket that opens one live stream once, within STREAM_TICKET_TTL_S seconds, so that the bearer
+    token stays out of URLs. 404 for a job or test run that is not yours, 422 for a missing or
+    unexpected id, 401 without sign-in."""
     out = issue_ticket(ctx, body.kind, body.id, settings.stream_ticket_ttl_s)
     out["url"] = STREAM_PATHS[body.kind].format(id=body.id) + f"?ticket={out['ticket']}"
     return out

@@ -36,8 +36,9 @@ _TYPES = {
 
 
 @lru_cache(maxsize=64)
-def _load(path: Path, mtime_ns: int, size: int) -> tuple[bytes, str]:
-    """The file's bytes and a strong ETag (cached per mtime and size)."""
+def _load(path: Path, _mtime_ns: int, _size: int) -> tuple[bytes, str]:
+    """The file's bytes and a strong ETag. The modification time and size are unused but part of
+    the cache key, so a changed file is read again."""
     data = path.read_bytes()
     return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
@@ -80,6 +81,8 @@ def index(if_none_match: str | None = Header(default=None)) -> Response:
 
 @router.get("/static/{name:path}", include_in_schema=False)
 def static_file(name: str, if_none_match: str | None = Header(default=None)) -> Response:
+    """A file of the web page (script, style sheet, image) with an ETag for caching; 404 for a missing,
+    hidden or outside path."""
     path = _asset(name)
     if path is None:
         return _not_found()

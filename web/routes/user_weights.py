@@ -32,6 +32,7 @@ def list_mine(
     model: Annotated[str | None, Query(min_length=1, max_length=200, description="only this catalog model")] = None,
     framework: Annotated[str | None, Query(pattern="^(timm|transformers|ultralytics)$")] = None,
 ) -> list[dict[str, Any]]:
+    """The weights files you uploaded, newest first, optionally only those for one model or framework."""
     return user_weights.list_user_weights(ctx, model=model, framework=framework)
 
 
@@ -43,6 +44,9 @@ async def upload_mine(
     framework: FrameworkField = None,
     config: Annotated[UploadFile | None, File(description="transformers: the model's config.json")] = None,
 ) -> dict[str, Any]:
+    """Store a weights file for a catalog model so your jobs can start from it (`intent.init_weights`);
+    it is checked without being loaded. 422 naming `file`, `model` or `config` when a check fails, 413
+    over the size limit or your storage quota."""
     return await run_in_threadpool(
         user_weights.upload_user_weights,
         ctx,
@@ -56,10 +60,13 @@ async def upload_mine(
 
 @router.get("/{weights_id}", summary="One of my uploaded weights")
 def get_mine(weights_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+    """One of your uploaded weights files; 404 when it does not exist or is not yours."""
     return user_weights.get_user_weights(ctx, weights_id)
 
 
 @router.delete("/{weights_id}", status_code=204, summary="Delete one of my uploaded weights")
 def delete_mine(weights_id: IdPath, ctx: ToolContextDep) -> Response:
+    """Delete one of your uploaded weights files; a queued job that uses it then fails at start, running
+    jobs keep what they loaded. 404 when it is not yours."""
     user_weights.delete_user_weights(ctx, weights_id)
     return Response(status_code=204)

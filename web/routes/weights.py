@@ -22,6 +22,8 @@ router = APIRouter(prefix="/weights", tags=["weights"])
 
 @router.get("", summary="The pretrained weights registry")
 def list_weights(ctx: ToolContextDep) -> list[dict[str, Any]]:
+    """Every entry of the pretrained weights registry, by framework and model; any signed-in user
+    (401 otherwise)."""
     return weights_tools.list_weights_for(ctx)
 
 
@@ -35,6 +37,9 @@ async def upload_weights(
     license: Annotated[str, Form(max_length=200)] = "",
     replace: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
+    """Administrators only (403 otherwise): add a weights file for a catalog model to the registry. The
+    file is checked without being loaded: 422 naming what is wrong, 409 when the model already has an
+    entry and `replace` is not set."""
     return await run_in_threadpool(
         weights_tools.upload_weights,
         ctx,

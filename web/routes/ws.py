@@ -154,6 +154,8 @@ async def _drain_client(websocket: WebSocket) -> None:
 async def job_progress_ws(
     websocket: WebSocket, job_id: IdPath, after: AfterSeq = 0, token: str | None = None, ticket: str | None = None
 ) -> None:
+    """A job's progress events over a WebSocket (the protocol and close codes above): the stored
+    ones after `after`, then live until the job ends; authenticates with a stream ticket."""
     state = websocket.app.state
     await websocket.accept()
     creds = StreamCredentials(token=token, ticket=ticket)
