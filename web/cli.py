@@ -28,6 +28,8 @@ PROG = "vision-agent"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `vision-agent` command line for `--help`, `serve` and `version`; the other commands are
+    listed only for help, `main` hands their arguments to their own parsers."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Vision Training Agent: train computer-vision models by talking to a server."
     )
@@ -138,6 +140,8 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `vision-agent` entry point: runs the command named first and returns its exit status;
+    without a command it prints the help."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "dataset":
         from trainer_runtime.formats.cli import main as dataset_main

@@ -65,6 +65,8 @@ def literal(field: FieldInfo) -> str | None:
 
 
 def default_text(row: Row, fields: dict[str, FieldInfo]) -> str:
+    """The defaults cell of a row: the row's hand-written default, else each field's default in
+    backticks ("unset" for None, "empty" when there is nothing to show)."""
     if row.default is not None:
         return row.default
     parts = []
@@ -98,6 +100,7 @@ def problems(sections: tuple[Section, ...]) -> list[str]:
 
 
 def render(sections: tuple[Section, ...] | None = None) -> str:
+    """The whole configuration page in Markdown, one table per section (`SECTIONS` by default)."""
     sections = SECTIONS if sections is None else sections
     fields = settings_fields()
     lines = [PREAMBLE, ""]
@@ -122,6 +125,8 @@ def render(sections: tuple[Section, ...] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write docs/configuration.md, or with `--check` compare it and print a diff. Returns 1 when the
+    page is out of date or disagrees with `Settings`, else 0."""
     ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="fail when the page differs (writes nothing)")
     ap.add_argument("--output", type=Path, default=DOC_PATH)

@@ -159,6 +159,8 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 
 def error_response(exc: BaseException) -> JSONResponse:
+    """The JSON error response for `exc`: the status `status_for` maps it to, the body of `error_body`,
+    plus `WWW-Authenticate` on a 401 and `Retry-After` when the caller should retry later."""
     exc = _as_domain_error(exc)
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
@@ -193,7 +195,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-async def _request_validation_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's own 422 body, except that an echoed `Infinity`/`NaN` input is written as a string
     (FastAPI's handler fails to render it: a 500 for `{"learning_rate": Infinity}`)."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []

@@ -12,6 +12,7 @@ from web.config import Settings
 
 
 def token_lifetime(settings: Settings) -> timedelta:
+    """How long an access token is valid (`ACCESS_TOKEN_EXPIRE_MINUTES`, one day by default)."""
     return timedelta(minutes=settings.access_token_expire_minutes)
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 
 def build_parser(prog: str = "vision-agent weights") -> argparse.ArgumentParser:
+    """The `vision-agent weights` command line: list, import or pull registry weights."""
     parser = argparse.ArgumentParser(prog=prog, description="The pretrained weights registry.")
     parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (over VTA_DATA_DIR)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -53,6 +54,7 @@ def build_parser(prog: str = "vision-agent weights") -> argparse.ArgumentParser:
 
 
 def build_users_parser(prog: str = "vision-agent users") -> argparse.ArgumentParser:
+    """The `vision-agent users` command line: promote a user to administrator (or `--revoke` it)."""
     parser = argparse.ArgumentParser(prog=prog, description="Administrators.")
     parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (over VTA_DATA_DIR)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -102,6 +104,8 @@ def _pull(
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "vision-agent weights") -> int:
+    """Run a `weights` or `users` action (which one `prog` says) against the server's database and
+    storage, printing JSON. Returns 1 when the action fails, else 0."""
     users = prog.endswith("users")
     parser = build_users_parser(prog) if users else build_parser(prog)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
