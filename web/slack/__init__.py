@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 
 
 def slack_enabled(settings: Any) -> bool:
+    """True when both SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are set."""
     return bool(settings.slack.enabled)
 
 
 async def start_slack(app: Any) -> None:
+    """Start the Slack bot on `app.state.slack` when Slack is enabled (else None there, with a warning
+    when only one of the two settings is set), and resume following the progress of its jobs."""
     settings = app.state.settings
     app.state.slack = None
     if not slack_enabled(settings):
@@ -38,6 +41,7 @@ async def start_slack(app: Any) -> None:
 
 
 async def stop_slack(app: Any) -> None:
+    """Stop the Slack bot, if one runs: stop following progress and shut its worker pool down."""
     bot = getattr(app.state, "slack", None)
     if bot is None:
         return

@@ -127,6 +127,9 @@ class _TrackingExecutor(ThreadPoolExecutor):
 
 
 class SlackBot:
+    """The Slack side of one server: verifies and dispatches Slack's requests to the agent's dialogue,
+    posts the replies and job progress, and runs inference on images attached in a thread."""
+
     def __init__(self, app: Any, settings: Any) -> None:
         self.app = app
         self.state = app.state

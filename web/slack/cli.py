@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 def build_parser(prog: str = "vision-agent slack") -> argparse.ArgumentParser:
+    """The `vision-agent slack` command line: link, unlink or list Slack users' links."""
     parser = argparse.ArgumentParser(prog=prog, description="Link Slack users to platform users (administrators).")
     parser.add_argument("--data-dir", type=Path, default=None, help="the server's data folder (over VTA_DATA_DIR)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -34,6 +35,8 @@ def build_parser(prog: str = "vision-agent slack") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "vision-agent slack") -> int:
+    """Run a `vision-agent slack` action on the server's database, printing the result. Returns 1 when
+    the action fails (e.g. no user with that email), else 0."""
     args = build_parser(prog).parse_args(list(sys.argv[1:] if argv is None else argv))
     from tools import slack_links
     from tools.db import create_engine_for_url, make_session_factory, migrate

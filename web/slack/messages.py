@@ -152,6 +152,7 @@ TERMINAL = ("completed", "failed", "stopped")
 
 
 def say(lang: str | None, key: str, **values: Any) -> str:
+    """The Slack text `key` in `lang` (English when it has no such translation), formatted with `values`."""
     entry = TEXTS[key]
     return entry.get(R.lang_of(lang), entry["en"]).format(**values)
 
@@ -162,6 +163,7 @@ def escape(text: str) -> str:
 
 
 def clip(text: str, limit: int = SECTION_LIMIT) -> str:
+    """`text` cut to `limit` characters (an ellipsis marking the cut), for Slack's per-block limits."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -181,14 +183,17 @@ def clean_text(text: str, bot_user_id: str | None = None) -> str:
 
 
 def section(text: str) -> dict[str, Any]:
+    """A Block Kit section block with `text` (mrkdwn, clipped to Slack's limit)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
 
 
 def context(text: str) -> dict[str, Any]:
+    """A Block Kit context block (small grey text) with `text`."""
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 2900)}]}
 
 
 def suggestions_line(suggestions: list[str], lang: str) -> str | None:
+    """The "try: ..." line with up to six suggested messages as code spans; None when there are none."""
     items = [s for s in suggestions if s][:6]
     if not items:
         return None
@@ -196,6 +201,8 @@ def suggestions_line(suggestions: list[str], lang: str) -> str | None:
 
 
 def confirmation_blocks(text: str, session_id: str, turn: int, lang: str) -> list[dict[str, Any]]:
+    """The confirmation message: `text` with the Confirm and Change buttons, each carrying the session
+    and turn it answers ("<session_id>:<turn>")."""
     value = f"{session_id}:{turn}"
     return [
         section(text),
@@ -231,6 +238,7 @@ def answered_blocks(message: dict[str, Any], note: str) -> tuple[str, list[dict[
 
 
 def parse_action_value(value: str) -> tuple[str, int]:
+    """The (session id, turn) a button's value carries; turn -1 when the value is malformed."""
     sid, _, turn = (value or "").rpartition(":")
     try:
         return sid, int(turn)
@@ -322,6 +330,7 @@ class JobView:
 
 
 def bar(done: int, total: int, width: int = 10) -> str:
+    """A text progress bar of `width` cells for `done` of `total` (all empty when the total is unknown)."""
     if total <= 0:
         return "░" * width
     n = max(0, min(width, round(width * done / total)))

@@ -80,6 +80,9 @@ class ProgressHost(Protocol):
 
 
 class ProgressFollower:
+    """Keeps each followed job's Slack progress message up to date while the job runs, then posts its
+    summary and chart; one per bot, started and closed with the app."""
+
     def __init__(self, bot: ProgressHost, interval_s: float = 1.0) -> None:
         self.bot = bot
         self.interval_s = interval_s
