@@ -32,7 +32,7 @@ class TorchAdapter(Adapter):
         """One canonical advanced_config key -> schema values (ConfigError for what the framework cannot use)."""
 
     @classmethod
-    def extra_model_ok(cls, name: str) -> bool:
+    def extra_model_ok(cls, _name: str) -> bool:
         """A model outside the catalog this adapter can still build (e.g. local weights)."""
         return False
 

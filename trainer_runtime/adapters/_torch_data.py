@@ -142,7 +142,7 @@ def seeded_loader(
     gen = torch.Generator()
     gen.manual_seed(seed)
 
-    def init_worker(worker_id: int) -> None:  # pragma: no cover - runs in worker processes
+    def init_worker(_worker_id: int) -> None:  # pragma: no cover - runs in worker processes
         s = torch.initial_seed() % (2**32)
         np.random.seed(s)
         random.seed(s)

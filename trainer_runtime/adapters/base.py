@@ -59,11 +59,15 @@ class ConfigError(TrainerRuntimeError):
 
 
 def closest(name: str, valid: list[str] | tuple[str, ...]) -> str | None:
+    """The entry of `valid` most like `name` (difflib, at least 0.5 similar), or None: the "did you mean"
+    of error messages."""
     matches = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
     return matches[0] if matches else None
 
 
 def unknown_key_error(key: str, valid: list[str] | tuple[str, ...], what: str = "config key") -> ConfigError:
+    """A ConfigError for an unknown `what` named `key`, suggesting the closest valid name or else listing
+    them all."""
     guess = closest(key, valid)
     hint = f"; did you mean {guess!r}?" if guess else f"; valid: {', '.join(sorted(valid))}"
     return ConfigError(f"unknown {what} {key!r}{hint}")
@@ -124,6 +128,9 @@ def check_image_size(spec: JobSpec, models: list[ModelInfo]) -> None:
 
 @dataclass
 class TrainContext:
+    """What an adapter's `train` gets: the job spec, the dataset (its DICE folder and parsed annotations),
+    the resolved config, folders to work and write checkpoints in, the device, callbacks and stop signal."""
+
     spec: JobSpec
     dataset_dir: Path  # DICE folder: images/ + annotations.json (a read-only cache: never write into it)
     dataset: DiceDataset
@@ -144,6 +151,9 @@ class TrainContext:
 
 @dataclass
 class TrainResult:
+    """What an adapter's `train` returns: epochs done, the best epoch and metric, the final metrics, the
+    checkpoint paths, and whether it ended on a stop request or early stopping."""
+
     epochs_completed: int  # last finished epoch (1-based)
     best_epoch: int | None
     best_metric_name: str

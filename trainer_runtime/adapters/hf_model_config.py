@@ -42,6 +42,8 @@ MAX_KEYS = 32
 
 @dataclass(frozen=True)
 class Field:
+    """The type and allowed range (or choices, or list length) of one `model_config` field."""
+
     kind: str  # int | float | bool | choice | int_list
     lo: float | None = None
     hi: float | None = None

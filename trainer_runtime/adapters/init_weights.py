@@ -25,6 +25,8 @@ def init_source(ctx: TrainContext) -> Path | None:
 
 
 def describe(ctx: TrainContext) -> str:
+    """What the initial weights came from, for log and error messages: "job <id>'s <checkpoint>", or the
+    local weights path."""
     init = ctx.spec.init_from
     if init is None:
         return f"{ctx.init_weights}"
@@ -44,6 +46,8 @@ def report(ctx: TrainContext, loaded: int, skipped: list[str], total: int, log: 
 
 
 def state_of(ckpt: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
+    """The model state dict stored under "model" in checkpoint `ckpt`; ConfigError naming `path` when there
+    is none."""
     state = ckpt.get("model")
     if not isinstance(state, Mapping):
         raise ConfigError(f"{path} holds no model weights to start from")

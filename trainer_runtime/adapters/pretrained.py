@@ -31,6 +31,8 @@ def _names(skipped: list[str]) -> str:
 
 
 def describe(weights: ResolvedWeights) -> str:
+    """The pretrained weights as log messages name them: the upload, else the pretraining data, detail and
+    source."""
     if weights.source == USER_UPLOAD:
         return f"{weights.detail} (user upload)"
     pre = f" on {weights.pretraining}" if weights.pretraining else ""
@@ -48,6 +50,8 @@ def no_tensor_fits(weights: ResolvedWeights, model_name: str, tensors: int) -> C
 
 
 def timm_classifier_prefixes(model: Any) -> tuple[str, ...]:
+    """The state-dict prefixes of a timm model's classifier head, from its `pretrained_cfg` (empty when it
+    names none)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     classifier = cfg.get("classifier") if isinstance(cfg, Mapping) else None
     if isinstance(classifier, str):
@@ -159,6 +163,7 @@ ULTRALYTICS_BACKBONE_LAYERS = 10  # YOLOv8 / YOLO11: layers 0-9 are the backbone
 
 
 def is_head(name: str, heads: tuple[str, ...]) -> bool:
+    """True when parameter `name` belongs to one of the `heads` (is one of them or lies under one)."""
     return any(name == h or name.startswith(h + ".") for h in heads)
 
 

@@ -147,6 +147,8 @@ _SCHED_MAP = {"cosine": "cosine", "step": "step", "plateau": "plateau", "linear"
 
 
 class TimmAdapter(TorchAdapter):
+    """Image classification with timm models, trained by the shared torch loop."""
+
     framework: ClassVar[str] = TIMM
     tasks: ClassVar[tuple[str, ...]] = (TASK,)
     primary_metric: ClassVar[dict[str, str]] = {TASK: PRIMARY}

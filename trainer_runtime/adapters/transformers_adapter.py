@@ -160,6 +160,9 @@ def local_model_dir(model_name: str) -> Path | None:
 
 
 class TransformersAdapter(TorchAdapter):
+    """Image classification and object detection (DETR) with Hugging Face transformers models, trained by
+    the shared torch loop."""
+
     framework: ClassVar[str] = TRANSFORMERS
     tasks: ClassVar[tuple[str, ...]] = (CLS, DET)
     primary_metric: ClassVar[dict[str, str]] = {CLS: "val/accuracy_top1", DET: "val/mAP50-95"}
@@ -387,7 +390,7 @@ class _HFLoopMixin(loop.EpochLoop):
         if self.per_step_scheduler and self.scheduler is not None:
             self.scheduler.step()
 
-    def end_of_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    def end_of_epoch(self, _epoch: int, metrics: Mapping[str, float]) -> None:
         import torch
 
         if self.scheduler is None or self.per_step_scheduler:

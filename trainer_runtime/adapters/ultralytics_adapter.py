@@ -191,6 +191,8 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 class UltralyticsAdapter(Adapter):
+    """The Ultralytics YOLO tasks, trained by Ultralytics' own trainer, whose callbacks are relayed to ours."""
+
     framework: ClassVar[str] = ULTRALYTICS
     tasks: ClassVar[tuple[str, ...]] = tuple(config.TASK_SUFFIX)
     primary_metric: ClassVar[dict[str, str]] = config.PRIMARY_METRIC
@@ -279,7 +281,7 @@ class UltralyticsAdapter(Adapter):
             "on_train_start", epochs=int(trainer.epochs), start_epoch=trainer.start_epoch + 1
         )
 
-    def _on_train_epoch_start(self, trainer: Any) -> None:
+    def _on_train_epoch_start(self, _trainer: Any) -> None:
         self._batch = 0
 
     def _on_train_batch_end(self, trainer: Any) -> None:
