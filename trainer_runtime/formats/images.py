@@ -29,6 +29,8 @@ _HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What reading an image file found: pixel size, format, file size and sha256."""
+
     width: int
     height: int
     format: str

@@ -116,6 +116,7 @@ def check_label(
 
 
 def check_category_count(count: int, limits: FormatLimits, *, file: str | None, field: str | None) -> None:
+    """Raise DatasetFormatError when `count` categories exceed `limits.max_categories`."""
     if count > limits.max_categories:
         raise DatasetFormatError(
             f"{count} categories; the limit is {limits.max_categories}", file=file, field=field or "categories"

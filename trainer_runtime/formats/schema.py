@@ -35,11 +35,15 @@ class _Model(BaseModel):
 
 
 class DatasetInfo(_Model):
+    """The `dataset` header: name and description."""
+
     name: str = ""
     description: str = ""
 
 
 class Category(_Model):
+    """A category: id, name, and for pose the keypoint names and skeleton."""
+
     id: int
     name: str = Field(min_length=1)
     supercategory: str | None = None
@@ -48,6 +52,8 @@ class Category(_Model):
 
 
 class Image(_Model):
+    """An image: id, file name under images/, pixel size and optional sha256."""
+
     id: int
     file_name: str = Field(min_length=1)
     width: int = Field(gt=0)
@@ -56,6 +62,9 @@ class Image(_Model):
 
 
 class Annotation(_Model):
+    """An annotation of one image and category: a box, polygons, keypoints or a rotated box, or none of
+    them for an image-level label."""
+
     id: int
     image_id: int
     category_id: int
@@ -69,6 +78,8 @@ class Annotation(_Model):
 
 
 class DiceDataset(_Model):
+    """A whole annotations.json: format version, dataset header, categories, images and annotations."""
+
     format_version: str
     dataset: DatasetInfo = Field(default_factory=DatasetInfo)
     categories: list[Category] = Field(default_factory=list)

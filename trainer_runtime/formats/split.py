@@ -25,6 +25,8 @@ _TEST_DIRS = frozenset({"test", "testing"})
 
 @dataclass
 class SplitResult:
+    """The image ids of the train and val parts (and of a test folder), with a report of how the split was made."""
+
     train: list[int]
     val: list[int]
     report: dict[str, Any]

@@ -158,6 +158,8 @@ def check_dataset_labels(ds: DiceDataset, limits: FormatLimits = DEFAULT_LIMITS,
 
 @dataclass
 class ValidationReport:
+    """What validating a dataset found: errors (at most `max_errors` kept), warnings and statistics."""
+
     errors: list[DatasetFormatError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)

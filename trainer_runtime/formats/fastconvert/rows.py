@@ -36,6 +36,8 @@ _NULL = b"null"
 
 
 def iter_batches(ds: FastDataset, task: str, batch_images: int) -> Iterator[Batch]:
+    """The dataset's YOLO label rows in batches of `batch_images` images; FastPathUnsupported when an
+    annotation has no box (the slow path handles it)."""
     n_img = len(ds.images)
     c = columns(ds)
     anns = ds.annotations

@@ -22,10 +22,12 @@ from trainer_runtime.formats.validate import check_dataset_labels, validate_data
 
 
 def rel_to(path: Path, root: Path) -> str:
+    """`path` relative to `root`, with forward slashes."""
     return path.relative_to(root).as_posix()
 
 
 def is_inside(path: Path, root_resolved: Path) -> bool:
+    """True when `path` is `root_resolved` or lies under it (both already resolved)."""
     return path == root_resolved or root_resolved in path.parents
 
 

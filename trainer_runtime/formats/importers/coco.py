@@ -149,6 +149,8 @@ def _load_coco_file(jp: Path, root: Path, b: Builder) -> tuple[str, dict[str, An
 
 
 def import_coco(src: Path, b: Builder, jsons: list[Path], root: Path) -> str:
+    """Add the images, annotations and categories of the COCO files `jsons` (under `root`) to `b`, renumbering
+    ids when there are several files; returns the dataset name from the first `info.description` ("" if none)."""
     multi = len(jsons) > 1
     cats_by_id: dict[int, dict[str, Any]] = {}
     cat_file: dict[int, str] = {}

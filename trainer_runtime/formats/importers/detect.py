@@ -71,6 +71,7 @@ def find_yolo_yaml(src: Path, limits: FormatLimits = DEFAULT_LIMITS) -> tuple[Pa
 
 
 def coco_jsons(src: Path) -> list[Path]:
+    """The COCO annotation files in `src`, then in `src/annotations` (each folder's sorted by name)."""
     found: list[Path] = []
     for folder in (src, src / "annotations"):
         if folder.is_dir():

@@ -13,6 +13,8 @@ from trainer_runtime.formats.validate import load_annotations
 
 
 def import_dice(src: Path, b: Builder) -> str:
+    """Add a DICE folder's images and annotations to `b`; returns the dataset's name. DatasetFormatError when
+    annotations.json is invalid or an image has no file."""
     ds = load_annotations(src / "annotations.json", file="annotations.json", limits=b.limits)
     images_dir = src / "images"
     missing: list[DatasetFormatError] = []

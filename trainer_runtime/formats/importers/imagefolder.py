@@ -13,6 +13,8 @@ from trainer_runtime.formats.limits import check_category_count, check_label
 
 
 def import_imagefolder(src: Path, b: Builder) -> str:
+    """Add an ImageFolder dataset (root/<class>/ or root/<split>/<class>/) to `b`, one image-level label per
+    image; returns "" (the format has no name). DatasetFormatError when there are no class folders."""
     layout = imagefolder_layout(src)
     if layout is None:
         raise DatasetFormatError(

@@ -334,6 +334,8 @@ def _yolo_annotation(
 
 
 def import_yolo(src: Path, b: Builder) -> str:
+    """Add a YOLO dataset (classes from data.yaml or classes.txt) to `b`; returns the name from
+    data.yaml ("" if none). DatasetFormatError when no file lists the class names."""
     found = find_yolo_yaml(src, b.limits)
     if found is not None:
         yaml_path, cfg = found
