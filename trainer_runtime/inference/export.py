@@ -263,7 +263,7 @@ def _openvino() -> Any:
         from openvino_telemetry.utils import opt_in_checker
 
         declined = opt_in_checker.ConsentCheckResult.DECLINED
-        opt_in_checker.OptInChecker.check = lambda self, *a, **k: declined
+        opt_in_checker.OptInChecker.check = lambda *_a, **_k: declined
     except Exception:  # no telemetry package: nothing to turn off
         pass
     try:

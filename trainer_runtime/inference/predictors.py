@@ -181,6 +181,9 @@ _ULTRA_TASKS = {
 
 
 class UltralyticsPredictor(Predictor):
+    """Predictions with an Ultralytics YOLO checkpoint: detect, segment, pose, obb or classify
+    (CheckpointLoadError for another task)."""
+
     framework = "ultralytics"
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
@@ -344,6 +347,8 @@ class _TorchClassifier(Predictor):
 
 
 class TimmPredictor(_TorchClassifier):
+    """Image classification with a timm checkpoint of this project."""
+
     framework = "timm"
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
@@ -366,6 +371,8 @@ class TimmPredictor(_TorchClassifier):
 
 
 class TransformersPredictor(_TorchClassifier):
+    """Image classification with a transformers checkpoint of this project."""
+
     framework = "transformers"
 
     def __init__(self, path: Path, device: str = "cpu") -> None:

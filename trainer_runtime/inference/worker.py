@@ -58,6 +58,8 @@ QUEUED_OPS = ("predict", "load", "export", "_sleep")
 
 @dataclass
 class Request:
+    """One request frame as the worker queues it: the message, its image blobs, and when it arrived."""
+
     msg: dict[str, Any]
     blobs: list[bytes]
     arrived: float
@@ -141,6 +143,9 @@ def _free_memory() -> None:
 
 
 class Worker:
+    """Serves the protocol: answers ping/stats at once and runs the queued requests (predict, load, export)
+    on one thread, micro-batching predicts and caching loaded models."""
+
     def __init__(
         self,
         out: BinaryIO,
@@ -424,6 +429,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: serve requests on stdin until it closes; returns 0."""
     ap = argparse.ArgumentParser(prog="python -m trainer_runtime.inference.worker")
     ap.add_argument("--framework", default="", help="default framework of requests (informational)")
     ap.add_argument(
