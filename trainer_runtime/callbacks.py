@@ -31,6 +31,8 @@ CALLBACK_EVENTS = (
 
 
 class Callbacks:
+    """Callbacks registered per training event (`CALLBACK_EVENTS`) and run in registration order."""
+
     def __init__(self) -> None:
         self._callbacks: dict[str, list[Callable[..., Any]]] = defaultdict(list)
 

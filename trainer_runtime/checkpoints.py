@@ -51,6 +51,9 @@ class CheckpointUploadError(StorageError):
 
 @dataclass(frozen=True)
 class UploadedCheckpoint:
+    """A checkpoint stored and verified in the internal store: its key, size, sha256 and epoch, and the
+    local file it came from."""
+
     name: str
     key: str
     size: int
@@ -79,6 +82,9 @@ def file_digests(path: Path, *, md5: bool = True) -> tuple[int, str, str]:
 
 
 class CheckpointUploader:
+    """Uploads a job's checkpoints to the internal store, verifies each copy by size and hash, and retries
+    with exponential backoff."""
+
     def __init__(
         self,
         storage: DualStorageClient,

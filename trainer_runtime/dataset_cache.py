@@ -52,6 +52,9 @@ MARKER = ".complete"
 
 @dataclass(frozen=True)
 class CachedDataset:
+    """A dataset version in the local cache: its DICE folder, whether it was already cached, and how many
+    images were fetched or reused."""
+
     path: Path  # DICE folder: annotations.json + images/
     version: str
     hit: bool  # True when the version was already in the cache

@@ -35,10 +35,14 @@ EventType = Literal["status", "epoch", "batch", "log", "checkpoint", "done", "er
 
 
 def utc_ts() -> str:
+    """The current UTC time as an ISO-8601 string with microseconds and a "Z" suffix (event timestamps)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ProgressEvent(BaseModel):
+    """One progress event of a job as a trainer sends it; the server skips an `event_id` it already
+    stored (a resend) and numbers `seq` itself when the event has none."""
+
     job_id: int
     seq: int | None = None
     ts: str = Field(default_factory=utc_ts)

@@ -106,6 +106,7 @@ def box_iou(a: Any, b: Any) -> np.ndarray:
 
 
 def xywh_to_xyxy(boxes: Any) -> np.ndarray:
+    """Boxes given as [x, y, w, h] rows as an (n, 4) float array of [x1, y1, x2, y2]."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 

@@ -75,7 +75,7 @@ class EventReporter:
     def _deliver(self, event: ProgressEvent) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def close(self, timeout: float = 30.0) -> bool:
+    def close(self, _timeout: float = 30.0) -> bool:
         """Flush; True when everything emitted was delivered."""
         return True
 

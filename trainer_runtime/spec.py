@@ -31,6 +31,8 @@ class _Strict(BaseModel):
 
 
 class MlflowSpec(_Strict):
+    """Where and whether the job logs to MLflow, and at what CPU priority the logger runs."""
+
     enabled: bool = True
     tracking_uri: str | None = None  # None: sqlite store under <work_dir>/mlflow
     experiment_name: str = "vision-training-agent"
@@ -39,6 +41,9 @@ class MlflowSpec(_Strict):
 
 
 class Hyperparameters(_Strict):
+    """The job's training settings: epochs, batch and image size, learning rate, preset and advanced
+    config, seed, validation fraction, device and data-loader workers."""
+
     epochs: int = Field(gt=0, le=10_000)
     batch_size: int | None = Field(default=None, gt=0)
     image_size: int | None = Field(default=None, gt=0, le=8192)
@@ -64,6 +69,8 @@ class InitFromSpec(_Strict):
 
 
 class JobSpec(_Strict):
+    """The job spec the server writes and a trainer runs from (contract 4 in docs/architecture.md)."""
+
     spec_version: Literal["1"] = SPEC_VERSION
     job_id: int = Field(gt=0)
     project_id: int | None = None

@@ -163,6 +163,8 @@ def local_weights_dir() -> Path | None:
 
 
 class WeightsFile(BaseModel):
+    """One file of a weights plan: its name and, when known, sha256 and size."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     sha256: str | None = None
@@ -240,6 +242,7 @@ class ResolvedWeights:
 
 
 def scratch(reason: str | None = None) -> ResolvedWeights:
+    """Weights to train from scratch, with `reason` as the warning to show (None: nothing to warn about)."""
     return ResolvedWeights("scratch", "", None, warning=reason)
 
 
@@ -391,6 +394,7 @@ def inspect_weights_file(path: str | Path) -> dict[str, Any]:
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 hex digest of the file at `path`, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
