@@ -157,13 +157,15 @@ def _noisy_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, 
     return img, base
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, min_dist: float = 110) -> tuple:
+def _contrasting_colour(
+    rng: np.random.Generator, background: np.ndarray, min_dist: float = 110
+) -> tuple[int, int, int]:
     for _ in range(100):
         c = rng.integers(0, 256, size=3)
         if float(np.linalg.norm(c - background)) >= min_dist:
-            return tuple(int(v) for v in c)
+            return int(c[0]), int(c[1]), int(c[2])
     far = np.where(background > 127, 0, 255)
-    return tuple(int(v) for v in far)
+    return int(far[0]), int(far[1]), int(far[2])
 
 
 def _finish(img: np.ndarray, rng: np.random.Generator, noise: float = 6.0) -> np.ndarray:

@@ -35,7 +35,7 @@ from tools.executors.k8s_manifests import KubernetesConfig
 from tools.executors.kubernetes import KubernetesExecutor, make_event_log_sink
 from tools.inference import InferenceConfig, register_deleted_job_cleanup
 from tools.jobs import JobRuntimeConfig
-from tools.services import AppServices
+from tools.services import AppServices, WeightsPolicy
 from tools.supervisor import Supervisor, SupervisorConfig
 from tools.telemetry import Telemetry
 from trainer_runtime.storage import DualStorageClient, StorageConfig
@@ -106,9 +106,9 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         ensure_demo_datasets(session_factory, storage, work_dir)
 
 
-def weights_policy_from_settings(settings: Settings) -> weights_tools.WeightsPolicy:
+def weights_policy_from_settings(settings: Settings) -> WeightsPolicy:
     """The pretrained-weights download policy (WEIGHTS_*, ULTRALYTICS_ASSETS_URL)."""
-    return weights_tools.WeightsPolicy(
+    return WeightsPolicy(
         download=settings.weights_download,
         timeout_s=settings.weights_download_timeout_s,
         max_s=settings.weights_download_max_s,
@@ -117,7 +117,7 @@ def weights_policy_from_settings(settings: Settings) -> weights_tools.WeightsPol
     )
 
 
-def _weights_policy(app: FastAPI, settings: Settings) -> weights_tools.WeightsPolicy:
+def _weights_policy(app: FastAPI, settings: Settings) -> WeightsPolicy:
     """The app's weights policy (`app.state.services`, made by the lifespan), else the settings'."""
     services: AppServices | None = getattr(app.state, "services", None)
     return services.weights if services is not None else weights_policy_from_settings(settings)

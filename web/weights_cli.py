@@ -72,7 +72,7 @@ def _pull(
     from tools import catalog
     from tools import weights as weights_tools
     from tools.errors import InvalidInputError
-    from trainer_runtime.weights import fetch
+    from trainer_runtime.weights import default_source, fetch
 
     info = catalog.resolve_model(args.model, args.framework)
     policy = replace(settings_policy, download="on")
@@ -88,7 +88,7 @@ def _pull(
         got = fetch(plan, storage, Path(tmp), log=lambda m, _lvl: print(m, file=sys.stderr))
         assert got.path is not None
         source = f"hub:{plan.hub_repo}" if plan.source == "hub" else f"url:{plan.asset_url}"
-        default = weights_tools.default_source(info.framework, info.name)
+        default = default_source(info.framework, info.name)
         return weights_tools.import_weights(
             db,
             storage,

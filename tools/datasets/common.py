@@ -56,16 +56,16 @@ def _sha256_file(path: Path) -> str:
 def _clean_name(name: Any, *, what: str = "name") -> str:
     if not isinstance(name, str):
         raise InvalidInputError(f"{what} must be a string", detail={"field": what})
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME_CHARS:
+    text = name.strip()
+    if not 1 <= len(text) <= MAX_NAME_CHARS:
         raise InvalidInputError(f"{what} must be 1 to {MAX_NAME_CHARS} characters long", detail={"field": what})
-    ch = unsafe_char(name)
+    ch = unsafe_char(text)
     if ch is not None:
         raise InvalidInputError(
             f"{what} must not contain control or bidirectional-override characters ({describe_char(ch)})",
             detail={"field": what},
         )
-    return name
+    return text
 
 
 def _clean_description(description: Any) -> str:

@@ -23,11 +23,12 @@ from tools.datasets.locks import KeyedLocks
 from tools.db.models import Job, JobCheckpoint
 from tools.errors import ConflictError, InvalidInputError
 from tools.inference.client import WorkerClient
-from tools.inference.config import FRAMEWORKS, InferenceConfig, job_cache_dir
+from tools.inference.config import InferenceConfig, job_cache_dir
 from tools.inference.routecache import RouteCache
 from tools.inference.runner import execute_test_run
 from tools.services import JobListeners
 from trainer_runtime.errors import ObjectNotFoundError
+from trainer_runtime.spec import FRAMEWORKS
 from trainer_runtime.storage import DualStorageClient
 
 log = logging.getLogger(__name__)
