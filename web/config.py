@@ -145,6 +145,8 @@ class K8sSettings(BaseModel):
 
 
 class Settings(BaseSettings):
+    """Every setting of the server, read once from the environment and `.env` (docs/configuration.md)."""
+
     # A field that is a model (inference, llm, slack, k8s) is read from <FIELD>_<NAME> (<ALIAS>_<NAME>
     # where it has one): the delimiter "_", split once, so LLM_BASE_URL is llm.base_url and
     # VTA_INFERENCE_MAX_BATCH is inference.max_batch.
@@ -415,6 +417,7 @@ def gpu_count() -> int:
 
 @lru_cache
 def get_settings() -> Settings:
+    """The process-wide Settings, read from the environment on first use and then kept."""
     return Settings()
 
 

@@ -21,6 +21,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Section:
+    """One section of docs/configuration.md: its heading, table rows and the prose around them."""
+
     title: str
     rows: tuple[Row, ...]
     intro: str = ""

@@ -98,6 +98,7 @@ SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def get_secret_key(request: Request) -> str:
+    """The key that signs access tokens and download links: the lifespan's, else the one the settings resolve."""
     secret: str | None = getattr(request.app.state, "secret_key", None)
     if secret is None:
         secret = get_settings(request).resolved_secret_key()
@@ -114,6 +115,7 @@ def _authenticate(request: Request, db: Session, token: str) -> User:
 
 
 def get_current_user(request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    """The user the Bearer token names, attached to the request's session; 401 without a valid token."""
     if not token:
         raise AuthenticationError("Not authenticated")
     return _authenticate(request, db, token)
@@ -125,6 +127,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 def get_optional_user(
     request: Request, db: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User | None:
+    """The user the Bearer token names, or None without a token; a token that is not valid still raises (401)."""
     if not token:
         return None
     return _authenticate(request, db, token)
@@ -134,6 +137,7 @@ OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 
 
 def get_storage(request: Request) -> DualStorageClient:
+    """The app's external and internal object stores."""
     storage: DualStorageClient = request.app.state.storage
     return storage
 
@@ -146,11 +150,13 @@ StorageDep = Annotated[DualStorageClient, Depends(_storage_dep)]
 
 
 def get_work_dir(request: Request) -> Path:
+    """The local folder where uploads are staged and temporary files are made."""
     work_dir: Path = request.app.state.work_dir
     return work_dir
 
 
 def upload_limits(settings: Settings) -> UploadLimits:
+    """The size, count and quota limits for uploads and the formats parsed from them, from the settings."""
     return UploadLimits(
         max_upload_bytes=settings.max_upload_bytes,
         max_file_bytes=settings.max_file_bytes,
@@ -191,6 +197,7 @@ def app_services(state: Any) -> AppServices:
 
 
 def get_tool_context(request: Request, db: SessionDep, user: CurrentUser, storage: StorageDep) -> ToolContext:
+    """The ToolContext that a route's tool calls run in, for the signed-in user (401 without one)."""
     return ToolContext(
         db=db,
         user=user,
@@ -210,6 +217,7 @@ ToolContextDep = Annotated[ToolContext, Depends(_tool_context_dep)]
 
 
 def get_optional_tool_context(request: Request, db: SessionDep, user: OptionalUser, storage: StorageDep) -> ToolContext:
+    """Like `get_tool_context`, but with `user=None` for a caller without a token."""
     return ToolContext(
         db=db,
         user=user,

@@ -174,6 +174,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database, storage, event bus, job supervisor and Slack bot on start; stop them on shutdown."""
     settings: Settings = app.state.settings
     await run_in_threadpool(_startup, app, settings)
     # Progress fan-out (tools.eventbus): Redis when REDIS_URL is set, else in-process.

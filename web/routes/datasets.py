@@ -37,18 +37,24 @@ MAX_FORM_FIELD_BYTES = 4096
 
 
 class DatasetIn(BaseModel):
+    """A new, empty dataset: its name, an optional description and who can see it."""
+
     name: str = Field(min_length=1, max_length=200, description="Unique among your datasets")
     description: str = Field(default="", max_length=10_000)
     visibility: Visibility = "private"
 
 
 class DatasetPatch(BaseModel):
+    """Changes to a dataset; fields left out (or null) keep their current value."""
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     visibility: Visibility | None = None
 
 
 class SnapshotIn(BaseModel):
+    """An optional name for a new snapshot."""
+
     name: str | None = Field(default=None, max_length=200)
 
 
@@ -80,11 +86,13 @@ def list_datasets(
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset")
 def get_dataset(dataset_id: str, ctx: ToolContextDep) -> DatasetOut:
+    """One of your datasets or a public one; 404 when it does not exist or is someone else's private one."""
     return datasets.get_dataset(ctx, dataset_id)
 
 
 @router.patch("/{dataset_id}", response_model=DatasetOut, summary="Rename, re-describe, change visibility")
 def update_dataset(dataset_id: str, body: DatasetPatch, ctx: ToolContextDep) -> DatasetOut:
+    """Owner only (403 otherwise); only the fields sent change. A name you already use answers 409."""
     return datasets.update_dataset(
         ctx, dataset_id, name=body.name, description=body.description, visibility=body.visibility
     )
@@ -92,6 +100,7 @@ def update_dataset(dataset_id: str, body: DatasetPatch, ctx: ToolContextDep) -> 
 
 @router.delete("/{dataset_id}", summary="Delete a dataset with all its files (owner only)")
 def delete_dataset(dataset_id: str, ctx: ToolContextDep) -> dict[str, Any]:
+    """Removes it with its images, annotations, snapshots and thumbnails; 403 for anyone but the owner."""
     return dict(datasets.delete_dataset(ctx, dataset_id))
 
 
@@ -280,6 +289,7 @@ def list_images(
     prefix: str | None = Query(default=None, max_length=1024, description="Only paths starting with this"),
     include_annotations: bool = False,
 ) -> ImagePage:
+    """Images sorted by relative path, one page at a time; `include_annotations` adds each one's annotations."""
     return datasets.list_images(
         ctx, dataset_id, offset=offset, limit=limit, prefix=prefix, include_annotations=include_annotations
     )
@@ -287,6 +297,7 @@ def list_images(
 
 @router.get("/{dataset_id}/images/{image_id}", response_model=ImageOut, summary="One image and its annotations")
 def get_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> ImageOut:
+    """One image's file name, size and annotations; 404 when the dataset or the image does not exist."""
     return datasets.get_image(ctx, dataset_id, image_id)
 
 
@@ -301,6 +312,7 @@ def image_file(
     ctx: ToolContextDep,
     if_none_match: str | None = Header(default=None),
 ) -> Response:
+    """The original bytes with their content type; 304 when `If-None-Match` holds the current ETag."""
     f = datasets.image_file(ctx, dataset_id, image_id)
     headers = {
         "Cache-Control": "private, max-age=3600",
@@ -323,6 +335,7 @@ def image_thumbnail(
     size: int = Query(default=128, ge=16, le=512, description="Longest edge; rounded up to 32/64/128/256/512"),
     if_none_match: str | None = Header(default=None),
 ) -> Response:
+    """A small JPEG of the image, made once per size and then cached; 304 when `If-None-Match` holds its ETag."""
     thumb = datasets.get_thumbnail(ctx, dataset_id, image_id, size=size, if_none_match=if_none_match)
     headers = {"ETag": thumb.etag, "Cache-Control": "private, max-age=86400"}
     if thumb.data is None:
@@ -336,6 +349,7 @@ def image_thumbnail(
     summary="Delete an image (owner only); snapshots that use it become broken",
 )
 def delete_image(dataset_id: str, image_id: IdPath, ctx: ToolContextDep) -> ImageDeleteOut:
+    """Owner only (403 otherwise); its annotations go too. The answer lists the snapshots now `broken`."""
     return datasets.delete_image(ctx, dataset_id, image_id)
 
 
@@ -356,6 +370,7 @@ def _json_file(ctx: ToolContext, f: datasets.StoredFile) -> StreamingResponse:
 
 @router.get("/{dataset_id}/annotations", summary="Download the live annotations.json (DICE v1)")
 def get_annotations(dataset_id: str, ctx: ToolContextDep) -> StreamingResponse:
+    """The dataset's current annotations as a JSON attachment; 404 for an unlabeled dataset."""
     return _json_file(ctx, datasets.annotations_file(ctx, dataset_id))
 
 
@@ -365,6 +380,7 @@ def compatibility(
     ctx: ToolContextDep,
     task_type: str | None = Query(default=None, description="One task; every task when omitted"),
 ) -> dict[str, Any]:
+    """Per task: `native`, `convertible` or `incompatible`, with the conversion needed or the reason."""
     return dict(datasets.check_dataset_compatibility(ctx, dataset_id, task_type))
 
 
@@ -379,14 +395,17 @@ def create_snapshot(dataset_id: str, ctx: ToolContextDep, body: SnapshotIn | Non
 
 @router.get("/{dataset_id}/snapshots", response_model=list[SnapshotOut], summary="Snapshots, newest first")
 def list_snapshots(dataset_id: str, ctx: ToolContextDep) -> list[SnapshotOut]:
+    """Every snapshot of the dataset, newest first."""
     return datasets.list_snapshots(ctx, dataset_id)
 
 
 @router.get("/{dataset_id}/snapshots/{snapshot_id}", response_model=SnapshotOut, summary="One snapshot")
 def get_snapshot(dataset_id: str, snapshot_id: str, ctx: ToolContextDep) -> SnapshotOut:
+    """One snapshot: `ok`, or `broken` with the image files it misses; 404 when it does not exist."""
     return datasets.get_snapshot(ctx, dataset_id, snapshot_id)
 
 
 @router.get("/{dataset_id}/snapshots/{snapshot_id}/annotations", summary="A snapshot's annotations.json")
 def get_snapshot_annotations(dataset_id: str, snapshot_id: str, ctx: ToolContextDep) -> StreamingResponse:
+    """The annotations frozen in the snapshot, as a JSON attachment."""
     return _json_file(ctx, datasets.annotations_file(ctx, dataset_id, snapshot_id))
