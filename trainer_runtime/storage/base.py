@@ -19,6 +19,8 @@ from trainer_runtime.storage.files import CHUNK
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """What a store knows about one object: its key and size, and its sha256 and ETag when known."""
+
     key: str
     size: int
     sha256: str | None = None
@@ -102,7 +104,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def copy(self, src_key: str, dst_key: str) -> ObjectInfo: ...
 
-    def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
+    def presigned_url(
+        self,
+        key: str,  # noqa: ARG002  none here; a store that signs URLs overrides this
+        expires_s: int = 3600,  # noqa: ARG002  (callers pass it by keyword)
+    ) -> str | None:
         return None
 
     # health ---------------------------------------------------------------------------------

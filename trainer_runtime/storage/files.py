@@ -18,6 +18,7 @@ CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
+    """The file's sha256 (hex) and size in bytes, read in chunks."""
     sha = hashlib.sha256()
     size = 0
     with open(path, "rb") as fh:
@@ -28,10 +29,12 @@ def sha256_file(path: Path) -> tuple[str, int]:
 
 
 def guess_type(key: str) -> str | None:
+    """The MIME type the key's file extension suggests, or None when it suggests none."""
     return mimetypes.guess_type(key)[0]
 
 
 def tmp_sibling(dest: Path) -> Path:
+    """A hidden, unique temp path in `dest`'s folder, to write to and then rename onto `dest`."""
     return dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 

@@ -28,6 +28,7 @@ def _check_id(value: str | int, what: str) -> str:
 
 
 def check_rel(rel_path: str, what: str) -> str:
+    """`rel_path` normalised to a safe relative path; ValueError naming `what` when it is not one."""
     try:
         return safe_relpath(rel_path)
     except UnsafePathError as exc:
@@ -40,6 +41,7 @@ def dataset_prefix(dataset_id: str) -> str:
 
 
 def dataset_images_prefix(dataset_id: str) -> str:
+    """``datasets/{id}/images/``: the folder of the dataset's image files."""
     return f"{dataset_prefix(dataset_id)}images/"
 
 
@@ -50,10 +52,12 @@ def dataset_image_key(dataset_id: str, rel_path: str) -> str:
 
 
 def dataset_annotations_key(dataset_id: str) -> str:
+    """``datasets/{id}/annotations.json``: the dataset's live annotations."""
     return f"{dataset_prefix(dataset_id)}annotations.json"
 
 
 def snapshot_annotations_key(dataset_id: str, snapshot_id: str) -> str:
+    """``datasets/{id}/snapshots/{sid}/annotations.json``: the annotations a snapshot froze."""
     sid = _check_id(snapshot_id, "snapshot id")
     return f"{dataset_prefix(dataset_id)}snapshots/{sid}/annotations.json"
 

@@ -87,13 +87,24 @@ class LocalObjectStore(ObjectStore):
             return None
         return f"{st.st_mtime_ns:x}-{st.st_size:x}"
 
-    def put_file(self, key: str, path: str | Path, *, content_type: str | None = None) -> ObjectInfo:
+    def put_file(
+        self,
+        key: str,
+        path: str | Path,
+        *,
+        content_type: str | None = None,  # noqa: ARG002  ObjectStore's; a local file keeps no content type
+    ) -> ObjectInfo:
         validate_key(key)
         with open(path, "rb") as fh:
             return self._write_from(key, fh)
 
     def put_stream(
-        self, key: str, stream: BinaryIO, *, size: int | None = None, content_type: str | None = None
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        size: int | None = None,
+        content_type: str | None = None,  # noqa: ARG002  ObjectStore's; a local file keeps no content type
     ) -> ObjectInfo:
         validate_key(key)
         info = self._write_from(key, stream)
