@@ -43,6 +43,7 @@ def epoch_timing(
 
 
 def finite(value: Any) -> float | None:
+    """`value` as a float, or None when it is not a number or is NaN or infinite (JSON has neither)."""
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -51,4 +52,5 @@ def finite(value: Any) -> float | None:
 
 
 def clean_metrics(metrics: dict[str, Any] | None) -> dict[str, float | None]:
+    """The metrics with string keys and finite float values (None for anything else)."""
     return {str(k): finite(v) for k, v in (metrics or {}).items()}

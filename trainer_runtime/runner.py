@@ -215,7 +215,7 @@ class Runner:
         self.log_event(f"MLflow run {run_id}", "info", **{MLFLOW_RUN_ID_FIELD: run_id})
 
     # signals ------------------------------------------------------------------------------------
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         self._signals.append(name)
         self.stop_event.set()
@@ -334,7 +334,12 @@ class Runner:
             self.mlflow.log_epoch(epoch, clean)
 
     def on_model_save(
-        self, epoch: int, last: Path | None = None, best: Path | None = None, is_best: bool = False, **_: Any
+        self,
+        epoch: int,
+        last: Path | None = None,  # noqa: ARG002  the on_model_save callback's; adapters pass it by keyword
+        best: Path | None = None,  # noqa: ARG002  (the checkpoints are uploaded from the output folder)
+        is_best: bool = False,
+        **_: Any,
     ) -> None:
         self._state["last_epoch"] = int(epoch)
         if is_best:

@@ -32,6 +32,8 @@ def mlflow_name(name: str) -> str:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as MLflow params: dotted keys, values as text (JSON unless already a string), cut
+    to MLflow's length limit."""
     out: dict[str, str] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
@@ -44,6 +46,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def default_tracking_uri(work_dir: Path) -> str:
+    """A SQLite tracking store under `work_dir/mlflow/` (the folder is created), for when none is set."""
     db = (Path(work_dir) / "mlflow" / "mlflow.db").resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
@@ -65,6 +68,8 @@ def mark_run_terminated(tracking_uri: str, run_id: str, status: str = "KILLED") 
 
 
 def write_run_id(output_dir: Path, run_id: str) -> None:
+    """Record the job's MLflow run id in `output_dir` (atomically), so a resumed trainer or the
+    supervisor can find the run."""
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / f".{RUN_ID_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
     tmp.write_text(run_id, encoding="utf-8")
@@ -72,6 +77,7 @@ def write_run_id(output_dir: Path, run_id: str) -> None:
 
 
 def read_run_id(output_dir: Path) -> str | None:
+    """The run id `write_run_id` left in `output_dir`, or None when there is none."""
     with contextlib.suppress(OSError):
         return (output_dir / RUN_ID_FILE).read_text(encoding="utf-8").strip() or None
     return None
