@@ -48,7 +48,8 @@ def _coerce_number(f: ConfigField, value: Any) -> int | float:
         raise ConfigError(f"{name} must be >= {f.minimum}, got {value}")
     if f.maximum is not None and value > f.maximum:
         raise ConfigError(f"{name} must be <= {f.maximum}, got {value}")
-    return value
+    number: int | float = value
+    return number
 
 
 def _coerce(f: ConfigField, value: Any) -> Any:

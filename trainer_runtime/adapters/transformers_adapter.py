@@ -333,7 +333,8 @@ def build_model(
 def _hf_config_dict(model: Any) -> dict[str, Any]:
     d = model.config.to_dict()
     d.pop("transformers_version", None)
-    return _plain(d)
+    plain: dict[str, Any] = _plain(d)
+    return plain
 
 
 def _plain(v: Any) -> Any:

@@ -146,7 +146,7 @@ class NoAliasSafeLoader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # PyYAML is unannotated (inherited method)
         mark = event.start_mark
         if isinstance(event, AliasEvent):
             raise ComposerError(None, None, f"YAML aliases (*{event.anchor}) are not allowed in dataset files", mark)

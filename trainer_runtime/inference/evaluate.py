@@ -232,7 +232,8 @@ class DetectionEvaluator:
                     out["per_class"][name]["mask_AP50"] = float(ap[ci, 0])
                     out["per_class"][name]["mask_AP50-95"] = float(np.nanmean(ap[ci]))
             out["mask_iou"] = "rasterised polygon IoU (approximation of COCO mask IoU)"
-        return finite(out)
+        cleaned: dict[str, Any] = finite(out)
+        return cleaned
 
 
 def detection_metrics(

@@ -72,7 +72,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise InvalidImageError("not an image (Pillow cannot identify the file)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise InvalidImageError(f"corrupt or truncated image: {exc}") from None
-    return im if im.mode == "RGB" else im.convert("RGB")
+    rgb: Image.Image = im if im.mode == "RGB" else im.convert("RGB")
+    return rgb
 
 
 def _pil_open() -> Any:
@@ -326,7 +327,12 @@ class _TorchClassifier(Predictor):
         return self.model(x)
 
     def predict(
-        self, images: Sequence[Image.Image], *, conf: float = 0.25, iou: float = 0.7, max_det: int = 300
+        self,
+        images: Sequence[Image.Image],
+        *,
+        conf: float = 0.25,  # noqa: ARG002  the Predictor interface's; a classifier keeps every class
+        iou: float = 0.7,  # noqa: ARG002  (detection only)
+        max_det: int = 300,  # noqa: ARG002  (detection only)
     ) -> list[dict[str, Any]]:
         import torch
 

@@ -155,7 +155,7 @@ class Columns:
 def columns(ds: FastDataset, *, file: str = "annotations.json") -> Columns:
     """The per-annotation columns of `ds`, computed on first use and cached on it; DatasetFormatError (in
     `file`) when an annotation names an unknown image or category."""
-    cached = getattr(ds, "_cols", None)
+    cached: Columns | None = getattr(ds, "_cols", None)
     if cached is not None:
         return cached
     anns = ds.annotations

@@ -70,7 +70,8 @@ def _two_product_err(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
     c = split * b
     bh = c - (c - b)
     bl = b - bh
-    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    err: np.ndarray = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return err
 
 
 def _format_unit(
