@@ -24,6 +24,9 @@ WeightsId = Annotated[int, Field(gt=0, le=2**31 - 1)]
 
 
 class TrainingIntent(BaseModel):
+    """A training request read slot by slot: task, framework, model, dataset, training settings,
+    class names and the weights to start from. A slot the request did not give is null, never a guess."""
+
     model_config = ConfigDict(extra="forbid")
 
     task_type: TaskType | None = None

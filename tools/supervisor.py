@@ -98,6 +98,9 @@ Publish = Callable[[int, dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class SupervisorConfig:
+    """How the supervisor runs jobs: the trainers' runtime, how many at once, retries and their
+    backoff, how long a stopping trainer gets before it is killed, and the loop's tick."""
+
     runtime: JobRuntimeConfig
     slots: int = 1
     max_retries: int = 3
@@ -192,7 +195,7 @@ class Supervisor:
                 with contextlib.suppress(Exception):
                     self.executor.kill(handle)
 
-    def submit(self, job_id: int) -> None:
+    def submit(self, _job_id: int) -> None:
         """A job was queued (it is in the database already): wake the loop so that, on the leader,
         it starts without waiting for the next tick. On a follower this changes nothing: the
         leader finds the job in the database on its next tick."""
@@ -477,7 +480,7 @@ class Supervisor:
             if not db_path.exists():
                 return
             uri = f"sqlite:///{db_path}"
-        interpreter = getattr(self.executor, "interpreter_for", lambda fw: sys.executable)(job.framework)
+        interpreter = getattr(self.executor, "interpreter_for", lambda _fw: sys.executable)(job.framework)
         code = (
             "import sys; from trainer_runtime.mlflow_logger import mark_run_terminated; "
             "mark_run_terminated(sys.argv[1], sys.argv[2], sys.argv[3])"

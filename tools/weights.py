@@ -56,6 +56,7 @@ from trainer_runtime.weights import (
 
 
 def entry_dict(row: WeightsEntry) -> dict[str, Any]:
+    """A registry entry as JSON-ready data, as the listings and a registration return it."""
     return {
         "id": row.id,
         "framework": row.framework,
@@ -73,6 +74,7 @@ def entry_dict(row: WeightsEntry) -> dict[str, Any]:
 
 
 def find_entry(db: Session, framework: str, model_name: str) -> WeightsEntry | None:
+    """The registry entry for `framework`/`model_name`, or None when the model has none."""
     return db.scalar(
         select(WeightsEntry).where(WeightsEntry.framework == framework, WeightsEntry.model_name == model_name)
     )

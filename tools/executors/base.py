@@ -48,6 +48,8 @@ class ExecHandle:
 
 
 class Executor(abc.ABC):
+    """Starts, stops, watches and re-adopts trainers: as local processes or as Kubernetes Jobs."""
+
     name: str = "abstract"
 
     @abc.abstractmethod

@@ -126,6 +126,7 @@ def parse_tolerations(text: str | None) -> tuple[dict[str, Any], ...]:
 
 
 def split_list(text: str | None) -> tuple[str, ...]:
+    """The non-empty, stripped items of a comma-separated setting."""
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
 

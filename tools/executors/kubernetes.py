@@ -576,7 +576,7 @@ class KubernetesExecutor(Executor):
             return False
         return not ({"Complete", "Failed"} & set(_conditions(job)))
 
-    def is_alive(self, external_id: str, spec_path: Path | None = None) -> bool:
+    def is_alive(self, external_id: str, _spec_path: Path | None = None) -> bool:
         return self._alive(self._read_job(str(external_id)))
 
     def adopt(self, job_id: int, external_id: str, spec_path: Path) -> ExecHandle | None:

@@ -76,6 +76,8 @@ def _cmdline(pid: int) -> list[str] | None:
 
 
 class LocalExecutor(Executor):
+    """Runs each trainer as a process of its own on this machine, in its framework's interpreter."""
+
     name = "local"
 
     def __init__(

@@ -61,6 +61,7 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
+    """A fresh random callback token for a trainer (URL-safe, 256 bits)."""
     return secrets.token_urlsafe(32)
 
 
@@ -127,6 +128,7 @@ def write_spec(job: Job, runtime: JobRuntimeConfig) -> Path:
 
 
 def read_spec_file(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a spec file, or None when it cannot be read or is not a JSON object."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
