@@ -22,6 +22,8 @@ def _norm(name: str) -> str:
 
 
 def requirements(pyproject: Path, extras: list[str]) -> list[str]:
+    """The requirements of `extras` in order, each once, with the project's own extras expanded;
+    exits with a message for an extra pyproject.toml does not have."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     name = _norm(project["name"])
     table: dict[str, list[str]] = project.get("optional-dependencies", {})
@@ -48,6 +50,7 @@ def requirements(pyproject: Path, extras: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """Print the requirements of the extras named after the pyproject.toml path; 2 (with usage) without them."""
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
