@@ -136,6 +136,23 @@ def test_render_classification_and_korean_labels() -> None:
     assert info["source"]  # which font is used is reported (CJK when one is installed)
 
 
+def test_the_font_comes_from_the_caller_not_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    system = font_info()
+    monkeypatch.setenv("VTA_RENDER_FONT", str(tmp_path / "ignored.ttf"))
+    (tmp_path / "ignored.ttf").write_bytes(b"x")
+    assert font_info() == system  # the trainer_runtime reads no environment: the server passes its setting
+    if system["path"]:
+        chosen = font_info(system["path"])
+        assert chosen == {"path": system["path"], "cjk": True, "source": "VTA_RENDER_FONT"}
+        im = Image.new("RGB", (64, 64))
+        result = {
+            "task_type": "image_classification",
+            "predictions": [{"label": "개", "class_id": 1, "confidence": 1.0}],
+        }
+        assert render(im, result, font_path=system["path"])[:4] == b"\x89PNG"
+    assert font_info(str(tmp_path / "missing.ttf")) == system  # a path that is not a file falls back
+
+
 def test_evaluate_metrics() -> None:
     from trainer_runtime.inference.evaluate import classification_metrics, detection_metrics
 

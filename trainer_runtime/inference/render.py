@@ -2,10 +2,10 @@
 
 Boxes, polygons (translucent fill), oriented boxes, keypoints with the skeleton, and for
 classification the top-5 as a caption. Labels may be Korean: the font is the first CJK-capable
-TrueType font found — ``$VTA_RENDER_FONT``, then ``fc-list :lang=ko`` (fontconfig), then known
-paths of Nanum (Debian ``fonts-nanum``) and Noto CJK (``fonts-noto-cjk``) — else DejaVuSans (from
-matplotlib or the system; Hangul then shows as boxes), else Pillow's built-in font. `font_info()`
-says which one is used.
+TrueType font found: the caller's `font_path` (the server's VTA_RENDER_FONT setting), then
+``fc-list :lang=ko`` (fontconfig), then known paths of Nanum (Debian ``fonts-nanum``) and Noto CJK
+(``fonts-noto-cjk``), else DejaVuSans (from matplotlib or the system; Hangul then shows as boxes),
+else Pillow's built-in font. `font_info()` says which one is used.
 """
 
 from __future__ import annotations
@@ -75,12 +75,12 @@ def _dejavu() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def font_info() -> dict[str, Any]:
-    """``{"path", "cjk": bool, "source"}`` of the font labels are drawn with."""
-    env = os.environ.get("VTA_RENDER_FONT")
-    if env and os.path.isfile(env):
-        return {"path": env, "cjk": True, "source": "VTA_RENDER_FONT"}
+@functools.lru_cache(maxsize=4)
+def font_info(font_path: str | None = None) -> dict[str, Any]:
+    """``{"path", "cjk": bool, "source"}`` of the font labels are drawn with: `font_path` when it
+    is a file (the server's VTA_RENDER_FONT setting), else the first one found on the system."""
+    if font_path and os.path.isfile(font_path):
+        return {"path": font_path, "cjk": True, "source": "VTA_RENDER_FONT"}
     fc = _fc_match_korean()
     if fc and os.path.isfile(fc):
         return {"path": fc, "cjk": True, "source": "fontconfig"}
@@ -94,8 +94,8 @@ def font_info() -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=16)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    path = font_info()["path"]
+def _font(size: int, font_path: str | None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    path = font_info(font_path)["path"]
     if path:
         try:
             return ImageFont.truetype(path, size)
@@ -184,9 +184,11 @@ def render(
     *,
     skeleton: Sequence[Sequence[int]] | None = None,
     max_side: int = 1600,
+    font_path: str | None = None,
 ) -> bytes:
     """The image with `result`'s predictions drawn, as PNG bytes. Small images are upscaled so
-    labels stay readable; big ones are drawn at most `max_side` pixels on the long side."""
+    labels stay readable; big ones are drawn at most `max_side` pixels on the long side. Labels use
+    the TrueType font at `font_path` when given (see `font_info`)."""
     im = Image.open(io.BytesIO(image)) if isinstance(image, bytes | bytearray) else image
     im = im.convert("RGB")
     w0, h0 = im.size
@@ -201,7 +203,7 @@ def render(
     base = im.convert("RGBA")
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    font = _font(max(12, int(min(base.size) / 28)))
+    font = _font(max(12, int(min(base.size) / 28)), font_path)
     lw = max(2, int(min(base.size) / 200))
     preds = list(result.get("predictions") or [])
     task = result.get("task_type")
