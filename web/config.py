@@ -262,6 +262,11 @@ class Settings(BaseSettings):
         description="how a trainer reaches this server (`vision-agent serve` sets it from --host/--port)",
     )
     mlflow_tracking_uri: str | None = None  # None: the trainer's SQLite store under data_dir/trainer/mlflow
+    render_font: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VTA_RENDER_FONT", "render_font"),
+        description="TrueType font for labels on rendered predictions (e.g. a Hangul font); unset: found on the system",
+    )
     reporter_close_timeout_s: float = Field(
         default=120.0,
         ge=0,

@@ -411,6 +411,13 @@ SECTIONS: tuple[Section, ...] = (
                 ),
             ),
             Row(
+                names=("VTA_RENDER_FONT",),
+                meaning=(
+                    "TrueType font for the labels of rendered predictions (`?render=true`, Slack images), "
+                    "e.g. a Hangul font; unset: fontconfig's Korean font, then Nanum/Noto CJK, then DejaVuSans."
+                ),
+            ),
+            Row(
                 names=("MLFLOW_TRACKING_URI",),
                 default="unset: each trainer uses a SQLite store under `<VTA_DATA_DIR>/trainer/mlflow`",
                 meaning="MLflow tracking server or store for the trainers.",

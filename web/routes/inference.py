@@ -238,7 +238,9 @@ async def _infer(request: Request, job_id: int, token: str | None, file: Any, fo
     if render:
         from trainer_runtime.inference.render import render as draw
 
-        return Response(content=await run_in_threadpool(draw, outcome.image, outcome.result), media_type="image/png")
+        font = request.app.state.settings.render_font
+        png = await run_in_threadpool(draw, outcome.image, outcome.result, font_path=font)
+        return Response(content=png, media_type="image/png")
     # the result is plain JSON (it came from the worker as JSON): no jsonable_encoder pass
     return JSONResponse(outcome.result)
 

@@ -451,7 +451,7 @@ class SlackBot:
             return
         inference = (turn.summary or {}).get("inference")
         if image is not None and isinstance(inference, dict) and not private:
-            png = self._render(image, inference)
+            png = self._render(image, inference, self.settings.render_font)
             if png is not None:
                 title = M.say(lang, "prediction_title", job_id=turn.job_id)
                 if self.upload(where, png, f"prediction-job-{turn.job_id}.png", title, text):
@@ -461,11 +461,11 @@ class SlackBot:
         self.post(where, text, blocks, private=private)
 
     @staticmethod
-    def _render(image: bytes, result: dict[str, Any]) -> bytes | None:
+    def _render(image: bytes, result: dict[str, Any], font_path: str | None) -> bytes | None:
         try:
             from trainer_runtime.inference.render import render
 
-            return render(image, result)
+            return render(image, result, font_path=font_path)
         except Exception:
             log.exception("Slack: rendering the prediction failed")
             return None
