@@ -112,7 +112,8 @@ def test_kill_takes_the_whole_process_group(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_adopt_recognises_only_our_trainer_of_that_spec(tmp_path: Path) -> None:
-    ex = executor(tmp_path, mode="sleep", seconds=1.5, code=0)
+    # long enough that a busy machine cannot let the trainer finish before the checks below run
+    ex = executor(tmp_path, mode="sleep", seconds=4, code=0)
     spec = spec_file(tmp_path, job_id=7)
     other = spec_file(tmp_path, job_id=8)
     h = ex.start(7, spec, resume=False)
