@@ -133,14 +133,15 @@ def test_a_bad_image_fails_alone_in_a_shared_forward(timm_client: WorkerClient, 
 
 
 def test_lone_request_is_not_delayed_in_adaptive_mode(tmp_path: Path, timm_model: TrainedModel) -> None:
-    # a window far longer than one prediction, so that a busy machine cannot blur the difference
-    c = _client("timm", tmp_path, batch_window_ms=8000, batch_wait="adaptive")
+    # a window far longer than one prediction, so that a busy machine cannot blur the difference;
+    # adaptive mode waits only for a request that follows the previous one within the window
+    c = _client("timm", tmp_path, batch_window_ms=3000, batch_wait="adaptive")
     try:
         _predict(c, timm_model, "a", [_png()])
-        time.sleep(0.2)
+        time.sleep(3.1)
         t0 = time.perf_counter()
         _predict(c, timm_model, "a", [_png()])
-        assert time.perf_counter() - t0 < 6.0  # did not wait the 8 s window
+        assert time.perf_counter() - t0 < 2.5  # did not wait the 3 s window
     finally:
         c.close()
 
