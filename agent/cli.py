@@ -28,8 +28,10 @@ from typing import Any
 
 import httpx
 
+from trainer_runtime.events import TERMINAL_STATUSES
+
 PROG = "vision-agent chat"
-TERMINAL = ("completed", "failed", "stopped", "deleted")
+TERMINAL = (*TERMINAL_STATUSES, "deleted")  # over, or gone
 """How a followed job ends ("deleted": the server sent its final `deleted` progress frame)."""
 
 

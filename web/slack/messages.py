@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import replies as R
+from trainer_runtime.events import TERMINAL_STATUSES
 
 CONFIRM_ACTION = "vta_confirm"
 CHANGE_ACTION = "vta_change"
@@ -148,7 +149,7 @@ STATUS_EMOJI = {
     "interrupted": ":warning:",
     "resuming": ":repeat:",
 }
-TERMINAL = ("completed", "failed", "stopped")
+TERMINAL = TERMINAL_STATUSES  # a job in one of these is over (trainer_runtime.events)
 
 
 def say(lang: str | None, key: str, **values: Any) -> str:
