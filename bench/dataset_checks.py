@@ -17,6 +17,8 @@ against a quadratic blow-up; the figures live here and in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import random
 import sys
 import time
@@ -111,7 +113,8 @@ def main() -> int:
         def coco_index() -> None:
             coco = COCO()
             coco.dataset = raw
-            coco.createIndex()
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints "creating index..."
+                coco.createIndex()
 
         _row("peer  pycocotools COCO.createIndex", best_of(a.repeat, coco_index), "(indexes only, checks nothing)")
 
