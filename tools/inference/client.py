@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tools.errors import InferenceUnavailableError
+from tools.executors.sandbox import trainer_env
 from tools.inference.config import InferenceConfig
 from trainer_runtime.inference.protocol import ProtocolError, WorkerError, read_frame, write_frame
 
@@ -35,11 +36,12 @@ ASYNC_INLINE_WRITE_BYTES = 256 * 1024
 
 
 def worker_env(source: Mapping[str, str], root: str) -> dict[str, str]:
-    """The environment of an inference worker: all of `source` (the server's own; the worker is
-    the server's code, unlike a trainer, whose environment is an allow-list, see
-    `tools.executors.sandbox`), with the repository `root` first on PYTHONPATH and the frameworks
-    kept offline unless `source` says otherwise (YOLO_OFFLINE, YOLO_AUTOINSTALL, HF_HUB_OFFLINE)."""
-    env = dict(source)
+    """The environment of an inference worker: the allow-listed part of `source` (the server's
+    own), the same list a trainer gets (`tools.executors.sandbox`: paths, locale, the frameworks'
+    and thread settings, never a secret), because a worker unpickles checkpoints that training
+    jobs wrote; with the repository `root` first on PYTHONPATH and the frameworks kept offline
+    unless `source` says otherwise (YOLO_OFFLINE, YOLO_AUTOINSTALL, HF_HUB_OFFLINE)."""
+    env = trainer_env(source)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("YOLO_OFFLINE", "1")
     env.setdefault("YOLO_AUTOINSTALL", "false")
