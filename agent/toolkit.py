@@ -184,22 +184,22 @@ def job_progress(ctx: ToolContext, job_id: int) -> dict[str, Any]:
         .limit(1)
     )
     out: dict[str, Any] = {
-        "job_id": job["id"],
-        "status": job["status"],
-        "model_name": job["model_name"],
-        "dataset_name": job["dataset_name"],
-        "epoch": job.get("epochs_completed") or 0,
-        "epochs": job.get("epochs") or 0,
-        "metrics": dict(job.get("metrics") or {}),
+        "job_id": job.id,
+        "status": job.status,
+        "model_name": job.model_name,
+        "dataset_name": job.dataset_name,
+        "epoch": job.epochs_completed or 0,
+        "epochs": job.epochs or 0,
+        "metrics": dict(job.metrics or {}),
         "eta_s": None,
         "batch": None,
         "batches": None,
-        "best_metric_name": job.get("best_metric_name"),
-        "best_metric": job.get("best_metric"),
-        "best_epoch": job.get("best_epoch"),
-        "queue_position": job.get("queue_position") or 0,
-        "error": job.get("error"),
-        "status_message": job.get("status_message"),
+        "best_metric_name": job.best_metric_name,
+        "best_metric": job.best_metric,
+        "best_epoch": job.best_epoch,
+        "queue_position": job.queue_position or 0,
+        "error": job.error,
+        "status_message": (job.model_extra or {}).get("status_message"),
         "last_seq": 0,
     }
     if epoch_ev is not None:
@@ -219,7 +219,7 @@ def job_progress(ctx: ToolContext, job_id: int) -> dict[str, Any]:
         if data.get("eta_s") is not None:
             out["eta_s"] = data.get("eta_s")
         out["last_seq"] = max(out["last_seq"], batch_ev.seq)
-    if job["status"] in ("completed", "failed", "stopped"):
+    if job.status in ("completed", "failed", "stopped"):
         out["eta_s"] = None
     return out
 
@@ -248,8 +248,8 @@ class InferenceScope:
 
 def latest_completed_job(ctx: ToolContext) -> int | None:
     """The user's newest completed job (the model to use when the chat names none)."""
-    items = jobs.list_jobs(ctx, status="completed", limit=1)["items"]
-    return int(items[0]["id"]) if items else None
+    items = jobs.list_jobs(ctx, status="completed", limit=1).items
+    return int(items[0].id) if items else None
 
 
 def predict_image(
@@ -393,6 +393,11 @@ def _safe(fn: Callable[..., Any]) -> Callable[..., str]:
     return run
 
 
+def _pick(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The named keys of a JSON object (the fields a tool's answer keeps)."""
+    return {k: obj.get(k) for k in keys}
+
+
 def _specs(ctx: ToolContext, scope: InferenceScope) -> list[tuple[str, str, type[BaseModel], Callable[..., Any]]]:
     def list_ds(
         query: str | None = None, mine: bool = False, task_type: str | None = None, class_names: list[str] | None = None
@@ -479,27 +484,34 @@ def _specs(ctx: ToolContext, scope: InferenceScope) -> list[tuple[str, str, type
             "The user's training jobs, newest first (id, status, model, dataset).",
             ListJobsArgs,
             lambda status=None: [
-                {k: j.get(k) for k in ("id", "status", "model_name", "dataset_name", "epochs", "epochs_completed")}
-                for j in jobs.list_jobs(ctx, status=status, limit=20)["items"]
+                {
+                    "id": j.id,
+                    "status": j.status,
+                    "model_name": j.model_name,
+                    "dataset_name": j.dataset_name,
+                    "epochs": j.epochs,
+                    "epochs_completed": j.epochs_completed,
+                }
+                for j in jobs.list_jobs(ctx, status=status, limit=20).items
             ],
         ),
         (
             "job_metrics",
             "Per-epoch metrics of one of the user's jobs.",
             JobArgs,
-            lambda job_id: jobs.job_metrics(ctx, job_id),
+            lambda job_id: jobs.job_metrics(ctx, job_id).model_dump(mode="json"),
         ),
         (
             "stop_job",
             "Stop one of the user's running or queued jobs (only when the user asked to stop it).",
             JobArgs,
-            lambda job_id: {k: jobs.stop_job(ctx, job_id).get(k) for k in ("id", "status", "stop_requested")},
+            lambda job_id: _pick(jobs.stop_job(ctx, job_id).model_dump(mode="json"), "id", "status", "stop_requested"),
         ),
         (
             "resume_job",
             "Resume one of the user's stopped or failed jobs from its last checkpoint (only when asked).",
             JobArgs,
-            lambda job_id: {k: jobs.resume_job(ctx, job_id).get(k) for k in ("id", "status")},
+            lambda job_id: _pick(jobs.resume_job(ctx, job_id).model_dump(mode="json"), "id", "status"),
         ),
         (
             "predict_image",

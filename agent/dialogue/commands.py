@@ -131,10 +131,9 @@ class CommandHandlers(DialogueBase):
 
         def answer(job_id: int) -> Turn:
             job = jobs.get_job(self.ctx, job_id)
-            text = weights_tools.describe_pretrained(job.get("pretrained"), str(job["model_name"]), self.lang)
-            return Turn(
-                self.t("pretrained_job", job_id=job_id, model=job["model_name"], text=text), action="pretrained"
-            )
+            pretrained = (job.model_extra or {}).get("pretrained")
+            text = weights_tools.describe_pretrained(pretrained, str(job.model_name), self.lang)
+            return Turn(self.t("pretrained_job", job_id=job_id, model=job.model_name, text=text), action="pretrained")
 
         return self.with_job(answer)
 
@@ -214,7 +213,7 @@ class CommandHandlers(DialogueBase):
         name = name or self.dataset_named_in_text()
         if not name:
             job = jobs.get_job(self.ctx, job_id)
-            if not job.get("dataset_id"):
+            if not job.dataset_id:
                 return Turn(self.t("test_run_which_dataset", job_id=job_id), job_id=job_id, action="test_run_dataset")
         try:
             run = start_test_run(self.ctx, self.scope.service(), job_id, str(name) if name else None)
@@ -271,7 +270,7 @@ class CommandHandlers(DialogueBase):
         if self.ctx.links is None:
             return Turn(self.t("download_unavailable", job_id=job_id), job_id=job_id, action="download_unavailable")
         minutes = max(1, round(self.ctx.links.ttl_s / 60))
-        model = jobs.get_job(self.ctx, job_id)["model_name"]
+        model = jobs.get_job(self.ctx, job_id).model_name
         card = download_link(self.ctx, job_id, "model-card")
         if MODEL_CARD_RE.search(self.low):
             text = self.t("download_card_link", job_id=job_id, model=model, url=card["url"], minutes=minutes)
@@ -365,27 +364,27 @@ class CommandHandlers(DialogueBase):
     def metrics(self, job_id: int) -> Turn:
         job = jobs.get_job(self.ctx, job_id)
         m = jobs.job_metrics(self.ctx, job_id)
-        lines = [self.t("metrics_head", job_id=job_id, status=R.status_label(job["status"], self.lang))]
-        epochs = list(m.get("epochs") or [])
+        lines = [self.t("metrics_head", job_id=job_id, status=R.status_label(job.status, self.lang))]
+        epochs = list(m.epochs)
         if not epochs:
             lines.append(self.t("metrics_none"))
         for i, e in list(enumerate(epochs))[-5:]:
-            values = {k: v[i] for k, v in (m.get("series") or {}).items()}
+            values = {k: v[i] for k, v in m.series.items()}
             lines.append(self.t("metrics_epoch", epoch=e, metrics=R.metrics_line(values, limit=8)))
-        if m.get("best_metric") is not None:
+        if m.best_metric is not None:
             lines.append(
                 self.t(
                     "progress_best",
-                    name=m.get("best_metric_name"),
-                    value=R.number(m.get("best_metric")),
-                    epoch=m.get("best_epoch"),
+                    name=m.best_metric_name,
+                    value=R.number(m.best_metric),
+                    epoch=m.best_epoch,
                 )
             )
-        return Turn("\n".join(lines), summary={"metrics": m}, action="metrics")
+        return Turn("\n".join(lines), summary={"metrics": m.model_dump()}, action="metrics")
 
     def stop(self, job_id: int) -> Turn:
         job = jobs.stop_job(self.ctx, job_id)
-        text = self.t("stopping", job_id=job_id, status=R.status_label(job["status"], self.lang))
+        text = self.t("stopping", job_id=job_id, status=R.status_label(job.status, self.lang))
         return Turn(text, action="stop")
 
     def resume(self, job_id: int) -> Turn:
@@ -462,9 +461,9 @@ class CommandHandlers(DialogueBase):
             job = jobs.get_job(self.ctx, job_id)
         except NotFoundError:
             return Turn(self.t("job_not_found", job_id=job_id), action="job_not_found")
-        if job["status"] != "completed" and not job.get("checkpoints"):
+        if job.status != "completed" and not job.checkpoints:
             return Turn(
-                self.t("inference_not_ready", job_id=job_id, status=R.status_label(job["status"], self.lang)),
+                self.t("inference_not_ready", job_id=job_id, status=R.status_label(job.status, self.lang)),
                 job_id=job_id,
                 action="inference",
             )

@@ -282,7 +282,7 @@ class Dialogue(CommandHandlers):
             intent.pop("init_checkpoint", None)
             self.set_intent(intent)
             return None
-        intent.update(model_name=source["model_name"], framework=source["framework"], task_type=source["task_type"])
+        intent.update(model_name=source.model_name, framework=source.framework, task_type=source.task_type)
         self.set_intent(intent)
         return None
 

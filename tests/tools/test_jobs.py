@@ -240,8 +240,8 @@ def test_a_public_dataset_of_someone_else_can_be_trained(ctx_for: Ctx, users: di
     bob.db.commit()
     job = jobs.create_job(bob, intent(dataset="shared", epochs=1), project_id=project.id)
     assert job["project_id"] == project.id and job["snapshot_id"]
-    assert jobs.list_jobs(bob, project_id=project.id)["total"] == 1
-    assert jobs.list_jobs(owner)["total"] == 0
+    assert jobs.list_jobs(bob, project_id=project.id).total == 1
+    assert jobs.list_jobs(owner).total == 0
 
 
 # ------------------------------------------------------------------------ read, stop, delete
@@ -253,17 +253,17 @@ def test_jobs_are_private_to_their_owner(alice: ToolContext, ctx_for: Ctx, users
     for call in (jobs.get_job, jobs.stop_job, jobs.resume_job, jobs.delete_job, jobs.job_metrics):
         with pytest.raises(NotFoundError):
             call(bob, job["id"])
-    assert jobs.list_jobs(bob)["items"] == []
-    assert jobs.get_job(alice, job["id"])["id"] == job["id"]
+    assert jobs.list_jobs(bob).items == []
+    assert jobs.get_job(alice, job["id"]).id == job["id"]
 
 
 def test_stop_queued_resume_and_delete(alice: ToolContext, storage: DualStorageClient) -> None:
     first = jobs.create_job(alice, intent(epochs=1))
     second = jobs.create_job(alice, intent(epochs=1))
-    assert jobs.get_job(alice, second["id"])["queue_position"] == 2
+    assert jobs.get_job(alice, second["id"]).queue_position == 2
     stopped = jobs.stop_job(alice, first["id"])
-    assert stopped["status"] == "stopped" and stopped["stop_requested"] and stopped["finished_at"]
-    assert jobs.get_job(alice, second["id"])["queue_position"] == 1
+    assert stopped.status == "stopped" and stopped.model_dump()["stop_requested"] and stopped.finished_at
+    assert jobs.get_job(alice, second["id"]).queue_position == 1
     with pytest.raises(ConflictError, match="already ended"):
         jobs.stop_job(alice, first["id"])
     with pytest.raises(ConflictError, match=r"no last\.pt"):
@@ -273,8 +273,8 @@ def test_stop_queued_resume_and_delete(alice: ToolContext, storage: DualStorageC
     storage.internal.put_bytes(key, b"weights")
     append_event(alice.db, first["id"], "checkpoint", {"name": "last.pt", "key": key, "size": 7, "epoch": 1})
     resumed = jobs.resume_job(alice, first["id"])
-    assert resumed["status"] == "queued" and not resumed["stop_requested"] and resumed["finished_at"] is None
-    assert resumed["queue_position"] == 1  # without a supervisor: creation order, the older job first
+    assert resumed.status == "queued" and not resumed.model_dump()["stop_requested"] and resumed.finished_at is None
+    assert resumed.queue_position == 1  # without a supervisor: creation order, the older job first
     with pytest.raises(ConflictError, match="only stopped or failed"):
         jobs.resume_job(alice, first["id"])
     # finished jobs are deleted with their checkpoints (running ones too: tests/security/test_streams.py)
@@ -293,9 +293,9 @@ def test_stop_queued_resume_and_delete(alice: ToolContext, storage: DualStorageC
         jobs.get_job(alice, first["id"])
     assert alice.db.scalar(select(func.count()).select_from(JobEvent).where(JobEvent.job_id == first["id"])) == 0
     assert alice.db.scalar(select(func.count()).select_from(JobCheckpoint)) == 0
-    statuses = [j["status"] for j in jobs.list_jobs(alice)["items"]]
+    statuses = [j.status for j in jobs.list_jobs(alice).items]
     assert statuses == ["running"]
-    assert jobs.list_jobs(alice, status="queued")["total"] == 0
+    assert jobs.list_jobs(alice, status="queued").total == 0
     with pytest.raises(InvalidInputError):
         jobs.list_jobs(alice, status="bogus")
 
@@ -309,13 +309,13 @@ def test_metrics_series_from_epoch_events(alice: ToolContext) -> None:
     append_event(alice.db, jid, "checkpoint", {"name": "best.pt", "key": "k/best.pt", "size": 1, "epoch": 3})
     append_event(alice.db, jid, "checkpoint", {"name": "last.pt", "key": "k/last.pt", "size": 1, "epoch": 3})
     m = jobs.job_metrics(alice, jid)
-    assert m["epochs"] == [1, 2, 3]
-    assert m["series"] == {"train/loss": [1.0, None, 0.5], "val/acc": [0.5, None, 0.9]}
-    assert m["checkpoints"] == {3: ["best.pt", "last.pt"]}
-    assert m["best_epoch"] == 3 and m["best_metric_name"] == "val/acc"
+    assert m.epochs == [1, 2, 3]
+    assert m.series == {"train/loss": [1.0, None, 0.5], "val/acc": [0.5, None, 0.9]}
+    assert m.checkpoints == {3: ["best.pt", "last.pt"]}
+    assert m.best_epoch == 3 and m.best_metric_name == "val/acc"
     full = jobs.get_job(alice, jid)
-    assert {c["name"] for c in full["checkpoints"]} == {"best.pt", "last.pt"}
-    assert full["epochs_completed"] == 3
+    assert {c.name for c in full.checkpoints} == {"best.pt", "last.pt"}
+    assert full.epochs_completed == 3
 
 
 def test_build_spec_and_write_spec(alice: ToolContext, tmp_path: Path) -> None:
@@ -423,7 +423,7 @@ def harness(session_factory: sessionmaker[Session], tmp_path: Path) -> Iterator[
 def test_fifo_queue_one_slot_positions_and_completion(alice: ToolContext, harness: Harness) -> None:
     a = jobs.create_job(alice, intent(epochs=1), supervisor=harness.sup)
     b = jobs.create_job(alice, intent(epochs=1), supervisor=harness.sup)
-    assert jobs.get_job(alice, b["id"])["queue_position"] == 2  # explicit supervisor, nothing started yet
+    assert jobs.get_job(alice, b["id"]).queue_position == 2  # explicit supervisor, nothing started yet
     harness.sup.tick()
     assert harness.sup.running_jobs() == [a["id"]]
     assert harness.job(a["id"]).status == "preparing" and harness.job(a["id"]).attempts == 1

@@ -142,7 +142,7 @@ def test_only_the_leader_launches_jobs_queued_through_either_replica(
     expected = {first["id"]: 1, second["id"]: 2, third["id"]: 3}
     assert a.queue_positions(alice.db) == b.queue_positions(alice.db) == expected
     assert a.queue_length() == b.queue_length() == 3
-    assert jobs.get_job(alice, third["id"])["queue_position"] == 3
+    assert jobs.get_job(alice, third["id"]).queue_position == 3
     for _ in range(3):
         b.tick()
     assert b.running_jobs() == [] and replicas.h.job(first["id"]).status == "queued"
@@ -189,7 +189,7 @@ def test_a_stop_sent_to_the_follower_is_carried_out_by_the_leader(
     job = replicas.start_on_leader(alice)
     time.sleep(0.3)  # the fake trainer has installed its signal handler
     stopped = jobs.stop_job(alice, job["id"], supervisor=b)
-    assert stopped["stop_requested"] and stopped["status"] == "preparing"
+    assert stopped.model_dump()["stop_requested"] and stopped.status == "preparing"
     b.tick()  # the follower does nothing
     assert b.running_jobs() == [] and job["id"] not in b._stopping
     a.tick()  # the leader's next tick signals the trainer

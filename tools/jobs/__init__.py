@@ -18,7 +18,10 @@ A job is created from a `TrainingIntent` (what a person asked for) and a dataset
 
 Jobs are private to their owner: anyone else gets NotFoundError (404), as for private datasets.
 
-Every function takes `ctx: ToolContext` first and returns JSON-ready dicts. The job JSON::
+Every function takes `ctx: ToolContext` first. `get_job`, `stop_job` and `resume_job` return the
+REST model `JobOut`, `list_jobs` a `JobList`, `job_metrics` a `JobMetrics` (`tools.jobs.models`);
+`create_job` (whose preview has no id) and `delete_job` return JSON-ready dicts. The job JSON
+(`JobOut`; the keys outside its schema are in `model_extra`)::
 
     {"id", "status", "framework", "model_name", "task_type", "dataset_id", "dataset_name",
      "snapshot_id", "project_id", "hyperparameters", "config", "epochs", "epochs_completed",
@@ -45,7 +48,8 @@ by whichever supervisor leads.
 
 The package's modules: `tools.jobs.plan` (a request -> the job's fields), `tools.jobs.lifecycle`
 (create, stop, resume, delete), `tools.jobs.view` (the job JSON, the queue, get, list, metrics),
-`tools.jobs.spec` (what a trainer runs from). Import the names below from `tools.jobs`.
+`tools.jobs.spec` (what a trainer runs from), `tools.jobs.models` (the REST response models
+`JobOut`, `CheckpointOut`, `JobList`, `JobMetrics`). Import the names below from `tools.jobs`.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from tools.jobs.lifecycle import (
     resume_job,
     stop_job,
 )
+from tools.jobs.models import CheckpointOut, JobList, JobMetrics, JobOut
 from tools.jobs.spec import SPEC_FILE, JobRuntimeConfig, build_spec, hash_token, read_spec_file, write_spec
 from tools.jobs.view import (
     ACTIVE_STATUSES,
@@ -80,7 +85,11 @@ __all__ = [
     "RESULTS_PREFIX",
     "RESUMABLE_STATUSES",
     "SPEC_FILE",
+    "CheckpointOut",
+    "JobList",
+    "JobMetrics",
     "JobNotifier",
+    "JobOut",
     "JobRuntimeConfig",
     "build_spec",
     "create_job",

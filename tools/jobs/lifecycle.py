@@ -17,9 +17,10 @@ from tools.db.models import Job, JobCheckpoint, JobEvent, ModelExport, TestRun
 from tools.errors import ConflictError
 from tools.events import append_event
 from tools.intent import TrainingIntent
+from tools.jobs.models import JobOut
 from tools.jobs.plan import plan_job
 from tools.jobs.spec import hash_token, new_token
-from tools.jobs.view import full_job_dict, job_dict, job_row
+from tools.jobs.view import full_job, full_job_dict, job_dict, job_row
 from tools.services import JobNotifier
 from trainer_runtime.events import TERMINAL_STATUSES
 from trainer_runtime.storage import checkpoint_key
@@ -118,11 +119,11 @@ def create_job(
     return full_job_dict(ctx, job) | {"defaults": chosen}
 
 
-def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
+def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> JobOut:
     """Stop a job. Queued: stopped at once. Running: the trainer gets SIGINT, finishes the batch,
     uploads best.pt and last.pt and ends `stopped` (SIGTERM, then SIGKILL, after the grace
     period). Waiting for a retry: stopped by the supervisor. Finished jobs: ConflictError (409).
-    Returns the job JSON (`stop_requested` true until the trainer has stopped)."""
+    Returns the job (`JobOut`; `model_extra["stop_requested"]` true until the trainer has stopped)."""
     job = job_row(ctx, job_id)
     supervisor = supervisor or ctx.services.notifier
     if job.status in TERMINAL_STATUSES:
@@ -135,10 +136,10 @@ def stop_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = 
     elif supervisor is not None:
         supervisor.wake()
     ctx.db.refresh(job)
-    return full_job_dict(ctx, job)
+    return full_job(ctx, job)
 
 
-def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:
+def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> JobOut:
     """Queue a stopped or failed job again; it continues from its last.pt (weights, optimizer,
     scheduler, epoch, best metric) with a fresh retry budget. ConflictError (409) when the job is
     not stopped/failed or has no last.pt. A trainer reports ``stopped`` before it has exited: a
@@ -164,7 +165,7 @@ def resume_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None 
         supervisor.submit(job.id)
     ctx.services.job_listeners.notify(job.id)
     ctx.db.refresh(job)
-    return full_job_dict(ctx, job)
+    return full_job(ctx, job)
 
 
 def delete_job(ctx: ToolContext, job_id: int, *, supervisor: JobNotifier | None = None) -> dict[str, Any]:

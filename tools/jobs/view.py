@@ -1,5 +1,6 @@
-"""Reading jobs: the job JSON (`job_dict`), the queue (`queue_order`, `queue_positions`), one job
-(`get_job`), the caller's jobs (`list_jobs`) and their per-epoch metrics (`job_metrics`).
+"""Reading jobs: the job JSON (`job_dict`; `full_job` as the REST model `JobOut`), the queue
+(`queue_order`, `queue_positions`), one job (`get_job`), the caller's jobs (`list_jobs`) and their
+per-epoch metrics (`job_metrics`).
 Part of `tools.jobs` (its module doc has the rules); see docs/architecture.md.
 """
 
@@ -14,6 +15,7 @@ from tools import weights as weights_tools
 from tools.context import ToolContext, is_db_id, iso_utc, require_user
 from tools.db.models import Job, JobCheckpoint, JobEvent
 from tools.errors import InvalidInputError, NotFoundError
+from tools.jobs.models import JobList, JobMetrics, JobOut
 from tools.projects import get_project
 from tools.services import JobNotifier
 from trainer_runtime.events import JOB_STATUSES
@@ -129,9 +131,15 @@ def full_job_dict(ctx: ToolContext, job: Job) -> dict[str, Any]:
     return job_dict(job, queue_position=position, checkpoints=_checkpoints(ctx.db, [job.id])[job.id])
 
 
-def get_job(ctx: ToolContext, job_id: int) -> dict[str, Any]:
+def full_job(ctx: ToolContext, job: Job) -> JobOut:
+    """`full_job_dict` as the REST model (its keys outside the schema, such as `stop_requested`,
+    `status_message` and `pretrained`, are in `model_extra`)."""
+    return JobOut.model_validate(full_job_dict(ctx, job))
+
+
+def get_job(ctx: ToolContext, job_id: int) -> JobOut:
     """One of the caller's jobs (others' jobs answer NotFoundError, as if they did not exist)."""
-    return full_job_dict(ctx, job_row(ctx, job_id))
+    return full_job(ctx, job_row(ctx, job_id))
 
 
 def list_jobs(
@@ -140,12 +148,12 @@ def list_jobs(
     project_id: int | None = None,
     offset: int = 0,
     limit: int = 50,
-) -> dict[str, Any]:
+) -> JobList:
     """The caller's jobs, newest first.
 
     status: only jobs in this status (queued, preparing, running, completed, failed, stopped,
         interrupted, resuming). project_id: only jobs of this project of the caller's.
-    Returns {"items": [job...], "total", "offset", "limit"}.
+    Returns `JobList`: items (`JobOut`), total, offset, limit.
     """
     user = require_user(ctx, "training jobs")
     if not 1 <= limit <= MAX_LIST_LIMIT or offset < 0:
@@ -164,19 +172,22 @@ def list_jobs(
     rows = list(ctx.db.scalars(stmt.order_by(Job.id.desc()).offset(offset).limit(limit)))
     positions = queue_positions(ctx.db, ctx.services.notifier) if any(r.status == "queued" for r in rows) else {}
     ckpts = _checkpoints(ctx.db, [r.id for r in rows])
-    return {
-        "items": [job_dict(r, queue_position=positions.get(r.id, 0), checkpoints=ckpts[r.id]) for r in rows],
-        "total": int(total),
-        "offset": offset,
-        "limit": limit,
-    }
+    return JobList(
+        items=[
+            JobOut.model_validate(job_dict(r, queue_position=positions.get(r.id, 0), checkpoints=ckpts[r.id]))
+            for r in rows
+        ],
+        total=int(total),
+        offset=offset,
+        limit=limit,
+    )
 
 
-def job_metrics(ctx: ToolContext, job_id: int) -> dict[str, Any]:
+def job_metrics(ctx: ToolContext, job_id: int) -> JobMetrics:
     """Per-epoch series for charts, from the job's stored `epoch` events.
 
-    Returns {"job_id", "epochs": [1, 2, ...], "series": {"train/loss": [...], "val/mAP50": [...]},
-    "checkpoints": {epoch: [names]}, "best_epoch", "best_metric_name", "best_metric"}; each series
+    Returns `JobMetrics`: job_id, epochs [1, 2, ...], series {"train/loss": [...], "val/mAP50": [...]},
+    checkpoints {epoch: [names]}, best_epoch, best_metric_name, best_metric; each series
     has one value per entry of `epochs` (None where an epoch lacks that metric, e.g. an epoch
     recovered after a crash).
     """
@@ -207,12 +218,12 @@ def job_metrics(ctx: ToolContext, job_id: int) -> dict[str, Any]:
     for c in ctx.db.scalars(select(JobCheckpoint).where(JobCheckpoint.job_id == job.id).order_by(JobCheckpoint.name)):
         if c.epoch is not None:
             checkpoints.setdefault(int(c.epoch), []).append(c.name)
-    return {
-        "job_id": job.id,
-        "epochs": epochs,
-        "series": series,
-        "checkpoints": checkpoints,
-        "best_epoch": job.best_epoch,
-        "best_metric_name": job.best_metric_name,
-        "best_metric": job.best_metric,
-    }
+    return JobMetrics(
+        job_id=job.id,
+        epochs=epochs,
+        series=series,
+        checkpoints=checkpoints,
+        best_epoch=job.best_epoch,
+        best_metric_name=job.best_metric_name,
+        best_metric=job.best_metric,
+    )

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools import jobs
 from tools.intent import TrainingIntent
+from tools.jobs.models import JobList, JobMetrics, JobOut
 from trainer_runtime.events import JOB_STATUSES
 from web.deps import ToolContextDep
 from web.params import MAX_ID, IdPath, IdQuery, Offset
@@ -31,81 +32,6 @@ class JobIn(BaseModel):
     project_id: int | None = Field(
         default=None, ge=1, le=MAX_ID, description="one of your projects (checkpoints are stored per project)"
     )
-
-
-class CheckpointOut(BaseModel):
-    """One stored checkpoint of a job (best.pt, last.pt) with its size and checksum."""
-
-    name: str
-    key: str
-    size: int
-    epoch: int | None = None
-    sha256: str | None = None
-
-
-class JobOut(BaseModel):
-    """A training job: its status, what it trains on which data with which settings, progress,
-    metrics, checkpoints and timestamps."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: int
-    status: str
-    framework: str
-    model_name: str
-    task_type: str
-    dataset_id: str | None
-    dataset_name: str
-    snapshot_id: str | None
-    project_id: int | None
-    hyperparameters: dict[str, Any]
-    config: dict[str, Any]
-    epochs: int
-    epochs_completed: int
-    best_epoch: int | None
-    best_metric_name: str | None
-    best_metric: float | None
-    metrics: dict[str, Any]
-    queue_position: int = Field(description="1-based place in the queue while queued (1 = next); 0 otherwise")
-    attempts: int
-    error: str | None
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    checkpoints: list[CheckpointOut]
-    mlflow_run_id: str | None
-    init_from: dict[str, Any] | None = Field(
-        default=None,
-        description='fine-tuned from an earlier job: {"job_id", "checkpoint": "best.pt"|"last.pt", "model_name", ...}',
-    )
-    defaults: dict[str, Any] | None = Field(
-        default=None,
-        description="in the answer to POST only: the settings the request left out and the server chose from the "
-        'data and the machine, each {"value", "why", "why_ko"} (image_size, batch_size, epochs; Ultralytics: nbs, '
-        "optimizer)",
-    )
-
-
-class JobList(BaseModel):
-    """One page of your jobs, newest first, with the total count."""
-
-    items: list[JobOut]
-    total: int
-    offset: int
-    limit: int
-
-
-class JobMetrics(BaseModel):
-    """Per-epoch metric series of a job for charts: one value per epoch in `epochs` (null where an
-    epoch lacks that metric), the epochs with checkpoints, and the best epoch."""
-
-    job_id: int
-    epochs: list[int]
-    series: dict[str, list[float | None]]
-    checkpoints: dict[int, list[str]]
-    best_epoch: int | None = None
-    best_metric_name: str | None = None
-    best_metric: float | None = None
 
 
 def _supervisor(request: Request) -> Any:
@@ -127,28 +53,28 @@ def list_jobs(
     project_id: IdQuery = None,
     offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=jobs.MAX_LIST_LIMIT),
-) -> dict[str, Any]:
+) -> JobList:
     """Your jobs, newest first, one page at a time, optionally only one status or one project;
     422 for an unknown status."""
     return jobs.list_jobs(ctx, status=status, project_id=project_id, offset=offset, limit=limit)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One of my jobs")
-def get_job(job_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+def get_job(job_id: IdPath, ctx: ToolContextDep) -> JobOut:
     """One of your jobs with its status, settings, progress, metrics and checkpoints; 404 when it does
     not exist or is not yours."""
     return jobs.get_job(ctx, job_id)
 
 
 @router.post("/{job_id}/stop", response_model=JobOut, summary="Stop a job (best/last are still uploaded)")
-def stop_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+def stop_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> JobOut:
     """Queued: stopped at once. Running: SIGINT, the trainer finishes the batch and uploads
     best.pt/last.pt, then `stopped`. Already finished: 409."""
     return jobs.stop_job(ctx, job_id, supervisor=_supervisor(request))
 
 
 @router.post("/{job_id}/resume", response_model=JobOut, summary="Resume a stopped or failed job from last.pt")
-def resume_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> dict[str, Any]:
+def resume_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> JobOut:
     """Queue a stopped or failed job again; it continues from its last.pt (weights, optimizer, epoch).
     409 when the job is neither stopped nor failed or has no last.pt, 404 when it is not yours."""
     return jobs.resume_job(ctx, job_id, supervisor=_supervisor(request))
@@ -170,7 +96,7 @@ def delete_job(job_id: IdPath, request: Request, ctx: ToolContextDep) -> Respons
 
 
 @router.get("/{job_id}/metrics", response_model=JobMetrics, summary="Per-epoch metric series for charts")
-def job_metrics(job_id: IdPath, ctx: ToolContextDep) -> dict[str, Any]:
+def job_metrics(job_id: IdPath, ctx: ToolContextDep) -> JobMetrics:
     """The per-epoch metric series of your job, from its stored epoch events, for charts; 404 when
     it is not yours."""
     return jobs.job_metrics(ctx, job_id)

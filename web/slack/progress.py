@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +42,7 @@ from tools import slack_state as store
 from tools.db.models import Job, User
 from tools.errors import ToolError
 from tools.eventbus import SlowConsumer
+from tools.jobs import JobMetrics, JobOut
 from web.slack import messages as M
 from web.slack.chart import metric_chart
 
@@ -279,13 +281,13 @@ class ProgressFollower:
             text = summary_text(job, m, lang, private=bool(info["private"]))
             store.set_job_message(db, job_id, status="done", last_seq=view.last_seq)
         png = None
-        if m.get("epochs"):
+        if m.epochs:
             try:
                 png = metric_chart(
-                    m["epochs"],
-                    m.get("series") or {},
-                    title=M.say(lang, "chart_title", job_id=job_id, model=job["model_name"]),
-                    best_epoch=m.get("best_epoch"),
+                    m.epochs,
+                    dict[str, Sequence[Any]](m.series),
+                    title=M.say(lang, "chart_title", job_id=job_id, model=job.model_name),
+                    best_epoch=m.best_epoch,
                 )
             except Exception:
                 log.exception("Slack: drawing the chart of job %s failed", job_id)
@@ -294,7 +296,7 @@ class ProgressFollower:
             where,
             png,
             f"job-{job_id}-metrics.png",
-            M.say(lang, "chart_title", job_id=job_id, model=job["model_name"]),
+            M.say(lang, "chart_title", job_id=job_id, model=job.model_name),
             text,
         ):
             return
@@ -316,36 +318,36 @@ def fold_view(db: Any, job: Job, lang: str, *, private: bool = False) -> M.JobVi
             return view
 
 
-def summary_text(job: dict[str, Any], m: dict[str, Any], lang: str, *, private: bool = False) -> str:
+def summary_text(job: JobOut, m: JobMetrics, lang: str, *, private: bool = False) -> str:
     """The final summary of a job (mrkdwn)."""
-    status = str(job["status"])
-    dataset = M.say(lang, "private_dataset") if private else str(job.get("dataset_name") or "?")
-    what = M.escape(M.say(lang, "on", model=job["model_name"], dataset=dataset))
-    done = int(job.get("epochs_completed") or (m.get("epochs") or [0])[-1] or 0)
-    duration = _duration(job.get("started_at"), job.get("finished_at"))
+    status = str(job.status)
+    dataset = M.say(lang, "private_dataset") if private else str(job.dataset_name or "?")
+    what = M.escape(M.say(lang, "on", model=job.model_name, dataset=dataset))
+    done = int(job.epochs_completed or (m.epochs or [0])[-1] or 0)
+    duration = _duration(job.started_at, job.finished_at)
     lines = [
         f"{M.STATUS_EMOJI.get(status, '')} "
         + M.say(
             lang,
             "summary_head",
-            job=M.say(lang, "job", job_id=job["id"]),
+            job=M.say(lang, "job", job_id=job.id),
             status=R.status_label(status, lang),
             what=what,
-            epochs=M.say(lang, "epochs_done", done=done, total=job.get("epochs") or done),
+            epochs=M.say(lang, "epochs_done", done=done, total=job.epochs or done),
             duration=R.duration(duration, lang) if duration is not None else "?",
         )
     ]
-    epochs = list(m.get("epochs") or [])
-    series = dict(m.get("series") or {})
-    best_epoch = m.get("best_epoch")
-    if m.get("best_metric") is not None and best_epoch is not None:
+    epochs = list(m.epochs)
+    series = dict(m.series)
+    best_epoch = m.best_epoch
+    if m.best_metric is not None and best_epoch is not None:
         lines.append(
             M.say(
                 lang,
                 "summary_best",
                 epoch=best_epoch,
-                name=M.escape(str(m.get("best_metric_name"))),
-                value=R.number(m.get("best_metric")),
+                name=M.escape(str(m.best_metric_name)),
+                value=R.number(m.best_metric),
             )
         )
         if best_epoch in epochs:
@@ -357,15 +359,12 @@ def summary_text(job: dict[str, Any], m: dict[str, Any], lang: str, *, private: 
         last = {k: v[-1] for k, v in series.items() if v and v[-1] is not None}
         if last:
             lines.append(M.say(lang, "summary_last_metrics", metrics=M.escape(R.metrics_line(last, limit=10))))
-    ckpts = [
-        f"`{c['name']}`" + (f" (epoch {c['epoch']})" if c.get("epoch") is not None else "")
-        for c in job.get("checkpoints") or []
-    ]
+    ckpts = [f"`{c.name}`" + (f" (epoch {c.epoch})" if c.epoch is not None else "") for c in job.checkpoints]
     if ckpts:
         lines.append(M.say(lang, "summary_checkpoints", names=", ".join(ckpts)))
-    if job.get("error"):
-        lines.append(M.say(lang, "error_line", error=M.escape(str(job["error"])[:400])))
-    if status == "completed" and job.get("checkpoints"):
+    if job.error:
+        lines.append(M.say(lang, "error_line", error=M.escape(str(job.error)[:400])))
+    if status == "completed" and job.checkpoints:
         lines.append(M.say(lang, "summary_next"))
     return "\n".join(lines)
 
