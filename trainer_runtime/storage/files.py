@@ -12,7 +12,7 @@ import mimetypes
 import os
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK = 1 << 20
 
@@ -64,3 +64,15 @@ def open_private(path: Path) -> BinaryIO:
     """A new file at `path` (must not exist: temp names are unique), mode 0600, for writing."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     return os.fdopen(fd, "wb")
+
+
+def copy_to_private(src: IO[bytes], path: Path) -> tuple[str, int]:
+    """Copy `src` into a new private (0600) file at `path`; (sha256 hex, size) of what was written."""
+    sha = hashlib.sha256()
+    size = 0
+    with open_private(path) as out:
+        while chunk := src.read(CHUNK):
+            sha.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size

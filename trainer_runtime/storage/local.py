@@ -7,7 +7,6 @@ docs/architecture.md, Storage).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import uuid
@@ -18,7 +17,7 @@ from typing import IO, Any, BinaryIO, cast
 
 from trainer_runtime.errors import ObjectNotFoundError, StorageError, StorageUnavailableError
 from trainer_runtime.storage.base import ObjectInfo, ObjectStore
-from trainer_runtime.storage.files import CHUNK, open_private, private_mkdirs, tmp_sibling
+from trainer_runtime.storage.files import copy_to_private, private_mkdirs, tmp_sibling
 from trainer_runtime.storage.keys import validate_key, validate_prefix
 
 logger = logging.getLogger(__name__)
@@ -60,13 +59,7 @@ class LocalObjectStore(ObjectStore):
         tmp: Path | None = None
         try:
             tmp = self._new_tmp()
-            sha = hashlib.sha256()
-            size = 0
-            with open_private(tmp) as out:
-                while chunk := src.read(CHUNK):
-                    sha.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+            sha, size = copy_to_private(src, tmp)
             private_mkdirs(target.parent)
             os.replace(tmp, target)
             tmp = None
@@ -77,7 +70,7 @@ class LocalObjectStore(ObjectStore):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
         logger.debug("%s[%s] put %s (%d B)", self.name, self.bucket, key, size)
-        return ObjectInfo(key=key, size=size, sha256=sha.hexdigest(), etag=self._etag(target))
+        return ObjectInfo(key=key, size=size, sha256=sha, etag=self._etag(target))
 
     @staticmethod
     def _etag(path: Path) -> str | None:
@@ -119,20 +112,14 @@ class LocalObjectStore(ObjectStore):
             tmp = tmp_sibling(dest)
             try:
                 private_mkdirs(dest.parent)
-                sha = hashlib.sha256()
-                size = 0
-                with open_private(tmp) as out:
-                    while chunk := src.read(CHUNK):
-                        sha.update(chunk)
-                        out.write(chunk)
-                        size += len(chunk)
+                sha, size = copy_to_private(src, tmp)
                 os.replace(tmp, dest)
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 raise self._err("download", key, exc) from exc
         logger.debug("%s[%s] get %s -> %s (%d B)", self.name, self.bucket, key, dest, size)
-        return ObjectInfo(key=key, size=size, sha256=sha.hexdigest())
+        return ObjectInfo(key=key, size=size, sha256=sha)
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         path = self._path(key)
