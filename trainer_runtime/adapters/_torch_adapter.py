@@ -1,6 +1,7 @@
 """`TorchAdapter`: what the torch-based adapters (timm, transformers) share on top of `Adapter`.
 
-A subclass declares its catalog, schema, presets, `aliases` and `map_canonical`, and implements
+A subclass declares its catalog, schema, presets, `aliases`, `canonical_names`, `optimizers` and
+`schedulers` (how the canonical advanced_config keys read in its schema), and implements
 `make_loop` (its `EpochLoop` for a task) and `model_from_checkpoint`; config resolution
 (`_torch_config.resolve_layered`), the spec checks, `train()` and `build_model_from_checkpoint`
 are here. Importable without torch. Contracts: docs/architecture.md.
@@ -24,12 +25,30 @@ _STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "ema", "rng")
 
 
 class TorchAdapter(Adapter):
+    """Config resolution, spec checks, training and checkpoint loading shared by timm and transformers."""
+
     aliases: ClassVar[Mapping[str, str]] = {}  # hyper-parameter names -> schema names (learning_rate -> lr)
+    # canonical advanced_config key -> this framework's schema name (a key not listed keeps its name:
+    # weight_decay, momentum, warmup_epochs, patience)
+    canonical_names: ClassVar[Mapping[str, str]] = {}
+    optimizers: ClassVar[Mapping[str, str]] = {}  # canonical optimizer name -> the framework's
+    schedulers: ClassVar[Mapping[str, str]] = {}  # canonical scheduler name -> the framework's
 
     @classmethod
-    @abc.abstractmethod
     def map_canonical(cls, key: str, value: Any) -> dict[str, Any]:
         """One canonical advanced_config key -> schema values (ConfigError for what the framework cannot use)."""
+        name = cls.canonical_names.get(key, key)
+        if key == "optimizer":
+            return {name: config.choice_value(key, value, cls.optimizers)}
+        if key == "scheduler":
+            return {name: config.choice_value(key, value, cls.schedulers)}
+        if key == "mixup":
+            return {"mixup_alpha": config.alpha_value(key, value, 0.8)}
+        if key == "cutmix":
+            return {"cutmix_alpha": config.alpha_value(key, value, 1.0)}
+        if key in ("mosaic", "copy_paste"):
+            return config.reject_detection_aug(key, value, cls.framework)
+        return {name: value}
 
     @classmethod
     def extra_model_ok(cls, _name: str) -> bool:

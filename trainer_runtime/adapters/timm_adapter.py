@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from trainer_runtime.adapters import _torch_checkpoints as checkpoints
-from trainer_runtime.adapters import _torch_config as torch_config
 from trainer_runtime.adapters import _torch_data as data
 from trainer_runtime.adapters import _torch_loop as loop
 from trainer_runtime.adapters import init_weights, pretrained
@@ -168,21 +167,13 @@ class TimmAdapter(TorchAdapter):
     preset_values = _PRESETS
     aliases: ClassVar[Mapping[str, str]] = {"learning_rate": "lr", "optimizer_name": "opt"}
 
-    @classmethod
-    def map_canonical(cls, key: str, value: Any) -> dict[str, Any]:
-        if key == "optimizer":
-            return {"opt": torch_config.choice_value(key, value, _OPT_MAP)}
-        if key == "scheduler":
-            return {"sched": torch_config.choice_value(key, value, _SCHED_MAP)}
-        if key == "mixup":
-            return {"mixup_alpha": torch_config.alpha_value(key, value, 0.8)}
-        if key == "cutmix":
-            return {"cutmix_alpha": torch_config.alpha_value(key, value, 1.0)}
-        if key == "label_smoothing":
-            return {"smoothing": value}
-        if key in ("mosaic", "copy_paste"):
-            return torch_config.reject_detection_aug(key, value, TIMM)
-        return {key: value}  # weight_decay, momentum, warmup_epochs, patience: same names
+    canonical_names: ClassVar[Mapping[str, str]] = {
+        "optimizer": "opt",
+        "scheduler": "sched",
+        "label_smoothing": "smoothing",
+    }
+    optimizers = _OPT_MAP
+    schedulers = _SCHED_MAP
 
     def make_loop(self, ctx: TrainContext) -> loop.EpochLoop:
         return _TimmLoop(ctx)

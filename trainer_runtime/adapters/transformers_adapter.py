@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from trainer_runtime.adapters import _detr_data as detr_data
-from trainer_runtime.adapters import _torch_config as torch_config
 from trainer_runtime.adapters import _torch_data as data
 from trainer_runtime.adapters import _torch_loop as loop
 from trainer_runtime.adapters import init_weights, pretrained
@@ -182,23 +181,19 @@ class TransformersAdapter(TorchAdapter):
     preset_values = _PRESETS
     aliases: ClassVar[Mapping[str, str]] = {"lr": "learning_rate"}
 
+    canonical_names: ClassVar[Mapping[str, str]] = {
+        "scheduler": "lr_scheduler_type",
+        "label_smoothing": "label_smoothing_factor",
+    }
+    optimizers = _OPT_MAP
+    schedulers = _SCHED_MAP
+
     @classmethod
     def map_canonical(cls, key: str, value: Any) -> dict[str, Any]:
-        if key == "optimizer":
-            if isinstance(value, str) and value.strip().lower() == "rmsprop":
-                raise ConfigError("optimizer 'rmsprop' is not offered for transformers models; use adamw, adam or sgd")
-            return {"optimizer": torch_config.choice_value(key, value, _OPT_MAP)}
-        if key == "scheduler":
-            return {"lr_scheduler_type": torch_config.choice_value(key, value, _SCHED_MAP)}
-        if key == "mixup":
-            return {"mixup_alpha": torch_config.alpha_value(key, value, 0.8)}
-        if key == "cutmix":
-            return {"cutmix_alpha": torch_config.alpha_value(key, value, 1.0)}
-        if key == "label_smoothing":
-            return {"label_smoothing_factor": value}
-        if key in ("mosaic", "copy_paste"):
-            return torch_config.reject_detection_aug(key, value, TRANSFORMERS)
-        return {key: value}  # weight_decay, momentum, warmup_epochs, patience
+        """As `TorchAdapter.map_canonical`, with a clearer answer for rmsprop, which timm offers."""
+        if key == "optimizer" and isinstance(value, str) and value.strip().lower() == "rmsprop":
+            raise ConfigError("optimizer 'rmsprop' is not offered for transformers models; use adamw, adam or sgd")
+        return super().map_canonical(key, value)
 
     @classmethod
     def extra_model_ok(cls, name: str) -> bool:
