@@ -117,12 +117,6 @@ def weights_policy_from_settings(settings: Settings) -> WeightsPolicy:
     )
 
 
-def _weights_policy(app: FastAPI, settings: Settings) -> WeightsPolicy:
-    """The app's weights policy (`app.state.services`, made by the lifespan), else the settings'."""
-    services: AppServices | None = getattr(app.state, "services", None)
-    return services.weights if services is not None else weights_policy_from_settings(settings)
-
-
 def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
     """The job supervisor (tools.supervisor) over a LocalExecutor, or a KubernetesExecutor when
     EXECUTOR=kubernetes (its pods' log lines become `log` events); its status events are published
@@ -133,7 +127,7 @@ def create_supervisor(app: FastAPI, settings: Settings) -> Supervisor:
         callback_base_url=settings.callback_base_url,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
         reporter_close_timeout_s=settings.reporter_close_timeout_s,
-        weights=_weights_policy(app, settings),
+        weights=weights_policy_from_settings(settings),
     )
 
     def publish(job_id: int, event: dict[str, Any]) -> None:
