@@ -39,14 +39,13 @@ jobs of the same kind on this machine, else scaled from other jobs or a calibrat
 what it is based on, in the summary (``estimate``) and the reply.
 """
 
-from agent.dialogue.base import STATES, TERMINAL, Turn, intent_dict, is_no, is_yes
+from agent.dialogue.base import STATES, Turn, intent_dict, is_no, is_yes
 from agent.dialogue.machine import Dialogue, respond
 from agent.dialogue.patterns import FORMAT_NAMES, export_format
 
 __all__ = [
     "FORMAT_NAMES",
     "STATES",
-    "TERMINAL",
     "Dialogue",
     "Turn",
     "export_format",

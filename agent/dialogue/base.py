@@ -22,10 +22,8 @@ from agent.toolkit import (
 from tools.context import ToolContext
 from tools.db.models import ChatSession
 from tools.intent import TrainingIntent
-from trainer_runtime.events import TERMINAL_STATUSES
 
 STATES = ("idle", "collecting", "confirming", "launched")
-TERMINAL = TERMINAL_STATUSES  # a job in one of these is over (trainer_runtime.events)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from agent import replies as R
 from agent.dialogue import patterns as P
-from agent.dialogue.base import TERMINAL, DialogueBase, Turn
+from agent.dialogue.base import DialogueBase, Turn
 from agent.lexicon import (
     DOWNLOAD_RE,
     LAST_CHECKPOINT_RE,
@@ -40,6 +40,7 @@ from tools import weights as weights_tools
 from tools.datasets import check_dataset_compatibility
 from tools.errors import ConflictError, InvalidInputError, NotFoundError, ToolError
 from tools.intent import TrainingIntent
+from trainer_runtime.events import TERMINAL_STATUSES
 
 
 class CommandHandlers(DialogueBase):
@@ -342,7 +343,7 @@ class CommandHandlers(DialogueBase):
             parts.append(self.t("progress_queue", pos=p["queue_position"]))
         if p["epochs"]:
             parts.append(self.t("progress_epoch", epoch=p["epoch"], epochs=p["epochs"]))
-        if p["batch"] and p["batches"] and p["status"] not in TERMINAL:
+        if p["batch"] and p["batches"] and p["status"] not in TERMINAL_STATUSES:
             parts.append(self.t("progress_batch", batch=p["batch"], batches=p["batches"]))
         if p["metrics"]:
             parts.append(self.t("progress_metrics", metrics=R.metrics_line(p["metrics"])))
@@ -354,7 +355,7 @@ class CommandHandlers(DialogueBase):
                     "progress_best", name=p["best_metric_name"], value=R.number(p["best_metric"]), epoch=p["best_epoch"]
                 )
             )
-        if p["eta_s"] is not None and p["status"] not in TERMINAL:
+        if p["eta_s"] is not None and p["status"] not in TERMINAL_STATUSES:
             parts.append(self.t("progress_eta", eta=R.duration(p["eta_s"], self.lang)))
         if p["error"]:
             parts.append(self.t("progress_error", error=str(p["error"])[:300]))

@@ -149,7 +149,6 @@ STATUS_EMOJI = {
     "interrupted": ":warning:",
     "resuming": ":repeat:",
 }
-TERMINAL = TERMINAL_STATUSES  # a job in one of these is over (trainer_runtime.events)
 
 
 def say(lang: str | None, key: str, **values: Any) -> str:
@@ -276,7 +275,7 @@ class JobView:
             self.last_seq = max(self.last_seq, int(event["seq"]))
         if kind == "status" and data.get("status") and not data.get("ignored"):
             self.status = str(data["status"])
-            if self.status in TERMINAL:
+            if self.status in TERMINAL_STATUSES:
                 self.eta_s = None
                 self.batch = self.batches = None
             if self.status == "failed" and data.get("error"):
@@ -314,7 +313,7 @@ class JobView:
             parts.append(
                 f"`{bar(self.epoch, self.epochs)}` " + say(lang, "epoch", epoch=self.epoch, epochs=self.epochs)
             )
-        if self.batch and self.batches and self.status not in TERMINAL:
+        if self.batch and self.batches and self.status not in TERMINAL_STATUSES:
             parts.append(say(lang, "batch", batch=self.batch, batches=self.batches))
         if parts:
             lines.append(" · ".join(parts))
@@ -322,7 +321,7 @@ class JobView:
             lines.append(escape(" · ".join(f"{k} {R.number(v)}" for k, v in list(self.metrics.items())[:8])))
         if self.status == "queued":
             lines.append(say(lang, "queue"))
-        if self.eta_s is not None and self.status not in TERMINAL:
+        if self.eta_s is not None and self.status not in TERMINAL_STATUSES:
             lines.append(say(lang, "eta", eta=R.duration(self.eta_s, lang)))
         if self.error:
             lines.append(say(lang, "error_line", error=escape(self.error[:300])))

@@ -43,6 +43,7 @@ from tools.db.models import Job, User
 from tools.errors import ToolError
 from tools.eventbus import SlowConsumer
 from tools.jobs import JobMetrics, JobOut
+from trainer_runtime.events import TERMINAL_STATUSES
 from web.slack import messages as M
 from web.slack.chart import metric_chart
 
@@ -183,7 +184,7 @@ class ProgressFollower:
         try:
             ended = await self._read(job_id, view, dirty)
             status = await run_in_threadpool(self._job_status, job_id)
-            if not ended or status not in M.TERMINAL:
+            if not ended or status not in TERMINAL_STATUSES:
                 log.info("Slack: stopped following job %s (status %s); a restart resumes it", job_id, status)
                 return
             view.finished = True
@@ -210,7 +211,7 @@ class ProgressFollower:
                     async for event in event_stream(state, job_id, view.last_seq, sub, heartbeat_s=None):
                         view.apply(event)
                         dirty.set()
-                    return not sub.closed or view.status in M.TERMINAL
+                    return not sub.closed or view.status in TERMINAL_STATUSES
             except SlowConsumer:
                 log.info("Slack: progress of job %s fell behind; reading on from seq %s", job_id, view.last_seq)
                 continue
