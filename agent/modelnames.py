@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent import lexicon as lx
+from agent.aliases import find_aliases
 
 _NEGATED_BEFORE = re.compile(r"(?:instead\s+of|rather\s+than|other\s+than|not|from|replace|swap)\s*$")
 _NEGATED_AFTER = re.compile(r"^\s*(?:말고|대신|아니고|아니라|에서|->|→|instead\s+of|to\s)")
@@ -58,6 +59,7 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
         t.mask(m.start(), m.end())
 
     _find_hub_models(t, add)
+    _find_spoken_models(t, hits)
     _find_transformer_models(t, add)
     _find_yolo_models(t, add)
     _find_cnn_models(t, add)
@@ -82,6 +84,30 @@ def _find_hub_models(t: _ParsedText, add: _AddHit) -> None:
             continue
         task = next((tk for tk, rx in lx.HUB_TASK_WORDS if rx.search(name)), None)
         add(m, _ModelHit(m.start(), m.end(), written, "transformers", task))
+
+
+def _find_spoken_models(t: _ParsedText, hits: list[_ModelHit]) -> None:
+    """Catalog models said in Korean ("비트 스몰", "이피션트넷 비투", "욜로 브이8 미디엄"), from the
+    generated alias tables of `agent.aliases`."""
+    for a in find_aliases(t.low):
+        if lx.MASK in t.low[a.start : a.end]:
+            continue
+        m = a.model
+        if m.framework == "ultralytics":
+            hit = _ModelHit(a.start, a.end, m.name, m.framework, m.task_type, yolo_base=m.name)
+        else:
+            family = re.match(r"[a-z]+", m.name)
+            hit = _ModelHit(
+                a.start,
+                a.end,
+                m.name,
+                m.framework,
+                m.task_type,
+                timm_family=m.framework == "timm",
+                family=family.group(0) if family else "",
+            )
+        hits.append(hit)
+        t.mask(a.start, a.end)
 
 
 def _find_transformer_models(t: _ParsedText, add: _AddHit) -> None:
