@@ -55,8 +55,9 @@ def _strip_ko_connector(word: str) -> str:
     return word
 
 
-def _item(tok: _Tok, strip_connector: bool) -> tuple[int, int, bool] | None:
-    """(start, end, ends_with_connector) of a class-name token, or None if it cannot be one."""
+def _item(tok: _Tok, strip_connector: bool, allow_task: bool = False) -> tuple[int, int, bool] | None:
+    """(start, end, ends_with_connector) of a class-name token, or None if it cannot be one
+    (`allow_task`: inside a written list a task word is a class, "헬멧/마스크/장갑")."""
     text = tok.text
     if not text or text[0] == lx.MASK or not (text[0].isalpha()):
         return None
@@ -73,12 +74,14 @@ def _item(tok: _Tok, strip_connector: bool) -> tuple[int, int, bool] | None:
                     break
         if text.startswith(lx.CLASS_STOP_PREFIX_KO) or text.startswith(lx.KO_BACKWARD_MULTI + lx.KO_BACKWARD_SINGLE):
             return None
-    if text in lx.CLASS_STOP or _task_word(text) or re.search(r"\d", text) or len(text) > 30:
+    if text in lx.CLASS_STOP or (_task_word(text) and not allow_task) or re.search(r"\d", text) or len(text) > 30:
         return None
     return start, end, conn
 
 
-def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
+def _parse_forward(toks: list[_Tok], i: int, spaced: bool = False) -> list[tuple[int, int]]:
+    """Items from toks[i] on, joined by separators or Korean connectors ("a, b and c", "개랑 고양이");
+    `spaced`: after an explicit head ("classes", "클래스는") a bare space also separates items."""
     items: list[tuple[int, int]] = []
     n = len(toks)
     while i < n:
@@ -86,13 +89,23 @@ def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
         if it is None:
             break
         start, end, conn = it
+        if conn and (i + 1 >= n or _item(toks[i + 1], strip_connector=True) is None):
+            # "빨강/초록/파랑,": a connector needs an item after it; this 랑 belongs to the word
+            plain = _item(toks[i], strip_connector=False)
+            if plain is None:
+                break
+            start, end, conn = plain
         i += 1
-        # two-word English names ("traffic lights", "stop signs")
-        if not conn and i < n and not is_korean(toks[i].text) and not is_korean(toks[i - 1].text):
+        # two-word English names ("traffic lights", "stop signs"), not in a slash list ("dent/ok parts")
+        slashed = i >= 2 and toks[i - 2].text == "/"
+        if not conn and not slashed and i < n and not is_korean(toks[i].text) and not is_korean(toks[i - 1].text):
             nxt = _item(toks[i], strip_connector=False)
             follow = toks[i + 1].text if i + 1 < n else ""
-            if nxt and (
-                follow in lx.LIST_SEPS or follow in lx.SENTENCE_PUNCT or follow == "" or follow in lx.CLASS_STOP
+            if (
+                nxt
+                and not spaced
+                and follow not in lx.CLASS_LIST_HEADS
+                and (follow in lx.LIST_SEPS or follow in lx.SENTENCE_PUNCT or follow == "" or follow in lx.CLASS_STOP)
             ):
                 end = nxt[1]
                 i += 1
@@ -101,8 +114,10 @@ def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
             continue
         if i < n and toks[i].text in lx.LIST_SEPS:
             i += 1
-            if i < n and toks[i].text in ("and", "or"):
+            if i < n and toks[i].text in ("and", "or", "그리고"):
                 i += 1
+            continue
+        if spaced and i < n and _item(toks[i], strip_connector=True) is not None:
             continue
         break
     return items
@@ -110,6 +125,8 @@ def _parse_forward(toks: list[_Tok], i: int) -> list[tuple[int, int]]:
 
 def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
     """Items ending right before toks[k]."""
+    while k > 1 and is_korean(toks[k - 1].text) and toks[k - 1].text.endswith(lx.KO_ADNOMINAL_ENDS):
+        k -= 1  # "자전거를 찾는 탐지": the modifier between the list and its trigger
     if k <= 0:
         return []
     last = _item(toks[k - 1], strip_connector=False)
@@ -165,41 +182,60 @@ def find_classes(t: _ParsedText) -> list[str]:
     return _unique_names(t, found)
 
 
+def _two(items: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    return items if len(items) >= 2 else None
+
+
 def _triggered_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
     """The class list that token k's trigger word opens, or None when it opens none."""
     n = len(toks)
     w = toks[k].text
     prev = toks[k - 1].text if k else ""
-    nxt = toks[k + 1].text if k + 1 < n else ""
     if w in lx.FORWARD_TRIGGERS_SINGLE:
         return _parse_forward(toks, k + 1)
-    elif w in lx.FORWARD_TRIGGERS_MULTI:
-        items = _parse_forward(toks, k + 1)
-        if len(items) >= 2:
-            return items
-    elif w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
+    if w in lx.FORWARD_TRIGGERS_MULTI:
+        return _two(_parse_forward(toks, k + 1))
+    if w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
         return _parse_forward(toks, k + 1)
-    elif w in ("for", "of") and prev in lx.FOR_HEADS_MULTI:
-        items = _parse_forward(toks, k + 1)
-        if len(items) >= 2:
-            return items
-    elif w in lx.CLASS_LIST_HEADS and (
-        nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은"))
-    ):
-        start = k + 1 if w.endswith((":", "는", "은")) else k + 2
-        return _parse_forward(toks, start)
-    elif w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
+    if w in ("for", "of") and (prev in lx.FOR_HEADS_MULTI or prev.startswith(lx.MASK)):
+        return _two(_parse_forward(toks, k + 1))  # "convnext tiny for rose, tulip, and daisy"
+    if w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
         return _parse_backward(toks, k)
-    elif w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
-        items = _parse_backward(toks, k)
-        if len(items) >= 2:
-            return items
-    elif w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
-        # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"
-        j = k - 1
-        items = _parse_slash(toks, j)
-        if len(items) >= 2:
-            return items
+    if w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
+        return _two(_parse_backward(toks, k))
+    if w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
+        # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"; not "detection/segmentation"
+        items = _parse_slash(toks, k - 1)
+        if not all(_task_word(toks[j].text) for j in range(k - 1, min(n, k + 2), 2)):
+            return _two(items)
+        return None
+    return _head_list(toks, k)
+
+
+def _head_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
+    """A list after a class head ("classes: a, b", "클래스는 개 고양이 말", "classes sunny cloudy"),
+    after "sort ... into", or in a question ("is it ripe or unripe?")."""
+    n = len(toks)
+    w = toks[k].text
+    prev = toks[k - 1].text if k else ""
+    nxt = toks[k + 1].text if k + 1 < n else ""
+    if w in lx.CLASS_LIST_HEADS:
+        if nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은")):
+            start = k + 1 if w.endswith((":", "는", "은")) else k + 2
+            if start < n and toks[start].text == ":":  # "classes are: a, b"
+                start += 1
+            return _parse_forward(toks, start, spaced=True)
+        if prev not in ("of", "the", "these", "those"):
+            return _two(_parse_forward(toks, k + 1, spaced=True))  # "classes sunny cloudy rainy"
+        return None
+    if w == "into" and any(t.text in lx.SORT_VERBS for t in toks[max(0, k - 8) : k]):
+        if any(toks[i].text in ("train", "val", "test") for i in range(k + 1, min(n, k + 4))):
+            return None  # "split into train and val"
+        return _two(_parse_forward(toks, k + 1))  # "sort the photos into croissant, bagel and muffin"
+    if (w == "it" and prev == "is") or w in ("it's", "whether"):
+        if any(toks[i].text == "and" for i in range(k + 1, min(n, k + 5))):
+            return None
+        return _two(_parse_forward(toks, k + 1))  # "is it ripe or unripe?"
     return None
 
 
@@ -220,7 +256,7 @@ def _parse_slash(toks: list[_Tok], j: int) -> list[tuple[int, int]]:
     items: list[tuple[int, int]] = []
     n = len(toks)
     while j < n:
-        it = _item(toks[j], strip_connector=False)
+        it = _item(toks[j], strip_connector=False, allow_task=True)
         if it is None or (items and toks[j - 1].text != "/"):
             break
         items.append((it[0], it[1]))

@@ -163,30 +163,56 @@ TASK_RES = [
         "oriented_object_detection",
         re.compile(
             rf"{_B}(?:obb|oriented(?:\s*(?:bounding\s*)?box(?:es)?)?|rotated(?:\s*(?:bounding\s*)?box(?:es)?)?"
-            rf"|aerial|rotation){_E}|회전\s*(?:된\s*)?(?:바운딩\s*)?(?:박스|객체|사각형|탐지|검출)|항공|기울어진\s*박스"
+            rf"|aerial|rotation|(?:angled|tilted|slanted|skewed|slanting)\s*(?:bounding\s*)?(?:box(?:es)?|rect\w*)"
+            rf"|box(?:es)?\s+(?:with|at)\s+(?:an?\s+|their\s+|the\s+)?(?:angles?|rotations?|orientations?)){_E}"
+            r"|회전\s*(?:된\s*|한\s*)?(?:바운딩\s*)?(?:박스|객체|사각형|탐지|검출)|회전\s*각|항공|기울어진|비스듬"
+            r"|기울기\s*(?:까지|도|를|포함)"
         ),
     ),
     (
         "pose_estimation",
         re.compile(
-            rf"{_B}(?:pose|poses|keypoints?|key\s*points?|skeletons?|landmarks?){_E}"
-            r"|포즈|자세|키\s*포인트|관절|스켈레톤"
+            rf"{_B}(?:pose|poses|keypoints?|key\s*points?|skeletons?|landmarks?|joints?|body\s*parts?){_E}"
+            r"|포즈|자세|키\s*포인트|관절|스켈레톤|뼈대|랜드마크"
         ),
     ),
     (
         "instance_segmentation",
-        re.compile(rf"{_B}(?:segment\w*|seg|masks?|instance){_E}|세그멘테이션|세그먼테이션|세그|분할|마스크|인스턴스"),
+        re.compile(
+            rf"{_B}(?:segment\w*|seg|masks?|instance|outlin\w*|contours?|silhouettes?|pixel[\s-]*(?:level|wise|accurate)"
+            rf"|per[\s-]*pixel|cut[\s-]*outs?){_E}"
+            r"|세그멘테이션|세그먼테이션|세그|분할|마스크|인스턴스|윤곽|외곽선|테두리|픽셀\s*단위|누끼"
+        ),
     ),
     (
         "object_detection",
         re.compile(
-            rf"{_B}(?:detect\w*|bounding\s*box(?:es)?|bbox(?:es)?|boxes|locali[sz]ation){_E}"
-            r"|탐지|검출|디텍션|디텍터|바운딩\s*박스|감지"
+            rf"{_B}(?:detect\w*|bounding\s*box(?:es)?|bbox(?:es)?|boxes|locali[sz]ation|locat(?:e|es|ing)"
+            rf"|(?:find|show|mark|tell\s+(?:me\s+|us\s+)?|know|see|where)\s+where"
+            rf"|where\s+(?:(?:is|are)\s+)?(?:each|every|all|the)\s+\w+(?:\s+\w+)?\s+(?:is|are|in|on|sits?|appears?)"
+            rf"|where\s+(?:is|are)\s+(?:each|every|all)|box(?:es)?\s+around|draw\w*\s+box\w*){_E}"
+            r"|탐지|검출|디텍션|디텍터|바운딩\s*박스|감지|어디\s*(?:에\s*)?(?:있|위치)"
+            r"|위치\s*(?:를|가|을)?\s*(?:찾|표시|알려|파악|잡|검출|탐지)|박스\s*(?:로|를)?\s*(?:표시|쳐|치|그려|그리|잡)"
         ),
     ),
     (
         "image_classification",
-        re.compile(rf"{_B}(?:classif\w*|categori[sz]\w*){_E}|분류|클래시피케이션|클래시파이|판별"),
+        re.compile(
+            rf"{_B}(?:classif\w*|categori[sz]\w*"
+            rf"|which\s+of\s+(?:the\s+|these\s+)?\d+\s+(?:kinds?|types?|class(?:es)?|categor\w+|species|breeds?|sorts?"
+            rf"|varieties|labels?|groups?)"
+            rf"|which\s+(?:kind|type|class|category|species|breed|variety|sort)\s+(?:of\s+\w+\s+)?"
+            rf"(?:each|every|it|this|the|an?|they)"
+            rf"|(?:tell|say|decide|judge|predict|know|check)s?\s+(?:me\s+|us\s+)?(?:whether|if)\s+(?:each|every|an?|the|this)"
+            rf"\s+(?:\w+[\s-]*){{0,2}}?(?:image|photo|picture|pic|x-?ray|scan|frame|shot|snapshot|item|part|product"
+            rf"|sample|leaf|cell|fruit|slide)s?"
+            rf"|tell\s+(?:\w+\s+){{0,2}}apart|(?:sort|separate|group|bucket)\w*\s+(?:\w+\s+){{0,6}}?into"
+            rf"|label\s+(?:each|every)\s+(?:image|photo|picture)"
+            rf"|(?:each|every)\s+(?:image|photo|picture|pic|x-?ray|scan)\s+(?:shows|is|belongs)){_E}"
+            r"|분류|클래시피케이션|클래시파이|판별|구분|구별|가려내|골라내|맞히|알아맞|맞추는\s*(?:모델|거)"
+            r"|\d+\s*(?:가지|개)?\s*(?:종류|클래스|품종|카테고리)\s*(?:\S+\s*)?(?:중|가운데)"
+            r"|어떤\s*(?:건지|것인지|거인지|종류|품종|클래스)|무슨\s*(?:종류|품종)|인지\s*(?:아닌지|\S+인지)"
+        ),
     ),
 ]
 YOLO_TASK_SUFFIX: dict[str, str] = _table("yolo_task_suffix")
@@ -198,7 +224,7 @@ SUFFIX_TASK: dict[str, str] = _table("suffix_task")
 PRESET_RE = re.compile(
     r"(?P<easy>쉬움|쉽게|쉬운|쉽|초급|초보|입문|기본|간단|(?<![a-z])(?:easy|beginners?)(?![a-z]))"
     r"|(?P<medium>보통|중간|중급|(?<![a-z])(?:medium|moderate|intermediate)(?![a-z]))"
-    r"|(?P<advanced>어려움|어렵게|어려운|어렵|고급|상급|심화|숙련|(?<![a-z])(?:advanced|expert|difficult)(?![a-z]))"
+    r"|(?P<advanced>어려움|어렵게|어려운|어렵|고급|상급|심화|숙련|전문가|(?<![a-z])(?:advanced|expert|difficult)(?![a-z]))"
     r"|(?P<easy2>(?<![a-z])(?:simple|basic|quick)(?![a-z]))"
     r"|(?P<medium2>(?<![a-z])(?:normal|standard|mid|middle|balanced)(?![a-z]))"
     r"|(?P<advanced2>(?<![a-z])(?:hard|pro|heavy)(?![a-z])|상(?=\s*난이도|\s*$))"
@@ -432,6 +458,10 @@ BACKWARD_TRIGGERS_SINGLE: frozenset[str] = _words("backward_triggers_single")
 BACKWARD_TRIGGERS_MULTI: frozenset[str] = _words("backward_triggers_multi")
 KO_BACKWARD_SINGLE: tuple[str, ...] = _tuple("ko_backward_single")
 KO_BACKWARD_MULTI: tuple[str, ...] = _tuple("ko_backward_multi")
+# "sort photos into a, b and c": verbs whose "into" opens a class list
+SORT_VERBS: frozenset[str] = _words("sort_verbs")
+# Endings of a Korean modifier that stands between a list and its trigger ("자전거를 찾는 탐지")
+KO_ADNOMINAL_ENDS: tuple[str, ...] = _tuple("ko_adnominal_ends")
 # The parser masks what it has read with NUL characters of the same width (`agent.parser`).
 MASK = "\x00"
 SENTENCE_PUNCT = {".", "?", "!", ";", "(", ")"}

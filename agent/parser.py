@@ -327,9 +327,19 @@ def _find_preset(t: _Text) -> str | None:
     return plain
 
 
+def _list_member(low: str, start: int, end: int) -> bool:
+    """True when low[start:end] is an item of a written list ("헬멧/마스크/장갑", "gloves, masks,
+    vests"): a class that happens to be a task word ("마스크", "mask") says nothing of the task."""
+    if (start > 0 and low[start - 1] == "/") or low[end : end + 1] == "/":
+        return True
+    before = low[:start].rstrip()
+    after = re.sub(r"^[가-힣]{0,2}\s*", "", low[end:])
+    return before[-1:] in (",", "&", "+") and after[:1] == ","
+
+
 def _find_task(t: _Text) -> str | None:
     for task, rx in lx.TASK_RES:
-        if rx.search(t.low):
+        if any(not _list_member(t.low, m.start(), m.end()) for m in rx.finditer(t.low)):
             return task
     return None
 
