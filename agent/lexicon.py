@@ -123,6 +123,15 @@ DETR_RE = re.compile(
 # A Hugging Face hub id: org/name where name has a digit or a separator ("cat/dog" is a class list).
 HUB_RE = re.compile(r"(?<![\w/.\-])([a-z0-9][a-z0-9_.\-]{1,40})/([a-z0-9][a-z0-9_.\-]*[a-z0-9])(?![\w/\-])")
 
+# Organisations whose org/name is taken as a hub id on sight; any other org/name ("crack/no-crack") only
+# when the user calls it a model or names Hugging Face, and never over a model named elsewhere.
+HUB_ORGS: frozenset[str] = _words("hub_orgs")
+HUB_CALLED_BEFORE_RE = re.compile(
+    r"(?:model|모델|checkpoint|weights|hub\s*id|repo(?:sitory)?|hugging\s*face|hf)\s*(?:called|named|id|is)?\s*[:=]?\s*$"
+)
+HUB_CALLED_AFTER_RE = re.compile(
+    r"^\s*(?:model|모델|checkpoint|weights|(?:from|on)\s+(?:the\s+)?(?:hugging\s*face|hub|hf))"
+)
 VIT_SIZES: dict[str, str] = _table("vit_sizes")
 CONVNEXT_SIZES: dict[str, str] = _table("convnext_sizes")
 
@@ -249,7 +258,7 @@ EPOCH_KEY = (
 )
 EPOCH_UNIT = r"(?:epochs?|eps?|에폭스?|에포크|에퐄|이폭)(?![a-z])"
 BATCH_KEY = (
-    r"(?<![a-z0-9])(?:mini[\s_-]*)?batch(?:[\s_-]*size)?(?![a-z])|(?<![a-z0-9])batchsize(?![a-z])"
+    r"(?<![a-z0-9])(?:mini[\s_-]*)?batch(?:es|[\s_-]*size)?(?![a-z])|(?<![a-z0-9])batchsize(?![a-z])"
     r"|(?<![a-z0-9])bs(?![a-z0-9])|(?:미니\s*)?배치\s*(?:사이즈|크기)?"
 )
 IMGSZ_KEY = (
@@ -273,6 +282,23 @@ PATIENCE_KEY = (
 LS_KEY = r"(?<![a-z0-9])label[\s_-]*smooth(?:ing)?(?![a-z])|라벨\s*스무딩|레이블\s*스무딩"
 
 
+# The loss or metric stops getting better: the cue that binds a number of epochs to `patience`.
+NO_IMPROVE = (
+    r"(?<![a-z])(?:no|without|zero|not\s+any|w/o|with\s+no|of\s+no)\s+(?:\w+\s+)?(?:improv\w*|progress|gains?|better\w*)"
+    r"|(?:doesn'?t|does\s+not|don'?t|do\s+not|didn'?t|isn'?t|won'?t|fails?\s+to|never)\s+(?:\w+\s+)?"
+    r"(?:improv\w*|get\s+better|progress)|(?<![a-z])(?:plateau\w*|stall\w*)"
+    r"|(?:개선|향상|나아지|좋아지|진전|발전)\S*\s*(?:이|가|도)?\s*(?:없|안\s*(?:되|돼|보|나)|않|멈|정체)"
+    r"|(?:안|못)\s*(?:오르|올라|좋아지|좋아|줄어|줄|떨어지|나아지)|정체"
+)
+# The same cue with the number after it: "doesn't improve for 30 epochs", "개선이 5 에폭 동안 없으면"
+NO_IMPROVE_HEAD = (
+    r"(?<![a-z])(?:no|without|zero)\s+(?:\w+\s+)?(?:improv\w*|progress|gains?)"
+    r"|(?:doesn'?t|does\s+not|don'?t|do\s+not|didn'?t|isn'?t|won'?t|fails?\s+to|never|stops?|stopped)\s+"
+    r"(?:\w+\s+)?(?:improv\w*|get(?:ting)?\s+better|progress\w*)|(?<![a-z])(?:plateau\w*|stall\w*)"
+    r"|(?:개선|향상|나아짐|진전)\s*(?:이|가)?"
+)
+
+
 def kv(key: str, value: str = NUM, unit: str | None = None) -> re.Pattern[str]:
     """KEY [particles/filler] VALUE [unit]: "에폭은 40으로", "batch size of 16", "lr=3e-4"."""
     u = rf"(?P<unit>\s*{unit})?" if unit else ""
@@ -293,10 +319,39 @@ ADVANCED_NUMERIC = [
         "warmup_epochs",
         [
             kv(WARMUP_KEY, NUM, EPOCH_UNIT),
-            re.compile(rf"{NUM_START}(?P<v>{NUM})\s*(?:{EPOCH_UNIT})?\s*(?:of\s+)?(?:동안\s*)?(?:{WARMUP_KEY})"),
+            re.compile(
+                rf"{NUM_START}(?P<v>{NUM})\s*(?:{EPOCH_UNIT})?\s*(?:(?:of|as|for|동안|은|는|을|를|으로|로)\s*)?"
+                rf"(?:the\s+|a\s+)?(?:lr\s+|learning\s+rate\s+|학습률\s*)?(?:{WARMUP_KEY})"
+            ),
+            # "warm up for the first 3 epochs", "warmup over 5 epochs", "처음 2 에폭은 워밍업"
+            re.compile(
+                rf"(?:{WARMUP_KEY})\s*(?:\w+\s+){{0,3}}?(?:for|during|over|in|across)\s+(?:the\s+)?(?:first\s+)?"
+                rf"{NUM_START}(?P<v>{NUM})\s*(?:{EPOCH_UNIT})"
+            ),
+            re.compile(
+                rf"(?:처음|첫|초반|앞의?)\s*{NUM_START}(?P<v>{NUM})\s*(?:{EPOCH_UNIT}|번|회)\s*(?:은|는|동안|까지|을|를)?\s*"
+                rf"(?:\S+\s*)?(?:{WARMUP_KEY})"
+            ),
         ],
     ),
-    ("patience", [kv(PATIENCE_KEY, NUM, rf"(?:{EPOCH_UNIT}|번|회)")]),
+    (
+        "patience",
+        [
+            kv(PATIENCE_KEY, NUM, rf"(?:{EPOCH_UNIT}|번|회)"),
+            # "12 epochs without improvement", "15 epochs bring no improvement", "10 에폭 동안 개선 없으면"
+            re.compile(
+                rf"{NUM_START}(?P<v>\d+)\s*(?:more\s+|consecutive\s+)?(?:{EPOCH_UNIT}|rounds?|번|회)\s*"
+                rf"(?:(?:in\s+a\s+row|straight|동안|연속(?:으로)?|이상|내내|째)\s*)?(?:[^\s,;.]+\s*){{0,2}}?"
+                rf"(?:{NO_IMPROVE})"
+            ),
+            # "doesn't improve for 30 epochs", "no improvement in the last 10 epochs", "개선이 5 에폭 동안 없으면"
+            re.compile(
+                rf"(?:{NO_IMPROVE_HEAD})\s*(?:[^\s,;.\d]+\s*){{0,3}}?(?:(?:for|in|within|after|over|during)\s+)?"
+                rf"(?:the\s+)?(?:last\s+|next\s+)?{NUM_START}(?P<v>\d+)\s*(?:consecutive\s+)?(?:{EPOCH_UNIT}|rounds?|번|회)"
+                r"(?:\s*(?:동안|연속(?:으로)?|이상|내내)?\s*(?:없|안|않|멈|정체))?"
+            ),
+        ],
+    ),
     ("weight_decay", [kv(WD_KEY)]),
     ("momentum", [kv(MOMENTUM_KEY)]),
     ("label_smoothing", [kv(LS_KEY)]),
@@ -317,9 +372,23 @@ CORE_VK = [
     (
         "image_size",
         re.compile(
-            r"(?:이미지|image)\s+(?P<v>\d{3,4})(?![\d.])(?!\s*(?:장|개|매|건|images?|photos?|pictures?|samples?))"
+            r"(?<![a-z])(?:이미지|image|img|input|입력|인풋)s?\s+(?P<v>\d{2,4})(?![\d.])"
+            r"(?!\s*(?:장|개|매|건|번|images?|photos?|pictures?|pics?|samples?|files?|per|epochs?|에폭|batch|배치|classes|클래스))"
         ),
     ),
+    # "512 해상도", "224 resolution", "320 input size"
+    (
+        "image_size",
+        re.compile(
+            rf"{NUM_START}(?P<v>\d{{2,4}})(?:\s*[x×]\s*\d{{2,4}})?\s*(?:해상도|resolution|res(?![a-z])|input\s*size"
+            r"|image\s*size|이미지\s*(?:크기|사이즈))"
+        ),
+    ),
+    # glued: "lr0.002", "lr3e-4", "bs32", "batch16", "ep20", "epochs20", "imgsz640", "img512"
+    ("learning_rate", re.compile(r"(?<![a-z])(?:lr|learning_rate)(?P<v>\d*\.\d+(?:e-?\d+)?|\d+e-?\d+)(?![\d.])")),
+    ("batch_size", re.compile(r"(?<![a-z])(?:bs|batch|batch_size)(?P<v>\d+)(?![\d.a-z])")),
+    ("epochs", re.compile(r"(?<![a-z])(?:epochs?|ep|eps)(?P<v>\d+)(?![\d.a-z])")),
+    ("image_size", re.compile(r"(?<![a-z])(?:imgsz|img|img_size|image_size)(?P<v>\d{2,4})(?![\d.a-z])")),
     # "... at 640" / "at 224 resolution": a 3-4 digit size after "at"
     ("image_size", re.compile(r"(?<![a-z])at\s+(?P<v>\d{3,4})(?:\s*(?:px|pixels?|resolution|res))?(?![\d.a-z])")),
 ]

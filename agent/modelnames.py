@@ -58,11 +58,14 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
         hits.append(hit)
         t.mask(m.start(), m.end())
 
-    _find_hub_models(t, add)
+    doubtful = _find_hub_models(t, add)
     _find_spoken_models(t, hits)
     _find_transformer_models(t, add)
     _find_yolo_models(t, add)
     _find_cnn_models(t, add)
+    if not any(h.name for h in hits):  # "crack/no-crack model": a hub id only if nothing else is named
+        for m, hit in doubtful:
+            add(m, hit)
     for h in hits:
         before = t.low[max(0, h.start - 20) : h.start]
         after = t.low[h.end : h.end + 16]
@@ -71,7 +74,24 @@ def find_models(t: _ParsedText) -> list[_ModelHit]:
     return hits
 
 
-def _find_hub_models(t: _ParsedText, add: _AddHit) -> None:
+def _hub_id_known(t: _ParsedText, m: re.Match[str]) -> bool | None:
+    """True: an org/name that is a hub id on sight (a known org, a catalog id, an architecture in the
+    name); False: one the user calls a model or Hugging Face; None: a class list ("crack/no-crack")."""
+    org, name = m.group(1), m.group(2)
+    if org in lx.HUB_ORGS or m.group(0) in lx.HUB_IDS.values() or m.group(0) == lx.DETR_HUB_ID:
+        return True
+    if any(rx.search(name) for _, rx in lx.HUB_TASK_WORDS):
+        return True
+    before, after = t.low[max(0, m.start() - 30) : m.start()], t.low[m.end() : m.end() + 30]
+    called = lx.HUB_CALLED_BEFORE_RE.search(before) or lx.HUB_CALLED_AFTER_RE.match(after)
+    hf_said = any(fw == "transformers" and rx.search(t.low) for fw, rx in lx.FRAMEWORK_RES)
+    return False if called or hf_said else None
+
+
+def _find_hub_models(t: _ParsedText, add: _AddHit) -> list[tuple[re.Match[str], _ModelHit]]:
+    """Hub ids ("google/vit-base-patch16-224", "timm/resnet50.a1_in1k"), each added at once when it is
+    one on sight; those the user only calls a model are returned, to be added when no other model is."""
+    doubtful: list[tuple[re.Match[str], _ModelHit]] = []
     for m in lx.HUB_RE.finditer(t.low):
         org, name = m.group(1), m.group(2)
         if not re.search(r"[a-z]", name) or not re.search(r"[\d\-_.]", name) or name.isdigit():
@@ -82,8 +102,16 @@ def _find_hub_models(t: _ParsedText, add: _AddHit) -> None:
         if org == "timm":
             add(m, _ModelHit(m.start(), m.end(), written[5:], "timm", "image_classification", timm_family=True))
             continue
+        known = _hub_id_known(t, m)
+        if known is None:
+            continue
         task = next((tk for tk, rx in lx.HUB_TASK_WORDS if rx.search(name)), None)
-        add(m, _ModelHit(m.start(), m.end(), written, "transformers", task))
+        hit = _ModelHit(m.start(), m.end(), written, "transformers", task)
+        if known:
+            add(m, hit)
+        else:
+            doubtful.append((m, hit))
+    return doubtful
 
 
 def _find_spoken_models(t: _ParsedText, hits: list[_ModelHit]) -> None:

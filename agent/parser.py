@@ -445,7 +445,7 @@ def _ds_span_prep(t: _Text) -> tuple[int, int] | None:
         if not _ds_ok(tok) or re.fullmatch(r"[\d.]+", tok):
             continue
         rest = t.low[m.end("ds") :]
-        if re.match(r"\s*(?:,|/|and\b|or\b|&)", rest):  # "on cats and dogs": a class list
+        if _list_follows(rest):  # "on cats and dogs": a class list
             continue
         if lx.DS_FOLLOWED_BY_NOUN_RE.match(rest) and not _is_idlike(tok):
             continue
@@ -458,6 +458,20 @@ def _ds_span_prep(t: _Text) -> tuple[int, int] | None:
         elif _is_idlike(tok) and not _quantity_before(t.low, m.start("ds")):
             return m.start("ds"), m.end("ds")
     return None
+
+
+def _list_follows(rest: str) -> bool:
+    """True when `rest` goes on with another list item ("…, dogs", "… and dogs"), not with a setting
+    ("…, 15 epochs", "…, batch 16") or the end of the request."""
+    m = re.match(r"\s*(?:,|/|and\b|or\b|&)\s*(?:and\s+)?(?P<w>[^\s,;.]*)", rest)
+    if m is None:
+        return False
+    w = m.group("w")
+    return not (not w or not w[0].isalpha() or w in lx.CLASS_STOP or w in lx.DATASET_STOP or _is_setting_word(w))
+
+
+def _is_setting_word(w: str) -> bool:
+    return any(rx.match(w) for _, rx in lx.CORE_KV) or bool(re.match(lx.WARMUP_KEY + "|" + lx.PATIENCE_KEY, w))
 
 
 def _ds_span_fallback(t: _Text) -> tuple[int, int] | None:
