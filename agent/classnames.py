@@ -74,6 +74,8 @@ def _item(tok: _Tok, strip_connector: bool, allow_task: bool = False) -> tuple[i
                     break
         if text.startswith(lx.CLASS_STOP_PREFIX_KO) or text.startswith(lx.KO_BACKWARD_MULTI + lx.KO_BACKWARD_SINGLE):
             return None
+        if re.sub(r"(?:으로|로|에서|에|의)$", "", text) in lx.CLASS_STOP:  # "박스로", "데이터로", "사진에서"
+            return None
     if text in lx.CLASS_STOP or (_task_word(text) and not allow_task) or re.search(r"\d", text) or len(text) > 30:
         return None
     return start, end, conn
@@ -163,6 +165,33 @@ def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
     return items
 
 
+_KO_NUMERALS = frozenset(["한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉", "열", "몇", "여러"])
+
+
+def _parse_backward_spaced(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
+    """Korean nouns separated by spaces alone, opening their clause, before 분류/구분 ("고양이 개 분류",
+    "강아지 고양이 토끼 구분해줘"); short words only, and not a description ("제품 불량 분류": 제품 is a
+    stop word, one item is no list)."""
+    items: list[tuple[int, int]] = []
+    j = k - 1
+    while j >= 0 and len(items) < 8:
+        tok = toks[j]
+        it = _item(tok, strip_connector=False)
+        if tok.text in _KO_NUMERALS:
+            return []  # "귤 세 가지 분류": a count, not a list
+        if it is None or not re.fullmatch(r"[가-힣]{1,4}", tok.text) or tok.text.endswith(("을", "를", "은", "는")):
+            break
+        items.append((it[0], it[1]))
+        j -= 1
+    opens_clause = (
+        j < 0 or toks[j].text in lx.SENTENCE_PUNCT or toks[j].text in (",", ":") or toks[j].text[0] == lx.MASK
+    )
+    if len(items) < 2 or not opens_clause:
+        return []
+    items.reverse()
+    return items
+
+
 def find_classes(t: _ParsedText) -> list[str]:
     """The class names the text lists (a trigger phrase, a list opening a sentence, "a/b"), in order,
     without case-insensitive duplicates; [] when it names none."""
@@ -202,7 +231,10 @@ def _triggered_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
     if w in lx.BACKWARD_TRIGGERS_SINGLE or w.startswith(lx.KO_BACKWARD_SINGLE):
         return _parse_backward(toks, k)
     if w in lx.BACKWARD_TRIGGERS_MULTI or w.startswith(lx.KO_BACKWARD_MULTI):
-        return _two(_parse_backward(toks, k))
+        items = _parse_backward(toks, k)
+        if len(items) < 2 and w.startswith(("분류", "구분", "구별", "판별")):
+            items = _parse_backward_spaced(toks, k)
+        return _two(items)
     if w == "/" and k and (k < 2 or toks[k - 2].text != "/"):
         # slash list anywhere: "cat/dog", "고양이/개", "dog/cat/bird"; not "detection/segmentation"
         items = _parse_slash(toks, k - 1)

@@ -211,7 +211,7 @@ TASK_RES = [
             rf"|which\s+of\s+(?:the\s+|these\s+)?\d+\s+(?:kinds?|types?|class(?:es)?|categor\w+|species|breeds?|sorts?"
             rf"|varieties|labels?|groups?)"
             rf"|which\s+(?:kind|type|class|category|species|breed|variety|sort)\s+(?:of\s+\w+\s+)?"
-            rf"(?:each|every|it|this|the|an?|they)"
+            rf"(?:(?:is|are|does|do)\s+)?(?:each|every|it|this|the|an?|they)"
             rf"|(?:tell|say|decide|judge|predict|know|check)s?\s+(?:me\s+|us\s+)?(?:whether|if)\s+(?:each|every|an?|the|this)"
             rf"\s+(?:\w+[\s-]*){{0,2}}?(?:image|photo|picture|pic|x-?ray|scan|frame|shot|snapshot|item|part|product"
             rf"|sample|leaf|cell|fruit|slide)s?"
@@ -412,7 +412,10 @@ SCHEDULER_RES = [
     ),
     (
         "plateau",
-        re.compile(r"(?:reduce[\s_-]*(?:lr[\s_-]*)?on[\s_-]*)?plateau(?:\s*" + _SCHED_WORD + r")?|플래토|플라토"),
+        # the noun only: "loss plateaus for 8 epochs" is early stopping (patience)
+        re.compile(
+            r"(?:reduce[\s_-]*(?:lr[\s_-]*)?on[\s_-]*)?plateau(?![a-z])(?:\s*" + _SCHED_WORD + r")?|플래토|플라토"
+        ),
     ),
     (
         "step",
@@ -533,6 +536,10 @@ SORT_VERBS: frozenset[str] = _words("sort_verbs")
 KO_ADNOMINAL_ENDS: tuple[str, ...] = _tuple("ko_adnominal_ends")
 # The parser masks what it has read with NUL characters of the same width (`agent.parser`).
 MASK = "\x00"
+# "classes: a, b" / "라벨은 a, b": what stands right before the first item of an explicit class list
+CLASS_HEAD_BEFORE_RE = re.compile(
+    r"(?:classes|class|labels?|categories|클래스(?:들)?|라벨|레이블|카테고리)\s*(?:are|is|:|=|은|는)?\s*[:=]?\s*$"
+)
 SENTENCE_PUNCT = {".", "?", "!", ";", "(", ")"}
 TOKEN_RE = re.compile(r"\x00+|[a-z가-힣ㄱ-ㅎ][\w'\-]*|\d+(?:\.\d+)?|vs\.|[,/&+:;?!.()、]|\S")
 

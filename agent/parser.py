@@ -479,6 +479,8 @@ def _ds_span_fallback(t: _Text) -> tuple[int, int] | None:
         tok = m.group(0)
         if m.start() > 0 and t.low[m.start() - 1] in "-_./":
             continue
+        if _list_follows(t.low[m.end() :]) or lx.CLASS_HEAD_BEFORE_RE.search(t.low, 0, m.start()):
+            continue  # "labels: spam-free, spammy": a class list
         if _strong_fallback(tok) and _ds_ok(tok) and not _quantity_before(t.low, m.start()):
             if t.low[m.end() : m.end() + 1] == "/" or (m.start() and t.low[m.start() - 1] == "/"):
                 continue
