@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent import wording
+
 Lang = str
 
 TASK_LABELS: dict[str, dict[str, str]] = {
@@ -67,7 +69,7 @@ T: dict[str, dict[str, str]] = {
     },
     "ask_task": {
         "en": "What should the model learn on {dataset}? It can train: {options}. (Default: {default}.)",
-        "ko": "{dataset}으로 어떤 작업을 학습할까요? 가능한 작업: {options}. (기본: {default})",
+        "ko": "{dataset}(으)로 어떤 작업을 학습할까요? 가능한 작업: {options}. (기본: {default})",
     },
     "task_implied": {
         "en": "Task: {task} (the only task the labels of {dataset} serve).",
@@ -79,7 +81,7 @@ T: dict[str, dict[str, str]] = {
             'Say "yes" to use it, or name another ({others}).'
         ),
         "ko": (
-            "어떤 모델을 쓸까요? {task}의 기본 모델인 {model}({framework})을 추천합니다: {why}. "
+            "어떤 모델을 쓸까요? {task}의 기본 모델인 {model}({framework})을(를) 추천합니다: {why}. "
             '그대로 쓰려면 "네", 다른 모델은 이름으로 알려주세요({others}).'
         ),
     },
@@ -126,17 +128,17 @@ T: dict[str, dict[str, str]] = {
     },
     "user_weights_taken": {
         "en": "Using your weights {name} (#{id}, {model}).",
-        "ko": "내가 올린 가중치 {name} (#{id}, {model}) 을(를) 사용합니다.",
+        "ko": "내가 올린 가중치 {name}(#{id}, {model})을(를) 사용합니다.",
     },
     "user_weights_none": {
         "en": "You have not uploaded weights for {what}, so I left that out. Upload a .safetensors or .pt "
         "file in 'My weights' on the page (or {hint}), then ask again.",
-        "ko": "{what} 에 올린 가중치가 없어 그 부분은 뺐습니다. 페이지의 '내 가중치'에서 .safetensors 또는 .pt "
-        "파일을 올린 뒤 (또는 {hint}) 다시 요청해 주세요.",
+        "ko": "{what}에 쓸 올린 가중치가 없어 그 부분은 뺐습니다. 페이지의 '내 가중치'에서 .safetensors 또는 .pt "
+        "파일을 올린 뒤(또는 POST /api/v1/weights/mine, multipart 필드 model과 file) 다시 요청해 주세요.",
     },
     "user_weights_not_found": {
         "en": "Your weights #{id} were not found (only your own uploads can be used).",
-        "ko": "가중치 #{id} 을(를) 찾을 수 없습니다 (내가 올린 가중치만 쓸 수 있습니다).",
+        "ko": "가중치 #{id}을(를) 찾을 수 없습니다 (내가 올린 가중치만 쓸 수 있습니다).",
     },
     "user_weights_list": {
         "en": 'Your uploaded weights:\n{lines}\nSay e.g. "train {model} on DATASET with my weights".',
@@ -146,7 +148,7 @@ T: dict[str, dict[str, str]] = {
         "en": "You have not uploaded any weights. Upload a .safetensors or .pt file in 'My weights' on the page "
         "(or {hint}).",
         "ko": "올린 가중치가 없습니다. 페이지의 '내 가중치'에서 .safetensors 또는 .pt 파일을 올려 주세요 "
-        "(또는 {hint}).",
+        "(또는 POST /api/v1/weights/mine, multipart 필드 model과 file).",
     },
     "init_job_not_found": {
         "en": "Job {job_id} to start from was not found (only your own jobs can be fine-tuned).",
@@ -181,6 +183,14 @@ T: dict[str, dict[str, str]] = {
         "ko": '학습을 시작할까요? (네 / 아니오 — 수정하려면 예: "에폭은 30으로", "데이터셋은 shapes-demo로")',
     },
     "updated": {"en": "Updated: {changes}.", "ko": "변경했습니다: {changes}."},
+    "confirm_wait": {
+        "en": 'OK, I\'ll wait; nothing has been started. Say "yes" when you are ready, or tell me what to change.',
+        "ko": '알겠습니다. 아직 아무것도 시작하지 않았습니다. 준비되면 "네"라고 하시거나 바꿀 내용을 말씀해 주세요.',
+    },
+    "pending_wait": {
+        "en": "OK, take your time. ({question})",
+        "ko": "네, 천천히 생각해 보세요. ({question})",
+    },
     # ------------------------------------------------------------------ launch / cancel
     "launched": {
         "en": "Started job {job_id}: {model} on {dataset}, {epochs} epochs — {status}{queue}. "
@@ -207,7 +217,7 @@ T: dict[str, dict[str, str]] = {
     "did_you_mean": {"en": " Did you mean {names}?", "ko": " 혹시 {names}인가요?"},
     "dataset_ambiguous": {
         "en": "Several datasets are named {name!r}; tell me which one by its id: {ids}.",
-        "ko": "{name!r}라는 데이터셋이 여러 개입니다. id로 알려주세요: {ids}.",
+        "ko": "{name!r}(이)라는 데이터셋이 여러 개입니다. id로 알려주세요: {ids}.",
     },
     "incompatible": {
         "en": "{dataset} can't train {task}: {reason}",
@@ -215,7 +225,7 @@ T: dict[str, dict[str, str]] = {
     },
     "incompatible_next": {
         "en": "Choose another dataset{datasets} or another task ({dataset} can train: {tasks}).",
-        "ko": "다른 데이터셋{datasets}이나 다른 작업을 골라 주세요({dataset}으로 가능한 작업: {tasks}).",
+        "ko": "다른 데이터셋{datasets}(이)나 다른 작업을 골라 주세요({dataset}(으)로 가능한 작업: {tasks}).",
     },
     "e_g": {"en": " (e.g. {names})", "ko": " (예: {names})"},
     "invalid_request": {
@@ -274,7 +284,7 @@ T: dict[str, dict[str, str]] = {
         "en": "best {name} {value} at epoch {epoch}",
         "ko": "최고 {name} {value} (에폭 {epoch})",
     },
-    "progress_error": {"en": "error: {error}", "ko": "오류: {error}"},
+    "progress_error": {"en": "error: {error}", "ko": "오류: `{error}`"},
     "progress_none_yet": {"en": "no epoch finished yet", "ko": "아직 끝난 에폭이 없습니다"},
     "stopping": {
         "en": "Stopping job {job_id}: it finishes the current batch and keeps best.pt and last.pt. {status}.",
@@ -284,7 +294,7 @@ T: dict[str, dict[str, str]] = {
         "en": "Job {job_id} is queued again; it continues from its last checkpoint.",
         "ko": "{job_id}번 작업을 다시 대기열에 넣었습니다. 마지막 체크포인트부터 이어서 학습합니다.",
     },
-    "conflict": {"en": "Can't do that: {reason}", "ko": "할 수 없습니다: {reason}"},
+    "conflict": {"en": "Can't do that: {reason}", "ko": "할 수 없습니다. 서버가 알려 준 이유: `{reason}`"},
     "resume_which": {
         "en": 'Which job should I resume? Say e.g. "resume job 15".',
         "ko": '어떤 작업을 재개할까요? 예: "15번 재개".',
@@ -355,7 +365,7 @@ T: dict[str, dict[str, str]] = {
     },
     "inference_error": {
         "en": "Inference with job {job_id} failed: {reason}",
-        "ko": "{job_id}번 작업으로 추론하지 못했습니다: {reason}",
+        "ko": "{job_id}번 작업으로 추론하지 못했습니다. 오류: `{reason}`",
     },
     "test_run_started": {
         "en": (
@@ -375,14 +385,14 @@ T: dict[str, dict[str, str]] = {
     },
     "test_run_metrics": {"en": "metrics: {metrics}", "ko": "지표: {metrics}"},
     "test_run_report": {"en": "report: {url}", "ko": "리포트: {url}"},
-    "test_run_error": {"en": "error: {error}", "ko": "오류: {error}"},
+    "test_run_error": {"en": "error: {error}", "ko": "오류: `{error}`"},
     "test_run_which_dataset": {
         "en": 'Job {job_id} has no dataset of its own; name one, e.g. "run a test on digits with job {job_id}".',
-        "ko": '{job_id}번 작업에는 연결된 데이터셋이 없습니다. 예: "job {job_id} 모델로 digits 테스트해줘".',
+        "ko": '{job_id}번 작업에는 연결된 데이터셋이 없습니다. 예: "{job_id}번 작업 모델로 digits 테스트해줘".',
     },
     "no_test_run": {
         "en": 'No test run in this chat yet; say e.g. "run a test on digits with job 15".',
-        "ko": '이 대화에서 시작한 테스트가 없습니다. 예: "job 15 모델로 테스트 데이터셋 돌려줘".',
+        "ko": '이 대화에서 시작한 테스트가 없습니다. 예: "15번 작업 모델로 digits 테스트해줘".',
     },
     "export_done": {
         "en": (
@@ -390,7 +400,7 @@ T: dict[str, dict[str, str]] = {
             "{diff} (tolerance {tol}, {verdict}). Download: {url}"
         ),
         "ko": (
-            "{job_id}번 작업({checkpoint} 체크포인트)을 {fmt}로 내보냈습니다, {size}. PyTorch 대비 최대 절대 오차 "
+            "{job_id}번 작업({checkpoint} 체크포인트)을 {fmt}(으)로 내보냈습니다, {size}. PyTorch 대비 최대 절대 오차 "
             "{diff} (허용 {tol}, {verdict}). 다운로드: {url}"
         ),
     },
@@ -417,7 +427,7 @@ T: dict[str, dict[str, str]] = {
     },
     "export_failed": {
         "en": "Exporting job {job_id} to {fmt} failed: {error}",
-        "ko": "{job_id}번 작업을 {fmt}로 내보내지 못했습니다: {error}",
+        "ko": "{job_id}번 작업을 {fmt}(으)로 내보내지 못했습니다. 오류: `{error}`",
     },
     "parity_ok": {"en": "ok", "ko": "통과"},
     "parity_bad": {"en": "over the tolerance", "ko": "허용치 초과"},
@@ -439,8 +449,17 @@ def lang_of(lang: str | None) -> str:
 
 
 def say(lang: str | None, key: str, **values: Any) -> str:
-    """The template `key` in `lang`, formatted with `values`."""
-    return T[key][lang_of(lang)].format(**values)
+    """The template `key` in `lang`, formatted with `values` and `polish`ed."""
+    return polish(T[key][lang_of(lang)].format(**values), lang)
+
+
+def polish(text: str, lang: str | None) -> str:
+    """A reply as its language wants it (`agent.wording`): Korean particles resolved from the word
+    before them, English counts of one in the singular. Idempotent, so a turn's whole reply (with
+    texts the tools wrote) goes through it again."""
+    if lang_of(lang) == "ko":
+        return wording.resolve_particles(text)
+    return wording.singular_ones(text)
 
 
 def task_label(task: str | None, lang: str | None) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent import replies as R
+from agent import wording as W
 from agent.dialogue import patterns as P
+from agent.dialogue.answers import NO, WAIT, YES, answer_kind
 from agent.parser import detect_language, normalise
 from agent.toolkit import (
     InferenceScope,
@@ -43,26 +45,28 @@ def split_words(low: str) -> list[str]:
     return P.PUNCT.sub(" ", low).split()
 
 
-def _looks_like_command(low: str) -> bool:
-    return any(rx.search(low) for rx in (P.PROGRESS, P.METRICS, P.RESUME, P.INFER, P.HELP, P.MODELS, P.DATASETS))
+def looks_like_command(low: str) -> bool:
+    """The message asks for a command (progress, metrics, resume, inference, help, a listing), so a
+    yes word in it ("ok show metrics") is not an answer."""
+    if any(rx.search(low) for rx in (P.PROGRESS, P.METRICS, P.RESUME, P.INFER, P.HELP)):
+        return True
+    return bool((P.MODELS.search(low) or P.DATASETS.search(low)) and P.LISTQ_STRICT.search(low))
 
 
 def is_yes(low: str) -> bool:
-    """A yes (예/네/응/좋아/시작/yes/y/ok/go ...) that is not also a question ("진행 상황 알려줘")."""
-    w = split_words(low)
-    if not w or _looks_like_command(low):
-        return False
-    if w[0] in P.YES_EN or " ".join(w[:2]) in ("do it", "go ahead", "lets go", "let s", "sounds good", "let us"):
-        return True
-    return bool(P.YES_KO.match(w[0]))
+    """A yes in natural words ("응 해줘", "좋아 시작해", "go ahead", `agent.dialogue.answers`) that
+    is not also a command ("진행 상황 알려줘", "ok show metrics")."""
+    return answer_kind(low) == YES and not looks_like_command(low)
 
 
 def is_no(low: str) -> bool:
-    """True when the message starts with a no (아니/아니요/취소/no/nope/cancel ...), e.g. to a confirmation."""
-    w = split_words(low)
-    if not w:
-        return False
-    return w[0] in P.NO_EN or bool(P.NO_KO.match(w[0]))
+    """A no (아니/취소/하지 마/no/cancel/don't ...), e.g. to a confirmation."""
+    return answer_kind(low) == NO
+
+
+def is_wait(low: str) -> bool:
+    """A "not yet" (잠깐만/아직/나중에/wait/hold on ...): nothing is launched or dropped."""
+    return answer_kind(low) == WAIT
 
 
 def intent_dict(intent: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +150,15 @@ class DialogueBase:
             if d["name"].lower() in words:
                 return str(d["name"])
         return None
+
+    def compat_reason(self, ds: dict[str, Any], task: str, res: dict[str, Any]) -> str:
+        """Why `ds` can or cannot train `task` (`res`: its compatibility) in the turn's language: the
+        tool's sentence in English, one composed from the dataset's per-task statuses in Korean."""
+        if self.lang != "ko":
+            return str(res.get("reason") or "")
+        return W.compat_reason_ko(
+            str(ds["name"]), dict(ds.get("tasks") or {}), task, str(res.get("status")), res.get("conversion")
+        )
 
     def dataset_lines(self, items: list[dict[str, Any]]) -> list[str]:
         out = []

@@ -445,7 +445,7 @@ class CommandHandlers(DialogueBase):
             )
         res = check_dataset_compatibility(self.ctx, ds["id"], task)
         status = str(res.get("status"))
-        reason = str(res.get("reason") or "")
+        reason = self.compat_reason(ds, task, res)
         if status == "incompatible":
             text = self.t("compat_no", dataset=ds["name"], task=self.task(task), reason=reason)
         else:

@@ -13,9 +13,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent import replies as R
+from agent import wording as W
 from agent.dialogue import patterns as P
-from agent.dialogue.base import Turn, is_no, is_yes, split_words
-from agent.dialogue.commands import CommandHandlers
+from agent.dialogue.base import Turn, is_no, is_wait, is_yes, split_words
+from agent.dialogue.confirm import ConfirmStep
 from agent.parser import extract_slots
 from agent.toolkit import (
     InferenceScope,
@@ -23,17 +24,15 @@ from agent.toolkit import (
     datasets_for,
 )
 from tools import catalog, jobs, user_weights
-from tools import weights as weights_tools
 from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility
 from tools.db.models import ChatSession
 from tools.errors import ConflictError, InvalidInputError, NotFoundError, ToolError
-from tools.estimates import estimate_duration
 from tools.intent import TrainingIntent
 from trainer_runtime.formats.schema import TASK_TYPES
 
 
-class Dialogue(CommandHandlers):
+class Dialogue(ConfirmStep):
     """One turn over `session` (mutated in place; the caller commits)."""
 
     def respond(self, slots: dict[str, Any] | None = None) -> Turn:
@@ -45,18 +44,19 @@ class Dialogue(CommandHandlers):
 
         if state in ("collecting", "confirming") and not training_slots and P.CANCEL.match(self.low):
             return self.cancel()
+        if state == "confirming" and not training_slots:
+            # yes / no / not yet in natural words; a message with slots is a correction (below)
+            answer = self.answer_to_confirmation()
+            if answer is not None:
+                return answer
+        elif state == "collecting" and self.s.pending and not training_slots and is_wait(self.low):
+            return self.wait()
 
         turn = self.command(given)
         if turn is not None:
             if self.s.state in ("collecting", "confirming") and self.s.pending:
                 turn.reply += "\n" + self.t("still_pending", question=self.pending_question())
             return turn
-
-        if state == "confirming" and not training_slots:
-            if is_yes(self.low):
-                return self.launch()
-            if is_no(self.low):
-                return self.cancel()
 
         if state == "collecting" and self.s.pending:
             given = self.answer_pending(given)
@@ -76,7 +76,7 @@ class Dialogue(CommandHandlers):
                 suggestions=list(self.ctxmem().get("offered") or []),
                 action="not_understood",
             )
-        return Turn(self.t("not_understood", help_short=self.t("help_short")), action="not_understood")
+        return self.not_understood()
 
     def pending_question(self) -> str:
         if self.s.state == "confirming":
@@ -178,7 +178,7 @@ class Dialogue(CommandHandlers):
             if k == "advanced_config":
                 v = {**(intent.get(k) or {}), **v}
             if intent.get(k) != v:
-                changes.append(f"{k} {R.values_line(v) if isinstance(v, dict) else self.fmt(v)}")
+                changes.append(self.change_text(k, v))
             intent[k] = v
         if "dataset" in given:
             self.remember(dataset_id=None)
@@ -187,11 +187,13 @@ class Dialogue(CommandHandlers):
         self.set_intent(intent)
         return changes
 
-    @staticmethod
-    def fmt(v: Any) -> str:
-        if isinstance(v, list):
-            return "/".join(str(x) for x in v)
-        return R.number(v)
+    def change_text(self, key: str, value: Any) -> str:
+        """One corrected slot as "label value" in the turn's language ("에폭 2", "task object detection")."""
+        if isinstance(value, dict):
+            return W.settings_line(value, self.lang)
+        if key == "task_type":
+            return f"{W.setting_label(key, self.lang)} {self.task(str(value))}"
+        return f"{W.setting_label(key, self.lang)} {W.setting_value(key, value, self.lang)}"
 
     def advance(self) -> Turn:
         intent = self.intent
@@ -251,9 +253,10 @@ class Dialogue(CommandHandlers):
             natives = [t for t in catalog.TASK_PREFERENCE if ds["tasks"].get(t) == "native"]
             options = natives or [t for t in catalog.TASK_PREFERENCE if ds["tasks"].get(t) == "convertible"]
             if not options:
-                self.notes.append(
-                    self.t("invalid_request", reason=f"dataset {ds['name']!r} has no annotations a task can use")
-                )
+                reason = W.compat_reason_ko(ds["name"], {}, "", "incompatible", None)
+                if self.lang != "ko":
+                    reason = f"dataset {ds['name']!r} has no annotations a task can use"
+                self.notes.append(self.t("invalid_request", reason=reason))
                 intent.pop("dataset", None)
                 self.set_intent(intent)
                 return None, self.ask_dataset()
@@ -359,6 +362,8 @@ class Dialogue(CommandHandlers):
         others = [d for d in others if d["id"] != ds["id"]]
         can = [t for t in catalog.TASK_PREFERENCE if ds["tasks"].get(t) in ("native", "convertible")]
         names = [d["name"] for d in others]
+        if self.lang == "ko":
+            reason = W.compat_reason_ko(ds["name"], ds["tasks"], task, "incompatible", None)
         text = "\n".join(
             [
                 self.t("incompatible", dataset=ds["name"], task=self.task(task), reason=reason),
@@ -384,7 +389,7 @@ class Dialogue(CommandHandlers):
         if info is not None:
             if info.params_m:
                 params = f"{info.params_m:g}M parameters, " if self.lang == "en" else f"파라미터 {info.params_m:g}M, "
-            if info.description:
+            if info.description and self.lang == "en":  # the catalog describes models in English
                 desc = f" ({info.description})"
         why = self.t("model_why", params=params, desc=desc)
         text = self.t(
@@ -397,14 +402,6 @@ class Dialogue(CommandHandlers):
         )
         return self.ask("model", text, [name, *others])
 
-    def preset_values(self, framework: str | None, preset: str | None) -> dict[str, Any]:
-        if not framework or not preset:
-            return {}
-        try:
-            return dict(catalog.presets(framework).get(preset) or {})
-        except Exception:
-            return {}
-
     def ask_epochs(self, preset: str | None, framework: str | None, model: str | None) -> Turn:
         epochs = catalog.default_epochs(preset)
         why = self.t("epochs_why_preset", preset=preset) if preset else self.t("epochs_why_none")
@@ -415,7 +412,7 @@ class Dialogue(CommandHandlers):
             info = catalog.find_model(model)
             framework = info.framework if info else None
         values = self.preset_values(framework, preset)
-        note = self.t("preset_note", preset=preset, values=R.values_line(values)) if values else ""
+        note = self.t("preset_note", preset=preset, values=W.settings_line(values, self.lang)) if values else ""
         text = self.t("ask_epochs", epochs=epochs, why=why, preset_note=note)
         return self.ask(
             "epochs",
@@ -435,13 +432,17 @@ class Dialogue(CommandHandlers):
         chosen = (preview.get("defaults") or {}).get("epochs")
         return dict(chosen) if isinstance(chosen, dict) else None
 
+    def refusal(self, exc: ToolError) -> str:
+        """A tool's refusal in the turn's language (`agent.wording.refusal_reason`)."""
+        return W.refusal_reason(exc.message, str(exc.detail.get("field") or "") or None, self.lang)
+
     def plan_error(self, exc: ToolError) -> Turn:
         """A create_job refusal: point back at the slot it names."""
         field_name = str(exc.detail.get("field") or "")
         intent = self.intent
         if field_name == "init_weights":
             # the upload is gone, for another model, or named together with a job to start from
-            self.notes.append(self.t("invalid_request", reason=exc.message))
+            self.notes.append(self.t("invalid_request", reason=self.refusal(exc)))
             intent.pop("init_weights", None)
             self.set_intent(intent)
             self.s.state = "collecting"
@@ -449,7 +450,7 @@ class Dialogue(CommandHandlers):
             return Turn(self.join(self.t("help_short")), action="invalid")
         if field_name in ("init_from_job", "init_checkpoint"):
             # the job to start from is unknown, another architecture, or lacks that checkpoint
-            self.notes.append(self.t("invalid_request", reason=exc.message))
+            self.notes.append(self.t("invalid_request", reason=self.refusal(exc)))
             intent.pop("init_from_job", None)
             intent.pop("init_checkpoint", None)
             self.set_intent(intent)
@@ -461,7 +462,7 @@ class Dialogue(CommandHandlers):
             intent.pop("dataset", None)
             self.set_intent(intent)
             return self.ask_dataset()
-        self.notes.append(self.t("invalid_request", reason=exc.message))
+        self.notes.append(self.t("invalid_request", reason=self.refusal(exc)))
         if field_name in ("model_name", "framework"):
             suggestions = [str(s) for s in (exc.detail.get("suggestions") or []) if s]
             intent.pop("model_name", None)
@@ -478,143 +479,6 @@ class Dialogue(CommandHandlers):
         self.s.pending = "fix"
         return Turn(self.join(self.t("help_short")), action="invalid")
 
-    def confirm(self, ds: dict[str, Any]) -> Turn:
-        intent = self.intent
-        try:
-            preview = jobs.create_job(self.ctx, TrainingIntent(**intent), launch=False)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            return self.plan_error(InvalidInputError(f"{first['loc'][0]}: {first['msg']}", detail={"field": "x"}))
-        except (InvalidInputError, NotFoundError, ConflictError) as exc:
-            return self.plan_error(exc)
-        hp = dict(preview.get("hyperparameters") or {})
-        config = dict(preview.get("config") or {})
-        framework = str(preview["framework"])
-        preset = hp.get("preset")
-        keys = list(self.preset_values(framework, preset) or self.preset_values(framework, "easy"))
-        values = {k: config[k] for k in keys if k in config}
-        est = estimate_duration(self.ctx, ds, plan=preview)
-        summary: dict[str, Any] = {
-            "model_name": preview["model_name"],
-            "framework": framework,
-            "task_type": preview["task_type"],
-            "dataset": {"id": ds["id"], "name": ds["name"], "num_images": ds.get("num_images")},
-            "snapshot": "taken at launch",
-            "conversion": preview.get("conversion"),
-            "epochs": hp["epochs"],
-            "epochs_default": bool(self.ctxmem().get("epochs_default")) or not intent.get("epochs"),
-            "batch_size": hp.get("batch_size"),
-            "image_size": hp.get("image_size"),
-            "learning_rate": hp.get("learning_rate"),
-            "preset": preset,
-            "preset_values": values,
-            # the person's own settings (what the server chose for the data is in "defaults")
-            "advanced_config": dict(intent.get("advanced_config") or {}),
-            "estimated_duration_s": est.expected_s,
-            "estimate": est.model_dump(),
-            "defaults": self.chosen_defaults(preview),
-        }
-        conv = self.t("confirm_conversion", conversion=preview["conversion"]) if preview.get("conversion") else ""
-        lines = [
-            self.t("confirm_head"),
-            self.t("confirm_model", model=preview["model_name"], framework=framework),
-            self.t("confirm_task", task=self.task(str(preview["task_type"]))),
-            self.t("confirm_dataset", dataset=ds["name"], images=ds.get("num_images"), conversion=conv),
-            self.t(
-                "confirm_epochs",
-                epochs=hp["epochs"],
-                default=self.t("default_mark") if summary["epochs_default"] else "",
-            ),
-            self.t(
-                "confirm_hparams",
-                batch=hp.get("batch_size"),
-                size=hp.get("image_size"),
-                lr=R.number(hp.get("learning_rate")),
-            ),
-            self.defaults_line(summary),
-            self.t("confirm_preset", preset=preset, values=R.values_line(values))
-            if preset
-            else self.t("confirm_no_preset", values=R.values_line(values)),
-        ]
-        init = preview.get("init_from")
-        if not init:  # a fine-tuning job starts from its checkpoint (its own line below)
-            summary["pretrained"] = preview.get("pretrained")
-            weights_line = weights_tools.describe_pretrained(
-                preview.get("pretrained"), str(preview["model_name"]), self.lang
-            )
-            lines.insert(3, self.t("confirm_pretrained", text=weights_line))
-            summary["pretrained_text"] = weights_line
-        if init:
-            summary["init_from"] = init
-            lines.insert(
-                2,
-                self.t(
-                    "confirm_init_from",
-                    job_id=init["job_id"],
-                    checkpoint=init["checkpoint"],
-                    model=init["model_name"],
-                    dataset=init.get("dataset_name") or "?",
-                ),
-            )
-        lines = [ln for ln in lines if ln]
-        if summary["advanced_config"]:
-            lines.append(self.t("confirm_advanced", values=R.values_line(summary["advanced_config"])))
-        lines += [R.estimate_line(est, self.lang), self.t("confirm_question")]
-        self.s.state = "confirming"
-        self.s.pending = "confirm"
-        self.remember(offered=None)
-        yes_no = ["네", "아니오"] if self.lang == "ko" else ["yes", "no"]
-        return Turn(self.join("\n".join(lines)), suggestions=yes_no, summary=summary, action="confirm")
-
-    def chosen_defaults(self, preview: dict[str, Any]) -> dict[str, Any]:
-        """The settings the server chose for this request, with why (`tools.defaults`); epochs
-        the person took as the offered default keep the reason they were offered with."""
-        chosen = dict(preview.get("defaults") or {})
-        taken = self.ctxmem().get("default_epochs_why")
-        if "epochs" not in chosen and self.ctxmem().get("epochs_default") and isinstance(taken, dict):
-            chosen["epochs"] = taken
-        return chosen
-
-    def defaults_line(self, summary: dict[str, Any]) -> str:
-        chosen = summary.get("defaults") or {}
-        names = {
-            "image_size": "image_size_label",
-            "batch_size": "batch_size_label",
-            "epochs": "epochs_label",
-            "nbs": "nbs_label",
-            "optimizer": "optimizer_label",
-        }
-        parts = [
-            f"{self.t(label)} {c['value']}: {c['why_ko' if self.lang == 'ko' else 'why']}"
-            for key, label in names.items()
-            if isinstance(c := chosen.get(key), dict)
-        ]
-        return self.t("confirm_defaults", items="; ".join(parts)) if parts else ""
-
-    def launch(self) -> Turn:
-        intent = self.intent
-        try:
-            job = jobs.create_job(self.ctx, TrainingIntent(**intent), launch=True)
-        except (InvalidInputError, NotFoundError, ConflictError) as exc:
-            return self.plan_error(exc)
-        job_id = int(job["id"])
-        self.s.job_ids = [*(self.s.job_ids or []), job_id]
-        self.s.state = "launched"
-        self.s.pending = None
-        self.remember(job_id=job_id, offered=None)
-        pos = int(job.get("queue_position") or 0)
-        text = self.t(
-            "launched",
-            job_id=job_id,
-            model=job["model_name"],
-            dataset=job["dataset_name"],
-            epochs=job["epochs"],
-            status=R.status_label(job["status"], self.lang),
-            queue=self.t("queue_pos", pos=pos) if pos > 1 else "",
-        )
-        sugg = ["진행 상황 알려줘", "멈춰"] if self.lang == "ko" else ["how is it going?", "stop it"]
-        return Turn(text, suggestions=sugg, job_id=job_id, launched=True, action="launched")
-
 
 def respond(
     ctx: ToolContext,
@@ -626,4 +490,7 @@ def respond(
 ) -> Turn:
     """Run one deterministic turn over `session` (mutated; the caller commits). `scope`: the turn's
     inference service and attached image (None: no inference, no image)."""
-    return Dialogue(ctx, session, text, scope).respond(slots)
+    turn = Dialogue(ctx, session, text, scope).respond(slots)
+    # the whole reply, with what the tools wrote, as its language wants it (particles, plurals)
+    turn.reply = R.polish(turn.reply, session.language)
+    return turn

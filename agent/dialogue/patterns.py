@@ -9,13 +9,7 @@ from __future__ import annotations
 import re
 
 PUNCT = re.compile(r"[^\w\s가-힣ㄱ-ㅎ]+")
-YES_EN = {"yes", "y", "yeah", "yep", "yup", "ok", "okay", "sure", "go", "start", "launch", "confirm", "proceed"}
-YES_KO = re.compile(
-    r"^(?:네|넵|예|응|웅|ㅇㅇ|ㅇㅋ|좋아|좋습니다|좋네|시작|그래|오케이|진행|고)"
-    r"(?:요|해|해요|해줘|해주세요|합니다|하자|시켜|시켜줘|하세요|할게|죠)?$"
-)
-NO_EN = {"no", "n", "nope", "nah", "cancel", "abort", "stop", "don't", "dont"}
-NO_KO = re.compile(r"^(?:아니|아뇨|아니요|아니오|아니야|취소|싫어|안돼|안 돼|그만|멈춰|중지|하지마|노)")
+# yes / no / wait words: agent.dialogue.answers
 CANCEL = re.compile(r"^(?:cancel|never ?mind|forget it|abort|취소|그만|됐어|안 할래|안할래)")
 ACCEPT = re.compile(
     r"\b(?:default|the default|suggested|recommended|that one|sounds good|fine)\b|기본|추천|그걸로|그거로|그대로|그렇게"
@@ -37,6 +31,8 @@ LIST_WORDS = "|".join([*LIST_EN, *LIST_KO])
 MODELS = re.compile(r"\bmodels?\b|모델")
 DATASETS = re.compile(r"\bdatasets?\b|데이터\s?셋|데이터\s?세트")
 LISTQ = re.compile(LIST_WORDS)
+# a listing asked for in so many words ("what datasets do I have", "모델 목록"), not "the model is fine"
+LISTQ_STRICT = re.compile(r"\b(?:what|which|list|show|available)\b|목록|뭐|무엇|어떤|보여|있어\?|있나|있니|알려|가능한")
 COMPAT = re.compile(
     r"\bcan i\b|\bcould i\b|\bis it possible\b|\bpossible\b|\bcompatible\b|\bwork for\b|\bable to\b"
     r"|가능|될까|되나|되니|돼\?|되요|할 수 있|호환"
@@ -49,7 +45,9 @@ METRICS = re.compile(r"\bmetrics?\b|\bscores?\b|\baccuracy\b|지표|메트릭|�
 PROGRESS = re.compile(
     r"how(?:'s|\s+is|\s+are)?\s+(?:it|things|(?:the |my )?(?:job|training|model)(?:\s*#?\d+)?)\s+(?:going|doing)"
     r"|\bprogress\b|\bstatus\b"
-    r"|how far|\beta\b|진행|상황|어떻게 되|어디까지|얼마나 남|잘 되"
+    # 진행 is progress ("진행 상황", "잘 진행되고 있어?") but not "go on" ("진행해줘", "진행하자")
+    r"|how far|\beta\b|진행(?!\s?(?:해|하자|하세|하십|합시|할게|하겠|하죠|시켜|ㄱ))"
+    r"|상황|어떻게 되|어디까지|얼마나 남|잘 되"
 )
 STOP = re.compile(
     r"^\s*(?:please\s+)?stop\b|\bstop (?:it|the|job|training)\b|\bhalt\b"

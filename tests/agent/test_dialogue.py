@@ -287,7 +287,9 @@ def test_compatibility_question(client: TestClient, alice: int) -> None:
     assert t.reply.startswith("No: pets can't train object detection.")
     t = chat("parcels로 분류 학습 가능해?")
     assert t.summary and t.summary["compatibility"]["status"] == "convertible"
-    assert t.reply.startswith("네, parcels(으)로 이미지 분류 학습이 가능합니다")
+    # the particle resolved and the reason in Korean (composed from the dataset's labels)
+    assert t.reply.startswith("네, parcels로 이미지 분류 학습이 가능합니다") and "변환" in t.reply
+    assert "has" not in t.reply and "(으)" not in t.reply
     assert t.state == "idle"
 
 

@@ -156,7 +156,7 @@ def test_no_upload_says_how_to_upload_and_goes_on_without(
 
     ko = Chat(client.app, user_id)
     t = ko("내 가중치로 pets 에 resnet18 2 에폭 학습")
-    assert "resnet18 에 올린 가중치가 없어" in t.reply
+    assert "resnet18에 쓸 올린 가중치가 없어" in t.reply
 
     # someone else's upload id is "not found", like one that does not exist
     _, other = make_user()
