@@ -76,7 +76,12 @@ def _item(tok: _Tok, strip_connector: bool, allow_task: bool = False) -> tuple[i
             return None
         if re.sub(r"(?:으로|로|에서|에|의)$", "", text) in lx.CLASS_STOP:  # "박스로", "데이터로", "사진에서"
             return None
-    if text in lx.CLASS_STOP or (_task_word(text) and not allow_task) or re.search(r"\d", text) or len(text) > 30:
+    if _task_word(text):
+        if not allow_task:
+            return None
+    elif text in lx.CLASS_STOP or text in lx.SORT_VERBS or text in lx.FORWARD_TRIGGERS_MULTI:
+        return None
+    if text in lx.FORWARD_TRIGGERS_SINGLE or re.search(r"\d", text) or len(text) > 30:
         return None
     return start, end, conn
 

@@ -198,7 +198,7 @@ TASK_RES = [
         re.compile(
             rf"{_B}(?:detect\w*|bounding\s*box(?:es)?|bbox(?:es)?|boxes|locali[sz]ation|locat(?:e|es|ing)"
             rf"|(?:find|show|mark|tell\s+(?:me\s+|us\s+)?|know|see|where)\s+where"
-            rf"|where\s+(?:(?:is|are)\s+)?(?:each|every|all|the)\s+\w+(?:\s+\w+)?\s+(?:is|are|in|on|sits?|appears?)"
+            rf"|where\s+(?:(?:is|are)\s+)?(?:each|every|all)\s+\w+(?:\s+\w+)?\s+(?:is|are|in|on|sits?|appears?)"
             rf"|where\s+(?:is|are)\s+(?:each|every|all)|box(?:es)?\s+around|draw\w*\s+box\w*){_E}"
             r"|탐지|검출|디텍션|디텍터|바운딩\s*박스|감지|어디\s*(?:에\s*)?(?:있|위치)"
             r"|위치\s*(?:를|가|을)?\s*(?:찾|표시|알려|파악|잡|검출|탐지)|박스\s*(?:로|를)?\s*(?:표시|쳐|치|그려|그리|잡)"
@@ -224,6 +224,9 @@ TASK_RES = [
         ),
     ),
 ]
+# Task words that are often a class ("마스크 착용 여부 분류", "detect masks"): they give the task only
+# when no other task word does.
+WEAK_TASK_WORD_RE = re.compile(r"masks?|마스크|boxes|박스|instance|인스턴스")
 YOLO_TASK_SUFFIX: dict[str, str] = _table("yolo_task_suffix")
 SUFFIX_TASK: dict[str, str] = _table("suffix_task")
 
@@ -372,7 +375,7 @@ CORE_VK = [
     (
         "image_size",
         re.compile(
-            r"(?<![a-z])(?:이미지|image|img|input|입력|인풋)s?\s+(?P<v>\d{2,4})(?![\d.])"
+            r"(?<![a-z])(?:이미지|image|img|input|입력|인풋)(?:s|는|은)?\s+(?P<v>\d{2,4})(?![\d.])"
             r"(?!\s*(?:장|개|매|건|번|images?|photos?|pictures?|pics?|samples?|files?|per|epochs?|에폭|batch|배치|classes|클래스))"
         ),
     ),

@@ -338,10 +338,16 @@ def _list_member(low: str, start: int, end: int) -> bool:
 
 
 def _find_task(t: _Text) -> str | None:
+    """The task the words give, most specific first; a word that is an item of a list is a class,
+    and a word that is often a class ("마스크") counts only when no other task word is there."""
+    weak: str | None = None
     for task, rx in lx.TASK_RES:
-        if any(not _list_member(t.low, m.start(), m.end()) for m in rx.finditer(t.low)):
+        words = [m for m in rx.finditer(t.low) if not _list_member(t.low, m.start(), m.end())]
+        if any(not lx.WEAK_TASK_WORD_RE.fullmatch(m.group(0)) for m in words):
             return task
-    return None
+        if words and weak is None:
+            weak = task
+    return weak
 
 
 # --------------------------------------------------------------------------- dataset
