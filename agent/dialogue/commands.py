@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent import replies as R
+from agent.dialogue import advice, questions
 from agent.dialogue import patterns as P
 from agent.dialogue.base import DialogueBase, Turn
 from agent.lexicon import (
@@ -53,7 +54,18 @@ class CommandHandlers(DialogueBase):
         lines = "\n".join(self.user_weights_line(n, c) for n, c in enumerate(items[:20], 1))
         return Turn(self.t("user_weights_list", lines=lines, model=items[0]["model_name"]), action="list_weights")
 
+    def advance(self) -> Turn:
+        """The state machine's next step for the session's intent (`agent.dialogue.machine.Dialogue`)."""
+        raise NotImplementedError
+
+    def not_understood(self) -> Turn:
+        """What the agent can do, with suggestions that fit the user's state (`agent.dialogue.advice`)."""
+        return advice.fallback(self)
+
     def command(self, given: dict[str, Any]) -> Turn | None:
+        turn = questions.answer(self, given)  # questions about the user's data and jobs come first
+        if turn is not None:
+            return turn
         training = {
             k
             for k in given
