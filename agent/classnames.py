@@ -225,10 +225,12 @@ def _triggered_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
     n = len(toks)
     w = toks[k].text
     prev = toks[k - 1].text if k else ""
+    nxt = toks[k + 1].text if k + 1 < n else ""
     if w in lx.FORWARD_TRIGGERS_SINGLE:
         return _parse_forward(toks, k + 1)
     if w in lx.FORWARD_TRIGGERS_MULTI:
-        return _two(_parse_forward(toks, k + 1))
+        start = k + 2 if nxt in ("into", "as", "among", "between") else k + 1  # "classify into a, b or c"
+        return _two(_parse_forward(toks, start))
     if w in ("for", "of") and prev in lx.FOR_HEADS_SINGLE:
         return _parse_forward(toks, k + 1)
     if w in ("for", "of") and (prev in lx.FOR_HEADS_MULTI or prev.startswith(lx.MASK)):

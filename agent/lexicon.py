@@ -199,9 +199,14 @@ TASK_RES = [
             rf"{_B}(?:detect\w*|bounding\s*box(?:es)?|bbox(?:es)?|boxes|locali[sz]ation|locat(?:e|es|ing)"
             rf"|(?:find|show|mark|tell\s+(?:me\s+|us\s+)?|know|see|where)\s+where"
             rf"|where\s+(?:(?:is|are)\s+)?(?:each|every|all)\s+\w+(?:\s+\w+)?\s+(?:is|are|in|on|sits?|appears?)"
-            rf"|where\s+(?:is|are)\s+(?:each|every|all)|box(?:es)?\s+around|draw\w*\s+box\w*){_E}"
+            rf"|where\s+(?:is|are)\s+(?:each|every|all)|box(?:es)?\s+around|draw\w*\s+box\w*|spot(?:s|ting)?"
+            rf"|(?:find|finding|finds|count|counting|counts|pick\s+out)\s+(?:[\w-]+\s+){{1,4}}?(?:in|on|within|across)\s+"
+            rf"(?:[\w-]+\s+){{0,3}}?(?:images?|photos?|pictures?|pics|footage|videos?|frames?|scans?|shots?|slides?"
+            rf"|feeds?|cameras?|clips?)){_E}"
             r"|탐지|검출|디텍션|디텍터|바운딩\s*박스|감지|어디\s*(?:에\s*)?(?:있|위치)"
             r"|위치\s*(?:를|가|을)?\s*(?:찾|표시|알려|파악|잡|검출|탐지)|박스\s*(?:로|를)?\s*(?:표시|쳐|치|그려|그리|잡)"
+            r"|(?:사진|이미지|영상|화면|프레임|동영상)\S*\s*(?:에서|속에서|속|안에서)\s+(?:\S+\s+){0,3}?(?:\S+(?:을|를)\s*)?"
+            r"(?:찾|세어|세는|잡아|잡는)"
         ),
     ),
     (
@@ -286,10 +291,14 @@ LS_KEY = r"(?<![a-z0-9])label[\s_-]*smooth(?:ing)?(?![a-z])|라벨\s*스무딩|�
 
 
 # The loss or metric stops getting better: the cue that binds a number of epochs to `patience`.
+_BETTER_VERB = (
+    r"(?:improv\w*|get(?:s|ting)?\s+better|progress\w*|go(?:es)?\s+(?:up|down)|ris(?:e|es|ing)|increas\w*"
+    r"|decreas\w*|drop\w*|fall\w*|budg\w*|mov(?:e|es|ing)|chang\w*)"
+)
 NO_IMPROVE = (
     r"(?<![a-z])(?:no|without|zero|not\s+any|w/o|with\s+no|of\s+no)\s+(?:\w+\s+)?(?:improv\w*|progress|gains?|better\w*)"
-    r"|(?:doesn'?t|does\s+not|don'?t|do\s+not|didn'?t|isn'?t|won'?t|fails?\s+to|never)\s+(?:\w+\s+)?"
-    r"(?:improv\w*|get\s+better|progress)|(?<![a-z])(?:plateau\w*|stall\w*)"
+    rf"|(?:doesn'?t|does\s+not|don'?t|do\s+not|didn'?t|isn'?t|won'?t|fails?\s+to|never)\s+(?:\w+\s+)?{_BETTER_VERB}"
+    r"|(?<![a-z])(?:plateau\w*|stall\w*)"
     r"|(?:개선|향상|나아지|좋아지|진전|발전)\S*\s*(?:이|가|도)?\s*(?:없|안\s*(?:되|돼|보|나)|않|멈|정체)"
     r"|(?:안|못)\s*(?:오르|올라|좋아지|좋아|줄어|줄|떨어지|나아지)|정체"
 )
@@ -297,8 +306,9 @@ NO_IMPROVE = (
 NO_IMPROVE_HEAD = (
     r"(?<![a-z])(?:no|without|zero)\s+(?:\w+\s+)?(?:improv\w*|progress|gains?)"
     r"|(?:doesn'?t|does\s+not|don'?t|do\s+not|didn'?t|isn'?t|won'?t|fails?\s+to|never|stops?|stopped)\s+"
-    r"(?:\w+\s+)?(?:improv\w*|get(?:ting)?\s+better|progress\w*)|(?<![a-z])(?:plateau\w*|stall\w*)"
+    rf"(?:\w+\s+)?{_BETTER_VERB}|(?<![a-z])(?:plateau\w*|stall\w*)"
     r"|(?:개선|향상|나아짐|진전)\s*(?:이|가)?"
+    r"|(?<![a-z])(?:early[\s_-]*stop\w*|stop\w*\s+early)(?:\s+(?:after|if|when|at|on))?"
 )
 
 
@@ -347,6 +357,8 @@ ADVANCED_NUMERIC = [
                 rf"(?:(?:in\s+a\s+row|straight|동안|연속(?:으로)?|이상|내내|째)\s*)?(?:[^\s,;.]+\s*){{0,2}}?"
                 rf"(?:{NO_IMPROVE})"
             ),
+            # "7 bad epochs", "5 stale epochs"
+            re.compile(rf"{NUM_START}(?P<v>\d+)\s+(?:bad|stale|flat|idle|wasted|dead|useless)\s+(?:{EPOCH_UNIT})"),
             # "doesn't improve for 30 epochs", "no improvement in the last 10 epochs", "개선이 5 에폭 동안 없으면"
             re.compile(
                 rf"(?:{NO_IMPROVE_HEAD})\s*(?:[^\s,;.\d]+\s*){{0,3}}?(?:(?:for|in|within|after|over|during)\s+)?"
@@ -497,6 +509,7 @@ DS_AFTER_RE = re.compile(
     rf"(?P<ds>{DS_TOKEN})"
 )
 DS_DATA_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s*(?:데이터|데이타)(?:로|으로|를|을|에서|에|만)")
+DS_EN_DATA_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s+data(?![a-z])")
 DS_PREP_RE = re.compile(
     rf"(?<![a-z])(?P<prep>on|in|using|with|from|over)\s+(?:(?:the|my|our|your|this)\s+)?(?P<ds>{DS_TOKEN})"
 )

@@ -410,7 +410,14 @@ def _find_quoted_dataset(t: _Text) -> str | None:
 
 
 def _find_dataset(t: _Text) -> str | None:
-    for find_span in (_ds_span_before, _ds_span_after, _ds_span_data, _ds_span_prep, _ds_span_fallback):
+    for find_span in (
+        _ds_span_before,
+        _ds_span_after,
+        _ds_span_data,
+        _ds_span_en_data,
+        _ds_span_prep,
+        _ds_span_fallback,
+    ):
         span = find_span(t)
         if span is not None:
             return _take_dataset(t, span[0], span[1])
@@ -441,6 +448,17 @@ def _ds_span_after(t: _Text) -> tuple[int, int] | None:
 def _ds_span_data(t: _Text) -> tuple[int, int] | None:
     for m in lx.DS_DATA_RE.finditer(t.low):
         if _ds_ok(m.group("ds")):
+            return m.start("ds"), m.end("ds")
+    return None
+
+
+def _ds_span_en_data(t: _Text) -> tuple[int, int] | None:
+    """ "use my_flowers data", "the PARTS data": a name-like word (digit, _ or -, or written in
+    capitals) before "data"; not "training data" or "my data"."""
+    for m in lx.DS_EN_DATA_RE.finditer(t.low):
+        tok = m.group("ds")
+        written = t.orig[m.start("ds") : m.end("ds")]
+        if _ds_ok(tok) and (_is_idlike(tok) or (written.isupper() and len(written) > 1)):
             return m.start("ds"), m.end("ds")
     return None
 

@@ -117,10 +117,17 @@ def test_glued_and_plural_shorthands(text: str, slot: str, value: float) -> None
         ("yolo11n trained on bolts", "bolts"),
         ("deit small on petals, 12 epochs", "petals"),
         ("with batch 8 and lr 0.01 on pets", "pets"),
+        ("use my_flowers data for vit base", "my_flowers"),
+        ("the PARTS data with yolo11n", "PARTS"),
     ],
 )
 def test_dataset_positions(text: str, dataset: str) -> None:
     assert p(text)["dataset"] == dataset
+
+
+@pytest.mark.parametrize("text", ["use my training data", "train on the data I uploaded"])
+def test_plain_words_before_data_are_no_dataset(text: str) -> None:
+    assert p(text)["dataset"] is None
 
 
 @pytest.mark.parametrize("text", ["labels: spam-free, spammy", "classes are: rust-free, rusty"])
@@ -146,9 +153,12 @@ def test_an_item_of_a_class_list_is_no_dataset(text: str) -> None:
         ("warm up for the first 3 epochs then train 50 epochs", 50, {"warmup_epochs": 3}),
         ("처음 2 에폭은 워밍업, 전체 30 에폭", 30, {"warmup_epochs": 2}),
         ("4 epochs as warmup, 64 epochs", 64, {"warmup_epochs": 4}),
+        ("early stop after 7 bad epochs", None, {"patience": 7}),
+        ("if validation accuracy doesn't go up for 6 epochs stop, 50 epochs", 50, {"patience": 6}),
+        ("stop training when val loss stops decreasing for 5 epochs, 80 epochs", 80, {"patience": 5}),
     ],
 )
-def test_patience_and_warmup_are_not_epochs(text: str, epochs: int, adv: dict[str, int]) -> None:
+def test_patience_and_warmup_are_not_epochs(text: str, epochs: int | None, adv: dict[str, int]) -> None:
     out = p(text)
     assert out["epochs"] == epochs
     for key, value in adv.items():
@@ -178,6 +188,7 @@ def test_reduce_on_plateau_is_still_a_scheduler() -> None:
         ("비전 트랜스포머 스몰", "vit_small_patch16_224"),
         ("콘브넥스트 타이니", "convnext_tiny"),
         ("욜로 v8 엔으로", "yolov8n"),
+        ("YOLO 버전 8 나노로 학습", "yolov8n"),
     ],
 )
 def test_spoken_model_names(text: str, model: str) -> None:
@@ -236,6 +247,9 @@ def test_spoken_forms_of_name_parts() -> None:
         ("mark where every defect is on the PCB", "object_detection"),
         ("사진에서 고양이가 어디에 있는지 찾아줘", "object_detection"),
         ("부품 위치를 표시해주는 모델", "object_detection"),
+        ("I'd like to spot cracks in concrete photos", "object_detection"),
+        ("count cars in the parking lot camera feed", "object_detection"),
+        ("사진에서 불량을 찾아줘", "object_detection"),
         ("I need outlines of each car", "instance_segmentation"),
         ("trace the contour of every organ", "instance_segmentation"),
         ("건물 외곽선을 따는 모델", "instance_segmentation"),
@@ -258,6 +272,7 @@ def test_task_from_a_description(text: str, task: str) -> None:
         "check whether the job finished",
         "what kind of models can I train?",
         "split the data into train and val",
+        "find the best learning rate",
     ],
 )
 def test_questions_about_jobs_give_no_task(text: str) -> None:
@@ -283,6 +298,7 @@ def test_questions_about_jobs_give_no_task(text: str) -> None:
         ("라벨은 양품 불량 보류", ["양품", "불량", "보류"]),
         ("train a yolov8s detector for forklifts or pallets", ["forklifts", "pallets"]),
         ("tell apart huskies vs malamutes", ["huskies", "malamutes"]),
+        ("classify into cat, dog, or bird using resnet50", ["cat", "dog", "bird"]),
         ("is it fresh or rotten? resnet18 please", ["fresh", "rotten"]),
         ("categories hot warm cold, deit small", ["hot", "warm", "cold"]),
         ("resnet34 for sedan, suv and truck", ["sedan", "suv", "truck"]),
