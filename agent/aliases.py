@@ -145,13 +145,13 @@ class _Family:
     table: dict[tuple[str, ...], CatalogModel]
 
 
-def _alt(forms: set[str]) -> str:
-    """An alternation, longest first; a space or hyphen in a form matches any run of them, and a
-    form ending in a Latin letter or digit must not run on into a longer word."""
+def _alt(forms: set[str], bounded: bool = True) -> str:
+    """An alternation, longest first; a space or hyphen in a form matches any run of them, and
+    (`bounded`) a form ending in a Latin letter or digit must not run on into a longer word."""
     out = []
     for f in sorted(forms, key=len, reverse=True):
         rx = r"[\s\-_]*".join(re.escape(w) for w in re.split(r"[\s\-]+", f))
-        out.append(rx + (r"(?![a-z0-9])" if re.search(r"[a-z0-9]$", f) else ""))
+        out.append(rx + (r"(?![a-z0-9])" if bounded and re.search(r"[a-z0-9]$", f) else ""))
     return "|".join(out)
 
 
@@ -178,7 +178,7 @@ def alias_table() -> tuple[_Family, ...]:
             continue
         part_alt = _alt({f for p in {p for ps in table for p in ps} for f in spoken_forms(p)})
         pattern = re.compile(
-            rf"(?<![a-z0-9가-힣])(?:{_alt(set(spellings))})(?P<rest>(?:[\s\-_]*(?:{part_alt}))+)",
+            rf"(?<![a-z0-9가-힣])(?:{_alt(set(spellings), bounded=False)})(?P<rest>(?:[\s\-_]*(?:{part_alt}))+)",
         )
         families.append(_Family(key, pattern, re.compile(rf"[\s\-_]*(?:{part_alt})"), forms, table))
     return tuple(families)

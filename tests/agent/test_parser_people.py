@@ -189,6 +189,9 @@ def test_reduce_on_plateau_is_still_a_scheduler() -> None:
         ("콘브넥스트 타이니", "convnext_tiny"),
         ("욜로 v8 엔으로", "yolov8n"),
         ("YOLO 버전 8 나노로 학습", "yolov8n"),
+        ("yolov8 엔", "yolov8n"),
+        ("딧 스몰", "deit_small_patch16_224"),
+        ("레즈넷 백일로 분류", "resnet101"),
     ],
 )
 def test_spoken_model_names(text: str, model: str) -> None:
@@ -250,6 +253,7 @@ def test_spoken_forms_of_name_parts() -> None:
         ("I'd like to spot cracks in concrete photos", "object_detection"),
         ("count cars in the parking lot camera feed", "object_detection"),
         ("사진에서 불량을 찾아줘", "object_detection"),
+        ("자동차, 트럭, 버스를 찾는 모델을 욜로로 학습", "object_detection"),
         ("I need outlines of each car", "instance_segmentation"),
         ("trace the contour of every organ", "instance_segmentation"),
         ("건물 외곽선을 따는 모델", "instance_segmentation"),
@@ -324,6 +328,8 @@ def test_a_class_named_like_a_task_does_not_change_the_task(text: str, task: str
     assert (out["task_type"], out["model_name"]) == (task, model)
 
 
-@pytest.mark.parametrize("text", ["사과 세 가지 분류", "제품 불량 분류", "공장 라인 사진 분류"])
+@pytest.mark.parametrize(
+    "text", ["사과 세 가지 분류", "제품 불량 분류", "공장 라인 사진 분류", "픽셀 단위로 도로 영역 분할"]
+)
 def test_counts_and_descriptions_are_no_class_list(text: str) -> None:
     assert p(text)["class_names"] == []
