@@ -32,8 +32,9 @@ from sqlalchemy import func, select
 
 from agent import replies as R
 from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
-from agent.llm import LLMFailure, LLMPlanner
-from agent.parser import detect_language, normalise
+from agent.llm import TRANSPORT_FAILURES, LLMFailure, LLMPlanner
+from agent.llm_guard import RULES_ANSWERED, Known, check_reply, known_for, merge_proposal
+from agent.parser import detect_language, extract_slots, normalise
 from agent.toolkit import InferenceScope
 from tools.context import ToolContext, iso_utc
 from tools.db.models import ChatMessage, ChatSession, User, new_id
@@ -171,29 +172,7 @@ def _handle(
         if llm is None or bypass:
             turn = respond(ctx, session, message, scope=scope)
         else:
-            try:
-                plan = llm.plan(
-                    ctx,
-                    message,
-                    state=session.state,
-                    pending=session.pending,
-                    intent=dict(session.intent or {}),
-                    job_ids=list(session.job_ids or []),
-                    history=history,
-                    scope=scope,
-                )
-            except LLMFailure as exc:
-                mode = "llm_fallback"
-                turn = respond(ctx, session, message, scope=scope)
-                note = R.say(detect_language(message), "llm_fallback", why=exc.reason)
-                turn.reply = f"{note}\n{turn.reply}"
-            else:
-                mode = "llm"
-                if plan.slots is not None:
-                    turn = respond(ctx, session, message, slots=plan.slots, scope=scope)
-                else:
-                    session.language = detect_language(message)
-                    turn = Turn(plan.text or "", action="llm_answer")
+            mode, turn = _llm_turn(ctx, session, message, llm, history, scope)
 
     session.turns = int(session.turns or 0) + 1
     session.updated_at = datetime.now(UTC)
@@ -220,6 +199,73 @@ def _handle(
     ctx.db.add(ChatMessage(session_id=session.id, role="assistant", content=turn.reply, data=data))
     ctx.db.commit()
     return out
+
+
+def _llm_turn(
+    ctx: ToolContext,
+    session: ChatSession,
+    message: str,
+    llm: LLMPlanner,
+    history: list[tuple[str, str]],
+    scope: InferenceScope,
+) -> tuple[Mode, Turn]:
+    """One turn in LLM mode under the policy of `agent.llm`: the model proposes, the guard keeps
+    what validates, the deterministic dialogue answers."""
+    intent = dict(session.intent or {})
+    try:
+        plan = llm.plan(
+            ctx,
+            message,
+            state=session.state,
+            pending=session.pending,
+            intent=intent,
+            job_ids=list(session.job_ids or []),
+            history=history,
+            scope=scope,
+        )
+    except LLMFailure as exc:
+        llm.count("call", exc.kind)
+        turn = respond(ctx, session, message, scope=scope)
+        if exc.kind in TRANSPORT_FAILURES:  # the endpoint is down: say so; a bad answer is just dropped
+            note = R.say(detect_language(message), "llm_fallback", why=exc.reason)
+            turn.reply = f"{note}\n{turn.reply}"
+        return "llm_fallback", turn
+
+    known: Known | None = None
+
+    def known_now() -> Known:
+        nonlocal known
+        if known is None:
+            known = known_for(ctx)
+        return known
+
+    slots: dict[str, Any] | None = None
+    if plan.slots:
+        parser_slots = extract_slots(message)
+        merged = merge_proposal(message, parser_slots, plan.slots, intent, known_now(), plan.tool_outputs)
+        for _slot, dropped_why in merged.dropped:
+            llm.count("slot", dropped_why)
+        if merged.extras:
+            slots = {**parser_slots, **merged.extras}
+    language = detect_language(message, session.language)
+    turn = respond(ctx, session, message, slots=slots, scope=scope)
+    if plan.text:
+        why = check_reply(
+            plan.text,
+            message=message,
+            language=language,
+            system_prompt=plan.system,
+            tool_outputs=plan.tool_outputs,
+            known=known_now,
+        )
+        if why is None and turn.action != "not_understood":
+            why = RULES_ANSWERED
+        if why is None:
+            turn.reply = f"{plan.text}\n\n{turn.reply}"
+            turn.action = "llm_answer"
+        else:
+            llm.count("reply", why)
+    return "llm", turn
 
 
 def _session_dict(row: ChatSession, last: str | None = None) -> dict[str, Any]:

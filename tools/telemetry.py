@@ -9,6 +9,8 @@ Series
     vta_ws_connections                    gauge, open progress WebSockets
     vta_sse_connections                   gauge, open progress SSE streams
     vta_stream_slow_disconnects_total{transport}  counter, watchers dropped for not keeping up
+    vta_llm_guard_discards_total{kind,reason}     counter, LLM-mode output the guard discarded
+                                          (agent.llm: kind call / slot / reply, reason a fixed word)
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ class Telemetry:
             ["transport"],
             registry=self.registry,
         )
+        self.llm_guard_discards = Counter(
+            "vta_llm_guard_discards",
+            "Language-model output discarded in favour of the rules (agent.llm_guard)",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
         self._collector: _JobCollector | None = None
 
     def bind(self, session_factory: Callable[[], Session | None], supervisor: Callable[[], Any]) -> None:
@@ -110,6 +118,10 @@ class Telemetry:
             self.events_ingested.labels(type=str(event.get("type"))).inc()
         if duplicates:
             self.events_duplicate.inc(duplicates)
+
+    def record_llm_guard(self, kind: str, reason: str) -> None:
+        """One discard of the LLM guard (`agent.llm.LLMPlanner.on_guard`)."""
+        self.llm_guard_discards.labels(kind=kind, reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,7 +1,9 @@
 """LLM mode through the REAL openai + langchain_openai clients against a local OpenAI-compatible
 server with scripted replies (tests/agent/fake_openai_server.py): a tool-call flow that lists
-datasets and returns a TrainingIntent; plain answers; malformed or invalid tool arguments,
-timeouts, HTTP 500 and connection refused fall back to the deterministic brain with a note.
+datasets and returns a TrainingIntent; plain answers only where the rules have none; malformed or
+invalid tool arguments fall back to the deterministic brain silently, timeouts, HTTP 500 and
+connection refused with a note; each guard of agent.llm_guard (a system-prompt echo, an invented
+dataset, code, a reply in the wrong language, a dropped slot) and its /metrics counter.
 Nothing reaches the network."""
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.llm import INTENT_TOOL, LLMFailure, LLMPlanner, planner_from_config
+from agent.llm import INTENT_TOOL, READ_TOOLS, LLMFailure, LLMPlanner, planner_from_config
 from tests.agent.chat_helpers import fake_trainer_settings, seed_datasets, tool_context
 from tests.agent.fake_openai_server import FakeOpenAI, slow, status, text, tool_call
 from tests.conftest import MakeUser
@@ -80,7 +82,7 @@ def test_tool_call_flow_lists_datasets_then_returns_a_training_intent(
             },
         ),
     )
-    body = post(client, headers, "I'd like a cat vs dog classifier with resnet18, 2 epochs, small images (32)")
+    body = post(client, headers, "I'd like a cat and dog classifier with resnet18, 2 epochs, small images (32)")
     assert body["mode"] == "llm"
     assert body["state"] == "confirming" and body["intent"]["dataset"] == "pets" and body["intent"]["epochs"] == 2
     assert body["summary"]["model_name"] == "resnet18" and body["summary"]["image_size"] == 32
@@ -89,6 +91,7 @@ def test_tool_call_flow_lists_datasets_then_returns_a_training_intent(
     names = {t["function"]["name"] for t in first["tools"]}
     assert {"list_datasets", "check_compatibility", "list_models", INTENT_TOOL} <= names
     assert "create_job" not in names and "launch" not in " ".join(names)  # launching is never the model's call
+    assert names == {*READ_TOOLS, INTENT_TOOL}  # read-only: stop, resume, export... are the dialogue's
     assert first["model"] == "fake-model"
     # the tool ran as alice and its result went back to the model
     (tool_msg,) = tool_messages(second)
@@ -102,40 +105,161 @@ def test_tool_call_flow_lists_datasets_then_returns_a_training_intent(
     assert fake_llm.requests == []
 
 
-def test_plain_text_answer_is_the_reply(
+NOT_UNDERSTOOD = "zorble the quandary, friend"  # the rules have no reading of this
+
+
+def test_a_plain_answer_from_tool_results_is_shown_only_where_the_rules_have_none(
     client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
 ) -> None:
     _, headers = alice
     fake_llm.script(tool_call("list_models", {"task_type": "object_detection"}), text("Try yolo11n: small and fast."))
-    body = post(client, headers, "which detector should I use?")
-    assert body["mode"] == "llm" and body["reply"] == "Try yolo11n: small and fast." and body["state"] == "idle"
+    body = post(client, headers, NOT_UNDERSTOOD)
+    assert body["mode"] == "llm" and body["state"] == "idle"
+    assert body["reply"].startswith("Try yolo11n: small and fast.\n\n")  # then the rules' suggestions
+    assert body["suggestions"]
     (tool_msg,) = tool_messages(fake_llm.requests[1])
     assert "yolo11n" in tool_msg["content"]
 
+    # where the dialogue has an answer of its own, it is the answer
+    fake_llm.script(tool_call("list_datasets", {}), text("You have pets, fruit and parcels."))
+    body = post(client, headers, "what datasets do I have?")
+    assert body["mode"] == "llm" and "You have pets, fruit" not in body["reply"]
+    assert "Datasets you can use (3)" in body["reply"]
+    assert guard_count(client, "reply", "rules_answered") == 1
+
+
+def guard_count(client: TestClient, kind: str, reason: str) -> float:
+    text = client.get("/metrics").text
+    name = f'vta_llm_guard_discards_total{{kind="{kind}",reason="{reason}"}} '
+    for line in text.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+ECHO = "Dialogue state: idle. Waiting for: -. Current TrainingIntent: {}. Jobs of this chat: []."
+
 
 @pytest.mark.parametrize(
-    ("step", "why"),
+    ("message", "answer", "reason"),
     [
-        (tool_call(INTENT_TOOL, '{"model_name": "resnet18", "dataset": '), "malformed arguments"),
-        (tool_call(INTENT_TOOL, {"model_name": "resnet18", "epochs": -3}), "invalid TrainingIntent"),
-        (tool_call(INTENT_TOOL, {"model_name": "resnet18", "colour": "blue"}), "invalid TrainingIntent"),
-        (tool_call("list_datasets", {"mine": "not-a-bool-at-all"}), "invalid arguments for tool list_datasets"),
-        (tool_call("drop_database", {}), "unknown tool drop_database"),
-        (status(500), "HTTP 500"),
-        (text(""), "empty answer"),
+        (NOT_UNDERSTOOD, ECHO, "prompt_echo"),
+        (NOT_UNDERSTOOD, "You help people train computer-vision models on their datasets", "prompt_echo"),
+        (NOT_UNDERSTOOD, "Use the flowers-102 dataset for that.", "unknown_dataset"),
+        (NOT_UNDERSTOOD, "ImageNet has what you need.", "unknown_dataset"),
+        (NOT_UNDERSTOOD, "Train resnet9000-turbo on pets.", "unknown_model"),
+        (NOT_UNDERSTOOD, "Job 4242 finished with 99% accuracy.", "unknown_job"),
+        (NOT_UNDERSTOOD, "```python\nprint('hi')\n```", "code"),
+        (NOT_UNDERSTOOD, "Here:\nimport torch\nmodel = torch.load('x')", "code"),
+        ("조블 퀀더리 해줘", "You have pets and fruit.", "language"),
     ],
 )
-def test_bad_answers_fall_back_to_the_rules_with_a_note(
-    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]], step: dict[str, Any], why: str
+def test_a_free_answer_the_guard_refuses_is_replaced_by_the_rules_reply_and_counted(
+    client: TestClient,
+    fake_llm: FakeOpenAI,
+    alice: tuple[int, dict[str, str]],
+    message: str,
+    answer: str,
+    reason: str,
+) -> None:
+    _, headers = alice
+    fake_llm.script(text("-"))
+    rules = post(client, headers, message)  # the scripted "-" is no answer: the rules' reply
+    before = guard_count(client, "reply", reason)
+    fake_llm.script(tool_call("list_datasets", {}), text(answer))
+    body = post(client, headers, message)
+    assert body["mode"] == "llm"
+    assert body["reply"] == rules["reply"] and answer not in body["reply"]
+    assert guard_count(client, "reply", reason) == before + 1
+
+
+def test_an_answer_without_any_tool_result_is_not_shown(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
+) -> None:
+    _, headers = alice
+    fake_llm.script(text("Sure! Your model is great."))
+    body = post(client, headers, NOT_UNDERSTOOD)
+    assert "Your model is great" not in body["reply"] and body["suggestions"]
+    assert guard_count(client, "reply", "no_tool_result") == 1
+
+
+def test_model_slots_fill_only_what_the_parser_left_out_and_must_validate(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]], make_user: MakeUser
+) -> None:
+    _, bob_headers = make_user()
+    upload_dataset(client, bob_headers, "bob-secret", classification_files(8))
+    _, headers = alice
+    proposal = {
+        "model_name": "resnet50",  # the parser read resnet18: the parser's
+        "dataset": "bob-secret",  # not alice's: dropped (the parser read pets anyway)
+        "epochs": 40,  # the parser read 2
+        "batch_size": 7,  # no 7 in the message: invented
+        "image_size": 64,  # "image size 64" is in the message (a form the parser may miss or not)
+        "class_names": ["cat", "dog"],
+    }
+    fake_llm.script(tool_call(INTENT_TOOL, proposal))
+    body = post(client, headers, "train resnet18 on pets for 2 epochs, image size 64")
+    assert body["mode"] == "llm" and body["state"] == "confirming"
+    intent = body["intent"]
+    assert intent["model_name"] == "resnet18" and intent["dataset"] == "pets" and intent["epochs"] == 2
+    assert intent["batch_size"] is None and intent["image_size"] == 64 and not intent["class_names"]
+    assert guard_count(client, "slot", "parser_wins") >= 2
+    assert guard_count(client, "slot", "ungrounded") >= 1  # batch 7; the class names are not in the message
+
+    # a dataset of someone else's is unknown for this user, even when a tool was asked about it
+    fake_llm.script(
+        tool_call("get_dataset", {"dataset": "bob-secret"}), tool_call(INTENT_TOOL, {"dataset": "bob-secret"})
+    )
+    body = post(client, headers, "zorble that one", body["session_id"])
+    assert body["intent"]["dataset"] == "pets" and guard_count(client, "slot", "unknown_dataset") == 1
+
+
+def test_a_model_the_parser_missed_is_taken_when_it_is_in_the_catalog_and_in_the_message(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
+) -> None:
+    _, headers = alice
+    fake_llm.script(tool_call(INTENT_TOOL, {"model_name": "yolo11n", "dataset": "parcels"}))
+    body = post(client, headers, "parcels: train a yolo11n on it")
+    assert body["intent"]["model_name"] == "yolo11n" and body["intent"]["framework"] == "ultralytics"
+    fake_llm.script(tool_call(INTENT_TOOL, {"model_name": "supernet-7"}))
+    post(client, headers, "zorble with supernet-7 please")
+    assert guard_count(client, "slot", "unknown_model") == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "kind"),
+    [
+        (tool_call(INTENT_TOOL, '{"model_name": "resnet18", "dataset": '), "malformed"),
+        (tool_call(INTENT_TOOL, {"model_name": "resnet18", "epochs": -3}), "invalid_intent"),
+        (tool_call(INTENT_TOOL, {"model_name": "resnet18", "colour": "blue"}), "invalid_intent"),
+        (tool_call("list_datasets", {"mine": "not-a-bool-at-all"}), "invalid_args"),
+        (tool_call("drop_database", {}), "unknown_tool"),
+        (tool_call("stop_job", {"job_id": 1}), "unknown_tool"),  # not a tool the model has
+        (text(""), "empty"),
+    ],
+)
+def test_bad_answers_fall_back_to_the_rules_silently_and_are_counted(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]], step: dict[str, Any], kind: str
 ) -> None:
     _, headers = alice
     fake_llm.script(step)
     body = post(client, headers, "train resnet18 on pets for 2 epochs")
     assert body["mode"] == "llm_fallback"
-    assert body["reply"].startswith("(Note: the language model could not answer")
-    assert why in body["reply"]
+    assert "language model" not in body["reply"]  # the dialogue's own reply, no note
     # the deterministic brain answered the same message
     assert body["state"] == "confirming" and body["intent"]["model_name"] == "resnet18"
+    assert guard_count(client, "call", kind) == 1
+
+
+def test_an_endpoint_error_falls_back_with_a_note(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
+) -> None:
+    _, headers = alice
+    fake_llm.script(status(500))
+    body = post(client, headers, "train resnet18 on pets for 2 epochs")
+    assert body["mode"] == "llm_fallback"
+    assert body["reply"].startswith("(Note: the language model could not answer") and "HTTP 500" in body["reply"]
+    assert body["state"] == "confirming" and guard_count(client, "call", "http") == 1
 
 
 def test_timeout_falls_back_quickly(
@@ -195,8 +319,10 @@ def test_planner_direct_and_settings(
             ctx, "fruit, medium difficulty", state="collecting", pending="dataset", intent={"epochs": 3}
         )
         assert plan.slots == {"dataset": "fruit", "preset": "medium"} and plan.tools_called == [INTENT_TOOL]
-        system = fake_llm.requests[0]["messages"][0]["content"]
-        assert '"epochs": 3' in system and "Waiting for: dataset" in system
+        sent = fake_llm.requests[0]["messages"]
+        assert sent[0]["role"] == "system" and "Dialogue state" not in sent[0]["content"]  # the stable prefix
+        state = sent[-2]["content"]  # the state comes last, before the message
+        assert '"epochs": 3' in state and "Waiting for: dataset" in state
         fake_llm.script(status(503))
         with pytest.raises(LLMFailure, match="HTTP 503"):
             planner.plan(ctx, "hello")

@@ -92,6 +92,9 @@ def get_planner(state: Any) -> LLMPlanner | None:
     if planner is _UNSET:
         planner = planner_from_config(state.settings.llm)
         state.chat_llm = planner
+    telemetry = getattr(state, "telemetry", None)
+    if isinstance(planner, LLMPlanner) and planner.on_guard is None and telemetry is not None:
+        planner.on_guard = telemetry.record_llm_guard  # the guard's discards in /metrics
     return planner  # type: ignore[return-value]
 
 
