@@ -13,7 +13,8 @@ augmentations -> advanced numbers -> batch / lr / image size / epochs -> difficu
 `extract_slots(text)` returns only what the text gives (for merging corrections such as
 "에폭은 30으로" or "use yolo11s instead"), `detect_language(text)` says "ko" or "en".
 
-The model-name reader is `agent.modelnames`, the class-name reader `agent.classnames`, and the
+The model-name reader is `agent.modelnames` (with the generated spoken aliases of `agent.aliases`),
+the class-name reader `agent.classnames`, the dataset-name reader `agent.datasetnames`, and the
 vocabularies are `agent.lexicon` (word tables in `agent/lexicon_data/`).
 """
 
@@ -21,16 +22,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from agent import lexicon as lx
 from agent.classnames import find_classes as _find_classes
-from agent.classnames import is_korean as _is_korean
+from agent.datasetnames import find_dataset as _find_dataset
+from agent.datasetnames import find_named_dataset
+from agent.datasetnames import find_quoted_dataset as _find_quoted_dataset
 from agent.modelnames import find_models as _find_models
 from agent.modelnames import resolve_model as _resolve_model
 from tools.intent import TrainingIntent
 
-__all__ = ["detect_language", "extract_slots", "normalise", "parse_intent"]
+__all__ = ["detect_language", "extract_slots", "find_named_dataset", "normalise", "parse_intent"]
 
 _MASK = lx.MASK
 _QUOTES = str.maketrans(
@@ -350,168 +354,6 @@ def _find_task(t: _Text) -> str | None:
     return weak
 
 
-# --------------------------------------------------------------------------- dataset
-
-
-def _is_idlike(tok: str) -> bool:
-    if tok in lx.KNOWN_DATASETS:
-        return True
-    if lx.HYPHEN_STOP.match(tok) or not re.search(r"[a-z가-힣]", tok):
-        return False
-    return bool(re.search(r"\d", tok) or re.search(r"[a-z0-9][\-_][a-z0-9]", tok))
-
-
-def _strong_fallback(tok: str) -> bool:
-    if tok in lx.KNOWN_DATASETS:
-        return True
-    if lx.HYPHEN_STOP.match(tok) or not re.search(r"[a-z]", tok):
-        return False
-    return bool(re.search(r"[a-z][\w\-]*\d|\d[\w\-]*[a-z]", tok) or re.fullmatch(r"[a-z]{2,}(?:-[a-z]{2,})+", tok))
-
-
-_KO_PARTICLE_END = re.compile(r"(?<=[가-힣])(?:으로|로|에서|를|을|은|는|이|가|도|만)$")
-
-
-def _ds_ok(tok: str, allow_number: bool = False) -> bool:
-    if tok in lx.DATASET_STOP or (tok.isdigit() and not allow_number):
-        return False
-    if _KO_PARTICLE_END.sub("", tok) in lx.DATASET_STOP:  # "목록을", "어떤게" -> the word itself
-        return False
-    if lx.HYPHEN_STOP.match(tok) and tok not in lx.KNOWN_DATASETS:
-        return False
-    return not any(rx.fullmatch(tok) for _, rx in lx.TASK_RES)
-
-
-def _quantity_before(low: str, start: int) -> bool:
-    prev = low[max(0, start - 24) : start].split()
-    return any(re.fullmatch(r"\d+(?:\.\d+)?", w) for w in prev[-2:])
-
-
-def _take_dataset(t: _Text, start: int, end: int) -> str:
-    value = t.orig[start:end].strip().strip("'\"`").strip()
-    if re.search(r"[가-힣]$", value):
-        value = re.sub(r"(?<=[가-힣])(?:으로|로|에서|를|을|은|는)$", "", value)
-    t.mask(start, end)
-    return value
-
-
-def _find_quoted_dataset(t: _Text) -> str | None:
-    for m in lx.QUOTED_RE.finditer(t.low):
-        inner = m.group(2).strip()
-        if not inner or not t.free(m.start(), m.end()) or re.fullmatch(r"[\d.e\-+]+", inner):
-            continue
-        after = t.low[m.end() : m.end() + 14]
-        before = t.low[max(0, m.start() - 24) : m.start()]
-        near_word = re.search(lx.DATASET_WORD + r"|data|데이터", after + " " + before)
-        if near_word or len(inner.split()) <= 3:
-            t.mask(m.start(), m.end())
-            return t.orig[m.start(2) : m.end(2)].strip()
-    return None
-
-
-def _find_dataset(t: _Text) -> str | None:
-    for find_span in (
-        _ds_span_before,
-        _ds_span_after,
-        _ds_span_data,
-        _ds_span_en_data,
-        _ds_span_prep,
-        _ds_span_fallback,
-    ):
-        span = find_span(t)
-        if span is not None:
-            return _take_dataset(t, span[0], span[1])
-    return None
-
-
-def _ds_span_before(t: _Text) -> tuple[int, int] | None:
-    for m in lx.DS_BEFORE_RE.finditer(t.low):
-        if _ds_ok(m.group("ds")):
-            return m.start("ds"), m.end("ds")
-    return None
-
-
-def _ds_span_after(t: _Text) -> tuple[int, int] | None:
-    for m in lx.DS_AFTER_RE.finditer(t.low):
-        tok = m.group("ds")
-        bare_english = not m.group("filler").strip() and not _is_korean(m.group(0)[:3])
-        ends_phrase = re.match(r"\s*(?:$|[,.;!?)]|(?:for|with|using|and|to|in|on)(?![a-z]))", t.low[m.end("ds") :])
-        if bare_english and not (_is_idlike(tok) or _is_korean(tok) or tok.isdigit() or ends_phrase):
-            continue  # "datasets do I have": only "dataset pets-v2"-like names follow bare
-        if re.fullmatch(r"[가-힣]+", tok) and not _KO_PARTICLE_END.search(tok):
-            continue  # Korean puts the name before 데이터셋; a bare word after it is a verb ("보여줘")
-        if _ds_ok(tok, allow_number=True) and not tok.startswith(("학습", "훈련", "로", "으로")):
-            return m.start("ds"), m.end("ds")
-    return None
-
-
-def _ds_span_data(t: _Text) -> tuple[int, int] | None:
-    for m in lx.DS_DATA_RE.finditer(t.low):
-        if _ds_ok(m.group("ds")):
-            return m.start("ds"), m.end("ds")
-    return None
-
-
-def _ds_span_en_data(t: _Text) -> tuple[int, int] | None:
-    """ "use my_flowers data", "the PARTS data": a name-like word (digit, _ or -, or written in
-    capitals) before "data"; not "training data" or "my data"."""
-    for m in lx.DS_EN_DATA_RE.finditer(t.low):
-        tok = m.group("ds")
-        written = t.orig[m.start("ds") : m.end("ds")]
-        if _ds_ok(tok) and (_is_idlike(tok) or (written.isupper() and len(written) > 1)):
-            return m.start("ds"), m.end("ds")
-    return None
-
-
-def _ds_span_prep(t: _Text) -> tuple[int, int] | None:
-    for m in lx.DS_PREP_RE.finditer(t.low):
-        tok, prep = m.group("ds"), m.group("prep")
-        if not _ds_ok(tok) or re.fullmatch(r"[\d.]+", tok):
-            continue
-        rest = t.low[m.end("ds") :]
-        if _list_follows(rest):  # "on cats and dogs": a class list
-            continue
-        if lx.DS_FOLLOWED_BY_NOUN_RE.match(rest) and not _is_idlike(tok):
-            continue
-        nxt = re.match(r"\s+([a-z][\w\-]*)", rest)
-        if nxt and not _is_idlike(tok) and nxt.group(1) not in lx.CLASS_STOP and nxt.group(1) not in lx.DATASET_STOP:
-            continue  # "on my dog breeds data": a description, not a name
-        if prep == "on" and re.fullmatch(r"[a-z][a-z\-_.]*[a-z0-9]|[a-z0-9][\w\-.]*", tok):
-            if not re.search(r"[가-힣]", tok) and not _quantity_before(t.low, m.start("ds")):
-                return m.start("ds"), m.end("ds")
-        elif _is_idlike(tok) and not _quantity_before(t.low, m.start("ds")):
-            return m.start("ds"), m.end("ds")
-    return None
-
-
-def _list_follows(rest: str) -> bool:
-    """True when `rest` goes on with another list item ("…, dogs", "… and dogs"), not with a setting
-    ("…, 15 epochs", "…, batch 16") or the end of the request."""
-    m = re.match(r"\s*(?:,|/|and\b|or\b|&)\s*(?:and\s+)?(?P<w>[^\s,;.]*)", rest)
-    if m is None:
-        return False
-    w = m.group("w")
-    return not (not w or not w[0].isalpha() or w in lx.CLASS_STOP or w in lx.DATASET_STOP or _is_setting_word(w))
-
-
-def _is_setting_word(w: str) -> bool:
-    return any(rx.match(w) for _, rx in lx.CORE_KV) or bool(re.match(lx.WARMUP_KEY + "|" + lx.PATIENCE_KEY, w))
-
-
-def _ds_span_fallback(t: _Text) -> tuple[int, int] | None:
-    for m in re.finditer(lx.DS_TOKEN, t.low):
-        tok = m.group(0)
-        if m.start() > 0 and t.low[m.start() - 1] in "-_./":
-            continue
-        if _list_follows(t.low[m.end() :]) or lx.CLASS_HEAD_BEFORE_RE.search(t.low, 0, m.start()):
-            continue  # "labels: spam-free, spammy": a class list
-        if _strong_fallback(tok) and _ds_ok(tok) and not _quantity_before(t.low, m.start()):
-            if t.low[m.end() : m.end() + 1] == "/" or (m.start() and t.low[m.start() - 1] == "/"):
-                continue
-            return m.start(), m.end()
-    return None
-
-
 # --------------------------------------------------------------------------- assembly
 
 
@@ -561,8 +403,12 @@ def _find_my_weights(t: _Text) -> dict[str, Any]:
     return {}
 
 
-def extract_slots(text: str) -> dict[str, Any]:
-    """Only the slots `text` gives, as TrainingIntent field names (for merging corrections)."""
+def extract_slots(text: str, datasets: Iterable[str] | None = None) -> dict[str, Any]:
+    """Only the slots `text` gives, as TrainingIntent field names (for merging corrections).
+
+    `datasets`: the names of the user's datasets, when the caller knows them (the dialogue). A name
+    of theirs in the message is the dataset even without a cue word ("resnet18 모델로 pets 학습"),
+    and wins over a word the readers took that is none of theirs."""
     t = _Text(text)
     hits = _find_models(t)
     init = _find_init_job(t)
@@ -588,6 +434,12 @@ def extract_slots(text: str) -> dict[str, Any]:
     classes = _find_classes(t)
 
     slots.update(_resolve_model(hits, task_word, fw_word))
+    if datasets is not None:
+        known = {n.lower(): n for n in datasets}
+        if dataset is None or dataset.lower() not in known:
+            dataset = find_named_dataset(text, known.values()) or dataset
+        elif dataset.lower() in known:
+            dataset = known[dataset.lower()]
     if dataset:
         slots["dataset"] = dataset
     if preset:

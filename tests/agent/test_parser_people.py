@@ -12,7 +12,7 @@ import pytest
 
 from agent import extract_slots, parse_intent
 from agent.aliases import alias_table, canonical_part, find_aliases, spoken_forms
-from agent.parser import normalise
+from agent.parser import find_named_dataset, normalise
 from tools.catalog import list_models
 
 
@@ -333,3 +333,30 @@ def test_a_class_named_like_a_task_does_not_change_the_task(text: str, task: str
 )
 def test_counts_and_descriptions_are_no_class_list(text: str) -> None:
     assert p(text)["class_names"] == []
+
+
+# ---- 3b. the user's own dataset names, when the caller knows them
+
+
+@pytest.mark.parametrize(
+    ("text", "dataset"),
+    [
+        ("resnet18 모델로 pets 학습", "pets"),  # no cue word at all
+        ("yolo11n으로 Road-Signs 돌려줘", "Road Signs"),  # another separator, a particle glued on
+        ("use pets-v2 with deit small", "pets-v2"),  # the longest name wins over "pets"
+        ("resnet18 on PETS", "pets"),  # the stored spelling
+        ("train on blorp-7 using pets", "pets"),  # a name of theirs wins over a word none of theirs
+        ("train on blorp-7", "blorp-7"),  # none of theirs named: the reader's word stays
+    ],
+)
+def test_known_dataset_names(text: str, dataset: str) -> None:
+    names = ["pets", "pets-v2", "Road Signs", "data"]
+    assert extract_slots(text, datasets=names)["dataset"] == dataset
+
+
+def test_known_names_never_take_ordinary_words_or_parts_of_words() -> None:
+    names = ["data", "images", "pets"]
+    assert "dataset" not in extract_slots("train resnet18 on my data", datasets=names)
+    assert "dataset" not in extract_slots("a petshop classifier", datasets=names)
+    assert find_named_dataset("PETS로 학습", names) == "pets"
+    assert find_named_dataset("nothing here", []) is None
