@@ -271,11 +271,52 @@ def _head_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
         if any(toks[i].text in ("train", "val", "test") for i in range(k + 1, min(n, k + 4))):
             return None  # "split into train and val"
         return _two(_parse_forward(toks, k + 1))  # "sort the photos into croissant, bagel and muffin"
-    if (w == "it" and prev == "is") or w in ("it's", "whether"):
-        if any(toks[i].text == "and" for i in range(k + 1, min(n, k + 5))):
-            return None
-        return _two(_parse_forward(toks, k + 1))  # "is it ripe or unripe?"
+    if (w in ("it", "this", "that", "each", "they") and prev in ("is", "are")) or w in ("it's", "whether"):
+        return _either_or(toks, k + 1)  # "is it ripe or unripe?", "is this a dog or a cat?"
+    if w == "as" and any(t.text in _LABEL_VERBS for t in toks[max(0, k - 5) : k]):
+        return _either_or(toks, k + 1)  # "classify leaves as healthy or diseased"
+    if w == "from" and any(t.text in _TELL_VERBS for t in toks[max(0, k - 4) : k]):
+        return _x_from_y(toks, k)  # "separate ripe from unripe bananas"
     return None
+
+
+_ARTICLES = ("a", "an", "the")
+_LABEL_VERBS = frozenset(["classify", "classifies", "label", "labels", "mark", "tag", "flag", "categorize", "sort"])
+_TELL_VERBS = frozenset(["tell", "separate", "distinguish", "differentiate", "discriminate", "sort"])
+
+
+def _either_or(toks: list[_Tok], i: int) -> list[tuple[int, int]] | None:
+    """ "[a] X or [a] Y [or Z]": two or more single words joined by or/vs/","; None otherwise."""
+    items: list[tuple[int, int]] = []
+    n = len(toks)
+    while i < n:
+        if toks[i].text in _ARTICLES:
+            i += 1
+        it = _item(toks[i], strip_connector=False) if i < n else None
+        if it is None:
+            break
+        items.append((it[0], it[1]))
+        i += 1
+        if i < n and toks[i].text in ("or", "vs", "vs.", "versus", ","):
+            i += 1
+            if i < n and toks[i].text == "or":
+                i += 1
+            continue
+        break
+    return _two(items)
+
+
+def _x_from_y(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
+    """ "tell good welds from bad welds": the words between the verb and "from", and those after it."""
+    v = max(j for j in range(max(0, k - 4), k) if toks[j].text in _TELL_VERBS)
+    left = [toks[j] for j in range(v + 1, k) if toks[j].text not in _ARTICLES and toks[j].text != "apart"]
+    # the head word must be able to be a class; a qualifier before it may be any word ("good welds")
+    if not 1 <= len(left) <= 2 or _item(left[-1], strip_connector=False) is None or not left[0].text.isalpha():
+        return None
+    right = toks[k + 1 : k + 1 + len(left)]
+    if len(right) != len(left) or _item(right[-1], strip_connector=False) is None or not right[0].text.isalpha():
+        return None
+    return [(left[0].start, left[-1].end), (right[0].start, right[-1].end)]
 
 
 def _unique_names(t: _ParsedText, found: list[list[tuple[int, int]]]) -> list[str]:

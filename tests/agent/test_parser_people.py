@@ -303,6 +303,12 @@ def test_questions_about_jobs_give_no_task(text: str) -> None:
         ("train a yolov8s detector for forklifts or pallets", ["forklifts", "pallets"]),
         ("tell apart huskies vs malamutes", ["huskies", "malamutes"]),
         ("classify into cat, dog, or bird using resnet50", ["cat", "dog", "bird"]),
+        ("classify leaves as healthy or diseased", ["healthy", "diseased"]),
+        ("label each picture as day or night with mobilenet", ["day", "night"]),
+        ("train effnet-b1 to separate fresh from stale bread", ["fresh", "stale"]),
+        ("a model to tell good welds from bad welds, resnet34", ["good welds", "bad welds"]),
+        ("is this a wolf or a husky? resnet18 please", ["wolf", "husky"]),
+        ("are they cats, dogs or birds?", ["cats", "dogs", "birds"]),
         ("is it fresh or rotten? resnet18 please", ["fresh", "rotten"]),
         ("categories hot warm cold, deit small", ["hot", "warm", "cold"]),
         ("resnet34 for sedan, suv and truck", ["sedan", "suv", "truck"]),
@@ -329,7 +335,15 @@ def test_a_class_named_like_a_task_does_not_change_the_task(text: str, task: str
 
 
 @pytest.mark.parametrize(
-    "text", ["사과 세 가지 분류", "제품 불량 분류", "공장 라인 사진 분류", "픽셀 단위로 도로 영역 분할"]
+    "text",
+    [
+        "is it done or not?",
+        "separate images from the dataset",
+        "사과 세 가지 분류",
+        "제품 불량 분류",
+        "공장 라인 사진 분류",
+        "픽셀 단위로 도로 영역 분할",
+    ],
 )
 def test_counts_and_descriptions_are_no_class_list(text: str) -> None:
     assert p(text)["class_names"] == []
