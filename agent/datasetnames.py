@@ -49,8 +49,8 @@ _KO_PARTICLE_END = re.compile(r"(?<=[가-힣])(?:으로|로|에서|를|을|은|�
 
 
 def _ds_ok(tok: str, allow_number: bool = False) -> bool:
-    if tok in lx.DATASET_STOP or (tok.isdigit() and not allow_number):
-        return False
+    if tok in lx.DATASET_STOP or (tok.isdigit() and not allow_number) or re.fullmatch(r"\d+(?:x\d+)+", tok):
+        return False  # a word of requests, a bare number, a size ("1920x1080")
     if _KO_PARTICLE_END.sub("", tok) in lx.DATASET_STOP:  # "목록을", "어떤게" -> the word itself
         return False
     if lx.HYPHEN_STOP.match(tok) and tok not in lx.KNOWN_DATASETS:

@@ -282,10 +282,12 @@ WD_KEY = (
     r"|가중치\s*감쇠|웨이트\s*디케이|l2\s*정규화"
 )
 MOMENTUM_KEY = r"(?<![a-z0-9])momentum(?![a-z])|모멘텀"
-WARMUP_KEY = r"(?<![a-z0-9])warm[\s_-]*up(?:[\s_-]*epochs?)?(?![a-z])|워밍\s*업|웜\s*업"
+WARMUP_KEY = (
+    r"(?<![a-z0-9])warm[\s_-]*up(?:[\s_-]*epochs?)?(?![a-z])|(?:워밍\s*업|웜\s*업)(?:\s*(?:에폭|에포크)(?:\s*수)?)?"
+)
 PATIENCE_KEY = (
     r"(?:(?<![a-z0-9])early[\s_-]*stop(?:ping)?|조기\s*종료|조기\s*중단|얼리\s*스탑(?:핑)?|얼리\s*스토핑)"
-    r"(?:\s*(?:patience|인내심?))?|(?<![a-z0-9])patience(?![a-z])|인내심?"
+    r"(?:\s*(?:patience|인내심?))?(?:\s*(?:에폭|에포크))?|(?<![a-z0-9])patience(?![a-z])|인내심?"
 )
 LS_KEY = r"(?<![a-z0-9])label[\s_-]*smooth(?:ing)?(?![a-z])|라벨\s*스무딩|레이블\s*스무딩"
 

@@ -130,6 +130,11 @@ def test_plain_words_before_data_are_no_dataset(text: str) -> None:
     assert p(text)["dataset"] is None
 
 
+def test_a_picture_size_is_no_dataset() -> None:
+    out = p("input images are 1920x1080, train at 640")
+    assert (out["dataset"], out["image_size"]) == (None, 640)
+
+
 @pytest.mark.parametrize("text", ["labels: spam-free, spammy", "classes are: rust-free, rusty"])
 def test_an_item_of_a_class_list_is_no_dataset(text: str) -> None:
     out = p(text)
@@ -156,6 +161,9 @@ def test_an_item_of_a_class_list_is_no_dataset(text: str) -> None:
         ("early stop after 7 bad epochs", None, {"patience": 7}),
         ("if validation accuracy doesn't go up for 6 epochs stop, 50 epochs", 50, {"patience": 6}),
         ("stop training when val loss stops decreasing for 5 epochs, 80 epochs", 80, {"patience": 5}),
+        ("워밍업 에폭 3, 총 에폭 40", 40, {"warmup_epochs": 3}),
+        ("조기종료 에폭 10, 에폭 50", 50, {"patience": 10}),
+        ("총 60 에폭 중 15 에폭 동안 개선 없으면 멈춤", 60, {"patience": 15}),
     ],
 )
 def test_patience_and_warmup_are_not_epochs(text: str, epochs: int | None, adv: dict[str, int]) -> None:
