@@ -47,6 +47,10 @@ from tools.datasets import (
 from tools.db.models import JobEvent
 from tools.errors import InvalidInputError, NotFoundError, ToolError
 from tools.intent import TaskType, TrainingIntent
+from tools.jobs.compare import best_jobs, compare_jobs, latest_job_ids
+from tools.jobs.diagnose import diagnose_job
+from tools.jobs.rerun import rerun_intent
+from tools.upload_guide import upload_guide
 from trainer_runtime.formats.schema import TASK_TYPES
 
 if TYPE_CHECKING:
@@ -373,6 +377,23 @@ class TestRunIdArgs(BaseModel):
     test_run_id: int = Field(description="the test run number (id)")
 
 
+class CompareJobsArgs(BaseModel):
+    job_ids: list[int] = Field(
+        default_factory=list,
+        description="two to five job numbers to compare; empty for the user's newest jobs (see last)",
+    )
+    last: int = Field(default=2, ge=2, le=5, description="with no job_ids: how many of the newest jobs to compare")
+
+
+class BestJobsArgs(BaseModel):
+    dataset: str = Field(description="dataset name or id the jobs trained on")
+    task_type: TaskType | None = Field(default=None, description="only jobs of this task; omit for every task")
+
+
+class NoArgs(BaseModel):
+    pass
+
+
 class ListJobsArgs(BaseModel):
     status: str | None = Field(
         default=None, description="queued, preparing, running, completed, failed, stopped, interrupted or resuming"
@@ -433,6 +454,10 @@ def _specs(ctx: ToolContext, scope: InferenceScope) -> list[tuple[str, str, type
         if ctx.links is not None and rec.get("status") == "completed":  # a link that opens in a browser
             rec["link"] = download_link(ctx, int(rec["job_id"]), "export", int(rec["id"]))
         return rec
+
+    def compare(job_ids: list[int] | None = None, last: int = 2) -> Any:
+        ids = list(job_ids or []) or latest_job_ids(ctx, last)
+        return compare_jobs(ctx, ids).model_dump(mode="json")
 
     return [
         (
@@ -514,6 +539,44 @@ def _specs(ctx: ToolContext, scope: InferenceScope) -> list[tuple[str, str, type
             lambda job_id: _pick(jobs.resume_job(ctx, job_id).model_dump(mode="json"), "id", "status"),
         ),
         (
+            "compare_jobs",
+            "Compare two to five of the user's jobs side by side (model, dataset, epochs, duration, best value of "
+            "the task's headline metric, and the settings that differ); with no job_ids, the newest jobs.",
+            CompareJobsArgs,
+            compare,
+        ),
+        (
+            "best_jobs",
+            "The user's jobs on one dataset ranked by the headline metric of their task (accuracy for "
+            "classification, mAP50-95 otherwise), best first: 'which of my jobs was best on X?'.",
+            BestJobsArgs,
+            lambda dataset, task_type=None: best_jobs(ctx, dataset, task_type).model_dump(mode="json"),
+        ),
+        (
+            "diagnose_job",
+            "Why one of the user's jobs has weak results, from its own facts: findings such as scratch (no "
+            "pretrained weights), still_improving (more epochs), overfitting, peaked_early, small_dataset, "
+            "imbalance, image_smaller/image_larger, each with the numbers behind it.",
+            JobArgs,
+            lambda job_id: diagnose_job(ctx, job_id).model_dump(mode="json"),
+        ),
+        (
+            "repeat_job_intent",
+            "The TrainingIntent that trains one of the user's jobs again with the same settings (model, dataset, "
+            "hyper-parameters, starting weights). Change what the user asked and show it for confirmation; this "
+            "starts nothing.",
+            JobArgs,
+            lambda job_id: rerun_intent(ctx, job_id).model_dump(mode="json", exclude_none=True),
+        ),
+        (
+            "upload_guide",
+            "How the user uploads their own dataset: the page link, the steps, the formats (DICE, COCO, YOLO, "
+            "ImageFolder, plain images) with their folder/zip layouts, which are detected by themselves, the size "
+            "limits and the REST calls.",
+            NoArgs,
+            lambda: upload_guide(ctx).model_dump(mode="json"),
+        ),
+        (
             "predict_image",
             "Run one of the user's completed jobs on the image attached to this chat message and return the "
             "predictions (classification: top labels with confidences; detection, segmentation, pose, oriented "
@@ -560,6 +623,11 @@ def tool_names() -> list[str]:
         "job_metrics",
         "stop_job",
         "resume_job",
+        "compare_jobs",
+        "best_jobs",
+        "diagnose_job",
+        "repeat_job_intent",
+        "upload_guide",
         "predict_image",
         "start_test_run",
         "test_run_status",

@@ -443,3 +443,38 @@ def test_not_understood_says_what_it_can_do_with_suggestions_for_the_users_state
     assert f"download the model of job {done}" in t["suggestions"] and len(t["suggestions"]) == 3
     for s in t["suggestions"]:  # every suggestion is understood when sent back
         assert seeded.say(s, new=True)["reply"] and "I'm not sure" not in seeded.say(s, new=True)["reply"]
+
+
+# ------------------------------------------------------------------------------------ LLM tools
+
+
+def test_llm_tools_serve_the_same_operations_as_the_user(client: TestClient, make_user: MakeUser, alice: User) -> None:
+    import json
+
+    from agent.toolkit import build_tools, tool_names
+    from tests.agent.chat_helpers import tool_context
+
+    names = {"compare_jobs", "best_jobs", "diagnose_job", "repeat_job_intent", "upload_guide"}
+    assert names <= set(tool_names())
+    a = alice.job(series={"val/accuracy_top1": [0.5]})
+    b = alice.job(series={"val/accuracy_top1": [0.7]}, hp={"epochs": 7})
+    with tool_context(client.app, alice.id) as ctx:
+        tools = {t.name: t for t in build_tools(ctx)}
+        cmp = json.loads(tools["compare_jobs"].invoke({}))  # the newest two
+        assert [j["id"] for j in cmp["jobs"]] == [b, a] and cmp["leader"] == b
+        same = json.loads(tools["compare_jobs"].invoke({"job_ids": [a, a]}))
+        assert same["error_type"] == "InvalidInputError"
+        best = json.loads(tools["best_jobs"].invoke({"dataset": "pets"}))
+        assert best["groups"][0]["ranked"][0]["id"] == b
+        diag = json.loads(tools["diagnose_job"].invoke({"job_id": a}))
+        assert diag["job"]["id"] == a and diag["class_counts"] == {"cat": 6, "dog": 6}
+        again = json.loads(tools["repeat_job_intent"].invoke({"job_id": b}))
+        assert again["epochs"] == 7 and again["dataset"] == "pets" and again["model_name"] == "resnet18"
+        guide = json.loads(tools["upload_guide"].invoke({}))
+        assert guide["page_url"].endswith("/#datasets") and guide["max_upload_bytes"] > 0
+    bob = User(client, make_user, seed=False)
+    with tool_context(client.app, bob.id) as ctx:
+        tools = {t.name: t for t in build_tools(ctx)}
+        for name, args in (("diagnose_job", {"job_id": a}), ("repeat_job_intent", {"job_id": a})):
+            assert json.loads(tools[name].invoke(args))["error_type"] == "NotFoundError"
+        assert json.loads(tools["compare_jobs"].invoke({"job_ids": [a, b]}))["error_type"] == "NotFoundError"
