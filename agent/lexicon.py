@@ -68,6 +68,40 @@ WORD_TENS: dict[str, int] = _table("word_tens")
 WORD_SCALES: dict[str, int] = _table("word_scales")
 _NUMWORD = "|".join(sorted([*WORD_UNITS, *WORD_TENS, *WORD_SCALES], key=len, reverse=True))
 # "fifty", "twenty-five", "one hundred", "a hundred", "two hundred and fifty"
+# Korean native numbers before a counter ("서른 번", "스무 에폭", "다섯 종류"): tens and units.
+KO_TENS: dict[str, int] = {
+    "열": 10,
+    "스물": 20,
+    "스무": 20,
+    "서른": 30,
+    "마흔": 40,
+    "쉰": 50,
+    "예순": 60,
+    "일흔": 70,
+    "여든": 80,
+    "아흔": 90,
+}
+KO_UNITS: dict[str, int] = {
+    "하나": 1,
+    "한": 1,
+    "둘": 2,
+    "두": 2,
+    "셋": 3,
+    "세": 3,
+    "석": 3,
+    "넷": 4,
+    "네": 4,
+    "넉": 4,
+    "다섯": 5,
+    "여섯": 6,
+    "일곱": 7,
+    "여덟": 8,
+    "아홉": 9,
+}
+KO_NUMBER_RE = re.compile(
+    rf"(?<![가-힣])(?P<tens>{'|'.join(KO_TENS)})?(?P<units>{'|'.join(sorted(KO_UNITS, key=len, reverse=True))})?"
+    r"(?P<space>\s?)(?=(?:번|회|에폭|에포크|epochs?|장|개|가지|종류|클래스|배치)(?![가-힣]*\d))"
+)
 NUMBER_WORDS_RE = re.compile(
     rf"(?<![a-z])(?:a\s+(?=hundred|thousand))?(?:{_NUMWORD})(?:(?:\s+and\s+|[\s-]+)(?:{_NUMWORD}))*(?![a-z])"
 )
@@ -386,6 +420,19 @@ CORE_VK = [
     ("image_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:px|pixels?|픽셀)(?![a-z])")),
     ("image_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*[x×]\s*(?P=v)(?![\d.])")),
     ("batch_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:(?:images?|samples?|장)\s*)?(?:per|a|/)\s*batch(?![a-z])")),
+    # "16 batch", "16 배치", "16장씩", "한 번에 16장"
+    ("batch_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:batch(?!e)(?![a-z])|배치(?!\s*\d))")),
+    ("batch_size", re.compile(rf"(?:1\s*번에|한\s*번에|배치당)\s*{NUM_START}(?P<v>\d+)\s*(?:장|개)")),
+    ("batch_size", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:장|개)씩")),
+    # "3 passes over the data", "go through the data 25 times"
+    ("epochs", re.compile(rf"{NUM_START}(?P<v>\d+)\s*(?:full\s+)?(?:passes|pass|sweeps)(?![a-z])")),
+    (
+        "epochs",
+        re.compile(
+            rf"(?:through|over)\s+(?:the\s+)?(?:whole\s+|entire\s+|training\s+)?(?:data(?:set)?|images|training\s+set)\s+"
+            rf"{NUM_START}(?P<v>\d+)\s*times"
+        ),
+    ),
     (
         "image_size",
         re.compile(
@@ -527,7 +574,7 @@ HYPHEN_STOP = re.compile(
     r"|hyper-?param\w*|anchor-\w+|one-stage|two-stage|high-\w+|low-\w+|in-house|open-source|off-the-shelf"
     r"|end-to-end|long-tail\w*|well-\w+|up-to-date|k-fold|non-\w+|self-\w+|semi-\w+|auto-\w+|re-\w+|pre-\w+"
     r"|post-\w+|sub-\w+|over-\w+|under-\w+|light-?weight|t-shirts?|x-rays?|e-\w+|learning-rate|batch-size|image-size|copy-paste|cut-mix|mix-up|follow-up|e-mail|set-up"
-    r"|top-\d+|fp\d+|bf\d+|int\d+|v\d+|b\d|x\d+|\d+e-?\d+|\d+(?:px|gb|mb|k)|rtx\d*|gtx\d*|[ahtv]\d+|cuda\d*"
+    r"|top-\d+|fp\d+|bf\d+|int\d+|v\d+|b\d|x\d+|\d+x|\d+e-?\d+|\d+(?:px|gb|mb|k)|rtx\d*|gtx\d*|[ahtv]\d+|cuda\d*"
     r"|sm\d+|p\d+|e\d+|ep\d+|step\d*|s\d|gpu\d*|cpu\d*|\d+(?:st|nd|rd|th))$"
 )
 

@@ -111,12 +111,27 @@ def _digits_for_words(low: str) -> str:
     return lx.NUMBER_WORDS_RE.sub(repl, low)
 
 
+def _digits_for_korean(low: str) -> str:
+    """ "서른 번" -> "30 번", "열 에폭" -> "10에폭", "다섯 종류" -> "5  종류": Korean native numbers
+    before a counter become digits of the same width (a following space is taken when needed)."""
+
+    def repl(m: re.Match[str]) -> str:
+        tens, units = m.group("tens"), m.group("units")
+        if not tens and not units:
+            return m.group(0)
+        digits = str(lx.KO_TENS.get(tens or "", 0) + lx.KO_UNITS.get(units or "", 0))
+        width = len(m.group(0))
+        return digits + " " * (width - len(digits)) if len(digits) <= width else m.group(0)
+
+    return lx.KO_NUMBER_RE.sub(repl, low) if lx.HANGUL_RE.search(low) else low
+
+
 class _Text:
     """The normalised text (`orig`, case kept) and its lower-case working copy (`low`), same width."""
 
     def __init__(self, text: str) -> None:
         self.orig = normalise(text)
-        self.low = _digits_for_words(_lower_same_width(self.orig))
+        self.low = _digits_for_korean(_digits_for_words(_lower_same_width(self.orig)))
 
     def mask(self, start: int, end: int) -> None:
         if end > start:

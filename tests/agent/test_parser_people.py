@@ -83,6 +83,12 @@ def test_image_size_shorthands(text: str, size: int) -> None:
     assert p(text)["image_size"] == size
 
 
+@pytest.mark.parametrize("text", ["한 번 더", "네 좋아요", "16 batches per epoch", "40x epochs"])
+def test_korean_words_that_look_like_numbers_set_nothing(text: str) -> None:
+    out = extract_slots(text)
+    assert not {"epochs", "batch_size", "dataset"} & set(out), out
+
+
 @pytest.mark.parametrize("text", ["이미지 300장으로 분류", "image 50 per class", "img 12 epochs", "이미지 40개"])
 def test_counts_of_images_are_no_size(text: str) -> None:
     assert p(text)["image_size"] is None
@@ -96,6 +102,13 @@ def test_counts_of_images_are_no_size(text: str) -> None:
         ("ep40 resnet18", "epochs", 40),
         ("process it in batches of 10", "batch_size", 10),
         ("lr5e-4", "learning_rate", 0.0005),
+        ("16 batch", "batch_size", 16),
+        ("한 번에 12장씩 넣어줘", "batch_size", 12),
+        ("3 passes over the data", "epochs", 3),
+        ("go through the data 25 times", "epochs", 25),
+        ("에폭을 서른 번", "epochs", 30),
+        ("에폭 스무번 돌려", "epochs", 20),
+        ("열 에폭만", "epochs", 10),
     ],
 )
 def test_glued_and_plural_shorthands(text: str, slot: str, value: float) -> None:
