@@ -85,9 +85,9 @@ class Dialogue(ConfirmStep):
             "dataset": self.t("ask_dataset"),
             "fix_compat": self.t("ask_dataset"),
             "task": self.t("ask_dataset") if not self.intent.get("dataset") else self.task_question_short(),
-            "model": "model?" if self.lang == "en" else "모델?",
-            "epochs": "epochs?" if self.lang == "en" else "에폭?",
-            "init_weights": "which weights?" if self.lang == "en" else "어떤 가중치?",
+            "model": "Which model?" if self.lang == "en" else "어떤 모델을 쓸까요?",
+            "epochs": "How many epochs?" if self.lang == "en" else "몇 에폭 학습할까요?",
+            "init_weights": "Which of your weights?" if self.lang == "en" else "어떤 가중치로 시작할까요?",
         }.get(self.s.pending or "", self.t("help_short"))
 
     def task_question_short(self) -> str:
