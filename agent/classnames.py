@@ -182,14 +182,21 @@ def _parse_backward_spaced(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
     while j >= 0 and len(items) < 8:
         tok = toks[j]
         it = _item(tok, strip_connector=False)
-        if tok.text in _KO_NUMERALS:
-            return []  # "귤 세 가지 분류": a count, not a list
+        if tok.text in _KO_NUMERALS or tok.text in ("안", "못", "잘", "다", "더"):
+            return []  # "귤 세 가지 분류": a count; "안 쓴 사람": a clause, not a list
+        if _strip_ko_connector(tok.text) != tok.text and _item(tok, strip_connector=True) is not None:
+            return []  # "헬멧 쓴 사람이랑 …": a connector list is the other reader's, read whole or not at all
         if it is None or not re.fullmatch(r"[가-힣]{1,4}", tok.text) or tok.text.endswith(("을", "를", "은", "는")):
             break
         items.append((it[0], it[1]))
         j -= 1
+    before = toks[j].text if j >= 0 else ""
     opens_clause = (
-        j < 0 or toks[j].text in lx.SENTENCE_PUNCT or toks[j].text in (",", ":") or toks[j].text[0] == lx.MASK
+        j < 0
+        or before in lx.SENTENCE_PUNCT
+        or before in (",", ":")
+        or before[0] == lx.MASK
+        or (is_korean(before) and before.endswith(("으로", "로")))  # "레즈넷50으로 고양이 개 분류"
     )
     if len(items) < 2 or not opens_clause:
         return []

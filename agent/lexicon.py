@@ -408,6 +408,11 @@ ADVANCED_NUMERIC = [
     ("label_smoothing", [kv(LS_KEY)]),
 ]
 
+# A setting named right before a word ("학습률은 기본으로", "batch size normal"): the word is that setting's value.
+SETTING_BEFORE_RE = re.compile(
+    rf"(?:{LR_KEY}|{BATCH_KEY}|{EPOCH_KEY}|{IMGSZ_KEY}|optimi[sz]er|옵티마이저|스케줄러|scheduler)"
+    r"\s*(?:은|는|을|를|도|이|가|[:=]|is|at|to)?\s*$"
+)
 CORE_KV = [
     ("batch_size", kv(BATCH_KEY)),
     ("learning_rate", kv(LR_KEY)),

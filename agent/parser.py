@@ -330,6 +330,8 @@ def _find_preset(t: _Text) -> str | None:
         return {"상": "advanced", "중": "medium", "하": "easy"}[m0.group("v")]
     plain: str | None = None
     for m in lx.PRESET_RE.finditer(t.low):
+        if lx.SETTING_BEFORE_RE.search(t.low, 0, m.start()):
+            continue  # "학습률은 기본으로", "epochs: normal": that setting's default, not a difficulty
         group = m.lastgroup or ""
         level = group.rstrip("2")
         in_context = bool(

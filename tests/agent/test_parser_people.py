@@ -314,6 +314,7 @@ def test_questions_about_jobs_give_no_task(text: str) -> None:
         ("고양이 개 분류", ["고양이", "개"]),
         ("강아지 고양이 토끼 분류해줘", ["강아지", "고양이", "토끼"]),
         ("정상 불량 구분", ["정상", "불량"]),
+        ("resnet 50으로 고양이 강아지 분류 ㄱㄱ", ["고양이", "강아지"]),
         ("사과랑 배랑 포도 분류", ["사과", "배", "포도"]),
         ("사과와 배, 그리고 포도를 분류", ["사과", "배", "포도"]),
         ("헬멧, 조끼 그리고 장갑 탐지", ["헬멧", "조끼", "장갑"]),
@@ -358,6 +359,7 @@ def test_a_class_named_like_a_task_does_not_change_the_task(text: str, task: str
 @pytest.mark.parametrize(
     "text",
     [
+        "헬멧 쓴 사람이랑 안 쓴 사람 구분",
         "is it done or not?",
         "separate images from the dataset",
         "사과 세 가지 분류",
@@ -395,3 +397,13 @@ def test_known_names_never_take_ordinary_words_or_parts_of_words() -> None:
     assert "dataset" not in extract_slots("a petshop classifier", datasets=names)
     assert find_named_dataset("PETS로 학습", names) == "pets"
     assert find_named_dataset("nothing here", []) is None
+
+
+@pytest.mark.parametrize("text", ["배치는 알아서 해주시고 학습률은 기본으로", "에폭은 보통으로", "batch size: normal"])
+def test_a_settings_default_is_no_difficulty(text: str) -> None:
+    assert "preset" not in extract_slots(text)
+
+
+@pytest.mark.parametrize(("text", "preset"), [("기본 설정으로 학습", "easy"), ("전문가용으로 세팅", "advanced")])
+def test_difficulty_words_still_read(text: str, preset: str) -> None:
+    assert p(text)["preset"] == preset
