@@ -209,18 +209,20 @@ def find_classes(t: _ParsedText) -> list[str]:
     without case-insensitive duplicates; [] when it names none."""
     toks = [_Tok(m.group(0), m.start(), m.end()) for m in lx.TOKEN_RE.finditer(t.low)]
     found: list[list[tuple[int, int]]] = []
+    declared: list[list[tuple[int, int]]] = []  # after "classes:" / "클래스는": the user's own list
     n = len(toks)
     for k, tok in enumerate(toks):
         w = tok.text
         prev = toks[k - 1].text if k else ""
         triggered = _triggered_list(toks, k)
         if triggered is not None:
-            found.append(triggered)
+            (declared if w in lx.CLASS_LIST_HEADS and triggered else found).append(triggered)
         if (k == 0 or prev in lx.SENTENCE_PUNCT or prev == ":") and w not in lx.SENTENCE_PUNCT:
             items = _parse_forward(toks, k)
             if len(items) >= 2 and (k + 1 < n):
                 found.append(items)
-    return _unique_names(t, found)
+    # "detect defects on PCBs. Classes: short, open, spur": the declared list is the list
+    return _unique_names(t, declared or found)
 
 
 def _two(items: list[tuple[int, int]]) -> list[tuple[int, int]] | None:

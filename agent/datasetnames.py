@@ -150,6 +150,8 @@ def _ds_span_prep(t: _ParsedText) -> tuple[int, int] | None:
         rest = t.low[m.end("ds") :]
         if _list_follows(rest):  # "on cats and dogs": a class list
             continue
+        if re.search(r"pre[\s-]?trained\s*$", t.low[max(0, m.start() - 16) : m.start()]):
+            continue  # "resnet34 pretrained on imagenet": where the weights come from, not the data
         if lx.DS_FOLLOWED_BY_NOUN_RE.match(rest) and not _is_idlike(tok):
             continue
         nxt = re.match(r"\s+([a-z][\w\-]*)", rest)

@@ -132,6 +132,7 @@ def test_glued_and_plural_shorthands(text: str, slot: str, value: float) -> None
         ("with batch 8 and lr 0.01 on pets", "pets"),
         ("use my_flowers data for vit base", "my_flowers"),
         ("the PARTS data with yolo11n", "PARTS"),
+        ("resnet34 pretrained on imagenet, fine-tune on pets-v3", "pets-v3"),
     ],
 )
 def test_dataset_positions(text: str, dataset: str) -> None:
@@ -275,6 +276,7 @@ def test_spoken_forms_of_name_parts() -> None:
         ("count cars in the parking lot camera feed", "object_detection"),
         ("사진에서 불량을 찾아줘", "object_detection"),
         ("자동차, 트럭, 버스를 찾는 모델을 욜로로 학습", "object_detection"),
+        ("train something to recognise my 3 cats (tom, kitty, leo) from photos", "image_classification"),
         ("I need outlines of each car", "instance_segmentation"),
         ("trace the contour of every organ", "instance_segmentation"),
         ("건물 외곽선을 따는 모델", "instance_segmentation"),
@@ -331,6 +333,8 @@ def test_questions_about_jobs_give_no_task(text: str) -> None:
         ("a model to tell good welds from bad welds, resnet34", ["good welds", "bad welds"]),
         ("is this a wolf or a husky? resnet18 please", ["wolf", "husky"]),
         ("are they cats, dogs or birds?", ["cats", "dogs", "birds"]),
+        ("gimme a quick resnet18 cats n dogs classifier", ["cats", "dogs"]),
+        ("I want to detect defects on PCBs. Classes: short, open, spur. Use yolo11s", ["short", "open", "spur"]),
         ("is it fresh or rotten? resnet18 please", ["fresh", "rotten"]),
         ("categories hot warm cold, deit small", ["hot", "warm", "cold"]),
         ("resnet34 for sedan, suv and truck", ["sedan", "suv", "truck"]),
