@@ -78,9 +78,13 @@ def _sino(n: int) -> str:
 
 
 def _digit_forms(digits: str) -> set[str]:
+    """ "50" -> 50, 오십, 피프티, 오공; "101" -> 101, 백일, 일공일, 일영일, 원오원."""
     forms = {digits, *_rules()["digits_en_ko"].get(digits, [])}
     if int(digits) < 1000:
         forms.add(_sino(int(digits)))
+    if len(digits) > 1:  # read digit by digit, zero as 공 or 영
+        for zero in ("공", "영"):
+            forms.add("".join(zero if d == "0" else _SINO[int(d)] for d in digits))
     return forms
 
 
@@ -184,9 +188,13 @@ def alias_table() -> tuple[_Family, ...]:
     return tuple(families)
 
 
+_SPOKEN_LATIN = re.compile(r"(?<![a-z])(?:version|ver)(?![a-z])")
+
+
 def find_aliases(low: str) -> list[AliasHit]:
-    """Catalog models said with some Hangul in `low` (normalised, lower case), longest reading first."""
-    if not _HANGUL.search(low):
+    """Catalog models said with some Hangul in `low` (normalised, lower case), or with a spoken word
+    the written-name readers do not know ("yolo version 11 medium"), longest reading first."""
+    if not _HANGUL.search(low) and not _SPOKEN_LATIN.search(low):
         return []
     hits: list[AliasHit] = []
     for fam in alias_table():
@@ -203,7 +211,8 @@ def find_aliases(low: str) -> list[AliasHit]:
                     model = longer[0] if len(longer) == 1 else None
                 if model is not None:
                     end = parts[n - 1].end()
-                    if _HANGUL.search(low[m.start() : end]):
+                    said = low[m.start() : end]
+                    if _HANGUL.search(said) or _SPOKEN_LATIN.search(said):
                         hits.append(AliasHit(m.start(), end, model))
                     break
     hits.sort(key=lambda h: (h.start, -h.end))

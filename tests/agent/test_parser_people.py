@@ -214,6 +214,8 @@ def test_reduce_on_plateau_is_still_a_scheduler() -> None:
         ("yolov8 엔", "yolov8n"),
         ("딧 스몰", "deit_small_patch16_224"),
         ("레즈넷 백일로 분류", "resnet101"),
+        ("레즈넷 일공일", "resnet101"),
+        ("yolo version 11 medium", "yolo11m"),
     ],
 )
 def test_spoken_model_names(text: str, model: str) -> None:
@@ -252,7 +254,7 @@ def test_spoken_forms_of_name_parts() -> None:
     assert {"비투", "비 투", "비이", "b2"} <= spoken_forms("b2")
     assert {"8", "브이8", "브이 에잇", "팔"} <= spoken_forms("8")
     assert {"일레븐", "십일", "11"} <= spoken_forms("11")
-    assert {"오십", "피프티"} <= spoken_forms("50")
+    assert {"오십", "피프티", "오공"} <= spoken_forms("50")
     assert {"스몰", "small", "s"} <= spoken_forms("s")
     assert canonical_part("small") == "s" and canonical_part("v8") == "8" and canonical_part("b2") == "b2"
 
