@@ -438,7 +438,7 @@ T: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ LLM
     "llm_fallback": {
         "en": "(Note: the language model could not answer — {why} — so I used the built-in rules.)",
-        "ko": "(참고: 언어 모델이 응답하지 못해서({why}) 기본 규칙으로 답했습니다.)",
+        "ko": "(참고: 언어 모델이 응답하지 못해서(`{why}`) 기본 규칙으로 답했습니다.)",
     },
 }
 

@@ -149,7 +149,7 @@ _PLURALS = {
     "times": "time", "minutes": "minute", "seconds": "second", "parameters": "parameter",
     "instances": "instance", "batches": "batch", "items": "item", "checkpoints": "checkpoint",
 }  # fmt: skip
-_ONE_PLURAL = re.compile(r"(?<![\w.,-])1 (" + "|".join(_PLURALS) + r")\b")
+_ONE_PLURAL = re.compile(r"(?<![\w.,/-])1 (" + "|".join(_PLURALS) + r")\b")
 
 
 def singular_ones(text: str) -> str:

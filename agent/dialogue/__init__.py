@@ -1,7 +1,8 @@
 """The deterministic brain: a state machine over a persisted chat session.
 
 Modules: `machine` (the slot-filling state machine, `Dialogue` and `respond`), `commands` (the
-command handlers tried first in every state), `base` (`Turn`, yes / no, the helpers both use),
+command handlers tried first in every state), `confirm` (the summary, the answer to it, the
+launch), `answers` (yes / no / not yet in natural words), `base` (`Turn`, the helpers all use),
 `patterns` (the words and regular expressions). See `docs/architecture.md`.
 
 States (``ChatSession.state``)::
@@ -15,8 +16,10 @@ States (``ChatSession.state``)::
 
 One turn (`respond`):
 
-1. yes / no while confirming (예/네/응/좋아/시작/yes/y/ok/go vs 아니/no/cancel/취소); "cancel" while
-   collecting drops the request;
+1. yes / no / not yet while confirming, in natural words ("응 해줘", "좋아 시작해", "go ahead";
+   "아니", "don't start"; "잠깐만", "not yet": nothing launched, still confirming), unless the
+   message carries slots ("yes but with 2 epochs" is a correction, confirmed again); "cancel"
+   while collecting drops the request;
 2. questions and commands, in any state: help, "what models can I use?", "what datasets do I
    have?", "can I train detection on digits?", "test it on this image", "show metrics",
    "how is it going?", "stop it", "resume job 15" (a reminder of the pending question follows);
@@ -39,7 +42,7 @@ jobs of the same kind on this machine, else scaled from other jobs or a calibrat
 what it is based on, in the summary (``estimate``) and the reply.
 """
 
-from agent.dialogue.base import STATES, Turn, intent_dict, is_no, is_yes
+from agent.dialogue.base import STATES, Turn, intent_dict, is_no, is_wait, is_yes
 from agent.dialogue.machine import Dialogue, respond
 from agent.dialogue.patterns import FORMAT_NAMES, export_format
 
@@ -51,6 +54,7 @@ __all__ = [
     "export_format",
     "intent_dict",
     "is_no",
+    "is_wait",
     "is_yes",
     "respond",
 ]
