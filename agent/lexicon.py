@@ -216,7 +216,7 @@ TASK_RES = [
         "pose_estimation",
         re.compile(
             rf"{_B}(?:pose|poses|keypoints?|key\s*points?|skeletons?|landmarks?|joints?|body\s*parts?){_E}"
-            r"|포즈|자세|키\s*포인트|관절|스켈레톤|뼈대|랜드마크"
+            r"|포즈|자세|키\s*포인트|관절|스켈레톤|뼈대|랜드마크|주요\s*(?:지점|부위|점)|특징점"
         ),
     ),
     (
@@ -225,6 +225,7 @@ TASK_RES = [
             rf"{_B}(?:segment\w*|seg|masks?|instance|outlin\w*|contours?|silhouettes?|pixel[\s-]*(?:level|wise|accurate)"
             rf"|per[\s-]*pixel|cut[\s-]*outs?){_E}"
             r"|세그멘테이션|세그먼테이션|세그|분할|마스크|인스턴스|윤곽|외곽선|테두리|픽셀\s*단위|누끼"
+            r"|모양\s*(?:대로|그대로|을\s*따|을\s*따라)"
         ),
     ),
     (
@@ -233,7 +234,7 @@ TASK_RES = [
             rf"{_B}(?:detect\w*|bounding\s*box(?:es)?|bbox(?:es)?|boxes|locali[sz]ation|locat(?:e|es|ing)"
             rf"|(?:find|show|mark|tell\s+(?:me\s+|us\s+)?|know|see|where)\s+where"
             rf"|where\s+(?:(?:is|are)\s+)?(?:each|every|all)\s+\w+(?:\s+\w+)?\s+(?:is|are|in|on|sits?|appears?)"
-            rf"|where\s+(?:is|are)\s+(?:each|every|all)|box(?:es)?\s+around|draw\w*\s+box\w*|spot(?:s|ting)?"
+            rf"|where\s+(?:is|are)\s+(?:each|every|all)|box(?:es)?\s+(?:around|on|over)|draw\w*\s+box\w*|spot(?:s|ting)?"
             rf"|(?:find|finding|finds|count|counting|counts|pick\s+out)\s+(?:[\w-]+\s+){{1,4}}?(?:in|on|within|across)\s+"
             rf"(?:[\w-]+\s+){{0,3}}?(?:images?|photos?|pictures?|pics|footage|videos?|frames?|scans?|shots?|slides?"
             rf"|feeds?|cameras?|clips?)){_E}"
@@ -257,10 +258,18 @@ TASK_RES = [
             rf"|tell\s+(?:\w+\s+){{0,2}}apart|(?:sort|separate|group|bucket)\w*\s+(?:\w+\s+){{0,6}}?into"
             rf"|label\s+(?:each|every)\s+(?:image|photo|picture)"
             rf"|(?:each|every)\s+(?:image|photo|picture|pic|x-?ray|scan)\s+(?:shows|is|belongs)"
-            rf"|recogni[sz](?:e|es|ed|ing)|identify\s+(?:which|the\s+(?:species|breed|type|kind|class))){_E}"
+            rf"|recogni[sz](?:e|es|ed|ing)|identify\s+(?:which|the\s+(?:species|breed|type|kind|class))"
+            rf"|what\s+(?:kind|type|sort|breed|species|variety|class|category)\s+of\s+"
+            rf"(?!(?:gpus?|models?|data|datasets?|jobs?|optimi[sz]ers?|schedulers?|machines?|hardware|devices?|errors?"
+            rf"|files?|settings?|weights?)\s)[\w-]+\s+(?:is|are)\s+"
+            rf"(?:in|on|this|that|it|each|shown)"
+            rf"|(?:predict|guess|assign|determine|tell)\w*\s+(?:me\s+)?(?:the\s+)?(?:category|class|label|type|kind|species"
+            rf"|breed)\s+of){_E}"
             r"|분류|클래시피케이션|클래시파이|판별|구분|구별|가려내|골라내|맞히|알아맞|맞추는\s*(?:모델|거)"
             r"|\d+\s*(?:가지|개)?\s*(?:종류|클래스|품종|카테고리)\s*(?:\S+\s*)?(?:중|가운데)"
             r"|어떤\s*(?:건지|것인지|거인지|종류|품종|클래스)|무슨\s*(?:종류|품종)|인지\s*(?:아닌지|\S+인지)"
+            r"|(?:무슨|어느|어떤)\s+(?!모델|데이터|설정|작업|잡|에폭|파라미터|옵션|방법|프리셋|난이도|gpu|결과)\S+?\s*"
+            r"(?:인지|에\s*속하|에\s*해당)"
         ),
     ),
 ]

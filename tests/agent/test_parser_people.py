@@ -279,6 +279,13 @@ def test_spoken_forms_of_name_parts() -> None:
         ("사진에서 불량을 찾아줘", "object_detection"),
         ("자동차, 트럭, 버스를 찾는 모델을 욜로로 학습", "object_detection"),
         ("train something to recognise my 3 cats (tom, kitty, leo) from photos", "image_classification"),
+        ("사진을 보고 무슨 새인지 알려주는 모델", "image_classification"),
+        ("이 사진이 어느 품종에 속하는지 판단", "image_classification"),
+        ("what breed of cat is in the photo", "image_classification"),
+        ("predict the category of each product photo", "image_classification"),
+        ("사람 몸의 주요 지점 좌표를 찾는 모델", "pose_estimation"),
+        ("객체 모양대로 따내는 모델", "instance_segmentation"),
+        ("put a box on every forklift", "object_detection"),
         ("I need outlines of each car", "instance_segmentation"),
         ("trace the contour of every organ", "instance_segmentation"),
         ("건물 외곽선을 따는 모델", "instance_segmentation"),
@@ -302,6 +309,9 @@ def test_task_from_a_description(text: str, task: str) -> None:
         "what kind of models can I train?",
         "split the data into train and val",
         "find the best learning rate",
+        "what type of gpu is this",
+        "어떤 모델인지 알려줘",
+        "어느 데이터인지 모르겠어",
     ],
 )
 def test_questions_about_jobs_give_no_task(text: str) -> None:
