@@ -9,10 +9,14 @@ DATA_DIR ?= ./data
 
 .PHONY: setup run test test-fast lint typecheck pytest browser clean
 
+## llama-cpp-python (the `llm` extra) compiles llama.cpp: portable CPU code (the native build of a
+## build machine crashed elsewhere; no AVX-512/AMX, no OpenMP). pip caches the wheel: ~8 min once.
+$(STAMP): export CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+	-DGGML_AMX_BF16=OFF -DGGML_OPENMP=OFF
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,train]'
+	$(PY) -m pip install -q -e '.[dev,train,llm]'
 	touch $(STAMP)
 
 setup: $(STAMP)
