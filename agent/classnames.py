@@ -55,9 +55,12 @@ def _strip_ko_connector(word: str) -> str:
     return word
 
 
-def _item(tok: _Tok, strip_connector: bool, allow_task: bool = False) -> tuple[int, int, bool] | None:
+def _item(
+    tok: _Tok, strip_connector: bool, allow_task: bool = False, in_list: bool = False
+) -> tuple[int, int, bool] | None:
     """(start, end, ends_with_connector) of a class-name token, or None if it cannot be one
-    (`allow_task`: inside a written list a task word is a class, "헬멧/마스크/장갑")."""
+    (`allow_task`: inside a written list a task word is a class, "헬멧/마스크/장갑"; `in_list`: so is
+    an adjective such as good/bad/normal, "two classes, good and bad")."""
     text = tok.text
     if not text or text[0] == lx.MASK or not (text[0].isalpha()):
         return None
@@ -76,10 +79,11 @@ def _item(tok: _Tok, strip_connector: bool, allow_task: bool = False) -> tuple[i
             return None
         if re.sub(r"(?:으로|로|에서|에|의)$", "", text) in lx.CLASS_STOP:  # "박스로", "데이터로", "사진에서"
             return None
+    listed_ok = (allow_task or in_list) and text in lx.CLASS_OK_IN_LIST
     if _task_word(text):
         if not allow_task:
             return None
-    elif text in lx.CLASS_STOP or text in lx.SORT_VERBS or text in lx.FORWARD_TRIGGERS_MULTI:
+    elif (text in lx.CLASS_STOP and not listed_ok) or text in lx.SORT_VERBS or text in lx.FORWARD_TRIGGERS_MULTI:
         return None
     if text in lx.FORWARD_TRIGGERS_SINGLE or re.search(r"\d", text) or len(text) > 30:
         return None
@@ -92,11 +96,11 @@ def _parse_forward(toks: list[_Tok], i: int, spaced: bool = False) -> list[tuple
     items: list[tuple[int, int]] = []
     n = len(toks)
     while i < n:
-        it = _item(toks[i], strip_connector=True)
+        it = _item(toks[i], strip_connector=True, in_list=spaced)
         if it is None:
             break
         start, end, conn = it
-        if conn and (i + 1 >= n or _item(toks[i + 1], strip_connector=True) is None):
+        if conn and (i + 1 >= n or _item(toks[i + 1], strip_connector=True, in_list=spaced) is None):
             # "빨강/초록/파랑,": a connector needs an item after it; this 랑 belongs to the word
             plain = _item(toks[i], strip_connector=False)
             if plain is None:
@@ -207,7 +211,7 @@ def _parse_backward_spaced(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
 def find_classes(t: _ParsedText) -> list[str]:
     """The class names the text lists (a trigger phrase, a list opening a sentence, "a/b"), in order,
     without case-insensitive duplicates; [] when it names none."""
-    toks = [_Tok(m.group(0), m.start(), m.end()) for m in lx.TOKEN_RE.finditer(t.low)]
+    toks = _tokens(t.low)
     found: list[list[tuple[int, int]]] = []
     declared: list[list[tuple[int, int]]] = []  # after "classes:" / "클래스는": the user's own list
     n = len(toks)
@@ -223,6 +227,21 @@ def find_classes(t: _ParsedText) -> list[str]:
                 found.append(items)
     # "detect defects on PCBs. Classes: short, open, spur": the declared list is the list
     return _unique_names(t, declared or found)
+
+
+def _tokens(low: str) -> list[_Tok]:
+    """The words and marks of `low`; quotes and brackets dropped ('"cat", "dog"', "[person, car]"),
+    "vs" and a following "." joined."""
+    toks: list[_Tok] = []
+    for m in lx.TOKEN_RE.finditer(low):
+        text = m.group(0)
+        if text in ('"', "'", "`", "[", "]", "{", "}"):
+            continue
+        if text == "." and toks and toks[-1].text == "vs" and toks[-1].end == m.start():
+            toks[-1] = _Tok("vs.", toks[-1].start, m.end())
+            continue
+        toks.append(_Tok(text, m.start(), m.end()))
+    return toks
 
 
 def _two(items: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
@@ -268,7 +287,7 @@ def _head_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
     prev = toks[k - 1].text if k else ""
     nxt = toks[k + 1].text if k + 1 < n else ""
     if w in lx.CLASS_LIST_HEADS:
-        if nxt in (":", "=", "are", "is", "은", "는", "include") or w.endswith((":", "는", "은")):
+        if nxt in (":", "=", "are", "is", "은", "는", "include", ",", "-", "—") or w.endswith((":", "는", "은")):
             start = k + 1 if w.endswith((":", "는", "은")) else k + 2
             if start < n and toks[start].text == ":":  # "classes are: a, b"
                 start += 1
@@ -276,7 +295,8 @@ def _head_list(toks: list[_Tok], k: int) -> list[tuple[int, int]] | None:
         if prev not in ("of", "the", "these", "those"):
             return _two(_parse_forward(toks, k + 1, spaced=True))  # "classes sunny cloudy rainy"
         return None
-    if w == "into" and any(t.text in lx.SORT_VERBS for t in toks[max(0, k - 8) : k]):
+    sorting = (lx.SORT_VERBS | lx.FORWARD_TRIGGERS_MULTI) - {"between"}
+    if w == "into" and any(t.text in sorting for t in toks[max(0, k - 8) : k]):
         if any(toks[i].text in ("train", "val", "test") for i in range(k + 1, min(n, k + 4))):
             return None  # "split into train and val"
         return _two(_parse_forward(toks, k + 1))  # "sort the photos into croissant, bagel and muffin"
@@ -301,7 +321,7 @@ def _either_or(toks: list[_Tok], i: int) -> list[tuple[int, int]] | None:
     while i < n:
         if toks[i].text in _ARTICLES:
             i += 1
-        it = _item(toks[i], strip_connector=False) if i < n else None
+        it = _item(toks[i], strip_connector=False, in_list=True) if i < n else None
         if it is None:
             break
         items.append((it[0], it[1]))

@@ -79,6 +79,12 @@ def find_quoted_dataset(t: _ParsedText) -> str | None:
             continue
         after = t.low[m.end() : m.end() + 14]
         before = t.low[max(0, m.start() - 24) : m.start()]
+        if re.match(r"\s*(?:,|/|&|and\b|or\b|vs\.?)\s*[\"'`]", after) or re.search(
+            r"[\"'`]\s*(?:,|/|&|and|or)\s*$", before
+        ):
+            continue  # '"cat", "dog" and "horse"': a quoted class list
+        if lx.CLASS_HEAD_BEFORE_RE.search(before):
+            continue  # 'classes: "cat"'
         near_word = re.search(lx.DATASET_WORD + r"|data|데이터", after + " " + before)
         if near_word or len(inner.split()) <= 3:
             t.mask(m.start(), m.end())

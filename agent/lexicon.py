@@ -596,6 +596,8 @@ HYPHEN_STOP = re.compile(
 # --------------------------------------------------------------------------- class names
 
 CLASS_STOP: frozenset[str] = words_file("class_stop.txt")
+# Stop words that are class names inside a written list ("two classes, good and bad", "ok/ng")
+CLASS_OK_IN_LIST: frozenset[str] = _words("class_ok_in_list")
 CLASS_STOP_PREFIX_KO: tuple[str, ...] = _tuple("class_stop_prefix_ko")
 KO_OBJECT_PARTICLES: tuple[str, ...] = _tuple("ko_object_particles")
 # Nouns whose last syllable is 이, so "고양이랑" is 고양이 + 랑 (not 고양 + 이랑).
