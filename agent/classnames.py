@@ -44,6 +44,9 @@ def _strip_ko_connector(word: str) -> str:
     """ "고양이랑" -> "고양이", "책이랑" -> "책", "사람과" -> "사람", "개와" -> "개", "개하고" -> "개"."""
     if word.endswith("이랑") and len(word) > 2 and _has_batchim(word[-3]) and word[:-1] not in lx.KO_NOUNS_ENDING_I:
         return word[:-2]
+    for alt in ("인지", "이냐"):  # "정상인지 불량인지", "양품이냐 불량이냐": alternatives
+        if word.endswith(alt) and len(word) > len(alt):
+            return word[: -len(alt)]
     for c in ("랑", "하고", "와", "과"):
         if word.endswith(c) and len(word) > len(c):
             core = word[: -len(c)]
@@ -71,9 +74,9 @@ def _item(
             if core != text:
                 text, end, conn = core, end - (len(text) - len(core)), True
         if not conn:
-            for p in ("을", "를"):
-                if text.endswith(p) and len(text) > 1:
-                    text, end = text[:-1], end - 1
+            for p in ("을", "를", "인지", "이냐"):
+                if text.endswith(p) and len(text) > len(p):
+                    text, end = text[: -len(p)], end - len(p)
                     break
         if text.startswith(lx.CLASS_STOP_PREFIX_KO) or text.startswith(lx.KO_BACKWARD_MULTI + lx.KO_BACKWARD_SINGLE):
             return None
@@ -138,6 +141,8 @@ def _parse_backward(toks: list[_Tok], k: int) -> list[tuple[int, int]]:
     """Items ending right before toks[k]."""
     while k > 1 and is_korean(toks[k - 1].text) and toks[k - 1].text.endswith(lx.KO_ADNOMINAL_ENDS):
         k -= 1  # "자전거를 찾는 탐지": the modifier between the list and its trigger
+    if k > 2 and toks[k - 2].text in ("같은", "등의", "등", "따위의"):
+        k -= 2  # "스크래치, 찍힘 같은 불량 검출": 불량 is what the listed classes are
     if k <= 0:
         return []
     last = _item(toks[k - 1], strip_connector=False)
