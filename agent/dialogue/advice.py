@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agent import replies as R
+from agent import wording as W
 from agent.dialogue import question_texts as Q
 from agent.dialogue.base import Turn
 from agent.toolkit import dataset_info, list_visible_datasets
@@ -92,7 +93,10 @@ def dataset_fit(d: CommandHandlers, name: str | None) -> Turn:
     can = [t for t in catalog.TASK_PREFERENCE if (tasks.get(t) or {}).get("status") in ("native", "convertible")]
     names = ", ".join(ds["class_names"][:8]) + (" …" if ds["class_count"] > 8 else "")
     if not can:
+        statuses = {t: (tasks.get(t) or {}).get("status") for t in tasks}
         reason = str((tasks.get("image_classification") or {}).get("reason") or "-")
+        if lang == "ko":
+            reason = W.compat_reason_ko(ds["name"], statuses, "image_classification", "incompatible", None)
         return Turn(
             Q.say(lang, "fit_none", dataset=ds["name"], reason=reason),
             summary={"compatibility": comp},
@@ -105,8 +109,8 @@ def dataset_fit(d: CommandHandlers, name: str | None) -> Turn:
         line = Q.say(
             lang, "fit_task", task=d.task(t), status=Q.say(lang, f"status_{info['status']}"), models=_models_for(t)
         )
-        if info["status"] == "convertible" and info.get("reason"):
-            line += Q.say(lang, "fit_conversion", reason=info["reason"])
+        if info["status"] == "convertible" and info.get("conversion"):
+            line += Q.say(lang, "fit_conversion", reason=W.conversion_label(info["conversion"], lang))
         lines.append(line)
     no = [d.task(t) for t in catalog.TASK_PREFERENCE if t not in can]
     if no:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent import replies as R
+from agent import wording as W
 
 Q: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ upload
@@ -177,6 +178,10 @@ Q: dict[str, dict[str, str]] = {
         "en": 'Which job should I delete? Name it, e.g. "delete job {job_id}".',
         "ko": '어떤 작업을 삭제할까요? "{job_id}번 작업 삭제"처럼 번호를 알려 주세요.',
     },
+    "delete_other": {
+        "en": "Here I delete training jobs only; delete datasets, images and weights on the page: {page}",
+        "ko": "여기서는 학습 작업만 삭제합니다. 데이터셋, 이미지, 가중치는 페이지에서 삭제하세요: {page}",
+    },
     "delete_which_none": {
         "en": "You have no jobs to delete.",
         "ko": "삭제할 작업이 없습니다.",
@@ -282,8 +287,32 @@ Q: dict[str, dict[str, str]] = {
 
 
 def say(lang: str | None, key: str, **values: Any) -> str:
-    """The template `key` in `lang` ("ko" or English), formatted with `values`."""
-    return Q[key][R.lang_of(lang)].format(**values)
+    """The template `key` in `lang` ("ko" or English), formatted with `values` and polished like
+    every reply (`agent.replies.polish`: Korean particles, English singulars)."""
+    return R.polish(Q[key][R.lang_of(lang)].format(**values), lang)
+
+
+SETTING_WORDS: dict[str, tuple[str, str]] = {
+    "weights": ("starting weights", "시작 가중치"),
+    "init_from": ("started from", "시작점"),
+    "seed": ("seed", "시드"),
+    "val_fraction": ("validation share", "검증 비율"),
+}
+"""Labels of the comparison's own setting keys (the rest are `agent.wording.setting_label`'s)."""
+
+
+def setting(key: str, lang: str | None) -> str:
+    """A setting's name as the page says it, in `lang`."""
+    pair = SETTING_WORDS.get(key)
+    if pair is not None:
+        return pair[1] if R.lang_of(lang) == "ko" else pair[0]
+    return W.setting_label(key, R.lang_of(lang))
+
+
+def settings_change(key: str, values: list[Any], lang: str | None) -> str:
+    """ "learning rate 0.001 / 0.01": one setting's value per job (or before / after)."""
+    shown = [W.setting_value(key, v, R.lang_of(lang)) if v is not None else "-" for v in values]
+    return f"{setting(key, lang)} " + " / ".join(shown)
 
 
 def epochs_text(n: int, lang: str | None) -> str:

@@ -34,6 +34,7 @@ from tools import jobs
 from tools.errors import InvalidInputError, NotFoundError
 from tools.jobs.compare import MAX_COMPARED, JobFacts, best_jobs, compare_jobs, latest_job_ids
 from tools.jobs.rerun import rerun_intent
+from tools.upload_guide import upload_guide
 
 if TYPE_CHECKING:
     from agent.dialogue.commands import CommandHandlers
@@ -45,11 +46,15 @@ UPLOAD = re.compile(
     r"\b(?:upload|import|bring|add|load|put)\b.{0,40}\b(?:data|datasets?|images?|pictures?|photos?|files?|zip|"
     r"coco|yolo|labels?|annotations?)\b|\bmy own data\b|\bown (?:data|dataset|images)\b"
     r"|\b(?:data|dataset|zip|upload)\s+(?:format|layout)s?\b|\bwhat formats?\b"
-    r"|(?:데이터|데이터셋|이미지|사진|파일|라벨|zip|압축).{0,12}(?:업로드|올리|올려|올릴|가져오|넣)"
-    r"|(?:업로드|올리는|올릴).{0,8}(?:방법|어떻게|형식|포맷)|내 데이터|제 데이터|데이터\s*형식|어떤 형식"
+    r"|(?:데이터|데이터셋|이미지|사진|파일|라벨|zip|압축|coco|yolo|imagefolder|dice|형식|포맷).{0,12}"
+    r"(?:업로드|올리|올려|올릴|가져오|넣)"
+    r"|(?:업로드|올리는|올릴).{0,8}(?:방법|어떻게|형식|포맷)|데이터\s*형식|어떤 형식"
+)
+BARE_UPLOAD = re.compile(
+    r"^\s*(?:(?:let me|i want to|i'd like to|can i)\s+)?(?:upload|업로드)(?:\s*(?:할래|하고 싶어|하기))?\s*[?!.]*$"
 )
 WHAT_CAN_TRAIN = re.compile(
-    r"\bwhat (?:can|could|should|do|would) (?:i|we|you) (?:train|build|make|learn|do)\b"
+    r"\bwhat (?:can|could|should|do|would) (?:i|we) (?:train|build|make|learn|do)\b"
     r"|\bwhat (?:tasks?|models?) (?:can|could|would|fit|suit|work|are possible|make sense)"
     r"|\bwhich (?:tasks?|models?) (?:fit|suit|work|can|could|make sense)\b|\bwhat is .{1,40} good for\b"
     r"|(?:뭘|무엇을|뭐|무슨|어떤 걸)\s*(?:학습|훈련|만들)|뭐\s*할\s*수"
@@ -77,20 +82,22 @@ OTHER_THINGS = re.compile(r"\bdata ?sets?\b|\bimages?\b|\bweights?\b|\bsessions?
 IT = re.compile(r"\b(?:it|this|that|this job|that job)\b|그거|이거|저거|이 작업|그 작업")
 WHY_LOW = re.compile(
     r"\bwhy\b.{0,60}\b(?:low|bad|poor|worse|weak|terrible|awful|not (?:good|great|improving|learning|better)|"
-    r"stuck|drop(?:ped|ping|s)?|so low)\b"
+    r"stuck|drop(?:ped|ping|s)?|so low|fail(?:ed|s)?|crash(?:ed)?|error)\b|왜.{0,20}(?:실패|에러|오류|멈췄)"
     r"|\bhow (?:can|do|could|should) (?:i|we) (?:improve|increase|raise|boost|get (?:a )?(?:better|higher))\b"
     r"|\bimprove (?:the |my |its |this )?(?:accuracy|results?|model|map|score|performance)\b"
     r"|\b(?:accuracy|map|results?|scores?|performance) (?:is|are|was|were|seems?|looks?) (?:too |so |very |really "
     r"|pretty |quite )?(?:low|bad|poor|weak)\b|\blow (?:accuracy|map|scores?)\b"
     r"|왜.{0,30}(?:낮|안\s*좋|나쁘|나빠|별로|안\s*올라|떨어|안\s*나와|형편없)"
-    r"|(?:정확도|성능|결과|map|점수|지표).{0,15}(?:낮|안\s*좋|별로|올리|높이|개선|안\s*나와|안\s*올라)"
+    r"|(?:정확도|성능|결과|map|점수|지표).{0,15}(?:낮|안\s*좋|별로|올리|올려|올릴|높이|높여|높일|개선|안\s*나와|안\s*올라)"
     r"|어떻게\s*(?:하면|해야)\s*(?:더\s*)?(?:좋아|올라|개선|높아|나아)"
 )
 SAME = re.compile(
     r"\bsame (?:as|settings|setup|config|configuration|way|thing)\b|\blike (?:job|last time|before)\b|\bre-?run\b"
-    r"|\brepeat\b|\bre-?train\b|똑같이|같은 설정|같게|동일하게|그대로|다시 학습|다시 돌|재학습"
+    r"|\brepeat\b|\bre-?train\b|똑같이|같은 설정|같게|동일하게|그대로|다시 학습|다시 돌|재학습|설정(?:으로|대로)"
 )
 AGAIN = re.compile(r"\bagain\b|다시")
+RUN = re.compile(r"\brun\b|돌려|돌리")
+TRAIN_VERB = re.compile(r"\btrain|\bbuild\b|\bmake\b|\blearn|학습|훈련|만들")
 LAST_TIME = re.compile(
     r"\blast (?:time|run|job|training|one)\b|\bprevious (?:job|run|one|training|time)\b|\bthan before\b"
     r"|지난번|저번|이전\s*(?:작업|학습|거)|지난\s*(?:작업|학습)|마지막\s*(?:작업|학습)|전번"
@@ -103,6 +110,7 @@ FEWER_EPOCHS = re.compile(
     r"\b(?:fewer|less) epochs\b|\bshorter\b|(?:에폭|에포크).{0,6}(?:줄|적게)|(?:줄여|줄이|적게).{0,6}(?:에폭|에포크)"
     r"|더 짧게"
 )
+TIMES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x|times|배)")
 PLUS_N = re.compile(
     r"(\d+)\s*more\s*epochs?|(\d+)\s*(?:에폭|에포크|epochs?)\s*더|(?:에폭|에포크)(?:을|를)?\s*(\d+)\s*(?:번|회|개)?\s*더"
 )
@@ -129,34 +137,76 @@ def _count(low: str) -> int:
 def answer(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     """The answer to one of the questions of the module doc, or None when the message asks none."""
     turn = _pending_delete(d, given)
-    if turn is not None:
-        return turn
-    low = d.low
-    training = {k for k in given if k in RERUN_SLOTS}
-    asks_how = not P.TRAIN.search(low) or "?" in low or re.search(r"\bhow\b|어떻게|방법", low)
-    if UPLOAD.search(low) and not WEIGHTS_WORDS.search(low) and not training - {"dataset"} and asks_how:
-        return advice.upload_help(d)
-    if DELETE.search(low) and not training and (P.JOB_REF.search(low) or not OTHER_THINGS.search(low)):
-        turn = _ask_delete(d)
+    routes = (_fit, _upload, _delete_request, _download, _compare_request, _best_request, _advice, _rerun)
+    for route in routes:
         if turn is not None:
-            return turn
-    if DOWNLOAD_RE.search(low) and BEST.search(low) and not P.JOB_REF.search(low):
-        name = given.get("dataset") or d.dataset_named_in_text()
-        if name:
-            return _download_best(d, str(name), given.get("task_type"))
-    if COMPARE.search(low) and (_ids(low) or LATEST.search(low) or JOB_WORDS.search(low) or NUMBER.search(low)):
+            break
+        turn = route(d, given)
+    return turn
+
+
+def _slots(given: dict[str, Any]) -> set[str]:
+    return {k for k in given if k in RERUN_SLOTS}
+
+
+def _fit(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    if not WHAT_CAN_TRAIN.search(d.low):
+        return None
+    name = given.get("dataset") or d.dataset_named_in_text()
+    if name or (not TASK_OR_MODEL_Q.search(d.low) and TRAIN_VERB.search(d.low)):
+        return advice.dataset_fit(d, str(name) if name else None)
+    return None
+
+
+def _upload(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    low = d.low
+    asks_how = not P.TRAIN.search(low) or "?" in low or re.search(r"\bhow\b|어떻게|방법", low)
+    if (UPLOAD.search(low) or BARE_UPLOAD.match(low)) and not WEIGHTS_WORDS.search(low) and asks_how:
+        return advice.upload_help(d) if not _slots(given) - {"dataset"} else None
+    return None
+
+
+def _delete_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    low = d.low
+    if not DELETE.search(low) or _slots(given) - {"dataset"}:
+        return None
+    if OTHER_THINGS.search(low) and not P.JOB_REF.search(low):
+        # never read as a training request: datasets, images and weights are deleted on the page
+        page = upload_guide(d.ctx).page_url
+        return Turn(Q.say(d.lang, "delete_other", page=page), action="delete_other")
+    return _ask_delete(d) if "dataset" not in given else None
+
+
+def _download(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    low = d.low
+    if not (DOWNLOAD_RE.search(low) and BEST.search(low)) or P.JOB_REF.search(low):
+        return None
+    name = given.get("dataset") or d.dataset_named_in_text()
+    return _download_best(d, str(name), given.get("task_type")) if name else None
+
+
+def _compare_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    low = d.low
+    if _slots(given) - {"dataset"}:
+        return None
+    named = len(_ids(low)) >= 2 and (BEST.search(low) or COMPARE.search(low))  # "is job 1 or job 2 better?"
+    refs = _ids(low) or LATEST.search(low) or JOB_WORDS.search(low) or NUMBER.search(low)
+    if named or (COMPARE.search(low) and (refs or len(low.split()) <= 3)):
         return _compare(d)
-    asks_best = BEST.search(low) and JOB_WORDS.search(low) and QUESTION.search(low) and not DOWNLOAD_RE.search(low)
-    if asks_best and "model_name" not in given and not (P.TRAIN.search(low) and "?" not in low):
+    return None
+
+
+def _best_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    low = d.low
+    asks = BEST.search(low) and JOB_WORDS.search(low) and QUESTION.search(low) and not DOWNLOAD_RE.search(low)
+    if asks and "model_name" not in given and not (P.TRAIN.search(low) and "?" not in low):
         return _best(d, given)
-    if WHY_LOW.search(low) and "model_name" not in given:
+    return None
+
+
+def _advice(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+    if WHY_LOW.search(d.low) and "model_name" not in given:
         return advice.weak_results(d, _advice_job(d))
-    if WHAT_CAN_TRAIN.search(low):
-        name = given.get("dataset") or d.dataset_named_in_text()
-        if name or not TASK_OR_MODEL_Q.search(low):
-            return advice.dataset_fit(d, str(name) if name else None)
-    if d.s.state not in ("collecting", "confirming") or _ids(low) or LAST_TIME.search(low):
-        return _rerun(d, given)
     return None
 
 
@@ -233,9 +283,7 @@ def _compare(d: CommandHandlers) -> Turn:
     lines = [Q.say(lang, "compare_head", ids=", ".join(str(f.id) for f in facts)), _table(rows)]
     shown = {k: v for k, v in cmp.differing.items() if k != "epochs"}
     if shown:
-        items = "; ".join(
-            f"{k} " + " / ".join(R.number(v) if v is not None else "-" for v in vals) for k, vals in shown.items()
-        )
+        items = "; ".join(Q.settings_change(k, vals, lang) for k, vals in shown.items())
         lines.append(Q.say(lang, "compare_differ", items=items))
     else:
         lines.append(Q.say(lang, "compare_no_differ"))
@@ -413,14 +461,16 @@ def _delete(d: CommandHandlers, job_id: int) -> Turn:
 # ------------------------------------------------------------------------------------ rerun
 
 
-def _rerun_base(d: CommandHandlers, low: str) -> tuple[bool, int | None]:
+def _rerun_base(d: CommandHandlers, low: str, given: dict[str, Any]) -> tuple[bool, int | None]:
     """(is this a request to repeat a job, which job)."""
     ids = _ids(PLUS_N.sub(" ", low))  # "에폭 10번 더" is ten more epochs, not job 10
     change = MORE_EPOCHS.search(low) or FEWER_EPOCHS.search(low) or PLUS_N.search(low)
-    same = SAME.search(low) or (AGAIN.search(low) and P.TRAIN.search(low))
+    same = SAME.search(low) or (AGAIN.search(low) and (P.TRAIN.search(low) or ids or RUN.search(low)))
     last = LAST_TIME.search(low)
     repeat = same and (ids or last or P.TRAIN.search(low) or AGAIN.search(low))
-    after_job = d.s.state in ("idle", "launched") and (d.s.job_ids or d.ctxmem().get("job_id"))
+    after_job = d.s.job_ids or d.ctxmem().get("job_id")
+    # "train for more epochs" in a new chat: the newest job, unless the message names what to train
+    after_job = after_job or (P.TRAIN.search(low) and not _slots(given) - {"epochs"})
     if not repeat and not (change and (ids or last or after_job)):
         return False, None
     if ids:
@@ -439,6 +489,9 @@ def _new_epochs(low: str, base: int | None, given: dict[str, Any]) -> int | None
     plus = PLUS_N.search(low)
     if plus and base:
         return base + int(next(g for g in plus.groups() if g))
+    times = TIMES.search(low)
+    if times and base and MORE_EPOCHS.search(low):
+        return max(base + 1, round(base * float(times.group(1))))
     if "epochs" in given:
         return int(given["epochs"])
     if base and MORE_EPOCHS.search(low):
@@ -448,9 +501,17 @@ def _new_epochs(low: str, base: int | None, given: dict[str, Any]) -> int | None
     return None
 
 
+def _change_text(key: str, value: Any, lang: str) -> str:
+    if isinstance(value, dict):
+        return ", ".join(Q.settings_change(k, [v], lang) for k, v in value.items())
+    return Q.settings_change(key, [value], lang)
+
+
 def _rerun(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
-    wanted, job_id = _rerun_base(d, low)
+    if d.s.state in ("collecting", "confirming") and not (_ids(low) or LAST_TIME.search(low)):
+        return None  # "more epochs" while a request is open corrects that request
+    wanted, job_id = _rerun_base(d, low, given)
     if not wanted:
         return None
     if job_id is None:
@@ -476,7 +537,7 @@ def _rerun(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
         if k == "advanced_config":
             v = {**(intent.get(k) or {}), **v}
         if intent.get(k) != v:
-            changes.append(f"{k} {R.values_line(v) if isinstance(v, dict) else R.number(v)}")
+            changes.append(_change_text(k, v, d.lang))
         intent[k] = v
     d.set_intent(intent)
     d.s.state = "collecting"

@@ -61,6 +61,12 @@ class User:
         self.session = out["session_id"]
         return out
 
+    def action(self) -> str:
+        """What the agent did on the last turn (the assistant message's recorded action)."""
+        r = self.client.get(f"{API}/chat/sessions/{self.session}", headers=self.headers)
+        assert r.status_code == 200, r.text
+        return str(r.json()["messages"][-1]["data"].get("action"))
+
     def dataset_id(self, name: str) -> str:
         with self.app.state.session_factory() as db:
             row = db.query(Dataset).filter(Dataset.owner_id == self.id, Dataset.name == name).one()
@@ -234,7 +240,7 @@ def test_compare_two_jobs_shows_a_table_and_the_settings_that_differ(alice: User
     assert "| model | resnet18 | efficientnet_b0 |" in reply and "| data | pets | pets |" in reply
     assert "| epochs | 3/3 | 2/2 |" in reply and "| time | 2 min | 5 min |" in reply
     assert "| best val/accuracy_top1 | 0.8 at epoch 3 | 0.9 at epoch 2 |" in reply
-    assert "learning_rate 0.001 / 0.01" in reply and f"Best by val/accuracy_top1: job {b}." in reply
+    assert "learning rate 0.001 / 0.01" in reply and f"Best by val/accuracy_top1: job {b}." in reply
     cmp = t["summary"]["comparison"]
     assert [j["id"] for j in cmp["jobs"]] == [a, b] and cmp["leader"] == b and "batch_size" not in cmp["differing"]
 
@@ -244,9 +250,10 @@ def test_compare_my_last_two_jobs_in_both_languages(alice: User) -> None:
     b = alice.job(hp={"batch_size": 16})
     c = alice.job(hp={"batch_size": 4})
     t = alice.say("compare my last two jobs")
-    assert [j["id"] for j in t["summary"]["comparison"]["jobs"]] == [c, b] and "batch_size 4 / 16" in t["reply"]
+    assert [j["id"] for j in t["summary"]["comparison"]["jobs"]] == [c, b] and "batch size 4 / 16" in t["reply"]
     ko = alice.say("최근 작업 두 개 비교해줘")
     assert korean(ko["reply"]) and f"{c}, {b}번 작업 비교" in ko["reply"] and "| 모델 |" in ko["reply"]
+    assert "배치 크기 4 / 16" in ko["reply"] and "batch_size" not in ko["reply"]
     three = alice.say("compare my last 3 jobs")
     assert len(three["summary"]["comparison"]["jobs"]) == 3
 
@@ -411,6 +418,7 @@ def test_more_epochs_than_last_time_in_both_languages(alice: User) -> None:
     assert alice.say("no")["state"] != "confirming"
     ko = alice.say("지난번보다 에폭 10번 더", new=True)
     assert korean(ko["reply"]) and ko["intent"]["epochs"] == 16 and ko["state"] == "confirming"
+    assert "바꾼 것: 에폭 16" in ko["reply"] and "epochs" not in ko["reply"]
     same = alice.say(f"{last}번 작업이랑 똑같이 학습해줘", new=True)
     assert same["intent"]["epochs"] == 6 and same["state"] == "confirming" and not same["launched"]
 
@@ -443,6 +451,62 @@ def test_not_understood_says_what_it_can_do_with_suggestions_for_the_users_state
     assert f"download the model of job {done}" in t["suggestions"] and len(t["suggestions"]) == 3
     for s in t["suggestions"]:  # every suggestion is understood when sent back
         assert seeded.say(s, new=True)["reply"] and "I'm not sure" not in seeded.say(s, new=True)["reply"]
+
+
+# ------------------------------------------------------------------------------------ routing
+
+ROUTES = [
+    ("can I upload COCO data?", "upload_help"),
+    ("coco 형식도 올릴 수 있어?", "upload_help"),
+    ("사진 올리려면 어떻게 해?", "upload_help"),
+    ("upload", "upload_help"),
+    ("what can I do with parcels?", "dataset_fit"),
+    ("parcels로 어떤 작업이 가능해?", "dataset_fit"),
+    ("내 데이터로 뭘 학습할 수 있어?", "dataset_fit_which"),
+    ("which one is better, job {a} or job {b}?", "compare"),
+    ("{a}번이랑 {b}번 비교", "compare"),
+    ("compare", "compare_which"),
+    ("what is my best model for pets?", "best"),
+    ("pets에서 가장 잘 나온 모델은?", "best"),
+    ("remove job {a}", "delete_confirm"),
+    ("delete the dataset pets", "delete_other"),  # never a training request on pets
+    ("why did job {a} fail?", "advice"),
+    ("성능을 어떻게 올려?", "advice"),
+    ("improve my model", "advice"),
+    ("1번 작업 그대로 다시 학습".replace("1", "{a}"), "confirm"),
+    ("이전 작업 설정으로 에폭 50", "confirm"),
+    # not questions of this module: the commands and requests keep working
+    ("what can you do?", "help"),
+    ("뭐 할 수 있어?", "help"),
+    ("what models can I use?", "list_models"),
+    ("what datasets do I have?", "list_datasets"),
+    ("can I train detection on pets?", "compat"),
+    ("download the model of job {a}", "download"),
+    ("train resnet18 on pets for 3 epochs", "confirm"),
+]
+
+
+@pytest.mark.parametrize(("message", "action"), ROUTES)
+def test_routing_in_both_languages(alice: User, message: str, action: str) -> None:
+    a = alice.job(series={"val/accuracy_top1": [0.4, 0.5]})
+    b = alice.job(series={"val/accuracy_top1": [0.6, 0.7]})
+    t = alice.say(message.format(a=a, b=b))
+    assert alice.action() == action, t["reply"]
+    assert korean(t["reply"]) == korean(message)
+    assert len(alice.jobs()) == 2  # nothing launched
+
+
+def test_repeat_scales_epochs_and_a_new_chat_takes_the_newest_job(alice: User) -> None:
+    last = alice.job(hp={"epochs": 4})
+    t = alice.say("do the previous job again with 3x more epochs")
+    assert t["intent"]["epochs"] == 12 and t["state"] == "confirming"
+    fresh = alice.say("train for more epochs", new=True)
+    assert fresh["intent"]["epochs"] == 8 and f"job {last}" in fresh["reply"] and not fresh["launched"]
+    # while a request is open, "more epochs" is not a new request from an old job
+    alice.say("train resnet18 on fruit for 3 epochs", new=True)
+    open_request = alice.say("more epochs")
+    assert open_request["intent"]["dataset"] == "fruit" and "Starting from job" not in open_request["reply"]
+    assert alice.say("no")["state"] != "launched" and len(alice.jobs()) == 1
 
 
 # ------------------------------------------------------------------------------------ LLM tools
