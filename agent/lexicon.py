@@ -569,7 +569,7 @@ DATASET_WORD = r"(?:data\s*-?\s*set|데이터\s*셋|데이타\s*셋)"
 DS_BEFORE_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s*(?:{DATASET_WORD})(?![a-z])")
 DS_AFTER_RE = re.compile(
     rf"(?:{DATASET_WORD}s?(?![a-z])|(?<![a-z])data(?=\s*[:=])|데이터(?=\s*(?:는|은|:|=))|데이타(?=\s*(?:는|은)))"
-    r"(?P<filler>(?:\s*(?:named|called|id|name|이름은|이름|이름이|는|은|[:=]|is))*)\s*"
+    r"(?P<filler>(?:\s*(?:named|called|id|name|이름은|이름|이름이|는|은|[:=]|is|#|no\.?|number|번호))*)\s*"
     rf"(?P<ds>{DS_TOKEN})"
 )
 DS_DATA_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s*(?:데이터|데이타)(?:로|으로|를|을|에서|에|만)")

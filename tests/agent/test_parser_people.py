@@ -133,6 +133,8 @@ def test_glued_and_plural_shorthands(text: str, slot: str, value: float) -> None
         ("use my_flowers data for vit base", "my_flowers"),
         ("the PARTS data with yolo11n", "PARTS"),
         ("resnet34 pretrained on imagenet, fine-tune on pets-v3", "pets-v3"),
+        ("use dataset #3 with yolo11n", "3"),
+        ("데이터셋 번호 9로 학습", "9"),
     ],
 )
 def test_dataset_positions(text: str, dataset: str) -> None:
