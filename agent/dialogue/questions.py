@@ -6,7 +6,7 @@ first by `CommandHandlers.command`, in any state):
 - "compare job 3 and job 5", "compare my last two jobs" -> a table (`tools.jobs.compare`);
 - "which of my jobs was best for digits?" -> ranked by the task's headline metric;
 - "download the best model for digits" -> that job's signed link (the download command's code);
-- "delete job 4" -> asks first; deletes only on a yes (or the same request again) in the next
+- "delete job 4" -> asks first; deletes only on a yes (or the same request again) in the very next
   turn, keeps it on a no, forgets the question on anything else. While a training request waits
   for its own yes, a bare yes stays that request's: the delete needs "delete job 4" again;
 - "why is my accuracy low?" -> `advice.weak_results` (`tools.jobs.diagnose`);
@@ -406,7 +406,7 @@ def _ask_delete(d: CommandHandlers) -> Turn | None:
         job = jobs.get_job(d.ctx, job_id)
     except NotFoundError:
         return Turn(d.t("job_not_found", job_id=job_id), action="job_not_found")
-    d.remember(delete_pending=job.id)
+    d.remember(delete_pending=job.id, delete_turn=int(d.s.turns or 0))
     confirming = d.s.state == "confirming"
     text = Q.say(
         d.lang,
@@ -423,10 +423,13 @@ def _ask_delete(d: CommandHandlers) -> Turn | None:
 
 
 def _pending_delete(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
-    pending = d.ctxmem().get("delete_pending")
+    mem = d.ctxmem()
+    pending = mem.get("delete_pending")
     if pending is None:
         return None
-    d.remember(delete_pending=None)
+    d.remember(delete_pending=None, delete_turn=None)
+    if int(d.s.turns or 0) != int(mem.get("delete_turn", -2)) + 1:
+        return None  # only the very next turn answers the question (a turn the LLM answered in between ends it)
     low = d.low
     same = DELETE.search(low) is not None and set(_ids(low)) <= {int(pending)}
     training = {k for k in given if k in RERUN_SLOTS}

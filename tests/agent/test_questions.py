@@ -336,6 +336,19 @@ def test_delete_in_korean_and_another_topic_forgets_the_question(alice: User) ->
     assert "삭제했습니다" in done["reply"] and a not in alice.jobs()
 
 
+def test_a_delete_question_is_answered_only_by_the_very_next_turn(alice: User) -> None:
+    from tools.db.models import ChatSession
+
+    a = alice.job()
+    alice.say(f"delete job {a}")
+    with alice.app.state.session_factory() as db:  # a turn the dialogue never saw (an LLM's own answer)
+        row = db.get(ChatSession, alice.session)
+        row.turns += 1
+        db.commit()
+    alice.say("yes")
+    assert a in alice.jobs()
+
+
 def test_delete_another_users_or_unknown_job_is_not_found(client: TestClient, make_user: MakeUser, alice: User) -> None:
     a = alice.job()
     bob = User(client, make_user, seed=False)
