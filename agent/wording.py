@@ -9,7 +9,9 @@
   in a consonant); a word by its ending as it is said in Korean ("-ng", "-l", "-le", "-m", "-n",
   "-me", "-ne" end in a consonant, and a short vowel before "-t", "-k", "-c", "-p": "resnet" 레즈넷,
   "cat" 캣; "-s", "-x", "-d", "-g", "-r", vowels do not: "pets" 펫츠, "yolo" 욜로). Quotes and a
-  closing parenthesis are skipped ("resnet18(timm)을" reads "resnet18").
+  closing parenthesis are skipped ("resnet18(timm)을" reads "resnet18"). A one-form particle
+  standing right after a number or a Latin word ("16를", "yolo11n로", as texts the tools wrote
+  may have it) is chosen again by the same rule.
 - **English plurals** (`singular_ones`): a count of exactly one before a plural noun becomes
   singular ("1 epochs" -> "1 epoch", "1 classes" -> "1 class"), also in texts the tools wrote.
 - **Settings** (`setting_label`, `settings_line`): the framework's keys (``mixup_alpha``, ``lr0``,
@@ -128,8 +130,19 @@ def particle(word: str, marker: str) -> str:
     return with_final if final else without
 
 
+# a one-form particle right after a number or a Latin word, standing alone ("16를 ", "resnet18로."):
+# whoever wrote it could not know the value, so it is chosen again like a two-form one
+_FIXED = re.compile(r"(?<=[0-9A-Za-z])(으로|로|을|를|이|가|은|는|와|과)(?=[\s.,!?;:)\]]|$)")
+_FIXED_MARKER = {
+    "으로": "(으)로", "로": "(으)로", "을": "을(를)", "를": "을(를)", "이": "이(가)", "가": "이(가)",
+    "은": "은(는)", "는": "은(는)", "와": "와(과)", "과": "와(과)",
+}  # fmt: skip
+
+
 def resolve_particles(text: str) -> str:
-    """Every two-form particle of `text` in the form its preceding word takes."""
+    """Every two-form particle of `text` in the form its preceding word takes, and a one-form one
+    after a number or a Latin word chosen again the same way (texts the tools wrote, "16를")."""
+    text = _FIXED.sub(lambda m: _FIXED_MARKER[m.group(1)], text)
     out: list[str] = []
     pos = 0
     for m in _MARKER_RE.finditer(text):

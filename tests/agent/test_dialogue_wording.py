@@ -80,6 +80,9 @@ def test_questions_and_commands_are_not_a_yes(message: str) -> None:
         ("'bob-secret'이(가)", "'bob-secret'이"),
         ("다른 데이터셋 (예: parcels)(이)나", "다른 데이터셋 (예: parcels)이나"),
         ("shapes-demo와(과) fruit", "shapes-demo와 fruit"),
+        ("224 px 기준 16를 32 px에 맞춤", "224 px 기준 16을 32 px에 맞춤"),  # a tool's fixed particle
+        ("yolo11n로 학습", "yolo11n으로 학습"),
+        ("16가지 방법, 1이상, 데이터가 있고", "16가지 방법, 1이상, 데이터가 있고"),  # not particles
     ],
 )
 def test_korean_particles_follow_the_word_before_them(text: str, expected: str) -> None:
