@@ -225,7 +225,9 @@ class LLMPlanner:
 
         tools = [t for t in build_tools(ctx, scope) if t.name in READ_TOOLS]
         by_name = {t.name: t for t in tools}
-        bound = self.chat_model.bind_tools([*tools, _intent_tool_spec()])
+        # "auto" said explicitly: OpenAI's default with tools, but llama.cpp's server shows the model
+        # no tools at all without it
+        bound = self.chat_model.bind_tools([*tools, _intent_tool_spec()], tool_choice="auto")
         state_line = STATE_LINE.format(
             state=state,
             pending=pending or "-",

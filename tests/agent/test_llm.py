@@ -92,6 +92,7 @@ def test_tool_call_flow_lists_datasets_then_returns_a_training_intent(
     assert {"list_datasets", "check_compatibility", "list_models", INTENT_TOOL} <= names
     assert "create_job" not in names and "launch" not in " ".join(names)  # launching is never the model's call
     assert names == {*READ_TOOLS, INTENT_TOOL}  # read-only: stop, resume, export... are the dialogue's
+    assert first["tool_choice"] == "auto"  # said explicitly: llama.cpp's server shows no tools without it
     assert first["model"] == "fake-model"
     # the tool ran as alice and its result went back to the model
     (tool_msg,) = tool_messages(second)
