@@ -40,15 +40,8 @@ def upload_help(d: CommandHandlers) -> Turn:
     ]
     for f in g.formats:
         auto = "" if f.auto_detected else Q.say(lang, "upload_not_auto", name=f.name)
-        lines.append(
-            Q.say(
-                lang,
-                "upload_format_line",
-                name=f.name.upper() if f.name != "images" else f.name,
-                layout=f.layout,
-                auto=auto,
-            )
-        )
+        name = f.name.upper() if f.name != "images" else f.name
+        lines.append(Q.say(lang, "upload_format_line", name=name, layout=Q.layout(f.name, f.layout, lang), auto=auto))
     lines.append(Q.say(lang, "upload_api", steps="; ".join(g.api_steps), docs=g.api_docs_url))
     sugg = (
         ["내 데이터셋 보여줘", "어떤 모델을 쓸 수 있어?"]

@@ -54,9 +54,9 @@ class CommandHandlers(DialogueBase):
         lines = "\n".join(self.user_weights_line(n, c) for n, c in enumerate(items[:20], 1))
         return Turn(self.t("user_weights_list", lines=lines, model=items[0]["model_name"]), action="list_weights")
 
-    def advance(self) -> Turn:
-        """The state machine's next step for the session's intent (`agent.dialogue.machine.Dialogue`)."""
-        raise NotImplementedError
+    repeating = False
+    """Set by `agent.dialogue.questions` when the message repeats an earlier job: its settings are
+    now the turn's slots, for the state machine to complete and confirm."""
 
     def not_understood(self) -> Turn:
         """What the agent can do, with suggestions that fit the user's state (`agent.dialogue.advice`)."""
@@ -64,7 +64,7 @@ class CommandHandlers(DialogueBase):
 
     def command(self, given: dict[str, Any]) -> Turn | None:
         turn = questions.answer(self, given)  # questions about the user's data and jobs come first
-        if turn is not None:
+        if turn is not None or self.repeating:
             return turn
         training = {
             k

@@ -159,12 +159,12 @@ Q: dict[str, dict[str, str]] = {
         "en": (
             "Delete job {job_id} ({model} on {dataset}, {status})? Its checkpoints, exports and test runs go with "
             'it and cannot be restored. A training request is waiting for your yes, so say "delete job {job_id}" '
-            'again to delete it, or "no" to keep it.'
+            "again to delete it; anything else keeps it."
         ),
         "ko": (
             "{job_id}번 작업({model}, {dataset} 데이터셋, {status})을 삭제할까요? 체크포인트, 내보낸 파일, 테스트 "
             '결과도 함께 지워지고 되돌릴 수 없습니다. 확인을 기다리는 학습 요청이 있으니, 삭제하려면 "{job_id}번 '
-            '작업 삭제"라고 한 번 더 말해 주세요. 남기려면 "아니요".'
+            '작업 삭제"라고 한 번 더 말해 주세요. 다른 말을 하면 작업은 그대로 둡니다.'
         ),
     },
     "deleted": {
@@ -290,6 +290,21 @@ def say(lang: str | None, key: str, **values: Any) -> str:
     """The template `key` in `lang` ("ko" or English), formatted with `values` and polished like
     every reply (`agent.replies.polish`: Korean particles, English singulars)."""
     return R.polish(Q[key][R.lang_of(lang)].format(**values), lang)
+
+
+LAYOUTS_KO: dict[str, str] = {
+    "dice": "images/ (하위 폴더 가능) + format_version이 있는 annotations.json",
+    "coco": "images/ + COCO json (annotations.json 또는 annotations/instances_<split>.json)",
+    "yolo": "data.yaml + images/<split>/ + labels/<split>/*.txt (이미지마다 라벨 파일 하나)",
+    "imagefolder": "클래스마다 폴더 하나: <클래스>/*.jpg 또는 train/<클래스>/*.jpg",
+    "images": "이미지만 (라벨 없음; 라벨은 다른 곳에서 붙이거나 나중에 올리세요)",
+}
+"""The upload layouts (`tools.upload_guide.LAYOUTS`) in Korean."""
+
+
+def layout(name: str, english: str, lang: str | None) -> str:
+    """An upload format's folder layout in `lang` (the tool's English one when there is no other)."""
+    return LAYOUTS_KO.get(name, english) if R.lang_of(lang) == "ko" else english
 
 
 SETTING_WORDS: dict[str, tuple[str, str]] = {

@@ -11,8 +11,9 @@ first by `CommandHandlers.command`, in any state):
   for its own yes, a bare yes stays that request's: the delete needs "delete job 4" again;
 - "why is my accuracy low?" -> `advice.weak_results` (`tools.jobs.diagnose`);
 - "train the same as job 3 but with 30 epochs", "more epochs than last time" -> the job's settings
-  (`tools.jobs.rerun.rerun_intent`) with the change applied, then the usual questions and the
-  confirmation summary: nothing starts without the person's yes.
+  (`tools.jobs.rerun.rerun_intent`) with the change applied become the turn's slots (`given` is
+  replaced and `repeating` set), and the state machine goes on as for any request: its questions,
+  then the confirmation summary; nothing starts without the person's yes.
 
 Each answer comes from tools run as the chat's user: another user's job is "not found" as in REST.
 Replies are in the message's language (`agent.dialogue.question_texts`). See docs/architecture.md.
@@ -419,7 +420,8 @@ def _ask_delete(d: CommandHandlers) -> Turn | None:
     ko = d.lang == "ko"
     yes = (f"{job.id}번 작업 삭제" if ko else f"delete job {job.id}") if confirming else ("네" if ko else "yes")
     no = "아니요" if ko else "no"
-    return Turn(text, suggestions=[yes, no], job_id=job.id, action="delete_confirm")
+    sugg = [yes] if confirming else [yes, no]  # a "no" now would also answer the waiting request
+    return Turn(text, suggestions=sugg, job_id=job.id, action="delete_confirm")
 
 
 def _pending_delete(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
@@ -542,9 +544,8 @@ def _rerun(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
         if intent.get(k) != v:
             changes.append(_change_text(k, v, d.lang))
         intent[k] = v
-    d.set_intent(intent)
-    d.s.state = "collecting"
-    d.s.pending = None
+    if d.s.state in ("collecting", "confirming"):
+        d.set_intent({})  # the repeated job replaces the open request
     d.remember(offered=None, dataset_id=None, epochs_default=None, job_id=job_id)
     d.notes.append(
         Q.say(
@@ -558,6 +559,9 @@ def _rerun(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     )
     if changes:
         d.notes.append(Q.say(d.lang, "rerun_changed", changes=", ".join(changes)))
-    turn = d.advance()
-    turn.action = turn.action or "rerun"
-    return turn
+    # the state machine takes it from here as a request with these slots: its questions, then
+    # the confirmation summary (nothing starts without the yes)
+    given.clear()
+    given.update(intent)
+    d.repeating = True
+    return None

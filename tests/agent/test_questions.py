@@ -195,6 +195,7 @@ def test_upload_help_in_korean(alice: User) -> None:
     t = alice.say("내 데이터는 어떻게 올려?")
     assert korean(t["reply"]) and "데이터셋 탭" in t["reply"] and "COCO" in t["reply"] and "/#datasets" in t["reply"]
     assert "?format=imagefolder" in t["reply"] and t["language"] == "ko"
+    assert "클래스마다 폴더 하나" in t["reply"] and "one folder per class" not in t["reply"]
 
 
 # ------------------------------------------------------------------------------------ what can I train
@@ -364,9 +365,18 @@ def test_a_yes_meant_for_a_training_request_does_not_delete(alice: User) -> None
     a = alice.job()
     assert alice.say("train resnet18 on pets for 2 epochs")["state"] == "confirming"
     t = alice.say(f"delete job {a}")
-    assert f'"delete job {a}" again' in t["reply"]
+    assert f'"delete job {a}" again' in t["reply"] and t["suggestions"] == [f"delete job {a}"]
     yes = alice.say("yes")  # the training request's yes
     assert yes["launched"] is True and a in alice.jobs()
+
+
+def test_delete_while_a_request_waits_needs_the_delete_said_again(alice: User) -> None:
+    a = alice.job()
+    alice.say("train resnet18 on pets for 2 epochs")
+    alice.say(f"delete job {a}")
+    done = alice.say(f"delete job {a}")
+    assert f"Deleted job {a}" in done["reply"] and a not in alice.jobs()
+    assert done["state"] == "confirming" and done["intent"]["dataset"] == "pets"  # the request still waits
 
 
 # ------------------------------------------------------------------------------------ why low
@@ -400,6 +410,31 @@ def test_why_low_says_more_epochs_when_the_curve_still_rises(alice: User) -> Non
     assert "still rising at the last epoch" in t["reply"] and "more epochs" in t["suggestions"][0]
 
 
+def test_why_low_sees_unbalanced_classes_small_images_and_a_short_unfinished_run(alice: User) -> None:
+    import json
+
+    from tests.live_server import classification_files, upload_dataset
+
+    files = classification_files(40, "skewed", size=256)
+    doc = json.loads(files["annotations.json"])
+    for a in doc["annotations"]:
+        a["category_id"] = 1 if a["id"] <= 36 else 2  # dark 36, bright 4
+    files["annotations.json"] = json.dumps(doc).encode()
+    upload_dataset(alice.client, alice.headers, "skewed", files)
+    job = alice.job(
+        "skewed", series={"val/accuracy_top1": [0.9, 0.9]}, status="stopped", hp={"epochs": 30, "image_size": 64}
+    )
+    t = alice.say(f"job {job} accuracy is too low")
+    found = {f["code"]: f["facts"] for f in t["summary"]["diagnosis"]["findings"]}
+    assert found["imbalance"] == {"most": "dark", "most_count": 36, "least": "bright", "least_count": 4, "ratio": 9.0}
+    assert found["image_smaller"] == {"image_size": 64, "typical_side": 256}
+    assert found["not_finished"]["status"] == "stopped" and found["few_epochs"] == {"epochs": 2}
+    assert "dark has 36 examples, bright only 4" in t["reply"] and "try image size 256" in t["reply"]
+    assert "did not finish (stopped, 2 of 30 epochs)" in t["reply"] and "Only 2 epochs ran" in t["reply"]
+    ko = alice.say(f"{job}번 작업 정확도가 왜 낮아?")["reply"]
+    assert "클래스 불균형: dark 클래스는 36개" in ko and "30에폭 중 2에폭" in ko
+
+
 def test_why_low_without_jobs_or_for_another_users_job(client: TestClient, make_user: MakeUser, alice: User) -> None:
     a = alice.job()
     bob = User(client, make_user, seed=False)
@@ -418,6 +453,10 @@ def test_train_the_same_as_a_job_with_a_change_goes_to_confirmation(alice: User)
     assert t["intent"]["model_name"] == "resnet18" and t["intent"]["dataset"] == "pets"
     assert t["intent"]["epochs"] == 30 and t["intent"]["batch_size"] == 4 and t["intent"]["image_size"] == 48
     assert f"Starting from job {a}'s settings" in t["reply"] and "Changed: epochs 30" in t["reply"]
+    from agent import replies as R
+
+    reminder = R.T["still_pending"]["en"].split("{")[0].strip()
+    assert reminder not in t["reply"]  # the confirmation is asked once
     assert t["summary"]["epochs"] == 30
     yes = alice.say("yes")
     assert yes["launched"] is True and len(alice.jobs()) == len(before) + 1
@@ -434,6 +473,14 @@ def test_more_epochs_than_last_time_in_both_languages(alice: User) -> None:
     assert "바꾼 것: 에폭 16" in ko["reply"] and "epochs" not in ko["reply"]
     same = alice.say(f"{last}번 작업이랑 똑같이 학습해줘", new=True)
     assert same["intent"]["epochs"] == 6 and same["state"] == "confirming" and not same["launched"]
+
+
+def test_repeat_a_job_while_another_request_is_open_replaces_it(alice: User) -> None:
+    a = alice.job("fruit", hp={"epochs": 5, "batch_size": 4})
+    alice.say("train resnet18 on pets for 2 epochs, mixup 0.3")
+    t = alice.say(f"train the same as job {a} but with 7 epochs")
+    assert t["state"] == "confirming" and t["intent"]["dataset"] == "fruit" and t["intent"]["epochs"] == 7
+    assert t["intent"]["batch_size"] == 4 and not t["intent"]["advanced_config"]  # nothing left of the old request
 
 
 def test_repeat_an_unknown_or_hidden_job(client: TestClient, make_user: MakeUser, alice: User) -> None:
