@@ -269,6 +269,9 @@ def test_compare_bad_inputs(client: TestClient, make_user: MakeUser, alice: User
     bobs = bob.say(f"compare job {a} and job {a + 1}")
     assert not_found(bobs["reply"], a) and "resnet18" not in bobs["reply"]  # alice's job stays hidden
     assert "두 개" in bob.say("최근 작업 두 개 비교해줘")["reply"]  # bob has no jobs: says why, invents none
+    det = alice.job("parcels", model="yolo11n", framework="ultralytics", task="object_detection", series={})
+    mixed = alice.say(f"compare job {a} and job {det}")
+    assert "different tasks" in mixed["reply"] and mixed["summary"]["comparison"]["leader"] is None
 
 
 # ------------------------------------------------------------------------------------ best job
@@ -408,6 +411,11 @@ def test_why_low_says_more_epochs_when_the_curve_still_rises(alice: User) -> Non
     codes = [f["code"] for f in t["summary"]["diagnosis"]["findings"]]
     assert "still_improving" in codes and "scratch" not in codes and "overfitting" not in codes
     assert "still rising at the last epoch" in t["reply"] and "more epochs" in t["suggestions"][0]
+    again = alice.say(t["suggestions"][0])  # the suggestion does what it says: same job, more epochs
+    assert again["state"] == "confirming" and again["intent"]["epochs"] == 8 and not again["launched"]
+    ko = alice.say("정확도가 왜 낮아?", new=True)
+    assert "에폭만 더 많이" in ko["suggestions"][0]
+    assert alice.say(ko["suggestions"][0])["intent"]["epochs"] == 8
 
 
 def test_why_low_sees_unbalanced_classes_small_images_and_a_short_unfinished_run(alice: User) -> None:
