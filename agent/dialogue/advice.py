@@ -9,7 +9,8 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from agent import replies as R
 from agent import wording as W
@@ -17,19 +18,45 @@ from agent.dialogue import question_texts as Q
 from agent.dialogue.base import Turn
 from agent.toolkit import dataset_info, list_visible_datasets
 from tools import catalog, jobs
+from tools.context import ToolContext
 from tools.datasets import check_dataset_compatibility
+from tools.db.models import ChatSession
 from tools.errors import ConflictError, NotFoundError
 from tools.jobs.diagnose import Finding, diagnose_job
 from tools.upload_guide import upload_guide
 from trainer_runtime.events import TERMINAL_STATUSES
 
-if TYPE_CHECKING:
-    from agent.dialogue.commands import CommandHandlers
-
 MODELS_SHOWN = 4
 
 
-def upload_help(d: CommandHandlers) -> Turn:
+class Handlers(Protocol):
+    """What the questions use of the dialogue's turn (`agent.dialogue.commands.CommandHandlers`,
+    which calls them: declared here so that the modules import one way)."""
+
+    repeating: bool
+
+    @property
+    def ctx(self) -> ToolContext: ...
+    @property
+    def s(self) -> ChatSession: ...
+    @property
+    def lang(self) -> str: ...
+    @property
+    def low(self) -> str: ...
+    @property
+    def notes(self) -> list[str]: ...
+    def t(self, key: str, **values: Any) -> str: ...
+    def task(self, task: str | None) -> str: ...
+    def ctxmem(self) -> dict[str, Any]: ...
+    def remember(self, **values: Any) -> None: ...
+    def set_intent(self, intent: dict[str, Any]) -> None: ...
+    def dataset_named_in_text(self) -> str | None: ...
+    def job_ref(self, require_explicit: bool = False) -> int | None: ...
+    def with_model_job(self, fn: Callable[[int], Turn]) -> Turn: ...
+    def download(self, job_id: int) -> Turn: ...
+
+
+def upload_help(d: Handlers) -> Turn:
     """Steps on the page, the zip/folder layouts of every format, the limits, the API and a link."""
     g = upload_guide(d.ctx)
     lang = d.lang
@@ -60,7 +87,7 @@ def _models_for(task: str) -> str:
     return ", ".join(shown) + (f" (+{more})" if more > 0 else "")
 
 
-def dataset_fit(d: CommandHandlers, name: str | None) -> Turn:
+def dataset_fit(d: Handlers, name: str | None) -> Turn:
     """What dataset `name` can train (each task native or after a conversion, with the models that
     train it); without a name, what each of the user's datasets can train."""
     lang = d.lang
@@ -176,7 +203,7 @@ def _advice_line(lang: str, f: Finding) -> str:
     return Q.say(lang, "advice_no_clear_cause")
 
 
-def weak_results(d: CommandHandlers, job_id: int | None) -> Turn:
+def weak_results(d: Handlers, job_id: int | None) -> Turn:
     """Advice for one job from its own facts (`tools.jobs.diagnose.diagnose_job`)."""
     lang = d.lang
     if job_id is None:
@@ -218,7 +245,7 @@ def weak_results(d: CommandHandlers, job_id: int | None) -> Turn:
     )
 
 
-def _training_suggestions(d: CommandHandlers) -> list[str]:
+def _training_suggestions(d: Handlers) -> list[str]:
     visible = list_visible_datasets(d.ctx)  # the user's own first, then public ones
     ko = d.lang == "ko"
     if not visible:
@@ -231,7 +258,7 @@ def _training_suggestions(d: CommandHandlers) -> list[str]:
     return [train_request(ds["name"], model, d.lang)]
 
 
-def state_suggestions(d: CommandHandlers) -> list[str]:
+def state_suggestions(d: Handlers) -> list[str]:
     """Three things to say next that fit what the user has: no datasets of their own -> upload
     help first; datasets but no jobs -> a training request on one of them; a running job -> its
     progress; a finished job -> test / download / advice."""
@@ -260,7 +287,7 @@ def state_suggestions(d: CommandHandlers) -> list[str]:
     return list(dict.fromkeys(out))[:3]
 
 
-def fallback(d: CommandHandlers) -> Turn:
+def fallback(d: Handlers) -> Turn:
     """The answer to a message the dialogue did not understand: what it can do, and three
     suggestions that fit the user's state."""
     sugg = state_suggestions(d)

@@ -1,5 +1,5 @@
 """Questions about the user's data and jobs that the dialogue answers before anything else (tried
-first by `CommandHandlers.command`, in any state):
+first by `Handlers.command`, in any state):
 
 - "how do I upload my own data?" -> `advice.upload_help`;
 - "what can I train on pets?" -> `advice.dataset_fit` (compatibility tool + model catalog);
@@ -22,12 +22,13 @@ Replies are in the message's language (`agent.dialogue.question_texts`). See doc
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import replies as R
 from agent.dialogue import advice
 from agent.dialogue import patterns as P
 from agent.dialogue import question_texts as Q
+from agent.dialogue.advice import Handlers
 from agent.dialogue.base import Turn, is_no, is_yes
 from agent.lexicon import DOWNLOAD_RE
 from agent.toolkit import latest_completed_job
@@ -36,9 +37,6 @@ from tools.errors import InvalidInputError, NotFoundError
 from tools.jobs.compare import MAX_COMPARED, JobFacts, best_jobs, compare_jobs, latest_job_ids
 from tools.jobs.rerun import rerun_intent
 from tools.upload_guide import upload_guide
-
-if TYPE_CHECKING:
-    from agent.dialogue.commands import CommandHandlers
 
 # ------------------------------------------------------------------------------------ patterns
 
@@ -135,7 +133,7 @@ def _count(low: str) -> int:
 # ------------------------------------------------------------------------------------ routing
 
 
-def answer(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def answer(d: Handlers, given: dict[str, Any]) -> Turn | None:
     """The answer to one of the questions of the module doc, or None when the message asks none."""
     turn = _pending_delete(d, given)
     routes = (_fit, _upload, _delete_request, _download, _compare_request, _best_request, _advice, _rerun)
@@ -150,7 +148,7 @@ def _slots(given: dict[str, Any]) -> set[str]:
     return {k for k in given if k in RERUN_SLOTS}
 
 
-def _fit(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _fit(d: Handlers, given: dict[str, Any]) -> Turn | None:
     if not WHAT_CAN_TRAIN.search(d.low):
         return None
     name = given.get("dataset") or d.dataset_named_in_text()
@@ -159,7 +157,7 @@ def _fit(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return None
 
 
-def _upload(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _upload(d: Handlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
     asks_how = not P.TRAIN.search(low) or "?" in low or re.search(r"\bhow\b|어떻게|방법", low)
     if (UPLOAD.search(low) or BARE_UPLOAD.match(low)) and not WEIGHTS_WORDS.search(low) and asks_how:
@@ -167,7 +165,7 @@ def _upload(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return None
 
 
-def _delete_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _delete_request(d: Handlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
     if not DELETE.search(low) or _slots(given) - {"dataset"}:
         return None
@@ -178,7 +176,7 @@ def _delete_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return _ask_delete(d) if "dataset" not in given else None
 
 
-def _download(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _download(d: Handlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
     if not (DOWNLOAD_RE.search(low) and BEST.search(low)) or P.JOB_REF.search(low):
         return None
@@ -186,7 +184,7 @@ def _download(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return _download_best(d, str(name), given.get("task_type")) if name else None
 
 
-def _compare_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _compare_request(d: Handlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
     if _slots(given) - {"dataset"}:
         return None
@@ -197,7 +195,7 @@ def _compare_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return None
 
 
-def _best_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _best_request(d: Handlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
     asks = BEST.search(low) and JOB_WORDS.search(low) and QUESTION.search(low) and not DOWNLOAD_RE.search(low)
     if asks and "model_name" not in given and not (P.TRAIN.search(low) and "?" not in low):
@@ -205,13 +203,13 @@ def _best_request(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return None
 
 
-def _advice(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _advice(d: Handlers, given: dict[str, Any]) -> Turn | None:
     if WHY_LOW.search(d.low) and "model_name" not in given:
         return advice.weak_results(d, _advice_job(d))
     return None
 
 
-def _advice_job(d: CommandHandlers) -> int | None:
+def _advice_job(d: Handlers) -> int | None:
     ids = _ids(d.low)
     if ids:
         return ids[0]
@@ -239,7 +237,7 @@ def _value_text(f: JobFacts, lang: str) -> str:
     return f"{R.number(f.metric)}{epoch}"
 
 
-def _compare(d: CommandHandlers) -> Turn:
+def _compare(d: Handlers) -> Turn:
     lang, low = d.lang, d.low
     ids = _ids(low)
     if not ids and LATEST.search(low):
@@ -299,7 +297,7 @@ def _compare(d: CommandHandlers) -> Turn:
 # ------------------------------------------------------------------------------------ best
 
 
-def _best(d: CommandHandlers, given: dict[str, Any]) -> Turn:
+def _best(d: Handlers, given: dict[str, Any]) -> Turn:
     lang = d.lang
     name = given.get("dataset") or d.dataset_named_in_text()
     if not name:
@@ -374,7 +372,7 @@ def _best(d: CommandHandlers, given: dict[str, Any]) -> Turn:
     )
 
 
-def _download_best(d: CommandHandlers, name: str, task: Any) -> Turn:
+def _download_best(d: Handlers, name: str, task: Any) -> Turn:
     try:
         res = best_jobs(d.ctx, name, task)
     except NotFoundError:
@@ -389,7 +387,7 @@ def _download_best(d: CommandHandlers, name: str, task: Any) -> Turn:
 # ------------------------------------------------------------------------------------ delete
 
 
-def _ask_delete(d: CommandHandlers) -> Turn | None:
+def _ask_delete(d: Handlers) -> Turn | None:
     low = d.low
     ids = _ids(low) or [int(m.group(1)) for m in NUMBER.finditer(low)]
     if ids:
@@ -424,7 +422,7 @@ def _ask_delete(d: CommandHandlers) -> Turn | None:
     return Turn(text, suggestions=sugg, job_id=job.id, action="delete_confirm")
 
 
-def _pending_delete(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _pending_delete(d: Handlers, given: dict[str, Any]) -> Turn | None:
     mem = d.ctxmem()
     pending = mem.get("delete_pending")
     if pending is None:
@@ -442,7 +440,7 @@ def _pending_delete(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
     return None
 
 
-def _delete(d: CommandHandlers, job_id: int) -> Turn:
+def _delete(d: Handlers, job_id: int) -> Turn:
     try:
         out = jobs.delete_job(d.ctx, job_id)
     except NotFoundError:
@@ -466,7 +464,7 @@ def _delete(d: CommandHandlers, job_id: int) -> Turn:
 # ------------------------------------------------------------------------------------ rerun
 
 
-def _rerun_base(d: CommandHandlers, low: str, given: dict[str, Any]) -> tuple[bool, int | None]:
+def _rerun_base(d: Handlers, low: str, given: dict[str, Any]) -> tuple[bool, int | None]:
     """(is this a request to repeat a job, which job)."""
     ids = _ids(PLUS_N.sub(" ", low))  # "에폭 10번 더" is ten more epochs, not job 10
     change = MORE_EPOCHS.search(low) or FEWER_EPOCHS.search(low) or PLUS_N.search(low)
@@ -512,7 +510,7 @@ def _change_text(key: str, value: Any, lang: str) -> str:
     return Q.settings_change(key, [value], lang)
 
 
-def _rerun(d: CommandHandlers, given: dict[str, Any]) -> Turn | None:
+def _rerun(d: Handlers, given: dict[str, Any]) -> Turn | None:
     low = d.low
     if d.s.state in ("collecting", "confirming") and not (_ids(low) or LAST_TIME.search(low)):
         return None  # "more epochs" while a request is open corrects that request
