@@ -252,6 +252,16 @@ _VALUE_WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+_PRESETS_KO = {"easy": "쉬움", "medium": "보통", "advanced": "어려움"}  # the parser's difficulty words
+
+
+def preset_label(preset: str | None, lang: str | None) -> str:
+    """A preset's name as the user says it: "advanced" in English, "어려움" in Korean."""
+    if not preset:
+        return ""
+    return _PRESETS_KO.get(preset, preset) if lang == "ko" else preset
+
+
 def setting_label(key: str, lang: str | None) -> str:
     """A setting's (or a request slot's) name as people read it; an unknown key with spaces."""
     pair = _SETTING_LABELS.get(key)
@@ -268,6 +278,8 @@ def setting_value(key: str, value: Any, lang: str | None) -> str:
         return ("켬" if value else "끔") if ko else ("on" if value else "off")
     if isinstance(value, int | float) and value == 0 and key in _OFF_AT_ZERO:
         return "끔" if ko else "off"
+    if key == "preset" and isinstance(value, str):
+        return preset_label(value, lang)
     if isinstance(value, str):
         pair = _VALUE_WORDS.get(value.lower())
         return (pair[1] if ko else pair[0]) if pair else value

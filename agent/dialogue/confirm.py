@@ -105,6 +105,7 @@ class ConfirmStep(CommandHandlers):
         }
         conversion = W.conversion_label(preview.get("conversion"), self.lang)
         conv = self.t("confirm_conversion", conversion=conversion) if conversion else ""
+        settings = W.settings_line(values, self.lang)
         lines = [
             self.t("confirm_head"),
             self.t("confirm_model", model=preview["model_name"], framework=framework),
@@ -122,9 +123,9 @@ class ConfirmStep(CommandHandlers):
                 lr=R.number(hp.get("learning_rate")),
             ),
             self.defaults_line(summary),
-            self.t("confirm_preset", preset=preset, values=W.settings_line(values, self.lang))
+            self.t("confirm_preset", preset=W.preset_label(preset, self.lang), values=settings)
             if preset
-            else self.t("confirm_no_preset", values=W.settings_line(values, self.lang)),
+            else self.t("confirm_no_preset", values=settings),
         ]
         init = preview.get("init_from")
         if not init:  # a fine-tuning job starts from its checkpoint (its own line below)

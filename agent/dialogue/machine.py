@@ -404,7 +404,8 @@ class Dialogue(ConfirmStep):
 
     def ask_epochs(self, preset: str | None, framework: str | None, model: str | None) -> Turn:
         epochs = catalog.default_epochs(preset)
-        why = self.t("epochs_why_preset", preset=preset) if preset else self.t("epochs_why_none")
+        named = W.preset_label(preset, self.lang)
+        why = self.t("epochs_why_preset", preset=named) if preset else self.t("epochs_why_none")
         chosen = None if preset else self.data_epochs()
         if chosen is not None:  # no preset: epochs that fit the dataset (tools.defaults)
             epochs, why = int(chosen["value"]), str(chosen["why_ko" if self.lang == "ko" else "why"])
@@ -412,7 +413,7 @@ class Dialogue(ConfirmStep):
             info = catalog.find_model(model)
             framework = info.framework if info else None
         values = self.preset_values(framework, preset)
-        note = self.t("preset_note", preset=preset, values=W.settings_line(values, self.lang)) if values else ""
+        note = self.t("preset_note", preset=named, values=W.settings_line(values, self.lang)) if values else ""
         text = self.t("ask_epochs", epochs=epochs, why=why, preset_note=note)
         return self.ask(
             "epochs",

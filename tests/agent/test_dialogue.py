@@ -100,7 +100,7 @@ def test_preset_is_resolved_into_hyperparameters(client: TestClient, alice: int)
     # the timm adapter's advanced preset: AdamW, mixup 0.8, cutmix 1.0, EMA
     assert t.summary["preset_values"]["opt"] == "adamw"
     assert t.summary["preset_values"]["mixup_alpha"] == 0.8
-    assert "프리셋 advanced" in t.reply and "스냅샷" in t.reply
+    assert "프리셋 어려움" in t.reply and "스냅샷" in t.reply  # the difficulty word the user said
 
 
 def test_yes_and_no_words() -> None:
