@@ -42,10 +42,10 @@ Every discard (a failed call, a dropped slot, a discarded reply) is counted by k
 `LLMPlanner.guard_counts`, and through `on_guard` the `vta_llm_guard_discards_total{kind,reason}`
 counter of `/metrics` (`tools.telemetry`).
 
-Latency: a small local model on a CPU answers in seconds, so the prompt is short and stable (the
-tool list and the instructions first, the dialogue state last, so the server reuses its cached
-prefix), the intent schema is compact, answers are capped (`max_tokens`) and the loop is bounded
-(`max_steps`).
+Latency: a small local model on a CPU answers in seconds, so the prompt is short and stable: the
+instructions and the tool list first, the same every turn, so the server reuses its cached prefix;
+the dialogue state rides on the user's message. The intent schema is compact, answers are capped
+(`max_tokens`) and the loop is bounded (`max_steps`).
 """
 
 from __future__ import annotations
@@ -238,7 +238,9 @@ class LLMPlanner:
         messages: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT)]
         for role, content in (history or [])[-6:]:
             messages.append(HumanMessage(content) if role == "user" else AIMessage(content))
-        messages += [SystemMessage(state_line), HumanMessage(message)]
+        # the state travels with the message: a second system message would repeat the tool list
+        # (chat templates render the tools into every system message) and break the cached prefix
+        messages.append(HumanMessage(f"({state_line})\n{message}"))
         for _ in range(self.max_steps):
             try:
                 ai = bound.invoke(messages)

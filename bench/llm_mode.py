@@ -173,7 +173,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; model {model.name}")
     with tempfile.TemporaryDirectory(prefix="vta-llm-bench-") as tmp, LlamaServer(model) as server:
         tmp_path = Path(tmp)
-        llm = {"base_url": server.base_url, "api_key": "sk-local", "model": server.model, "timeout_s": 60}
+        llm = {"base_url": server.base_url, "api_key": "sk-local", "model": server.model, "timeout_s": 120}
         settings = fake_trainer_settings(f"sqlite:///{tmp_path / 'bench.db'}", tmp_path, llm=llm)
         from web.main import create_app
 

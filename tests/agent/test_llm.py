@@ -322,8 +322,9 @@ def test_planner_direct_and_settings(
         assert plan.slots == {"dataset": "fruit", "preset": "medium"} and plan.tools_called == [INTENT_TOOL]
         sent = fake_llm.requests[0]["messages"]
         assert sent[0]["role"] == "system" and "Dialogue state" not in sent[0]["content"]  # the stable prefix
-        state = sent[-2]["content"]  # the state comes last, before the message
-        assert '"epochs": 3' in state and "Waiting for: dataset" in state
+        state = sent[-1]["content"]  # the state comes last, with the message
+        assert '"epochs": 3' in state and "Waiting for: dataset" in state and state.endswith("fruit, medium difficulty")
+        assert [m["role"] for m in sent] == ["system", "user"]
         fake_llm.script(status(503))
         with pytest.raises(LLMFailure, match="HTTP 503"):
             planner.plan(ctx, "hello")

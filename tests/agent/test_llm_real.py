@@ -39,7 +39,7 @@ SCENARIOS = {s["id"]: s for s in load_scenarios()}
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path, llama_server: LlamaServer) -> Settings:
-    llm = {"base_url": llama_server.base_url, "api_key": "sk-local", "model": llama_server.model, "timeout_s": 60}
+    llm = {"base_url": llama_server.base_url, "api_key": "sk-local", "model": llama_server.model, "timeout_s": 120}
     return fake_trainer_settings(db_url, tmp_path, llm=llm)
 
 
