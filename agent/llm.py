@@ -258,7 +258,9 @@ class LLMPlanner:
                     raise LLMFailure("empty answer", "empty")
                 plan.text = text.strip()
                 return plan
-            messages.append(ai)
+            # a string content, never null: llama.cpp's server refuses (HTTP 500) an assistant message
+            # whose content is null, which is how langchain sends an empty one with tool calls
+            messages.append(ai if ai.content else ai.model_copy(update={"content": " "}))
             for call in ai.tool_calls:
                 if self._run_call(call, by_name, plan, messages, ToolMessage):
                     return plan

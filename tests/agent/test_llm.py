@@ -94,6 +94,8 @@ def test_tool_call_flow_lists_datasets_then_returns_a_training_intent(
     assert names == {*READ_TOOLS, INTENT_TOOL}  # read-only: stop, resume, export... are the dialogue's
     assert first["tool_choice"] == "auto"  # said explicitly: llama.cpp's server shows no tools without it
     assert first["model"] == "fake-model"
+    (assistant,) = [m for m in second["messages"] if m["role"] == "assistant"]
+    assert isinstance(assistant["content"], str)  # llama.cpp's server refuses a null content (HTTP 500)
     # the tool ran as alice and its result went back to the model
     (tool_msg,) = tool_messages(second)
     result = json.loads(tool_msg["content"])
