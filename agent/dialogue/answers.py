@@ -15,6 +15,8 @@ anything else). The rules, in order:
    but yes cues and filler words ("please start the training now", "좋아요 그렇게 해 주세요").
    So "I'd like to start over with another model" is not a yes ("like" and "over" are neither),
    nor "진행 상황 알려줘" (a Korean go verb such as 진행 may be a noun, so it never counts first).
+   A contrast or a change ("yes but a different model", "start over", "응 근데 다른 걸로") is no
+   plain yes either: the summary is asked about again.
 
 A message whose slots the parser reads ("yes but with 2 epochs", "응 배치 16으로 하고 시작해") is
 a correction, not an answer: the state machine (`agent.dialogue.machine`) checks that before it
@@ -40,17 +42,19 @@ _YES_EN_WORDS = {
     "yes", "y", "yeah", "yea", "ya", "yep", "yup", "sure", "ok", "okay", "k", "kk", "alright", "fine",
     "go", "start", "launch", "begin", "proceed", "confirm", "confirmed", "correct", "right", "perfect",
     "great", "absolutely", "definitely", "affirmative", "lgtm", "run", "kick", "train", "certainly",
+    "approved", "approve", "agreed", "ack", "roger",
 }  # fmt: skip
 _YES_EN_PHRASES = re.compile(
-    r"\b(?:go ahead|do it|sounds (?:good|great|right|fine)|looks (?:good|great|right|fine)|let'?s (?:go|do it|start)"
-    r"|ship it|kick it off|fire away|why not|of course|no problem|no worries|go for it|make it so|let it run"
+    r"\b(?:go ahead|do it|sounds (?:good|great|right|fine)|looks (?:good|great|right|fine)"
+    r"|let'?s (?:go|do (?:it|this|that)|start|begin)|ship it|kick it off|fire away|why not|of course"
+    r"|no problem|no worries|go for it|make it so|let it run"
     r"|that'?s (?:right|correct|fine|good|it))\b"
 )
 _FILLER_EN = {
     "please", "pls", "plz", "the", "a", "it", "now", "then", "and", "so", "lets", "let's", "let", "us", "me",
     "just", "ahead", "that", "this", "all", "away", "job", "training", "model", "thanks", "thank", "you",
     "good", "sounds", "looks", "do", "off", "with", "right", "here", "we", "i", "guess", "think", "oh", "well",
-    "cool", "nice", "awesome", "yes", "on", "go", "for", "is", "fine", "to",
+    "cool", "nice", "awesome", "yes", "on", "go", "for", "is", "fine", "to", "hmm", "hm", "um", "uh",
 }  # fmt: skip
 _NO_EN = re.compile(r"\b(?:no|nope|nah|cancel|abort|don'?t|do not|never ?mind|forget it|stop|drop it|not)\b")
 _WAIT_EN = re.compile(
@@ -60,7 +64,7 @@ _WAIT_EN = re.compile(
 
 # Korean (forms are matched per word, so 네트워크 is not 네)
 _YES_KO_WORD = re.compile(
-    r"^(?:네+|넵|넹|예|응+|웅|ㅇㅇ+|ㅇㅋ+|ㄱㄱ+|고고+|오케이|오키|콜|좋아|좋아요|좋습니다|좋네요?|좋지|좋죠|그래|그래요|"
+    r"^(?:네+|넵|넹|예|옙|예스|응+|웅|ㅇㅇ+|ㅇㅋ+|ㄱㄱ+|고고+|오케이|오키|콜|좋아|좋아요|좋습니다|좋네요?|좋지|좋죠|그래|그래요|"
     r"그러자|그럽시다|그러죠|맞아|맞아요|맞습니다|부탁해요?|부탁합니다|부탁드려요|가자|가즈아|ok|okay|yes)$"
 )
 _GO_KO = re.compile(
@@ -77,6 +81,10 @@ _NO_KO = re.compile(
     r"(?:^|\s)(?:아니|아뇨|아니요|아니오|아니야|아니에요|노)(?:\s|$)|취소|싫어|하지\s?마|하지\s?말|말아|말고요?$|그만|"
     r"^됐어|^됐습니다|안\s?(?:할|해|돼|함|하|시작)"
 )
+# a contrast or a change ("yes but a different model", "start over", "응 근데 다른 걸로"): with no slot
+# the parser could read, the message is no plain yes; the question is asked again
+_BUT_EN = re.compile(r"\b(?:but|however|though|although|instead|except|over|again|another|different|other|change)\b")
+_BUT_KO = re.compile(r"근데|그런데|하지만|그렇지만|대신|말고|다른|바꿔|바꾸|다시")
 _WAIT_KO = re.compile(r"잠깐|잠시|기다려|기다리|아직|나중에|이따|좀\s?있다|생각해\s?볼|생각\s?좀|보류|멈춰\s?봐")
 
 
@@ -105,7 +113,7 @@ def answer_kind(low: str) -> str | None:
     def filler(w: str) -> bool:
         return w in _FILLER_EN or bool(_FILLER_KO.match(w))
 
-    if not (yes_phrase or any(cue(w) for w in words)):
+    if not (yes_phrase or any(cue(w) for w in words)) or _BUT_EN.search(rest) or _BUT_KO.search(rest):
         return None
     # a yes word or interjection first ("yes, that looks right", "응 그걸로"); a Korean go verb
     # ("진행") may be a noun there ("진행 상황 알려줘"), so it counts only with the rest below

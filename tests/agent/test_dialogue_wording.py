@@ -20,7 +20,8 @@ from agent.parser import normalise
         "응 해줘", "좋아 시작해", "ㅇㅇ", "ㅇㅋ", "go ahead", "sounds good, start", "do it", "네 진행해주세요",
         "응 진행해줘", "yes, go on", "start training", "학습 시작해", "좋아요 그렇게 해 주세요", "looks good to me",
         "please start it", "no problem, go ahead", "그래 그렇게 해", "alright, kick it off", "지금 바로 시작",
-        "okay, start it now", "네 부탁해요", "Yes!",
+        "okay, start it now", "네 부탁해요", "Yes!", "let's do this", "approved", "hmm ok", "옙", "yeah go for it",
+        "넵 돌려주세요", "그럼 시작하자", "학습 돌려줘", "sure, why not",
     ],
 )  # fmt: skip
 def test_yes_in_natural_words(message: str) -> None:
@@ -48,7 +49,8 @@ def test_wait_wins_over_yes_and_no(message: str) -> None:
     "message",
     [
         "진행 상황 알려줘", "how is it going?", "네트워크", "I'd like to start over with another model",
-        "얼마나 걸려?", "what datasets do i have", "ok show metrics",
+        "얼마나 걸려?", "what datasets do i have", "ok show metrics", "let's start over",
+        "yes but I want a different model", "응 근데 다른 걸로", "네 다시 해줘", "let's train another model",
     ],
 )  # fmt: skip
 def test_questions_and_commands_are_not_a_yes(message: str) -> None:
