@@ -8,6 +8,7 @@ live server): it gets an HTTP client (anything with ``get`` / ``post`` taking ``
     seed_datasets(client, headers)               the datasets the scenarios name (private, the user's)
     load_scenarios() -> list[dict]               the scenarios, as stored
     play(client, headers, scenario) -> list[str] one scenario, in a new chat session; the mismatches
+    play_all(client, headers) -> {id: [...]}     every scenario (the jobs of one add to the user's)
 
 A scenario is ``{"id", "lang", "covers": [...], "turns": [{"say": str, "expect": {...}}]}``.
 What a turn may expect (each key optional):
@@ -225,3 +226,10 @@ def play(client: Any, headers: dict[str, str], scenario: dict[str, Any]) -> list
         jobs_before = jobs_now
         mismatches += [f"turn {n} ({message!r}): {p}" for p in problems]
     return mismatches
+
+
+def play_all(
+    client: Any, headers: dict[str, str], scenarios: list[dict[str, Any]] | None = None
+) -> dict[str, list[str]]:
+    """Every scenario (default: the stored set) played in turn; scenario id -> its mismatches."""
+    return {s["id"]: play(client, headers, s) for s in (scenarios if scenarios is not None else load_scenarios())}
