@@ -173,8 +173,8 @@ class LLMPlanner:
         model: str,
         *,
         timeout: float = 30.0,
-        max_steps: int = 4,
-        max_tokens: int | None = 384,
+        max_steps: int = 3,
+        max_tokens: int | None = 256,
     ) -> None:
         from langchain_openai import ChatOpenAI
 
