@@ -187,6 +187,10 @@ T: dict[str, dict[str, str]] = {
         "en": 'OK, I\'ll wait; nothing has been started. Say "yes" when you are ready, or tell me what to change.',
         "ko": '알겠습니다. 아직 아무것도 시작하지 않았습니다. 준비되면 "네"라고 하시거나 바꿀 내용을 말씀해 주세요.',
     },
+    "pending_no": {
+        "en": "All right, something else then. {question}",
+        "ko": "알겠습니다, 그럼 다른 걸로 하죠. {question}",
+    },
     "pending_wait": {
         "en": "OK, take your time. ({question})",
         "ko": "네, 천천히 생각해 보세요. ({question})",

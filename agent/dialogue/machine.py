@@ -71,8 +71,10 @@ class Dialogue(ConfirmStep):
             return self.advance()
 
         if state in ("collecting", "confirming"):
+            # "no" to a proposed default: the question again, without "I didn't get that"
+            key = "pending_no" if state == "collecting" and is_no(self.low) else "not_understood_pending"
             return Turn(
-                self.t("not_understood_pending", question=self.pending_question()),
+                self.t(key, question=self.pending_question()),
                 suggestions=list(self.ctxmem().get("offered") or []),
                 action="not_understood",
             )
