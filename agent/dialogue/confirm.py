@@ -159,12 +159,16 @@ class ConfirmStep(CommandHandlers):
 
     def chosen_defaults(self, preview: dict[str, Any]) -> dict[str, Any]:
         """The settings the server chose for this request, with why (`tools.defaults`); epochs
-        the person took as the offered default keep the reason they were offered with."""
+        the person took as the offered default keep the reason they were offered with. The Korean
+        reasons get their particles resolved here, since the page shows them as they are."""
         chosen = dict(preview.get("defaults") or {})
         taken = self.ctxmem().get("default_epochs_why")
         if "epochs" not in chosen and self.ctxmem().get("epochs_default") and isinstance(taken, dict):
             chosen["epochs"] = taken
-        return chosen
+        return {
+            k: {**c, "why_ko": W.resolve_particles(str(c["why_ko"]))} if isinstance(c, dict) and "why_ko" in c else c
+            for k, c in chosen.items()
+        }
 
     def defaults_line(self, summary: dict[str, Any]) -> str:
         chosen = summary.get("defaults") or {}
