@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from agent import replies as R
 from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
 from agent.llm import TRANSPORT_FAILURES, LLMFailure, LLMPlanner
-from agent.llm_guard import RULES_ANSWERED, Known, check_reply, known_for, merge_proposal
+from agent.llm_guard import RULES_ANSWERED, Known, check_reply, known_for, merge_proposal, wants_intent
 from agent.parser import detect_language, extract_slots, normalise
 from agent.toolkit import InferenceScope
 from tools.context import ToolContext, iso_utc
@@ -212,6 +212,7 @@ def _llm_turn(
     """One turn in LLM mode under the policy of `agent.llm`: the model proposes, the guard keeps
     what validates, the deterministic dialogue answers."""
     intent = dict(session.intent or {})
+    parser_slots = extract_slots(message)
     try:
         plan = llm.plan(
             ctx,
@@ -222,6 +223,7 @@ def _llm_turn(
             job_ids=list(session.job_ids or []),
             history=history,
             scope=scope,
+            expect_intent=wants_intent(message, parser_slots, session.state),
         )
     except LLMFailure as exc:
         llm.count("call", exc.kind)
@@ -241,7 +243,6 @@ def _llm_turn(
 
     slots: dict[str, Any] | None = None
     if plan.slots:
-        parser_slots = extract_slots(message)
         merged = merge_proposal(message, parser_slots, plan.slots, intent, known_now(), plan.tool_outputs)
         for _slot, dropped_why in merged.dropped:
             llm.count("slot", dropped_why)

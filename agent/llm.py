@@ -218,16 +218,23 @@ class LLMPlanner:
         job_ids: list[int] | None = None,
         history: list[tuple[str, str]] | None = None,
         scope: InferenceScope | None = None,
+        expect_intent: bool = False,
     ) -> Plan:
         """Run the loop for one user message; raises LLMFailure. `scope`: the turn's inference
-        service and attached image (the read-only tools do not use them)."""
+        service and attached image (the read-only tools do not use them). `expect_intent`: the
+        rules read a training request or an answer to one (`agent.llm_guard.wants_intent`): the
+        model is asked for the intent tool alone (one call, its arguments held to the schema)."""
         from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
         tools = [t for t in build_tools(ctx, scope) if t.name in READ_TOOLS]
         by_name = {t.name: t for t in tools}
         # "auto" said explicitly: OpenAI's default with tools, but llama.cpp's server shows the model
         # no tools at all without it
-        bound = self.chat_model.bind_tools([*tools, _intent_tool_spec()], tool_choice="auto")
+        if expect_intent:
+            tools, by_name = [], {}
+            bound = self.chat_model.bind_tools([_intent_tool_spec()], tool_choice=INTENT_TOOL)
+        else:
+            bound = self.chat_model.bind_tools([*tools, _intent_tool_spec()], tool_choice="auto")
         state_line = STATE_LINE.format(
             state=state,
             pending=pending or "-",

@@ -1,6 +1,8 @@
 """The guard between a language model and the person (the policy is in `agent.llm`'s docstring).
 
     known_for(ctx) -> Known                        the user's datasets and jobs, read once per turn
+    wants_intent(message, parser_slots, state) -> bool
+                                                   a turn for a TrainingIntent proposal only?
     merge_proposal(message, parser_slots, proposal, intent, known) -> Merge
                                                    the model's slots that validate, and why the others
                                                    were dropped
@@ -315,6 +317,16 @@ def merge_proposal(
         else:
             out.extras[slot] = accepted_value
     return out
+
+
+_TRAIN_WORD = re.compile(r"\btrain|\bfine-?tune|학습|훈련|트레이닝|\bfit\b")
+
+
+def wants_intent(message: str, parser_slots: dict[str, Any], state: str | None) -> bool:
+    """Whether the rules read `message` as a training request or a part of one (slots, a training
+    word, or any message while a request is being completed or confirmed): then the model is asked
+    for a TrainingIntent proposal only, not for a free answer."""
+    return bool(parser_slots) or state in ("collecting", "confirming") or bool(_TRAIN_WORD.search(message.lower()))
 
 
 # ---------------------------------------------------------------------------------------- replies

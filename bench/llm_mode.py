@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from fastapi.testclient import TestClient  # noqa: E402
 
 from agent.llm import LLMFailure, LLMPlanner  # noqa: E402
-from agent.llm_guard import known_for, merge_proposal  # noqa: E402
+from agent.llm_guard import known_for, merge_proposal, wants_intent  # noqa: E402
 from agent.parser import extract_slots, parse_intent  # noqa: E402
 from tests.agent.chat_helpers import fake_trainer_settings, tool_context  # noqa: E402
 from tests.agent.dialogue_runner import load_scenarios, play, seed_datasets  # noqa: E402
@@ -128,7 +128,7 @@ def intents(client: TestClient, planner: LLMPlanner, items: list[dict[str, Any]]
             got["rules"].append(rules)
             t0 = time.perf_counter()
             try:
-                plan = planner.plan(ctx, text)
+                plan = planner.plan(ctx, text, expect_intent=wants_intent(text, extract_slots(text), "idle"))
             except LLMFailure as exc:
                 planner.count("call", exc.kind)
                 got["llm"].append(rules)

@@ -63,49 +63,60 @@ def tool_messages(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in request["messages"] if m.get("role") == "tool"]
 
 
-def test_tool_call_flow_lists_datasets_then_returns_a_training_intent(
+def test_a_training_request_asks_the_model_for_the_intent_alone_and_keeps_what_validates(
     client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
 ) -> None:
     _, headers = alice
-    fake_llm.script(
-        tool_call("list_datasets", {"class_names": ["cat", "dog"]}),
-        tool_call(
-            INTENT_TOOL,
-            {
-                "model_name": "resnet18",
-                "framework": "timm",
-                "task_type": "image_classification",
-                "dataset": "pets",
-                "epochs": 2,
-                "image_size": 32,
-                "class_names": ["cat", "dog"],
-            },
-        ),
-    )
-    body = post(client, headers, "I'd like a cat and dog classifier with resnet18, 2 epochs, small images (32)")
+    proposal = {
+        "model_name": "resnet18",
+        "framework": "timm",
+        "task_type": "image_classification",
+        "dataset": "pets",
+        "epochs": 2,
+        "image_size": 32,
+        "class_names": ["cat", "dog"],
+    }
+    fake_llm.script(tool_call(INTENT_TOOL, proposal))
+    body = post(client, headers, "I'd like a cat and dog classifier with resnet18 on pets, 2 epochs, small images (32)")
     assert body["mode"] == "llm"
     assert body["state"] == "confirming" and body["intent"]["dataset"] == "pets" and body["intent"]["epochs"] == 2
     assert body["summary"]["model_name"] == "resnet18" and body["summary"]["image_size"] == 32
-    assert len(fake_llm.requests) == 2
-    first, second = fake_llm.requests
-    names = {t["function"]["name"] for t in first["tools"]}
-    assert {"list_datasets", "check_compatibility", "list_models", INTENT_TOOL} <= names
-    assert "create_job" not in names and "launch" not in " ".join(names)  # launching is never the model's call
-    assert names == {*READ_TOOLS, INTENT_TOOL}  # read-only: stop, resume, export... are the dialogue's
-    assert first["tool_choice"] == "auto"  # said explicitly: llama.cpp's server shows no tools without it
-    assert first["model"] == "fake-model"
-    (assistant,) = [m for m in second["messages"] if m["role"] == "assistant"]
-    assert isinstance(assistant["content"], str)  # llama.cpp's server refuses a null content (HTTP 500)
-    # the tool ran as alice and its result went back to the model
-    (tool_msg,) = tool_messages(second)
-    result = json.loads(tool_msg["content"])
-    assert result[0]["name"] == "pets" and result[0]["class_names"] == ["cat", "dog"]
+    (request,) = fake_llm.requests  # one call: the rules read a training request
+    assert [t["function"]["name"] for t in request["tools"]] == [INTENT_TOOL]
+    assert request["tool_choice"] == {"type": "function", "function": {"name": INTENT_TOOL}}
+    assert request["model"] == "fake-model" and request["max_tokens"] == 256
 
     # a yes while confirming never goes to the model: the dialogue launches
     fake_llm.script(status(500))
     body = post(client, headers, "yes", body["session_id"])
     assert body["launched"] and body["job_id"] and body["mode"] == "rules"
     assert fake_llm.requests == []
+
+
+def test_other_messages_may_use_the_read_only_tools_as_the_chat_user(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]], make_user: MakeUser
+) -> None:
+    _, bob_headers = make_user()
+    upload_dataset(client, bob_headers, "bob-secret", classification_files(8))
+    _, headers = alice
+    fake_llm.script(
+        tool_call("list_datasets", {"class_names": ["cat", "dog"]}),
+        tool_call("get_dataset", {"dataset": "bob-secret"}),
+        text("pets has cats and dogs."),
+    )
+    body = post(client, headers, NOT_UNDERSTOOD)
+    first, second, third = fake_llm.requests
+    names = {t["function"]["name"] for t in first["tools"]}
+    assert names == {*READ_TOOLS, INTENT_TOOL} and first["tool_choice"] == "auto"
+    assert "create_job" not in names and "stop_job" not in names  # read-only: acting is the dialogue's
+    (tool_msg,) = tool_messages(second)
+    result = json.loads(tool_msg["content"])  # the tool ran as alice
+    assert [d["name"] for d in result] == ["pets"] and result[0]["class_names"] == ["cat", "dog"]
+    (assistant,) = [m for m in second["messages"] if m["role"] == "assistant"]
+    assert isinstance(assistant["content"], str)  # llama.cpp's server refuses a null content (HTTP 500)
+    error = json.loads(tool_messages(third)[-1]["content"])
+    assert error["error_type"] == "NotFoundError" and "bob-secret" in error["error"]  # bob's is hidden
+    assert body["mode"] == "llm" and body["reply"].startswith("pets has cats and dogs.\n\n")
 
 
 NOT_UNDERSTOOD = "zorble the quandary, friend"  # the rules have no reading of this
@@ -209,10 +220,8 @@ def test_model_slots_fill_only_what_the_parser_left_out_and_must_validate(
     assert guard_count(client, "slot", "parser_wins") >= 2
     assert guard_count(client, "slot", "ungrounded") >= 1  # batch 7; the class names are not in the message
 
-    # a dataset of someone else's is unknown for this user, even when a tool was asked about it
-    fake_llm.script(
-        tool_call("get_dataset", {"dataset": "bob-secret"}), tool_call(INTENT_TOOL, {"dataset": "bob-secret"})
-    )
+    # a dataset of someone else's is unknown for this user
+    fake_llm.script(tool_call(INTENT_TOOL, {"dataset": "bob-secret"}))
     body = post(client, headers, "zorble that one", body["session_id"])
     assert body["intent"]["dataset"] == "pets" and guard_count(client, "slot", "unknown_dataset") == 1
 
@@ -235,9 +244,8 @@ def test_a_model_the_parser_missed_is_taken_when_it_is_in_the_catalog_and_in_the
         (tool_call(INTENT_TOOL, '{"model_name": "resnet18", "dataset": '), "malformed"),
         (tool_call(INTENT_TOOL, {"model_name": "resnet18", "epochs": -3}), "invalid_intent"),
         (tool_call(INTENT_TOOL, {"model_name": "resnet18", "colour": "blue"}), "invalid_intent"),
-        (tool_call("list_datasets", {"mine": "not-a-bool-at-all"}), "invalid_args"),
+        (tool_call("list_datasets", {}), "unknown_tool"),  # a training turn offers the intent tool alone
         (tool_call("drop_database", {}), "unknown_tool"),
-        (tool_call("stop_job", {"job_id": 1}), "unknown_tool"),  # not a tool the model has
         (text(""), "empty"),
     ],
 )
@@ -252,6 +260,18 @@ def test_bad_answers_fall_back_to_the_rules_silently_and_are_counted(
     # the deterministic brain answered the same message
     assert body["state"] == "confirming" and body["intent"]["model_name"] == "resnet18"
     assert guard_count(client, "call", kind) == 1
+
+
+def test_invalid_arguments_for_a_read_tool_fall_back(
+    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]]
+) -> None:
+    _, headers = alice
+    fake_llm.script(tool_call("list_datasets", {"mine": "not-a-bool-at-all"}))
+    body = post(client, headers, NOT_UNDERSTOOD)
+    assert body["mode"] == "llm_fallback" and guard_count(client, "call", "invalid_args") == 1
+    fake_llm.script(tool_call("stop_job", {"job_id": 1}))  # not a tool the model has
+    body = post(client, headers, NOT_UNDERSTOOD)
+    assert body["mode"] == "llm_fallback" and guard_count(client, "call", "unknown_tool") == 1
 
 
 def test_an_endpoint_error_falls_back_with_a_note(
@@ -288,25 +308,6 @@ def test_connection_refused_falls_back(client: TestClient, alice: tuple[int, dic
     body = post(client, headers, "what datasets do I have?")
     assert body["mode"] == "llm_fallback" and "connection error" in body["reply"]
     assert "Datasets you can use (3)" in body["reply"]
-
-
-def test_tools_run_as_the_chat_user(
-    client: TestClient, fake_llm: FakeOpenAI, alice: tuple[int, dict[str, str]], make_user: MakeUser
-) -> None:
-    _, bob_headers = make_user()
-    upload_dataset(client, bob_headers, "bob-secret", classification_files(8))
-    _, headers = alice
-    fake_llm.script(
-        tool_call("get_dataset", {"dataset": "bob-secret"}),
-        tool_call(INTENT_TOOL, {"model_name": "resnet18", "dataset": "bob-secret", "epochs": 2}),
-    )
-    body = post(client, headers, "train resnet18 on bob-secret for 2 epochs")
-    (tool_msg,) = tool_messages(fake_llm.requests[1])
-    error = json.loads(tool_msg["content"])
-    assert error["error_type"] == "NotFoundError" and "bob-secret" in error["error"]
-    # the intent the model produced is refused exactly like REST: not found
-    assert body["mode"] == "llm" and body["state"] == "collecting" and body["pending"] == "dataset"
-    assert "can't find a dataset named 'bob-secret'" in body["reply"]
 
 
 def test_planner_direct_and_settings(
