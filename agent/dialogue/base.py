@@ -16,7 +16,7 @@ from agent import replies as R
 from agent import wording as W
 from agent.dialogue import patterns as P
 from agent.dialogue.answers import NO, WAIT, YES, answer_kind
-from agent.parser import detect_language, normalise
+from agent.parser import detect_language, find_named_dataset, normalise
 from agent.toolkit import (
     InferenceScope,
     list_visible_datasets,
@@ -92,6 +92,7 @@ class DialogueBase:
         self.s.language = self.lang
         self.notes: list[str] = []
         self.default_epochs_taken = False
+        self._visible_names: list[str] | None = None
 
     def t(self, key: str, **values: Any) -> str:
         return R.say(self.lang, key, **values)
@@ -139,17 +140,17 @@ class DialogueBase:
             created=created,
         )
 
+    def visible_dataset_names(self) -> list[str]:
+        """The names of the datasets this user can see (looked up once per turn)."""
+        if self._visible_names is None:
+            self._visible_names = [str(d["name"]) for d in list_visible_datasets(self.ctx)]
+        return self._visible_names
+
     def dataset_named_in_text(self) -> str | None:
-        """A dataset the user can see whose exact name is a word of this message (the parser may not
-        know an unusual name such as "pets" in "resnet18 모델로 pets 학습")."""
-        words = {w.strip(".,!?;:'\"()[]") for w in self.low.split()}
-        words.discard("")
-        if not words:
-            return None
-        for d in list_visible_datasets(self.ctx):
-            if d["name"].lower() in words:
-                return str(d["name"])
-        return None
+        """A dataset the user can see that this message names, without a cue word (the parser may not
+        know an unusual name such as "pets" in "resnet18 모델로 pets 학습"); case, separators and a
+        Korean particle do not matter (`agent.parser.find_named_dataset`)."""
+        return find_named_dataset(self.text, self.visible_dataset_names())
 
     def compat_reason(self, ds: dict[str, Any], task: str, res: dict[str, Any]) -> str:
         """Why `ds` can or cannot train `task` (`res`: its compatibility) in the turn's language: the

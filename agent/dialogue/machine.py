@@ -38,7 +38,7 @@ class Dialogue(ConfirmStep):
     def respond(self, slots: dict[str, Any] | None = None) -> Turn:
         """`slots`: what the message gives (default `extract_slots(text)`; the LLM planner passes
         the TrainingIntent it produced)."""
-        given = dict(slots) if slots is not None else extract_slots(self.text)
+        given = dict(slots) if slots is not None else extract_slots(self.text, datasets=self.visible_dataset_names())
         state = self.s.state or "idle"
         training_slots = {k for k in given if k not in ("class_names",)}
 
