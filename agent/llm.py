@@ -8,7 +8,9 @@ OpenAI-compatible endpoint (a hosted model, or llama.cpp's server with SmolLM2 i
 * the model may call the READ-ONLY `agent.toolkit` tools (`READ_TOOLS`: datasets, compatibility,
   models, jobs, progress, metrics), always executed as the chat's user;
 * it finishes either by calling `submit_training_intent` (a TrainingIntent proposal, validated by
-  pydantic) or with a plain-text answer.
+  pydantic) or with a plain-text answer. A message the rules read as a training request, or any
+  turn while one is being completed (`agent.llm_guard.wants_intent`), is offered that tool alone,
+  forced: one call, and a server with grammars (llama.cpp) holds its arguments to the schema.
 
 The policy (`agent.llm_guard` enforces it, `agent.chat` applies it): **the model proposes, the
 deterministic dialogue decides.** A product must not get worse when its operator plugs in a weak,
