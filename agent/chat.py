@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from agent import replies as R
 from agent.dialogue import Turn, intent_dict, is_no, is_yes, respond
 from agent.llm import TRANSPORT_FAILURES, LLMFailure, LLMPlanner
-from agent.llm_guard import RULES_ANSWERED, Known, check_reply, known_for, merge_proposal, wants_intent
+from agent.llm_guard import RULES_ANSWERED, check_reply, known_for, merge_proposal, wants_intent
 from agent.parser import detect_language, extract_slots, normalise
 from agent.toolkit import InferenceScope
 from tools.context import ToolContext, iso_utc
@@ -212,7 +212,10 @@ def _llm_turn(
     """One turn in LLM mode under the policy of `agent.llm`: the model proposes, the guard keeps
     what validates, the deterministic dialogue answers."""
     intent = dict(session.intent or {})
-    parser_slots = extract_slots(message)
+    known = known_for(ctx)
+    # read as the dialogue reads it (with the user's dataset names), so that without a valid
+    # addition of the model the turn is exactly the rules' turn
+    parser_slots = extract_slots(message, datasets=list(known.datasets.values()))
     try:
         plan = llm.plan(
             ctx,
@@ -233,17 +236,9 @@ def _llm_turn(
             turn.reply = f"{note}\n{turn.reply}"
         return "llm_fallback", turn
 
-    known: Known | None = None
-
-    def known_now() -> Known:
-        nonlocal known
-        if known is None:
-            known = known_for(ctx)
-        return known
-
     slots: dict[str, Any] | None = None
     if plan.slots:
-        merged = merge_proposal(message, parser_slots, plan.slots, intent, known_now(), plan.tool_outputs)
+        merged = merge_proposal(message, parser_slots, plan.slots, intent, known, plan.tool_outputs)
         for _slot, dropped_why in merged.dropped:
             llm.count("slot", dropped_why)
         if merged.extras:
@@ -257,7 +252,7 @@ def _llm_turn(
             language=language,
             system_prompt=plan.system,
             tool_outputs=plan.tool_outputs,
-            known=known_now,
+            known=known,
         )
         if why is None and turn.action != "not_understood":
             why = RULES_ANSWERED

@@ -128,7 +128,8 @@ def intents(client: TestClient, planner: LLMPlanner, items: list[dict[str, Any]]
             got["rules"].append(rules)
             t0 = time.perf_counter()
             try:
-                plan = planner.plan(ctx, text, expect_intent=wants_intent(text, extract_slots(text), "idle"))
+                names = list(known.datasets.values())
+                plan = planner.plan(ctx, text, expect_intent=wants_intent(text, extract_slots(text, names), "idle"))
             except LLMFailure as exc:
                 planner.count("call", exc.kind)
                 got["llm"].append(rules)
@@ -136,7 +137,7 @@ def intents(client: TestClient, planner: LLMPlanner, items: list[dict[str, Any]]
                 continue
             finally:
                 call_ms.append((time.perf_counter() - t0) * 1000)
-            parser = extract_slots(text)
+            parser = extract_slots(text, list(known.datasets.values()))
             merged = merge_proposal(text, parser, plan.slots or {}, {}, known, plan.tool_outputs)
             for _slot, why in merged.dropped:
                 planner.count("slot", why)
