@@ -79,8 +79,11 @@ class InferenceSettings(BaseModel):
 
 class LLMSettings(BaseModel):
     """Agent brain (agent.llm), `Settings.llm`, read from LLM_<NAME>: an OpenAI-compatible endpoint
-    through LangChain when LLM_BASE_URL is set; otherwise (and whenever it fails) the deterministic
-    bilingual dialogue."""
+    through LangChain when LLM_BASE_URL is set (compose's opt-in `llm` profile serves SmolLM2 with
+    llama.cpp). The model only proposes slots and phrases answers from tool results; the
+    deterministic bilingual dialogue keeps state and confirmation, and what the guard discards is
+    counted in /metrics (vta_llm_guard_discards_total). Without it, or whenever it fails, the
+    dialogue answers alone."""
 
     base_url: str | None = None
     api_key: str | None = None
