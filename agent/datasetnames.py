@@ -99,6 +99,7 @@ def find_dataset(t: _ParsedText) -> str | None:
         _ds_span_before,
         _ds_span_after,
         _ds_span_data,
+        _ds_span_ko_data_after,
         _ds_span_en_data,
         _ds_span_prep,
         _ds_span_fallback,
@@ -132,6 +133,15 @@ def _ds_span_after(t: _ParsedText) -> tuple[int, int] | None:
 
 def _ds_span_data(t: _ParsedText) -> tuple[int, int] | None:
     for m in lx.DS_DATA_RE.finditer(t.low):
+        if _ds_ok(m.group("ds")):
+            return m.start("ds"), m.end("ds")
+    return None
+
+
+def _ds_span_ko_data_after(t: _ParsedText) -> tuple[int, int] | None:
+    """ "데이터 road_signs로 학습": a Latin name after a bare 데이터 (not 데이터셋), followed by a particle
+    or a verb of use; a Korean word there is the request's verb or noun ("데이터 전처리"), never a name."""
+    for m in lx.DS_KO_DATA_AFTER_RE.finditer(t.low):
         if _ds_ok(m.group("ds")):
             return m.start("ds"), m.end("ds")
     return None

@@ -408,7 +408,9 @@ ADVANCED_NUMERIC = [
             # "doesn't improve for 30 epochs", "no improvement in the last 10 epochs", "개선이 5 에폭 동안 없으면"
             re.compile(
                 rf"(?:{NO_IMPROVE_HEAD})\s*(?:[^\s,;.\d]+\s*){{0,3}}?(?:(?:for|in|within|after|over|during)\s+)?"
-                rf"(?:the\s+)?(?:last\s+|next\s+)?{NUM_START}(?P<v>\d+)\s*(?:consecutive\s+)?(?:{EPOCH_UNIT}|rounds?|번|회)"
+                rf"(?:the\s+)?(?:last\s+|next\s+)?{NUM_START}(?P<v>\d+)\s*(?:consecutive\s+)?"
+                # the unit may be left out when the number ends the clause ("no improvement for 5")
+                rf"(?:{EPOCH_UNIT}|rounds?|번|회|(?=\s*(?:$|[,;.!)]|and\s|then\s)))"
                 r"(?:\s*(?:동안|연속(?:으로)?|이상|내내)?\s*(?:없|안|않|멈|정체))?"
             ),
         ],
@@ -571,6 +573,11 @@ DS_AFTER_RE = re.compile(
     rf"(?:{DATASET_WORD}s?(?![a-z])|(?<![a-z])data(?=\s*[:=])|데이터(?=\s*(?:는|은|:|=))|데이타(?=\s*(?:는|은)))"
     r"(?P<filler>(?:\s*(?:named|called|id|name|이름은|이름|이름이|는|은|[:=]|is|#|no\.?|number|번호))*)\s*"
     rf"(?P<ds>{DS_TOKEN})"
+)
+# "데이터 road_signs로", "데이터 weld-v2 사용": a Latin name right after a bare 데이터 with a particle or a use verb
+DS_KO_DATA_AFTER_RE = re.compile(
+    r"(?:데이터|데이타)\s+(?P<ds>[a-z0-9][a-z0-9_.\-]*[a-z0-9]|[a-z])"
+    r"(?=\s*(?:으로|로|를|을|에서|에|만|사용|써|쓰|이용|가지고|갖고|$|[,.!]))"
 )
 DS_DATA_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s*(?:데이터|데이타)(?:로|으로|를|을|에서|에|만)")
 DS_EN_DATA_RE = re.compile(rf"(?<![\w\-.])(?P<ds>{DS_TOKEN})\s+data(?![a-z])")

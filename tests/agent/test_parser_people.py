@@ -135,6 +135,8 @@ def test_glued_and_plural_shorthands(text: str, slot: str, value: float) -> None
         ("resnet34 pretrained on imagenet, fine-tune on pets-v3", "pets-v3"),
         ("use dataset #3 with yolo11n", "3"),
         ("데이터셋 번호 9로 학습", "9"),
+        ("도로 표지판 데이터 road_signs로 어떤 표지판인지 맞추는 모델", "road_signs"),
+        ("데이터 leafscan 사용해서 분류", "leafscan"),
     ],
 )
 def test_dataset_positions(text: str, dataset: str) -> None:
@@ -144,6 +146,15 @@ def test_dataset_positions(text: str, dataset: str) -> None:
 @pytest.mark.parametrize("text", ["use my training data", "train on the data I uploaded"])
 def test_plain_words_before_data_are_no_dataset(text: str) -> None:
     assert p(text)["dataset"] is None
+
+
+@pytest.mark.parametrize(
+    "text", ["데이터 전처리 없이 분류", "데이터 3 개로 학습", "no improvement for 5 minutes, 20 epochs"]
+)
+def test_words_and_numbers_after_a_cue_that_are_not_a_dataset_or_patience(text: str) -> None:
+    out = p(text)
+    assert out["dataset"] is None
+    assert (out.get("advanced_config") or {}).get("patience") is None
 
 
 def test_a_picture_size_is_no_dataset() -> None:
@@ -180,6 +191,7 @@ def test_an_item_of_a_class_list_is_no_dataset(text: str) -> None:
         ("워밍업 에폭 3, 총 에폭 40", 40, {"warmup_epochs": 3}),
         ("조기종료 에폭 10, 에폭 50", 50, {"patience": 10}),
         ("총 60 에폭 중 15 에폭 동안 개선 없으면 멈춤", 60, {"patience": 15}),
+        ("detect forklifts, 30 epochs, stop if no improvement for 5", 30, {"patience": 5}),
     ],
 )
 def test_patience_and_warmup_are_not_epochs(text: str, epochs: int | None, adv: dict[str, int]) -> None:
