@@ -128,7 +128,7 @@ def choose_image_size(
         return Choice(
             value=default_size,
             why=f"{model_name} needs {default_size} px input",
-            why_ko=f"{model_name}은(는) {default_size} px 입력이 필요합니다",
+            why_ko=f"{model_name} 모델은 {default_size} px 입력이 필요합니다",
         )
     side = stats.typical_side
     if not side:
