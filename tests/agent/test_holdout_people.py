@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from agent import parse_intent
 from tests.agent import test_parser
 
 HOLDOUT_PEOPLE = Path(__file__).parent / "data" / "holdout_people.jsonl"
@@ -43,24 +42,6 @@ def _items() -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def score(items: list[dict[str, Any]], check: CheckSlot) -> tuple[float, float, list[tuple[str, str, Any, Any]]]:
-    """(core accuracy, class accuracy, failures) exactly as score_intents.py counts them: every slot
-    named in an item's "expect" is one check; class_names checks are the class figure, all others core."""
-    core_ok = core_n = cls_ok = cls_n = 0
-    fails: list[tuple[str, str, Any, Any]] = []
-    for it in items:
-        got = parse_intent(it["text"]).model_dump()
-        for slot, exp in it["expect"].items():
-            ok = check(slot, exp, got.get(slot))
-            if slot == "class_names":
-                cls_ok, cls_n = cls_ok + ok, cls_n + 1
-            else:
-                core_ok, core_n = core_ok + ok, core_n + 1
-            if not ok:
-                fails.append((it["id"], slot, exp, got.get(slot)))
-    return core_ok / core_n if core_n else 0.0, cls_ok / cls_n if cls_n else 1.0, fails
-
-
 def test_the_set_is_what_the_issue_asks_for() -> None:
     items = _items()
     assert len(items) >= 150
@@ -70,7 +51,7 @@ def test_the_set_is_what_the_issue_asks_for() -> None:
 
 
 def test_holdout_people_scores() -> None:
-    core, cls, fails = score(_items(), _check_slot())
+    core, cls, fails = test_parser.score_items(_items(), _check_slot())
     assert core >= 0.98, fails
     assert cls >= 0.95, fails
 
@@ -96,5 +77,5 @@ def test_a_wrong_parse_lowers_the_score(slot: str) -> None:
         "advanced_config": {"patience": 99},
     }
     item = {"id": "x", "text": "yolo11n on digits", "expect": {slot: wrong[slot]}}
-    core, cls, fails = score([item], _check_slot())
+    core, cls, fails = test_parser.score_items([item], _check_slot())
     assert fails and (core if slot != "class_names" else cls) == 0.0

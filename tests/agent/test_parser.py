@@ -68,14 +68,17 @@ def check_slot(slot: str, exp: Any, got: Any) -> bool:
     return _value_eq(exp, got)
 
 
-def score(path: Path) -> tuple[float, float, list[tuple[str, str, Any, Any]]]:
-    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def score_items(items: list[dict[str, Any]], check: Any = None) -> tuple[float, float, list[tuple[str, str, Any, Any]]]:
+    """(core accuracy, class accuracy, failures) as score_intents.py counts them: every slot named in
+    an item's "expect" is one check (`check`, default `check_slot`); class_names checks are the class
+    figure, all others core."""
+    check = check or check_slot
     core_ok = core_n = cls_ok = cls_n = 0
     fails = []
     for it in items:
         got = parse_intent(it["text"]).model_dump()
         for slot, exp in it["expect"].items():
-            ok = check_slot(slot, exp, got.get(slot))
+            ok = check(slot, exp, got.get(slot))
             if slot == "class_names":
                 cls_ok, cls_n = cls_ok + ok, cls_n + 1
             else:
@@ -85,6 +88,11 @@ def score(path: Path) -> tuple[float, float, list[tuple[str, str, Any, Any]]]:
     return core_ok / max(core_n, 1), cls_ok / max(cls_n, 1), fails
 
 
+def score(path: Path) -> tuple[float, float, list[tuple[str, str, Any, Any]]]:
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return score_items(items)
+
+
 # ---- the sets
 
 
@@ -92,8 +100,8 @@ def test_public_dev_set() -> None:
     if not PUBLIC_SET.exists():
         pytest.skip(f"public dev set not found at {PUBLIC_SET} (../shared/eval is outside this repository)")
     core, cls, fails = score(PUBLIC_SET)
-    assert core >= 0.95, fails
-    assert cls >= 0.9, fails
+    assert core >= 0.98, fails  # the issue's targets (issue 17)
+    assert cls >= 0.95, fails
 
 
 @pytest.mark.parametrize("path", [OWN_SET, HOLDOUT_SET], ids=["own", "holdout"])
@@ -101,8 +109,8 @@ def test_own_labelled_sets(path: Path) -> None:
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(lines) >= (200 if path == OWN_SET else 50)
     core, cls, fails = score(path)
-    assert core >= 0.95, fails
-    assert cls >= 0.9, fails
+    assert core >= 0.98, fails
+    assert cls >= 0.95, fails
 
 
 # ---- focused cases
