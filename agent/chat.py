@@ -230,13 +230,14 @@ def _llm_turn(
         )
     except LLMFailure as exc:
         llm.count("call", exc.kind)
-        turn = respond(ctx, session, message, scope=scope)
+        turn = respond(ctx, session, message, slots=parser_slots, scope=scope)
         if exc.kind in TRANSPORT_FAILURES:  # the endpoint is down: say so; a bad answer is just dropped
             note = R.say(detect_language(message), "llm_fallback", why=exc.reason)
             turn.reply = f"{note}\n{turn.reply}"
         return "llm_fallback", turn
 
-    slots: dict[str, Any] | None = None
+    # the parser's reading, already made above, unless the model adds a slot that validates
+    slots = parser_slots
     if plan.slots:
         merged = merge_proposal(message, parser_slots, plan.slots, intent, known, plan.tool_outputs)
         for _slot, dropped_why in merged.dropped:

@@ -7,6 +7,7 @@ theirs in the message is taken without a cue word. See `docs/architecture.md`.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -209,6 +210,7 @@ def _ds_span_fallback(t: _ParsedText) -> tuple[int, int] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _name_pattern(name: str) -> re.Pattern[str] | None:
     words = [w for w in re.split(r"[\s\-_]+", name.lower()) if w]
     if not words:
